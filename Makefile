@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` and `make test`. Everything else is for developers.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: run test setup db-start db-stop lint fmt bench load clean-cache
+
+## Set up whatever is missing, then run the service on 127.0.0.1:8080.
+run: setup
+	$(CARGO) run --locked --release -- serve
+
+## Set up whatever is missing, then run every test (real PostgreSQL + pgvector, real model).
+test: setup
+	$(CARGO) test --locked
+
+## ONNX Runtime, model, sample photos and (unless DATABASE_URL is set) the local database.
+setup:
+	@scripts/setup.sh
+
+db-start:
+	@scripts/pg.sh start
+db-stop:
+	@scripts/pg.sh stop
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Criterion benchmarks (model throughput, imaging, gate overhead).
+bench: setup
+	$(CARGO) bench --locked --bench inference --bench imaging --bench gate
+
+## Load test of /v1/embeddings (in-process server): make load ARGS="--clients 16 --seconds 20"
+load: setup
+	$(CARGO) bench --locked --bench load -- $(ARGS)
+
+clean-cache:
+	@scripts/pg.sh stop || true
+	rm -rf .cache

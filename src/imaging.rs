@@ -1,0 +1,504 @@
+//! Imaging: photo bytes → the model's input tensor. Pure, synchronous functions; callers bound
+//! their concurrency (the HTTP layer runs them in `spawn_blocking` under a semaphore).
+//!
+//! Steps: sniff the format from magic bytes, read the header and refuse oversized photos before
+//! decoding anything (decompression bombs), decode with an allocation limit (large JPEGs at a
+//! reduced DCT scale), apply the EXIF orientation, resize with `fast_image_resize`, normalise.
+
+use std::io::Cursor;
+
+use fast_image_resize::{
+    FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image as FirImage,
+};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use ndarray::Array3;
+use serde::Serialize;
+
+use crate::config::ImagingConfig;
+use crate::inference::Preprocessing;
+
+/// The formats we decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhotoFormat {
+    /// JPEG (`FF D8 FF`).
+    Jpeg,
+    /// PNG.
+    Png,
+    /// WebP (RIFF container).
+    Webp,
+}
+
+impl PhotoFormat {
+    /// The media type of the format.
+    pub fn mime(self) -> &'static str {
+        match self {
+            PhotoFormat::Jpeg => "image/jpeg",
+            PhotoFormat::Png => "image/png",
+            PhotoFormat::Webp => "image/webp",
+        }
+    }
+}
+
+/// Media types we accept, for error messages and docs.
+pub const ACCEPTED_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
+
+/// Why a photo cannot become model input.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ImagingError {
+    /// Zero bytes.
+    #[error("the photo is empty")]
+    Empty,
+    /// Not a format we decode; `detected` names a recognised other format.
+    #[error("{}", unsupported_message(.detected))]
+    Unsupported { detected: Option<&'static str> },
+    /// More pixels than allowed (checked from the header, before decoding).
+    #[error(
+        "the photo is {width}x{height} pixels, more than the {max_megapixels} megapixels allowed"
+    )]
+    TooLarge {
+        width: u32,
+        height: u32,
+        max_megapixels: f64,
+    },
+    /// Corrupt, truncated, or beyond the decoder's memory limit.
+    #[error("the photo cannot be decoded: {0}")]
+    Decode(String),
+}
+
+fn unsupported_message(detected: &Option<&'static str>) -> String {
+    let accepted = "send JPEG, PNG or WebP";
+    match detected {
+        Some("heic") => {
+            format!("HEIC/HEIF photos are not supported (phones often save them): {accepted}")
+        }
+        Some(other) => format!(
+            "{} photos are not supported: {accepted}",
+            other.to_uppercase()
+        ),
+        None => format!("the file is not a photo in a supported format: {accepted}"),
+    }
+}
+
+/// Limits and options of decoding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeLimits {
+    /// Most pixels (width × height) of the stored photo.
+    pub max_pixels: u64,
+    /// Most bytes one decode may allocate.
+    pub max_alloc_bytes: u64,
+    /// Decode large JPEGs at a reduced DCT scale.
+    pub jpeg_dct_scaling: bool,
+}
+
+impl DecodeLimits {
+    /// Limits from the configuration.
+    pub fn from_config(c: &ImagingConfig) -> Self {
+        DecodeLimits {
+            max_pixels: (c.max_megapixels * 1e6) as u64,
+            max_alloc_bytes: c.max_decode_mib * 1024 * 1024,
+            jpeg_dct_scaling: c.jpeg_dct_scaling,
+        }
+    }
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_pixels: 50_000_000,
+            max_alloc_bytes: 512 * 1024 * 1024,
+            jpeg_dct_scaling: true,
+        }
+    }
+}
+
+/// A decoded photo, upright, possibly already reduced towards the requested size.
+#[derive(Debug, Clone)]
+pub struct DecodedPhoto {
+    /// The detected format.
+    pub format: PhotoFormat,
+    /// Width of the original photo, after orientation.
+    pub width: u32,
+    /// Height of the original photo, after orientation.
+    pub height: u32,
+    /// The pixels (possibly smaller than width × height, from DCT scaling).
+    pub pixels: RgbImage,
+}
+
+/// The model input made from one photo.
+#[derive(Debug, Clone)]
+pub struct PreparedPhoto {
+    /// The detected format.
+    pub format: PhotoFormat,
+    /// Width of the original photo, after orientation.
+    pub width: u32,
+    /// Height of the original photo, after orientation.
+    pub height: u32,
+    /// `[3, H, W]` float tensor, normalised as the model expects.
+    pub tensor: Array3<f32>,
+}
+
+/// Detects the format from the first bytes, ignoring whatever the client claimed.
+pub fn sniff(bytes: &[u8]) -> Result<PhotoFormat, ImagingError> {
+    if bytes.is_empty() {
+        return Err(ImagingError::Empty);
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Ok(PhotoFormat::Jpeg);
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Ok(PhotoFormat::Png);
+    }
+    if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        return Ok(PhotoFormat::Webp);
+    }
+    Err(ImagingError::Unsupported {
+        detected: detect_other(bytes),
+    })
+}
+
+/// Names formats we recognise but do not decode, so the error can say what was sent.
+fn detect_other(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+        return match &bytes[8..12] {
+            b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" => {
+                Some("heic")
+            }
+            b"avif" | b"avis" => Some("avif"),
+            _ => None,
+        };
+    }
+    if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        return Some("gif");
+    }
+    if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        return Some("tiff");
+    }
+    if bytes.starts_with(b"BM") && bytes.len() > 26 {
+        return Some("bmp");
+    }
+    if bytes.starts_with(b"%PDF") {
+        return Some("pdf");
+    }
+    None
+}
+
+/// Decodes a photo within `limits`, upright. `target` is the size the caller will resize to: JPEGs
+/// much larger than it are decoded at the smallest DCT scale that still covers it.
+pub fn decode(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    target: (u32, u32),
+) -> Result<DecodedPhoto, ImagingError> {
+    let format = sniff(bytes)?;
+    if format == PhotoFormat::Jpeg
+        && limits.jpeg_dct_scaling
+        && let Some(photo) = decode_jpeg_scaled(bytes, limits, target)?
+    {
+        return Ok(photo);
+    }
+    decode_full(bytes, format, limits)
+}
+
+/// Decodes and prepares one photo as model input.
+pub fn prepare(
+    bytes: &[u8],
+    pre: &Preprocessing,
+    limits: &DecodeLimits,
+) -> Result<PreparedPhoto, ImagingError> {
+    let photo = decode(bytes, limits, (pre.width, pre.height))?;
+    let tensor = to_tensor(&photo.pixels, pre)?;
+    Ok(PreparedPhoto {
+        format: photo.format,
+        width: photo.width,
+        height: photo.height,
+        tensor,
+    })
+}
+
+fn check_pixels(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), ImagingError> {
+    if width == 0 || height == 0 {
+        return Err(ImagingError::Decode(format!(
+            "the photo has no pixels ({width}x{height})"
+        )));
+    }
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(ImagingError::TooLarge {
+            width,
+            height,
+            max_megapixels: limits.max_pixels as f64 / 1e6,
+        });
+    }
+    Ok(())
+}
+
+fn decode_error(e: impl std::fmt::Display) -> ImagingError {
+    ImagingError::Decode(e.to_string())
+}
+
+/// The general path (PNG, WebP, and JPEGs the scaled path leaves alone) through the `image` crate.
+fn decode_full(
+    bytes: &[u8],
+    format: PhotoFormat,
+    limits: &DecodeLimits,
+) -> Result<DecodedPhoto, ImagingError> {
+    let image_format = match format {
+        PhotoFormat::Jpeg => image::ImageFormat::Jpeg,
+        PhotoFormat::Png => image::ImageFormat::Png,
+        PhotoFormat::Webp => image::ImageFormat::WebP,
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
+    let mut image_limits = image::Limits::default();
+    image_limits.max_alloc = Some(limits.max_alloc_bytes);
+    reader.limits(image_limits);
+    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width, height, limits)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    image.apply_orientation(orientation);
+    let pixels = image.into_rgb8();
+    Ok(DecodedPhoto {
+        format,
+        width: pixels.width(),
+        height: pixels.height(),
+        pixels,
+    })
+}
+
+/// JPEG at a reduced DCT scale (1/2, 1/4, 1/8) when the photo is at least twice the target size.
+/// Returns `None` for JPEGs this path does not handle (small, or unusual pixel formats).
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    target: (u32, u32),
+) -> Result<Option<DecodedPhoto>, ImagingError> {
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.set_max_decoding_buffer_size(
+        usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX),
+    );
+    decoder.read_info().map_err(decode_error)?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| ImagingError::Decode("no JPEG header".into()))?;
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    check_pixels(width, height, limits)?;
+    let rgb_like = matches!(
+        info.pixel_format,
+        jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
+    );
+    let orientation = decoder
+        .exif_data()
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
+    // Orientation may swap the axes, so the scaled photo must cover the target both ways.
+    let cover = target.0.max(target.1);
+    if !rgb_like || width.min(height) < cover * 2 {
+        return Ok(None);
+    }
+    // The decoder picks the smallest scale that meets either requested side, so ask for the
+    // photo's own aspect with its short side at `cover`.
+    let short = u64::from(width.min(height));
+    let side = |len: u32| {
+        u16::try_from((u64::from(len) * u64::from(cover)).div_ceil(short)).unwrap_or(u16::MAX)
+    };
+    let (w, h) = decoder
+        .scale(side(width), side(height))
+        .map_err(decode_error)?;
+    let data = decoder.decode().map_err(decode_error)?;
+    let (w, h) = (u32::from(w), u32::from(h));
+    let pixels = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => {
+            let gray = image::GrayImage::from_raw(w, h, data)
+                .ok_or_else(|| decode_error("short grayscale data"))?;
+            DynamicImage::ImageLuma8(gray).into_rgb8()
+        }
+        _ => RgbImage::from_raw(w, h, data).ok_or_else(|| decode_error("short RGB data"))?,
+    };
+    let mut image = DynamicImage::ImageRgb8(pixels);
+    image.apply_orientation(orientation);
+    let pixels = image.into_rgb8();
+    let (width, height) = if pixels.width() == w {
+        (width, height)
+    } else {
+        (height, width)
+    };
+    Ok(Some(DecodedPhoto {
+        format: PhotoFormat::Jpeg,
+        width,
+        height,
+        pixels,
+    }))
+}
+
+/// Resizes to the model's input size (the whole photo, aspect not kept: nothing is cropped away)
+/// and normalises into a `[3, H, W]` tensor.
+pub fn to_tensor(pixels: &RgbImage, pre: &Preprocessing) -> Result<Array3<f32>, ImagingError> {
+    let resized = resize(pixels, pre.width, pre.height)?;
+    let (w, h) = (pre.width as usize, pre.height as usize);
+    let mut tensor = Array3::<f32>::zeros((3, h, w));
+    let scale = 1.0 / pre.std;
+    for (i, px) in resized.chunks_exact(3).enumerate() {
+        let (y, x) = (i / w, i % w);
+        for c in 0..3 {
+            tensor[[c, y, x]] = (f32::from(px[c]) - pre.mean) * scale;
+        }
+    }
+    Ok(tensor)
+}
+
+/// Resizes RGB pixels to `width` × `height` with a bilinear convolution (area-aware when shrinking).
+pub fn resize(pixels: &RgbImage, width: u32, height: u32) -> Result<Vec<u8>, ImagingError> {
+    if pixels.width() == width && pixels.height() == height {
+        return Ok(pixels.as_raw().clone());
+    }
+    let src = fast_image_resize::images::ImageRef::new(
+        pixels.width(),
+        pixels.height(),
+        pixels.as_raw(),
+        PixelType::U8x3,
+    )
+    .map_err(decode_error)?;
+    let mut dst = FirImage::new(width, height, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(decode_error)?;
+    Ok(dst.into_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRE: Preprocessing = Preprocessing {
+        width: 224,
+        height: 224,
+        mean: 127.0,
+        std: 128.0,
+    };
+
+    fn encode(image: &DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    fn gradient(w: u32, h: u32) -> DynamicImage {
+        DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128])
+        }))
+    }
+
+    #[test]
+    fn sniffs_by_magic_not_by_name() {
+        assert_eq!(
+            sniff(&encode(&gradient(8, 8), image::ImageFormat::Png)),
+            Ok(PhotoFormat::Png)
+        );
+        assert_eq!(
+            sniff(&encode(&gradient(8, 8), image::ImageFormat::Jpeg)),
+            Ok(PhotoFormat::Jpeg)
+        );
+        assert_eq!(sniff(b""), Err(ImagingError::Empty));
+        assert_eq!(
+            sniff(b"hello, world"),
+            Err(ImagingError::Unsupported { detected: None })
+        );
+        let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
+        assert_eq!(
+            sniff(heic),
+            Err(ImagingError::Unsupported {
+                detected: Some("heic")
+            })
+        );
+        assert!(
+            ImagingError::Unsupported {
+                detected: Some("heic")
+            }
+            .to_string()
+            .contains("HEIC")
+        );
+        assert_eq!(
+            sniff(b"GIF89a...."),
+            Err(ImagingError::Unsupported {
+                detected: Some("gif")
+            })
+        );
+    }
+
+    #[test]
+    fn prepares_png_jpeg_and_webp_to_the_model_shape() {
+        for format in [
+            image::ImageFormat::Png,
+            image::ImageFormat::Jpeg,
+            image::ImageFormat::WebP,
+        ] {
+            let bytes = encode(&gradient(640, 480), format);
+            let p = prepare(&bytes, &PRE, &DecodeLimits::default()).unwrap();
+            assert_eq!(p.tensor.dim(), (3, 224, 224), "{format:?}");
+            assert_eq!((p.width, p.height), (640, 480));
+            // Normalised into [-1, 1]: (0-127)/128 .. (255-127)/128.
+            assert!(p.tensor.iter().all(|v| (-1.0..=1.0).contains(v)));
+        }
+    }
+
+    #[test]
+    fn dct_scaling_decodes_smaller_but_reports_the_original_size() {
+        let bytes = encode(&gradient(2000, 1500), image::ImageFormat::Jpeg);
+        let scaled = decode(&bytes, &DecodeLimits::default(), (224, 224)).unwrap();
+        assert_eq!((scaled.width, scaled.height), (2000, 1500));
+        assert_eq!(scaled.pixels.dimensions(), (500, 375));
+        let full = decode(
+            &bytes,
+            &DecodeLimits {
+                jpeg_dct_scaling: false,
+                ..Default::default()
+            },
+            (224, 224),
+        )
+        .unwrap();
+        assert_eq!(full.pixels.dimensions(), (2000, 1500));
+        // Same model input either way, up to resampling noise.
+        let a = to_tensor(&scaled.pixels, &PRE).unwrap();
+        let b = to_tensor(&full.pixels, &PRE).unwrap();
+        let mean_diff = (&a - &b).mapv(f32::abs).mean().unwrap();
+        assert!(mean_diff < 0.02, "mean difference {mean_diff}");
+    }
+
+    #[test]
+    fn refuses_too_many_pixels_before_decoding() {
+        let bytes = encode(&gradient(300, 200), image::ImageFormat::Png);
+        let limits = DecodeLimits {
+            max_pixels: 50_000,
+            ..Default::default()
+        };
+        assert!(matches!(
+            prepare(&bytes, &PRE, &limits),
+            Err(ImagingError::TooLarge {
+                width: 300,
+                height: 200,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn truncated_photos_are_decode_errors() {
+        for format in [
+            image::ImageFormat::Png,
+            image::ImageFormat::Jpeg,
+            image::ImageFormat::WebP,
+        ] {
+            let bytes = encode(&gradient(640, 480), format);
+            for cut in [bytes.len() / 2, 40] {
+                let err = prepare(&bytes[..cut], &PRE, &DecodeLimits::default()).unwrap_err();
+                assert!(
+                    matches!(err, ImagingError::Decode(_)),
+                    "{format:?} cut at {cut}: {err:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! The inference gate: every model run in the process passes one small semaphore.
+//!
+//! - A request joins a queue of its priority (bounded: beyond `max_waiters`, 503 at once) and then
+//!   competes for a permit. Whoever gets a permit takes up to `max_batch` queued requests,
+//!   interactive first, and runs them as one batch in `spawn_blocking`. So an idle request runs at
+//!   once, a crowd is micro-batched, and a backlog of background work delays an interactive request
+//!   by at most the run in progress.
+//! - A request that waits longer than its priority's `max_wait` leaves the queue with a
+//!   `Retry-After` estimated from the backlog and the measured run time.
+//! - A request whose caller went away (future dropped) leaves the queue before it runs. The permit
+//!   travels into the blocking task, so it is released when the run ends, whatever happens to the
+//!   caller, and never more runs proceed than there are permits.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ndarray::Array3;
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use super::embedder::{Embedder, Embedding};
+use crate::config::GateConfig;
+use crate::telemetry::histogram::{self, Histogram, HistogramSnapshot};
+
+/// Who is asking: interactive requests (search, embeddings endpoint) go before background jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// A person is waiting for the answer.
+    Interactive,
+    /// Background work (report embedding jobs).
+    Background,
+}
+
+impl Priority {
+    fn index(self) -> usize {
+        match self {
+            Priority::Interactive => 0,
+            Priority::Background => 1,
+        }
+    }
+}
+
+/// Why the gate did not produce an embedding.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GateError {
+    /// Too many requests already wait: rejected at once.
+    #[error("the model is overloaded: {waiting} {priority:?} requests already wait")]
+    QueueFull {
+        priority: Priority,
+        waiting: usize,
+        retry_after: Duration,
+    },
+    /// Waited the maximum time without getting a turn.
+    #[error("the model is overloaded: no turn within {waited:?}")]
+    WaitTimeout {
+        waited: Duration,
+        retry_after: Duration,
+    },
+    /// The model run failed (or panicked).
+    #[error("{0}")]
+    Run(String),
+    /// The gate is shutting down.
+    #[error("the inference gate is closed")]
+    Closed,
+}
+
+impl GateError {
+    /// When to retry, for the errors that are about load.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GateError::QueueFull { retry_after, .. }
+            | GateError::WaitTimeout { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// Gate settings, resolved from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateSettings {
+    /// Model runs at once.
+    pub permits: usize,
+    /// Most requests per run.
+    pub max_batch: usize,
+    /// Most waiting requests, per priority.
+    pub max_waiters: [usize; 2],
+    /// Longest wait, per priority.
+    pub max_wait: [Duration; 2],
+}
+
+impl GateSettings {
+    /// Settings from the configuration; zero permits means fitted to the cores.
+    pub fn from_config(c: &GateConfig) -> Self {
+        GateSettings {
+            permits: if c.permits == 0 {
+                default_permits()
+            } else {
+                c.permits
+            },
+            max_batch: c.max_batch.max(1),
+            max_waiters: [c.max_waiters, c.max_background_waiters],
+            max_wait: [
+                Duration::from_millis(c.max_wait_ms),
+                Duration::from_millis(c.max_background_wait_ms),
+            ],
+        }
+    }
+}
+
+/// One run at a time per two cores: ONNX Runtime's intra-op threads use the cores inside a run,
+/// and more concurrent runs only contend (measured: same throughput, worse latency).
+pub fn default_permits() -> usize {
+    (crate::config::available_cores() / 2).max(1)
+}
+
+struct Waiter {
+    id: u64,
+    priority: Priority,
+    tensor: Array3<f32>,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<Embedding, GateError>>,
+}
+
+#[derive(Default)]
+struct Queues {
+    by_priority: [VecDeque<Waiter>; 2],
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct Stats {
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    runs: AtomicU64,
+    images: AtomicU64,
+    failed_runs: AtomicU64,
+    rejected_queue_full: AtomicU64,
+    rejected_wait_timeout: AtomicU64,
+    cancelled: AtomicU64,
+    /// Exponentially weighted mean run time, in microseconds (for Retry-After).
+    run_time_ewma_us: AtomicU64,
+    wait_seconds: [Histogram; 2],
+    run_seconds: Histogram,
+    batch_size: Histogram,
+}
+
+struct Inner {
+    embedder: Arc<Embedder>,
+    semaphore: Arc<Semaphore>,
+    settings: GateSettings,
+    queues: Mutex<Queues>,
+    stats: Stats,
+}
+
+/// The inference gate. Cheap to clone; all clones share one semaphore and queue.
+#[derive(Clone)]
+pub struct Gate {
+    inner: Arc<Inner>,
+}
+
+/// What the gate is doing now, and has done since start.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateSnapshot {
+    /// Model runs allowed at once.
+    pub permits: usize,
+    /// Permits held now.
+    pub permits_in_use: usize,
+    /// Model runs executing now.
+    pub running: usize,
+    /// Most model runs ever seen executing at once.
+    pub max_running_observed: usize,
+    /// Interactive requests waiting.
+    pub waiting_interactive: usize,
+    /// Background requests waiting.
+    pub waiting_background: usize,
+    /// Most photos per run.
+    pub max_batch: usize,
+    /// Estimated wait for a new interactive request, in seconds.
+    pub estimated_wait_seconds: f64,
+    /// Model runs completed.
+    pub runs_total: u64,
+    /// Photos embedded.
+    pub images_total: u64,
+    /// Model runs that failed.
+    pub failed_runs_total: u64,
+    /// Requests rejected because too many waited.
+    pub rejected_queue_full_total: u64,
+    /// Requests rejected after waiting too long.
+    pub rejected_wait_timeout_total: u64,
+    /// Requests whose caller left before their run.
+    pub cancelled_total: u64,
+    /// Wait for a turn, interactive, seconds.
+    pub wait_seconds_interactive: HistogramSnapshot,
+    /// Wait for a turn, background, seconds.
+    pub wait_seconds_background: HistogramSnapshot,
+    /// Duration of model runs, seconds.
+    pub run_seconds: HistogramSnapshot,
+    /// Photos per run.
+    pub batch_size: HistogramSnapshot,
+}
+
+impl Gate {
+    /// A gate in front of `embedder`. The embedder should have one session per permit.
+    pub fn new(embedder: Arc<Embedder>, settings: GateSettings) -> Self {
+        let permits = settings.permits.max(1);
+        Gate {
+            inner: Arc::new(Inner {
+                embedder,
+                semaphore: Arc::new(Semaphore::new(permits)),
+                settings: GateSettings {
+                    permits,
+                    ..settings
+                },
+                queues: Mutex::new(Queues::default()),
+                stats: Stats {
+                    running: AtomicUsize::new(0),
+                    max_running: AtomicUsize::new(0),
+                    runs: AtomicU64::new(0),
+                    images: AtomicU64::new(0),
+                    failed_runs: AtomicU64::new(0),
+                    rejected_queue_full: AtomicU64::new(0),
+                    rejected_wait_timeout: AtomicU64::new(0),
+                    cancelled: AtomicU64::new(0),
+                    run_time_ewma_us: AtomicU64::new(0),
+                    wait_seconds: [
+                        Histogram::new(histogram::SECONDS_BUCKETS),
+                        Histogram::new(histogram::SECONDS_BUCKETS),
+                    ],
+                    run_seconds: Histogram::new(histogram::SECONDS_BUCKETS),
+                    batch_size: Histogram::new(histogram::COUNT_BUCKETS),
+                },
+            }),
+        }
+    }
+
+    /// The model behind the gate.
+    pub fn embedder(&self) -> &Arc<Embedder> {
+        &self.inner.embedder
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &GateSettings {
+        &self.inner.settings
+    }
+
+    /// Embeds one preprocessed photo (`[3, H, W]`), waiting for a turn at `priority`.
+    pub async fn embed(
+        &self,
+        tensor: Array3<f32>,
+        priority: Priority,
+    ) -> Result<Embedding, GateError> {
+        let inner = &self.inner;
+        let max_wait = inner.settings.max_wait[priority.index()];
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let (id, mut reply) = self.enqueue(tensor, priority)?;
+        // Leaves the queue if this future is dropped before its run (the caller went away).
+        let _guard = LeaveQueueOnDrop {
+            inner,
+            id,
+            priority,
+        };
+        loop {
+            if !inner.is_queued(id, priority) {
+                // Taken into a batch that is running now: its reply comes within one run.
+                return reply.await.unwrap_or(Err(GateError::Closed));
+            }
+            tokio::select! {
+                biased;
+                result = &mut reply => return result.unwrap_or(Err(GateError::Closed)),
+                permit = inner.semaphore.clone().acquire_owned() => {
+                    let permit = permit.map_err(|_| GateError::Closed)?;
+                    let batch = inner.take_batch();
+                    if !batch.is_empty() {
+                        self.run_batch(permit, batch).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    if inner.remove(id, priority).is_some() {
+                        inner.stats.rejected_wait_timeout.fetch_add(1, Ordering::Relaxed);
+                        return Err(GateError::WaitTimeout { waited: max_wait, retry_after: inner.retry_after(priority) });
+                    }
+                }
+            }
+        }
+    }
+
+    fn enqueue(
+        &self,
+        tensor: Array3<f32>,
+        priority: Priority,
+    ) -> Result<(u64, oneshot::Receiver<Result<Embedding, GateError>>), GateError> {
+        let inner = &self.inner;
+        let mut queues = inner.lock_queues();
+        let queue_len = queues.by_priority[priority.index()].len();
+        if queue_len >= inner.settings.max_waiters[priority.index()] {
+            drop(queues);
+            inner
+                .stats
+                .rejected_queue_full
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(GateError::QueueFull {
+                priority,
+                waiting: queue_len,
+                retry_after: inner.retry_after(priority),
+            });
+        }
+        let id = queues.next_id;
+        queues.next_id += 1;
+        let (tx, rx) = oneshot::channel();
+        queues.by_priority[priority.index()].push_back(Waiter {
+            id,
+            priority,
+            tensor,
+            enqueued: Instant::now(),
+            reply: tx,
+        });
+        Ok((id, rx))
+    }
+
+    /// Runs a batch on the blocking pool. The permit moves into the task: it is released when the
+    /// run is over even if this future is dropped meanwhile, and the replies still go out.
+    async fn run_batch(&self, permit: OwnedSemaphorePermit, batch: Vec<Waiter>) {
+        let inner = Arc::clone(&self.inner);
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            inner.run_now(batch);
+        });
+        // A panic inside is caught in `run_now`; a join error here can only be a runtime shutdown.
+        let _ = task.await;
+    }
+
+    /// A copy of the gate's state and counters.
+    pub fn snapshot(&self) -> GateSnapshot {
+        let inner = &self.inner;
+        let s = &inner.stats;
+        let (waiting_interactive, waiting_background) = {
+            let q = inner.lock_queues();
+            (q.by_priority[0].len(), q.by_priority[1].len())
+        };
+        GateSnapshot {
+            permits: inner.settings.permits,
+            permits_in_use: inner.settings.permits
+                - inner
+                    .semaphore
+                    .available_permits()
+                    .min(inner.settings.permits),
+            running: s.running.load(Ordering::Relaxed),
+            max_running_observed: s.max_running.load(Ordering::Relaxed),
+            waiting_interactive,
+            waiting_background,
+            max_batch: inner.settings.max_batch,
+            estimated_wait_seconds: inner.estimated_wait(waiting_interactive).as_secs_f64(),
+            runs_total: s.runs.load(Ordering::Relaxed),
+            images_total: s.images.load(Ordering::Relaxed),
+            failed_runs_total: s.failed_runs.load(Ordering::Relaxed),
+            rejected_queue_full_total: s.rejected_queue_full.load(Ordering::Relaxed),
+            rejected_wait_timeout_total: s.rejected_wait_timeout.load(Ordering::Relaxed),
+            cancelled_total: s.cancelled.load(Ordering::Relaxed),
+            wait_seconds_interactive: s.wait_seconds[0].snapshot(),
+            wait_seconds_background: s.wait_seconds[1].snapshot(),
+            run_seconds: s.run_seconds.snapshot(),
+            batch_size: s.batch_size.snapshot(),
+        }
+    }
+}
+
+impl Inner {
+    fn lock_queues(&self) -> MutexGuard<'_, Queues> {
+        // The queue holds plain data and no code panics while holding it; a poisoned lock is usable.
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_queued(&self, id: u64, priority: Priority) -> bool {
+        self.lock_queues().by_priority[priority.index()]
+            .iter()
+            .any(|w| w.id == id)
+    }
+
+    fn remove(&self, id: u64, priority: Priority) -> Option<Waiter> {
+        let mut q = self.lock_queues();
+        let queue = &mut q.by_priority[priority.index()];
+        let pos = queue.iter().position(|w| w.id == id)?;
+        queue.remove(pos)
+    }
+
+    /// Up to `max_batch` waiters, interactive first, skipping callers that already left.
+    fn take_batch(&self) -> Vec<Waiter> {
+        let mut q = self.lock_queues();
+        let mut batch = Vec::with_capacity(self.settings.max_batch);
+        for queue in q.by_priority.iter_mut() {
+            while batch.len() < self.settings.max_batch {
+                let Some(w) = queue.pop_front() else { break };
+                if w.reply.is_closed() {
+                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                batch.push(w);
+            }
+        }
+        batch
+    }
+
+    /// One model run for `batch`, on the calling (blocking) thread; every waiter gets a reply.
+    fn run_now(&self, batch: Vec<Waiter>) {
+        for w in &batch {
+            self.stats.wait_seconds[w.priority.index()].observe(w.enqueued.elapsed().as_secs_f64());
+        }
+        let running = self.stats.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.stats.max_running.fetch_max(running, Ordering::SeqCst);
+        let started = Instant::now();
+        let views: Vec<_> = batch.iter().map(|w| w.tensor.view()).collect();
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.embedder.embed_batch(&views)));
+        let elapsed = started.elapsed();
+        self.stats.running.fetch_sub(1, Ordering::SeqCst);
+
+        self.stats.runs.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .images
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.run_seconds.observe(elapsed.as_secs_f64());
+        self.stats.batch_size.observe(batch.len() as f64);
+        self.update_run_time(elapsed);
+
+        let outcome = match result {
+            Ok(Ok(embeddings)) if embeddings.len() == batch.len() => Ok(embeddings),
+            Ok(Ok(embeddings)) => Err(format!(
+                "model returned {} embeddings for {} photos",
+                embeddings.len(),
+                batch.len()
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("model run panicked".to_owned()),
+        };
+        match outcome {
+            Ok(embeddings) => {
+                for (w, e) in batch.into_iter().zip(embeddings) {
+                    let _ = w.reply.send(Ok(e));
+                }
+            }
+            Err(message) => {
+                self.stats.failed_runs.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %message, "model run failed");
+                for w in batch {
+                    let _ = w.reply.send(Err(GateError::Run(message.clone())));
+                }
+            }
+        }
+    }
+
+    fn update_run_time(&self, elapsed: Duration) {
+        let sample = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
+        let _ =
+            self.stats
+                .run_time_ewma_us
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                    Some(if old == 0 {
+                        sample
+                    } else {
+                        (old * 7 + sample) / 8
+                    })
+                });
+    }
+
+    /// Time until `backlog` queued requests (and the runs in progress) are through.
+    fn estimated_wait(&self, backlog: usize) -> Duration {
+        let run = Duration::from_micros(self.stats.run_time_ewma_us.load(Ordering::Relaxed));
+        let runs_ahead =
+            backlog.div_ceil(self.settings.max_batch) + self.stats.running.load(Ordering::Relaxed);
+        run * u32::try_from(runs_ahead).unwrap_or(u32::MAX)
+            / u32::try_from(self.settings.permits).unwrap_or(1)
+    }
+
+    /// `Retry-After` for a rejected request: the current backlog ahead of it, at least one second.
+    fn retry_after(&self, priority: Priority) -> Duration {
+        let backlog = {
+            let q = self.lock_queues();
+            match priority {
+                Priority::Interactive => q.by_priority[0].len(),
+                Priority::Background => q.by_priority[0].len() + q.by_priority[1].len(),
+            }
+        };
+        let secs = self.estimated_wait(backlog).as_secs_f64().ceil().max(1.0);
+        Duration::from_secs(secs as u64)
+    }
+}
+
+/// Removes a waiter from its queue when its `embed` future is dropped before the run.
+struct LeaveQueueOnDrop<'a> {
+    inner: &'a Inner,
+    id: u64,
+    priority: Priority,
+}
+
+impl Drop for LeaveQueueOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.inner.remove(self.id, self.priority).is_some() {
+            self.inner.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The model manifest: what the model file is (name, version, sha256) and the input contract it expects.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Errors reading or checking a model manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The manifest file could not be read.
+    #[error(
+        "cannot read the model manifest {path}: {source} (build the model with scripts/setup-model.sh)"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The manifest is not valid JSON of the expected shape.
+    #[error("the model manifest {path} is invalid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// The manifest describes an input this service cannot feed.
+    #[error("the model manifest {path} is unsupported: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
+    /// The model file's sha256 differs from the manifest's.
+    #[error(
+        "the model file {path} does not match its manifest: sha256 {actual}, manifest says {expected}"
+    )]
+    Mismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+}
+
+/// `models/<name>.manifest.json`, written by `models/build_model.py`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelManifest {
+    /// Model name, e.g. `efficientnet-lite0`.
+    pub name: String,
+    /// Version of the weights/graph; stored with every embedding.
+    pub version: String,
+    /// Model file name, next to the manifest.
+    pub file: String,
+    /// Hex sha256 of the model file.
+    pub sha256: String,
+    /// Input tensor contract.
+    pub input: InputSpec,
+    /// Names of the graph outputs.
+    pub outputs: OutputNames,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Whether the graph already L2-normalises the embedding.
+    #[serde(default)]
+    pub embedding_normalized: bool,
+}
+
+/// The model's input tensor as the manifest describes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// Input tensor name.
+    pub name: String,
+    /// Input width in pixels.
+    pub width: u32,
+    /// Input height in pixels.
+    pub height: u32,
+    /// Tensor layout; only `NCHW` is supported.
+    pub layout: String,
+    /// Channel order; only `RGB` is supported.
+    pub color: String,
+    /// Subtracted from each 0..255 channel value.
+    pub mean: f32,
+    /// Divides each channel value after the mean.
+    pub std: f32,
+}
+
+/// How pixels become the model's input: the part of the contract the imaging code needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preprocessing {
+    /// Input width in pixels.
+    pub width: u32,
+    /// Input height in pixels.
+    pub height: u32,
+    /// Subtracted from each 0..255 channel value.
+    pub mean: f32,
+    /// Divides each channel value after the mean.
+    pub std: f32,
+}
+
+/// Output tensor names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputNames {
+    /// The embedding output.
+    pub embedding: String,
+    /// The class logits output, when the graph has one.
+    #[serde(default)]
+    pub logits: Option<String>,
+}
+
+impl ModelManifest {
+    /// The manifest path that belongs to a model file: `x.onnx` → `x.manifest.json`.
+    pub fn path_for(model: &Path) -> PathBuf {
+        model.with_extension("manifest.json")
+    }
+
+    /// Reads and validates the manifest next to `model`.
+    pub fn load_for(model: &Path) -> Result<Self, ManifestError> {
+        let path = Self::path_for(model);
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let manifest: ModelManifest =
+            serde_json::from_str(&text).map_err(|source| ManifestError::Parse {
+                path: path.clone(),
+                source,
+            })?;
+        let unsupported = |reason: String| ManifestError::Unsupported {
+            path: path.clone(),
+            reason,
+        };
+        let input = &manifest.input;
+        if input.layout != "NCHW" || input.color != "RGB" {
+            return Err(unsupported(format!(
+                "input {}/{} (only NCHW/RGB)",
+                input.layout, input.color
+            )));
+        }
+        if input.width == 0 || input.height == 0 || input.std == 0.0 || manifest.dim == 0 {
+            return Err(unsupported("zero input size, std or dim".into()));
+        }
+        Ok(manifest)
+    }
+
+    /// The input contract for the imaging code.
+    pub fn preprocessing(&self) -> Preprocessing {
+        let i = &self.input;
+        Preprocessing {
+            width: i.width,
+            height: i.height,
+            mean: i.mean,
+            std: i.std,
+        }
+    }
+
+    /// Checks that `bytes` (the model file) hash to the manifest's sha256.
+    pub fn verify(&self, model: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
+        let actual = hex::encode(Sha256::digest(bytes));
+        if actual.eq_ignore_ascii_case(&self.sha256) {
+            Ok(())
+        } else {
+            Err(ManifestError::Mismatch {
+                path: model.to_owned(),
+                expected: self.sha256.clone(),
+                actual,
+            })
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! lookalike: turns photos into embeddings and finds look-alike photos.
+//!
+//! The modules follow the architecture: `config` (typed settings), `telemetry` (logs), `imaging`
+//! (bytes → model input), `inference` (the ONNX model and the gate every run passes), `store`
+//! (PostgreSQL + pgvector), `http` (the axum service), and `service` (wiring them together).
+
+pub mod config;
+pub mod http;
+pub mod imaging;
+pub mod inference;
+pub mod limits;
+pub mod pipeline;
+pub mod service;
+pub mod store;
+pub mod telemetry;

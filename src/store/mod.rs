@@ -1,0 +1,140 @@
+//! The store: PostgreSQL (with pgvector) through an sqlx pool. All SQL lives in this module.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Row};
+
+use crate::config::DatabaseConfig;
+use crate::inference::ModelManifest;
+
+/// The migrations under `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Database errors, split by what the caller should tell its client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached, or no connection was free in time: retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The configuration (URL) is wrong.
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Query(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(ref db)
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+            {
+                // 57P01 admin shutdown, 57P03 cannot connect now, 08xxx connection exceptions.
+                StoreError::Unavailable(e.to_string())
+            }
+            other => StoreError::Query(other),
+        }
+    }
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Builds the pool and waits (up to `connect_retry_secs`) until the database answers.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Store, StoreError> {
+        let options: PgConnectOptions = config
+            .url
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
+        let options = options
+            .options([("statement_timeout", config.statement_timeout_ms.to_string())])
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(config.acquire_timeout())
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(options);
+        let store = Store { pool };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(config.connect_retry_secs);
+        loop {
+            match store.ping().await {
+                Ok(()) => return Ok(store),
+                Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "database not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The connection pool (for the jobs and tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations (concurrent callers are serialised by an advisory lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Registers the model (idempotent) and returns its id; refuses a model whose name and
+    /// version are known with another dimension or file hash.
+    pub async fn register_model(&self, manifest: &ModelManifest) -> Result<i32, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO models (name, version, dim, sha256) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name, version) DO UPDATE SET name = EXCLUDED.name
+             RETURNING id, dim, sha256",
+        )
+        .bind(&manifest.name)
+        .bind(&manifest.version)
+        .bind(i32::try_from(manifest.dim).unwrap_or(i32::MAX))
+        .bind(&manifest.sha256)
+        .fetch_one(&self.pool)
+        .await?;
+        let (id, dim, sha256): (i32, i32, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if usize::try_from(dim).ok() != Some(manifest.dim)
+            || !sha256.eq_ignore_ascii_case(&manifest.sha256)
+        {
+            return Err(StoreError::Config(format!(
+                "model {} {} is registered with dim {dim} and sha256 {sha256}, but this file has dim {} and sha256 {}: give the new model a new version",
+                manifest.name, manifest.version, manifest.dim, manifest.sha256
+            )));
+        }
+        Ok(id)
+    }
+
+    /// Connections open, and how many of them are idle.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
