@@ -57,6 +57,22 @@ pub struct Store {
 impl Store {
     /// Builds the pool and waits (up to `connect_retry_secs`) until the database answers.
     pub async fn connect(config: &DatabaseConfig) -> Result<Store, StoreError> {
+        let store = Store::connect_lazy(config)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(config.connect_retry_secs);
+        loop {
+            match store.ping().await {
+                Ok(()) => return Ok(store),
+                Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "database not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Builds the pool without connecting: connections open on first use.
+    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Store, StoreError> {
         let options: PgConnectOptions = config
             .url
             .parse()
@@ -70,18 +86,7 @@ impl Store {
             .acquire_timeout(config.acquire_timeout())
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        let store = Store { pool };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(config.connect_retry_secs);
-        loop {
-            match store.ping().await {
-                Ok(()) => return Ok(store),
-                Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(error = %e, "database not reachable yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        Ok(Store { pool })
     }
 
     /// The connection pool (for the jobs and tests).

@@ -1,0 +1,190 @@
+//! Shared test fixtures: the real model, a fresh PostgreSQL database per test, sample photos,
+//! and multipart bodies. Everything comes from `make test`'s set-up (scripts/setup.sh).
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lookalike::config::{DEFAULT_DATABASE_URL, DatabaseConfig, GateConfig, ImagingConfig, ModelConfig, UploadConfig};
+use lookalike::http::{AppState, router};
+use lookalike::inference::{Embedder, Gate, GateSettings};
+use lookalike::service::app_state;
+use lookalike::store::Store;
+use sqlx::Connection;
+
+/// A path inside the repository.
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The model and runtime as `make test` sets them up.
+pub fn model_config() -> ModelConfig {
+    ModelConfig {
+        path: repo("models/efficientnet_lite0.onnx"),
+        ort_library: repo(".cache/onnxruntime-1.32.0/onnxruntime/capi/libonnxruntime.so.1.32.0"),
+        intra_threads: 0,
+    }
+}
+
+/// The real model, loaded once per test binary, with `sessions` sessions (the first caller decides).
+pub fn embedder() -> Arc<Embedder> {
+    static EMBEDDER: OnceLock<Arc<Embedder>> = OnceLock::new();
+    EMBEDDER
+        .get_or_init(|| {
+            let m = model_config();
+            let embedder = Embedder::load(&m.ort_library, &m.path, 2, 1)
+                .unwrap_or_else(|e| panic!("loading the model (run `make test`, which sets it up): {e}"));
+            Arc::new(embedder)
+        })
+        .clone()
+}
+
+/// A gate over the shared model.
+pub fn gate(settings: GateSettings) -> Gate {
+    Gate::new(embedder(), settings)
+}
+
+/// Gate settings for tests: generous limits unless a test narrows them.
+pub fn gate_settings(permits: usize) -> GateSettings {
+    GateSettings {
+        permits,
+        max_batch: 1,
+        max_waiters: [1000, 1000],
+        max_wait: [std::time::Duration::from_secs(60), std::time::Duration::from_secs(60)],
+    }
+}
+
+/// A sample photo from scikit-image's data (extracted by scripts/setup-samples.sh).
+pub fn sample(name: &str) -> Vec<u8> {
+    let path = repo(".cache/samples").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make test`, which extracts the samples)", path.display()))
+}
+
+/// The database URL tests use: `DATABASE_URL`, or the local cluster of scripts/pg.sh.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
+}
+
+/// Database settings pointing at `url`.
+pub fn database_config(url: String) -> DatabaseConfig {
+    DatabaseConfig { url, max_connections: 8, acquire_timeout_ms: 3000, statement_timeout_ms: 15000, connect_retry_secs: 5 }
+}
+
+/// A fresh, migrated database of its own (dropped by later runs once it is an hour old).
+pub async fn fresh_store() -> Store {
+    let admin_url = with_database(&database_url(), "postgres");
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {admin_url} (run `make test`, which starts PostgreSQL): {e}"));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    drop_stale_databases(&mut admin, now).await;
+    let name = format!("lookalike_test_{now}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let store = Store::connect(&database_config(with_database(&database_url(), &name))).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+async fn drop_stale_databases(admin: &mut sqlx::PgConnection, now: u64) {
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'lookalike_test_%'")
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap_or_default();
+    for name in names {
+        let created = name.split('_').nth(2).and_then(|t| t.parse::<u64>().ok()).unwrap_or(now);
+        if now.saturating_sub(created) > 3600 {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut *admin).await;
+        }
+    }
+}
+
+/// Default imaging settings.
+pub fn imaging_config() -> ImagingConfig {
+    ImagingConfig {
+        max_megapixels: 50.0,
+        max_decode_mib: 512,
+        jpeg_dct_scaling: true,
+        decode_permits: 2,
+        decode_max_waiters: 128,
+    }
+}
+
+/// The HTTP app over a fresh database and the real model.
+pub async fn app(settings: GateSettings, uploads: UploadConfig) -> (axum::Router, AppState) {
+    let state = app_state(fresh_store().await, gate(settings), &imaging_config(), &uploads);
+    (router(state.clone()), state)
+}
+
+/// Default upload limits.
+pub fn uploads() -> UploadConfig {
+    UploadConfig { max_photo_bytes: 10 * 1024 * 1024, max_photos: 8 }
+}
+
+/// Gate defaults from the configuration, as `serve` would use them.
+pub fn default_gate_settings() -> GateSettings {
+    GateSettings::from_config(&GateConfig {
+        permits: 0,
+        max_batch: 1,
+        max_waiters: 64,
+        max_background_waiters: 64,
+        max_wait_ms: 2000,
+        max_background_wait_ms: 60000,
+    })
+}
+
+/// A multipart/form-data body: `(field, filename, content type, bytes)` parts.
+pub fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "lookalike-test-boundary-7f3a9c";
+    let mut body = Vec::new();
+    for (field, filename, content_type, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n").as_bytes(),
+        );
+        body.extend_from_slice(format!("Content-Type: {content_type}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Sends a request to the router and returns status, headers and the JSON body.
+pub async fn send(
+    app: &axum::Router,
+    request: axum::http::Request<axum::body::Body>,
+) -> (axum::http::StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON ({status}): {}", String::from_utf8_lossy(&bytes)));
+    (status, headers, json)
+}
+
+/// A multipart POST.
+pub fn post_multipart(uri: &str, parts: &[(&str, &str, &str, &[u8])]) -> axum::http::Request<axum::body::Body> {
+    let (content_type, body) = multipart(parts);
+    axum::http::Request::post(uri)
+        .header("content-type", content_type)
+        .body(axum::body::Body::from(body))
+        .unwrap()
+}
+
+/// A GET.
+pub fn get(uri: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::get(uri).body(axum::body::Body::empty()).unwrap()
+}
