@@ -193,8 +193,7 @@ pub fn decode(
 ) -> Result<DecodedPhoto, ImagingError> {
     let format = sniff(bytes)?;
     if format == PhotoFormat::Jpeg
-        && limits.jpeg_dct_scaling
-        && let Some(photo) = decode_jpeg_scaled(bytes, limits, target)?
+        && let Some(photo) = decode_jpeg(bytes, limits, target)?
     {
         return Ok(photo);
     }
@@ -237,7 +236,7 @@ fn decode_error(e: impl std::fmt::Display) -> ImagingError {
     ImagingError::Decode(e.to_string())
 }
 
-/// The general path (PNG, WebP, and JPEGs the scaled path leaves alone) through the `image` crate.
+/// The general path (PNG, WebP, and JPEGs of unusual pixel formats) through the `image` crate.
 fn decode_full(
     bytes: &[u8],
     format: PhotoFormat,
@@ -267,9 +266,10 @@ fn decode_full(
     })
 }
 
-/// JPEG at a reduced DCT scale (1/2, 1/4, 1/8) when the photo is at least twice the target size.
-/// Returns `None` for JPEGs this path does not handle (small, or unusual pixel formats).
-fn decode_jpeg_scaled(
+/// JPEG through `jpeg-decoder`: it refuses truncated files (the `image` crate's decoder pads them
+/// with grey), and it decodes at a reduced DCT scale (1/2, 1/4, 1/8) when the photo is at least
+/// twice the target size. Returns `None` for pixel formats other than RGB and greyscale (CMYK).
+fn decode_jpeg(
     bytes: &[u8],
     limits: &DecodeLimits,
     target: (u32, u32),
@@ -294,20 +294,23 @@ fn decode_jpeg_scaled(
         .unwrap_or(Orientation::NoTransforms);
     // Orientation may swap the axes, so the scaled photo must cover the target both ways.
     let cover = target.0.max(target.1);
-    if !rgb_like || width.min(height) < cover * 2 {
+    if !rgb_like {
         return Ok(None);
     }
-    // The decoder picks the smallest scale that meets either requested side, so ask for the
-    // photo's own aspect with its short side at `cover`.
-    let short = u64::from(width.min(height));
-    let side = |len: u32| {
-        u16::try_from((u64::from(len) * u64::from(cover)).div_ceil(short)).unwrap_or(u16::MAX)
-    };
-    let (w, h) = decoder
-        .scale(side(width), side(height))
-        .map_err(decode_error)?;
+    let (mut w, mut h) = (width, height);
+    if limits.jpeg_dct_scaling && width.min(height) >= cover * 2 {
+        // The decoder picks the smallest scale that meets either requested side, so ask for the
+        // photo's own aspect with its short side at `cover`.
+        let short = u64::from(width.min(height));
+        let side = |len: u32| {
+            u16::try_from((u64::from(len) * u64::from(cover)).div_ceil(short)).unwrap_or(u16::MAX)
+        };
+        let (sw, sh) = decoder
+            .scale(side(width), side(height))
+            .map_err(decode_error)?;
+        (w, h) = (u32::from(sw), u32::from(sh));
+    }
     let data = decoder.decode().map_err(decode_error)?;
-    let (w, h) = (u32::from(w), u32::from(h));
     let pixels = match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => {
             let gray = image::GrayImage::from_raw(w, h, data)

@@ -14,7 +14,8 @@ use pgvector::Vector;
 
 fn embed_sample(name: &str) -> Vec<f32> {
     let e = embedder();
-    let photo = imaging::prepare(&sample(name), &e.preprocessing(), &DecodeLimits::default()).unwrap();
+    let photo =
+        imaging::prepare(&sample(name), &e.preprocessing(), &DecodeLimits::default()).unwrap();
     e.embed_batch(&[photo.tensor.view()]).unwrap().remove(0)
 }
 
@@ -46,7 +47,11 @@ fn a_batch_gives_the_same_vectors_as_single_runs() {
     let pre = e.preprocessing();
     let photos: Vec<_> = ["chelsea.png", "coffee.png", "rocket.jpg"]
         .iter()
-        .map(|n| imaging::prepare(&sample(n), &pre, &DecodeLimits::default()).unwrap().tensor)
+        .map(|n| {
+            imaging::prepare(&sample(n), &pre, &DecodeLimits::default())
+                .unwrap()
+                .tensor
+        })
         .collect();
     let views: Vec<_> = photos.iter().map(|t| t.view()).collect();
     let batch = e.embed_batch(&views).unwrap();
@@ -63,28 +68,45 @@ async fn a_vector_survives_a_round_trip_through_pgvector() {
     let coffee = embed_sample("coffee.png");
     let pool = store.pool();
     let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("CREATE TEMP TABLE t (id int, embedding vector(1280))").execute(&mut *conn).await.unwrap();
+    sqlx::query("CREATE TEMP TABLE t (id int, embedding vector(1280))")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     for (id, v) in [(1, &cat), (2, &coffee)] {
-        sqlx::query("INSERT INTO t VALUES ($1, $2)").bind(id).bind(Vector::from(v.clone())).execute(&mut *conn).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES ($1, $2)")
+            .bind(id)
+            .bind(Vector::from(v.clone()))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
     }
-    let back: Vector = sqlx::query_scalar("SELECT embedding FROM t WHERE id = 1").fetch_one(&mut *conn).await.unwrap();
-    assert_eq!(back.as_slice(), cat.as_slice());
-    // pgvector's cosine distance agrees with ours.
-    let distance: f64 = sqlx::query_scalar("SELECT a.embedding <=> b.embedding FROM t a, t b WHERE a.id = 1 AND b.id = 2")
+    let back: Vector = sqlx::query_scalar("SELECT embedding FROM t WHERE id = 1")
         .fetch_one(&mut *conn)
         .await
         .unwrap();
-    assert!((distance - (1.0 - f64::from(cosine(&cat, &coffee)))).abs() < 1e-4, "distance {distance}");
+    assert_eq!(back.as_slice(), cat.as_slice());
+    // pgvector's cosine distance agrees with ours.
+    let distance: f64 = sqlx::query_scalar(
+        "SELECT a.embedding <=> b.embedding FROM t a, t b WHERE a.id = 1 AND b.id = 2",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert!(
+        (distance - (1.0 - f64::from(cosine(&cat, &coffee)))).abs() < 1e-4,
+        "distance {distance}"
+    );
 }
 
 #[tokio::test]
 async fn migrations_are_idempotent_and_install_pgvector() {
     let store = fresh_store().await;
     store.migrate().await.unwrap();
-    let version: String = sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let version: String =
+        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     assert!(version.as_str() >= "0.8", "pgvector {version}");
     let id1 = store.register_model(embedder().manifest()).await.unwrap();
     let id2 = store.register_model(embedder().manifest()).await.unwrap();
@@ -101,7 +123,10 @@ async fn health_and_readiness() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["checks"]["database"], "ok");
     let (status, _, body) = send(&app, get("/no/such/route")).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
 }
 
 #[tokio::test]
@@ -110,12 +135,20 @@ async fn readiness_fails_with_the_reason_when_the_database_is_unreachable() {
     let mut config = database_config("postgres://postgres@127.0.0.1:1/none?sslmode=disable".into());
     config.acquire_timeout_ms = 500;
     let store = Store::connect_lazy(&config).unwrap();
-    let state = lookalike::service::app_state(store, gate(default_gate_settings()), &imaging_config(), &uploads());
+    let state = lookalike::service::app_state(
+        store,
+        gate(default_gate_settings()),
+        &imaging_config(),
+        &uploads(),
+    );
     let app = lookalike::http::router(state);
     let (status, _, body) = send(&app, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["code"], "not_ready");
-    assert!(body["message"].as_str().unwrap().contains("unavailable"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("unavailable"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -125,10 +158,20 @@ fn a_model_that_does_not_match_its_manifest_is_refused() {
     let mut bytes = std::fs::read(model_config().path).unwrap();
     bytes[1000] ^= 0xFF;
     std::fs::write(&model, &bytes).unwrap();
-    std::fs::copy(repo("models/efficientnet_lite0.manifest.json"), dir.join("m.manifest.json")).unwrap();
+    std::fs::copy(
+        repo("models/efficientnet_lite0.manifest.json"),
+        dir.join("m.manifest.json"),
+    )
+    .unwrap();
     let err = Embedder::load(&model_config().ort_library, &model, 1, 1).unwrap_err();
-    assert!(matches!(err, EmbedderError::Manifest(ManifestError::Mismatch { .. })), "{err}");
-    assert!(err.to_string().contains("does not match its manifest"), "{err}");
+    assert!(
+        matches!(err, EmbedderError::Manifest(ManifestError::Mismatch { .. })),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("does not match its manifest"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -137,7 +180,8 @@ fn a_corrupt_model_file_with_a_matching_manifest_gives_a_load_error() {
     let model = dir.join("m.onnx");
     let garbage = b"this is not an ONNX model".repeat(100);
     std::fs::write(&model, &garbage).unwrap();
-    let manifest = std::fs::read_to_string(repo("models/efficientnet_lite0.manifest.json")).unwrap();
+    let manifest =
+        std::fs::read_to_string(repo("models/efficientnet_lite0.manifest.json")).unwrap();
     let mut manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
     manifest["sha256"] = hex_sha256(&garbage).into();
     std::fs::write(dir.join("m.manifest.json"), manifest.to_string()).unwrap();
@@ -151,7 +195,10 @@ fn a_missing_manifest_is_a_clear_error() {
     let model = dir.join("m.onnx");
     std::fs::copy(model_config().path, &model).unwrap();
     let err = Embedder::load(&model_config().ort_library, &model, 1, 1).unwrap_err();
-    assert!(err.to_string().contains("cannot read the model manifest"), "{err}");
+    assert!(
+        err.to_string().contains("cannot read the model manifest"),
+        "{err}"
+    );
 }
 
 /// The runtime is loaded once per process, so a missing or wrong one is tested on the binary.
@@ -166,10 +213,18 @@ fn a_missing_or_wrong_runtime_library_stops_the_binary_with_a_clear_message() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(missing.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("does not exist") && stderr.contains("setup-runtime.sh"), "{stderr}");
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("setup-runtime.sh"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
-    let wrong = Command::new(bin).args(["embed", "--ort-library"]).arg(repo("Cargo.toml")).arg(&photo).output().unwrap();
+    let wrong = Command::new(bin)
+        .args(["embed", "--ort-library"])
+        .arg(repo("Cargo.toml"))
+        .arg(&photo)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&wrong.stderr);
     assert_eq!(wrong.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot be used"), "{stderr}");
@@ -180,17 +235,26 @@ fn a_missing_or_wrong_runtime_library_stops_the_binary_with_a_clear_message() {
 fn the_embed_command_runs_the_model() {
     let out = Command::new(env!("CARGO_BIN_EXE_lookalike"))
         .current_dir(repo(""))
-        .args(["embed", ".cache/samples/chelsea.png", ".cache/samples/rocket.jpg"])
+        .args([
+            "embed",
+            ".cache/samples/chelsea.png",
+            ".cache/samples/rocket.jpg",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert!(stdout.contains("dim=1280 norm=1.0000"), "{stdout}");
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("lookalike-test-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("lookalike-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

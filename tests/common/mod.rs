@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use lookalike::config::{DEFAULT_DATABASE_URL, DatabaseConfig, GateConfig, ImagingConfig, ModelConfig, UploadConfig};
+use lookalike::config::{
+    DEFAULT_DATABASE_URL, DatabaseConfig, GateConfig, ImagingConfig, ModelConfig, UploadConfig,
+};
 use lookalike::http::{AppState, router};
 use lookalike::inference::{Embedder, Gate, GateSettings};
 use lookalike::service::app_state;
@@ -33,8 +35,9 @@ pub fn embedder() -> Arc<Embedder> {
     EMBEDDER
         .get_or_init(|| {
             let m = model_config();
-            let embedder = Embedder::load(&m.ort_library, &m.path, 2, 1)
-                .unwrap_or_else(|e| panic!("loading the model (run `make test`, which sets it up): {e}"));
+            let embedder = Embedder::load(&m.ort_library, &m.path, 2, 1).unwrap_or_else(|e| {
+                panic!("loading the model (run `make test`, which sets it up): {e}")
+            });
             Arc::new(embedder)
         })
         .clone()
@@ -51,14 +54,22 @@ pub fn gate_settings(permits: usize) -> GateSettings {
         permits,
         max_batch: 1,
         max_waiters: [1000, 1000],
-        max_wait: [std::time::Duration::from_secs(60), std::time::Duration::from_secs(60)],
+        max_wait: [
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(60),
+        ],
     }
 }
 
 /// A sample photo from scikit-image's data (extracted by scripts/setup-samples.sh).
 pub fn sample(name: &str) -> Vec<u8> {
     let path = repo(".cache/samples").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make test`, which extracts the samples)", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run `make test`, which extracts the samples)",
+            path.display()
+        )
+    })
 }
 
 /// The database URL tests use: `DATABASE_URL`, or the local cluster of scripts/pg.sh.
@@ -67,7 +78,9 @@ pub fn database_url() -> String {
 }
 
 fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
     match query {
         Some(q) => format!("{root}/{db}?{q}"),
@@ -77,7 +90,13 @@ fn with_database(url: &str, db: &str) -> String {
 
 /// Database settings pointing at `url`.
 pub fn database_config(url: String) -> DatabaseConfig {
-    DatabaseConfig { url, max_connections: 8, acquire_timeout_ms: 3000, statement_timeout_ms: 15000, connect_retry_secs: 5 }
+    DatabaseConfig {
+        url,
+        max_connections: 8,
+        acquire_timeout_ms: 3000,
+        statement_timeout_ms: 15000,
+        connect_retry_secs: 5,
+    }
 }
 
 /// A fresh, migrated database of its own (dropped by later runs once it is an hour old).
@@ -85,25 +104,42 @@ pub async fn fresh_store() -> Store {
     let admin_url = with_database(&database_url(), "postgres");
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
-        .unwrap_or_else(|e| panic!("connecting to {admin_url} (run `make test`, which starts PostgreSQL): {e}"));
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        .unwrap_or_else(|e| {
+            panic!("connecting to {admin_url} (run `make test`, which starts PostgreSQL): {e}")
+        });
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     drop_stale_databases(&mut admin, now).await;
     let name = format!("lookalike_test_{now}_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    let store = Store::connect(&database_config(with_database(&database_url(), &name))).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let store = Store::connect(&database_config(with_database(&database_url(), &name)))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     store
 }
 
 async fn drop_stale_databases(admin: &mut sqlx::PgConnection, now: u64) {
-    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'lookalike_test_%'")
-        .fetch_all(&mut *admin)
-        .await
-        .unwrap_or_default();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'lookalike_test_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
     for name in names {
-        let created = name.split('_').nth(2).and_then(|t| t.parse::<u64>().ok()).unwrap_or(now);
+        let created = name
+            .split('_')
+            .nth(2)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(now);
         if now.saturating_sub(created) > 3600 {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut *admin).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *admin)
+                .await;
         }
     }
 }
@@ -121,13 +157,21 @@ pub fn imaging_config() -> ImagingConfig {
 
 /// The HTTP app over a fresh database and the real model.
 pub async fn app(settings: GateSettings, uploads: UploadConfig) -> (axum::Router, AppState) {
-    let state = app_state(fresh_store().await, gate(settings), &imaging_config(), &uploads);
+    let state = app_state(
+        fresh_store().await,
+        gate(settings),
+        &imaging_config(),
+        &uploads,
+    );
     (router(state.clone()), state)
 }
 
 /// Default upload limits.
 pub fn uploads() -> UploadConfig {
-    UploadConfig { max_photo_bytes: 10 * 1024 * 1024, max_photos: 8 }
+    UploadConfig {
+        max_photo_bytes: 10 * 1024 * 1024,
+        max_photos: 8,
+    }
 }
 
 /// Gate defaults from the configuration, as `serve` would use them.
@@ -149,7 +193,10 @@ pub fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
     for (field, filename, content_type, bytes) in parts {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
         body.extend_from_slice(
-            format!("Content-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n").as_bytes(),
+            format!(
+                "Content-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+            )
+            .as_bytes(),
         );
         body.extend_from_slice(format!("Content-Type: {content_type}\r\n\r\n").as_bytes());
         body.extend_from_slice(bytes);
@@ -163,7 +210,11 @@ pub fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
 pub async fn send(
     app: &axum::Router,
     request: axum::http::Request<axum::body::Body>,
-) -> (axum::http::StatusCode, axum::http::HeaderMap, serde_json::Value) {
+) -> (
+    axum::http::StatusCode,
+    axum::http::HeaderMap,
+    serde_json::Value,
+) {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     let response = app.clone().oneshot(request).await.unwrap();
@@ -176,7 +227,10 @@ pub async fn send(
 }
 
 /// A multipart POST.
-pub fn post_multipart(uri: &str, parts: &[(&str, &str, &str, &[u8])]) -> axum::http::Request<axum::body::Body> {
+pub fn post_multipart(
+    uri: &str,
+    parts: &[(&str, &str, &str, &[u8])],
+) -> axum::http::Request<axum::body::Body> {
     let (content_type, body) = multipart(parts);
     axum::http::Request::post(uri)
         .header("content-type", content_type)
@@ -186,5 +240,7 @@ pub fn post_multipart(uri: &str, parts: &[(&str, &str, &str, &[u8])]) -> axum::h
 
 /// A GET.
 pub fn get(uri: &str) -> axum::http::Request<axum::body::Body> {
-    axum::http::Request::get(uri).body(axum::body::Body::empty()).unwrap()
+    axum::http::Request::get(uri)
+        .body(axum::body::Body::empty())
+        .unwrap()
 }
