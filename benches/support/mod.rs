@@ -1,0 +1,51 @@
+//! Shared bench fixtures: paths of the set-up's model, runtime and sample photos.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageFormat};
+use lookalike::inference::Embedder;
+
+/// A path inside the repository.
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The ONNX Runtime library installed by scripts/setup-runtime.sh.
+pub fn ort_library() -> PathBuf {
+    repo(".cache/onnxruntime-1.32.0/onnxruntime/capi/libonnxruntime.so.1.32.0")
+}
+
+/// The model built by scripts/setup-model.sh.
+pub fn model_path() -> PathBuf {
+    repo("models/efficientnet_lite0.onnx")
+}
+
+/// Loads the model with `sessions` sessions of `threads` intra-op threads.
+pub fn embedder(sessions: usize, threads: usize) -> Embedder {
+    Embedder::load(&ort_library(), &model_path(), sessions, threads)
+        .expect("model (run `make bench`, which sets it up)")
+}
+
+/// A sample photo's bytes.
+pub fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(repo(".cache/samples").join(name)).expect("sample photos (run `make bench`)")
+}
+
+/// A JPEG (quality 90) of a real photo resized to about `megapixels`, 4:3.
+pub fn jpeg_of_megapixels(megapixels: f64) -> Vec<u8> {
+    let photo = image::load_from_memory(&sample("astronaut.png")).expect("decodable sample");
+    let height = (megapixels * 1e6 / (4.0 / 3.0)).sqrt().round() as u32;
+    let width = height * 4 / 3;
+    let resized = photo
+        .resize_exact(width, height, image::imageops::FilterType::CatmullRom)
+        .to_rgb8();
+    let mut out = Cursor::new(Vec::new());
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+    DynamicImage::ImageRgb8(resized)
+        .write_with_encoder(encoder)
+        .expect("encodable");
+    let _ = ImageFormat::Jpeg;
+    out.into_inner()
+}
