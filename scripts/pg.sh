@@ -9,6 +9,8 @@ source "$(dirname "$0")/common.sh"
 
 PG_USER="${LOOKALIKE_PG_USER:-lookalike-pg}"
 PG_HOME="$CACHE/pg"
+# A cluster kept outside the project (see ensure_user) is reached through its real path.
+[ -L "$PG_HOME" ] && PG_HOME=$(readlink -f "$PG_HOME")
 URL="postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB?sslmode=disable"
 
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$PG_USER" -- "$@"; else "$@"; fi; }
@@ -23,9 +25,12 @@ ensure_user() {
   # so the cluster then lives in a per-project folder under /var/tmp, linked from .cache/pg.
   if ! runuser -u "$PG_USER" -- test -x "$CACHE"; then
     local alt="/var/tmp/lookalike-pg-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
-    log "$CACHE is not reachable by $PG_USER: keeping the cluster in $alt"
     mkdir -p "$alt" && chmod 755 "$alt"
-    if [ ! -L "$PG_HOME" ]; then rm -rf "$PG_HOME"; ln -s "$alt" "$PG_HOME"; fi
+    if [ ! -L "$CACHE/pg" ]; then
+      log "$CACHE is not reachable by $PG_USER: keeping the cluster in $alt"
+      rm -rf "$CACHE/pg"; ln -s "$alt" "$CACHE/pg"
+    fi
+    PG_HOME="$alt"
   fi
 }
 
@@ -66,7 +71,7 @@ start() {
   ensure_user; install; init_cluster
   if ! is_running; then
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-    as_pg "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start >/dev/null \
+    as_pg "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null \
       || { tail -n 20 "$DATA/server.log" >&2; die "PostgreSQL did not start (log above: $DATA/server.log)"; }
   fi
   local psql=("$BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
