@@ -1,7 +1,7 @@
 //! Load test of `POST /v1/embeddings`: C concurrent clients for T seconds, keep-alive HTTP/1.1.
 //!
 //!   cargo bench --bench load -- [--clients 8] [--seconds 10] [--photo FILE] [--url http://HOST:PORT]
-//!                               [--max-batch 1] [--shed-clients 64]
+//!                               [--max-batch 4] [--shed-clients 64]
 //!
 //! Without `--url` it starts the service in-process on 127.0.0.1 (an ephemeral port) and first
 //! measures the bare cost per photo (imaging + one model run, sequentially, no HTTP, no gate), so
@@ -38,7 +38,7 @@ fn parse_args() -> Args {
         seconds: 10,
         photo: support::repo(".cache/samples/rocket.jpg"),
         url: None,
-        max_batch: 1,
+        max_batch: 4,
         shed_clients: 64,
     };
     let mut it = std::env::args().skip(1);

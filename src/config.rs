@@ -181,21 +181,22 @@ pub struct GateConfig {
         default_value_t = 0
     )]
     pub permits: usize,
-    /// Most photos one run embeds together (micro-batching; 1 turns it off).
+    /// Most photos one run embeds together (micro-batching; 1 turns it off). 4 measured best on a
+    /// 2-core CPU: about 10% more photos/s than 1, while a run stays short.
     #[arg(
         long = "gate-max-batch",
         env = "LOOKALIKE_GATE_MAX_BATCH",
-        default_value_t = 1
+        default_value_t = 4
     )]
     pub max_batch: usize,
-    /// Most interactive requests waiting; beyond it, 503 at once.
+    /// Most interactive requests in flight (decoding, waiting or running); beyond it, 503 at once.
     #[arg(
         long = "gate-max-waiters",
         env = "LOOKALIKE_GATE_MAX_WAITERS",
         default_value_t = 64
     )]
     pub max_waiters: usize,
-    /// Most background requests waiting; beyond it, 503 at once.
+    /// Most background requests in flight (decoding, waiting or running); beyond it, refused at once.
     #[arg(
         long = "gate-max-background-waiters",
         env = "LOOKALIKE_GATE_MAX_BACKGROUND_WAITERS",

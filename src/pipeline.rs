@@ -78,12 +78,20 @@ impl Pipeline {
         &self.decode
     }
 
+    /// Refuses at once (503) when the gate has no room at `priority`: lets a handler shed load before
+    /// it reads a large body. A hint only; `embed` admits for real.
+    pub fn check_capacity(&self, priority: Priority) -> Result<(), PipelineError> {
+        Ok(self.gate.check_room(priority)?)
+    }
+
     /// Decodes and embeds one photo at `priority`.
     pub async fn embed(
         &self,
         bytes: impl AsRef<[u8]> + Send + 'static,
         priority: Priority,
     ) -> Result<EmbeddedPhoto, PipelineError> {
+        // Admission first: an overloaded gate refuses before any CPU goes into decoding.
+        let ticket = self.gate.admit(priority)?;
         let pre = self.gate.embedder().preprocessing();
         let limits = self.limits;
         let prepared = self
@@ -96,7 +104,7 @@ impl Pipeline {
                     "the decoder failed on this photo".into(),
                 ))
             })?;
-        let embedding = self.gate.embed(prepared.tensor, priority).await?;
+        let embedding = ticket.embed(prepared.tensor).await?;
         Ok(EmbeddedPhoto {
             format: prepared.format,
             width: prepared.width,

@@ -254,6 +254,13 @@ async fn an_overloaded_gate_answers_503_with_retry_after() {
     assert_eq!(body["reason"], "queue_full");
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry >= 1);
+    // Shedding comes before reading and decoding: even an undecodable photo gets the 503.
+    let (status, _, body) = post(&app, &[("photos", "empty.png", "image/png", &[])]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded")),
+        "{body}"
+    );
 }
 
 #[tokio::test]

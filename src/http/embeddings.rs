@@ -39,6 +39,7 @@ pub async fn create(
     State(app): State<AppState>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<EmbeddingsResponse>, ApiError> {
+    app.pipeline.check_capacity(Priority::Interactive)?;
     let photos = read_photos(multipart?, "photos", app.photo_limits).await?;
     let embedded = app
         .pipeline

@@ -1,7 +1,8 @@
 //! The inference gate: every model run in the process passes one small semaphore.
 //!
-//! - A request joins a queue of its priority (bounded: beyond `max_waiters`, 503 at once) and then
-//!   competes for a permit. Whoever gets a permit takes up to `max_batch` queued requests,
+//! - A request is first admitted (`admit`, before its photo is even decoded): at most
+//!   `max_waiters` per priority are in flight, beyond that 503 at once. It then joins the queue of
+//!   its priority and competes for a permit. Whoever gets a permit takes up to `max_batch` queued requests,
 //!   interactive first, and runs them as one batch in `spawn_blocking`. So an idle request runs at
 //!   once, a crowd is micro-batched, and a backlog of background work delays an interactive request
 //!   by at most the run in progress.
@@ -152,6 +153,8 @@ struct Inner {
     embedder: Arc<Embedder>,
     semaphore: Arc<Semaphore>,
     settings: GateSettings,
+    /// Requests admitted per priority (decoding, waiting or running): bounded by `max_waiters`.
+    admitted: [AtomicUsize; 2],
     queues: Mutex<Queues>,
     stats: Stats,
 }
@@ -160,6 +163,25 @@ struct Inner {
 #[derive(Clone)]
 pub struct Gate {
     inner: Arc<Inner>,
+}
+
+/// A request admitted to the gate: holds one of its priority's `max_waiters` places until dropped.
+pub struct Ticket {
+    gate: Gate,
+    priority: Priority,
+}
+
+impl Ticket {
+    /// Waits for a turn and embeds one preprocessed photo (`[3, H, W]`).
+    pub async fn embed(self, tensor: Array3<f32>) -> Result<Embedding, GateError> {
+        self.gate.embed_admitted(tensor, self.priority).await
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.gate.inner.admitted[self.priority.index()].fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What the gate is doing now, and has done since start.
@@ -177,6 +199,10 @@ pub struct GateSnapshot {
     pub waiting_interactive: usize,
     /// Background requests waiting.
     pub waiting_background: usize,
+    /// Interactive requests admitted (decoding, waiting or running).
+    pub admitted_interactive: usize,
+    /// Background requests admitted (decoding, waiting or running).
+    pub admitted_background: usize,
     /// Most photos per run.
     pub max_batch: usize,
     /// Estimated wait for a new interactive request, in seconds.
@@ -215,6 +241,7 @@ impl Gate {
                     permits,
                     ..settings
                 },
+                admitted: [AtomicUsize::new(0), AtomicUsize::new(0)],
                 queues: Mutex::new(Queues::default()),
                 stats: Stats {
                     running: AtomicUsize::new(0),
@@ -253,10 +280,62 @@ impl Gate {
         tensor: Array3<f32>,
         priority: Priority,
     ) -> Result<Embedding, GateError> {
+        self.admit(priority)?.embed(tensor).await
+    }
+
+    /// Admits one request at `priority`, or refuses it at once when `max_waiters` requests of that
+    /// priority are already admitted. Callers admit before decoding, so an overloaded service
+    /// spends no CPU on photos it would turn away.
+    pub fn admit(&self, priority: Priority) -> Result<Ticket, GateError> {
+        let inner = &self.inner;
+        let slot = &inner.admitted[priority.index()];
+        let admitted = slot.fetch_add(1, Ordering::SeqCst);
+        if admitted >= inner.settings.max_waiters[priority.index()] {
+            slot.fetch_sub(1, Ordering::SeqCst);
+            inner
+                .stats
+                .rejected_queue_full
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(GateError::QueueFull {
+                priority,
+                waiting: admitted,
+                retry_after: inner.retry_after(priority),
+            });
+        }
+        Ok(Ticket {
+            gate: self.clone(),
+            priority,
+        })
+    }
+
+    /// Refuses like `admit` when no request at `priority` would be admitted now, without taking a
+    /// place (a hint for shedding before reading a request body; the answer may change).
+    pub fn check_room(&self, priority: Priority) -> Result<(), GateError> {
+        let inner = &self.inner;
+        let admitted = inner.admitted[priority.index()].load(Ordering::SeqCst);
+        if admitted < inner.settings.max_waiters[priority.index()] {
+            return Ok(());
+        }
+        inner
+            .stats
+            .rejected_queue_full
+            .fetch_add(1, Ordering::Relaxed);
+        Err(GateError::QueueFull {
+            priority,
+            waiting: admitted,
+            retry_after: inner.retry_after(priority),
+        })
+    }
+
+    async fn embed_admitted(
+        &self,
+        tensor: Array3<f32>,
+        priority: Priority,
+    ) -> Result<Embedding, GateError> {
         let inner = &self.inner;
         let max_wait = inner.settings.max_wait[priority.index()];
         let deadline = tokio::time::Instant::now() + max_wait;
-        let (id, mut reply) = self.enqueue(tensor, priority)?;
+        let (id, mut reply) = self.enqueue(tensor, priority);
         // Leaves the queue if this future is dropped before its run (the caller went away).
         let _guard = LeaveQueueOnDrop {
             inner,
@@ -292,22 +371,8 @@ impl Gate {
         &self,
         tensor: Array3<f32>,
         priority: Priority,
-    ) -> Result<(u64, oneshot::Receiver<Result<Embedding, GateError>>), GateError> {
-        let inner = &self.inner;
-        let mut queues = inner.lock_queues();
-        let queue_len = queues.by_priority[priority.index()].len();
-        if queue_len >= inner.settings.max_waiters[priority.index()] {
-            drop(queues);
-            inner
-                .stats
-                .rejected_queue_full
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(GateError::QueueFull {
-                priority,
-                waiting: queue_len,
-                retry_after: inner.retry_after(priority),
-            });
-        }
+    ) -> (u64, oneshot::Receiver<Result<Embedding, GateError>>) {
+        let mut queues = self.inner.lock_queues();
         let id = queues.next_id;
         queues.next_id += 1;
         let (tx, rx) = oneshot::channel();
@@ -318,7 +383,7 @@ impl Gate {
             enqueued: Instant::now(),
             reply: tx,
         });
-        Ok((id, rx))
+        (id, rx)
     }
 
     /// Runs a batch on the blocking pool. The permit moves into the task: it is released when the
@@ -352,6 +417,8 @@ impl Gate {
             max_running_observed: s.max_running.load(Ordering::Relaxed),
             waiting_interactive,
             waiting_background,
+            admitted_interactive: inner.admitted[0].load(Ordering::Relaxed),
+            admitted_background: inner.admitted[1].load(Ordering::Relaxed),
             max_batch: inner.settings.max_batch,
             estimated_wait_seconds: inner.estimated_wait(waiting_interactive).as_secs_f64(),
             runs_total: s.runs.load(Ordering::Relaxed),

@@ -178,7 +178,7 @@ pub fn uploads() -> UploadConfig {
 pub fn default_gate_settings() -> GateSettings {
     GateSettings::from_config(&GateConfig {
         permits: 0,
-        max_batch: 1,
+        max_batch: 4,
         max_waiters: 64,
         max_background_waiters: 64,
         max_wait_ms: 2000,
