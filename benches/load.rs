@@ -164,6 +164,10 @@ async fn start_server(gate: GateConfig) -> (String, tokio::sync::oneshot::Sender
     let uploads = UploadConfig {
         max_photo_bytes: 10 * 1024 * 1024,
         max_photos: 8,
+        max_report_photos: 5,
+        upload_permits: 10,
+        upload_max_waiters: 100,
+        upload_max_wait_ms: 5000,
     };
     let database = DatabaseConfig {
         url: std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned()),
@@ -177,7 +181,16 @@ async fn start_server(gate: GateConfig) -> (String, tokio::sync::oneshot::Sender
     let gate = lookalike::service::load_gate(&model, &gate)
         .await
         .expect("model loads");
-    let state = lookalike::service::app_state(store, gate, &imaging, &uploads);
+    let storage_dir = std::env::temp_dir().join("lookalike-load-photos");
+    let storage =
+        lookalike::storage::Storage::local(&storage_dir).expect("a temporary photo folder");
+    let parts = lookalike::service::Parts {
+        store,
+        gate,
+        storage,
+        model_id: 0,
+    };
+    let state = lookalike::service::app_state(parts, &imaging, &uploads, 5);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");

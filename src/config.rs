@@ -30,11 +30,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (migrates the database first).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply the database migrations and exit.
     Migrate(MigrateConfig),
     /// Embed photos with the model and print each embedding's summary (or the full vector).
     Embed(EmbedConfig),
+    /// Enqueue embedding jobs for stored photos that lack an embedding for the current model.
+    Reindex(ReindexConfig),
 }
 
 /// Log output.
@@ -74,6 +76,10 @@ pub struct ServeConfig {
     pub imaging: ImagingConfig,
     #[command(flatten)]
     pub uploads: UploadConfig,
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    #[command(flatten)]
+    pub jobs: JobsConfig,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "LOOKALIKE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -84,6 +90,95 @@ pub struct ServeConfig {
 pub struct MigrateConfig {
     #[command(flatten)]
     pub database: DatabaseConfig,
+}
+
+/// `lookalike reindex`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ReindexConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// The ONNX model file whose embeddings should exist (its manifest names and versions it).
+    #[arg(
+        long = "model",
+        env = "LOOKALIKE_MODEL",
+        default_value = "models/efficientnet_lite0.onnx"
+    )]
+    pub model: PathBuf,
+    /// Attempts each new job gets.
+    #[arg(
+        long = "job-max-attempts",
+        env = "LOOKALIKE_JOB_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub max_attempts: u32,
+}
+
+/// Where photo bytes and thumbnails live.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct StorageConfig {
+    /// Folder of the local photo store (used unless `--storage-url` is set).
+    #[arg(
+        long = "storage-dir",
+        env = "LOOKALIKE_STORAGE_DIR",
+        default_value = "data/photos"
+    )]
+    pub dir: PathBuf,
+    /// An object store URL instead of the folder, e.g. `s3://bucket/prefix` (builds with the `s3`
+    /// feature; credentials and endpoint from the standard `AWS_*` variables).
+    #[arg(
+        id = "storage_url",
+        long = "storage-url",
+        env = "LOOKALIKE_STORAGE_URL"
+    )]
+    pub url: Option<String>,
+}
+
+/// Background jobs (durable, in PostgreSQL).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct JobsConfig {
+    /// Job workers in this process (0: none; another process does the jobs).
+    #[arg(
+        long = "job-workers",
+        env = "LOOKALIKE_JOB_WORKERS",
+        default_value_t = 2
+    )]
+    pub workers: usize,
+    /// Seconds a claimed job stays locked; a worker renews it while it runs, and a job whose
+    /// worker died is reclaimed once it expires.
+    #[arg(
+        long = "job-lease-secs",
+        env = "LOOKALIKE_JOB_LEASE_SECS",
+        default_value_t = 30
+    )]
+    pub lease_secs: u64,
+    /// Milliseconds between polls when no notification arrives (LISTEN/NOTIFY wakes workers at once).
+    #[arg(
+        long = "job-poll-ms",
+        env = "LOOKALIKE_JOB_POLL_MS",
+        default_value_t = 1000
+    )]
+    pub poll_ms: u64,
+    /// Attempts before a job is marked failed.
+    #[arg(
+        long = "job-max-attempts",
+        env = "LOOKALIKE_JOB_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; it doubles per attempt, with jitter.
+    #[arg(
+        long = "job-backoff-ms",
+        env = "LOOKALIKE_JOB_BACKOFF_MS",
+        default_value_t = 1000
+    )]
+    pub backoff_ms: u64,
+    /// Longest retry delay in milliseconds.
+    #[arg(
+        long = "job-backoff-max-ms",
+        env = "LOOKALIKE_JOB_BACKOFF_MAX_MS",
+        default_value_t = 300_000
+    )]
+    pub backoff_max_ms: u64,
 }
 
 /// `lookalike embed FILE...`.
@@ -264,6 +359,34 @@ pub struct UploadConfig {
     /// Most photos in one request.
     #[arg(long = "max-photos", env = "LOOKALIKE_MAX_PHOTOS", default_value_t = 8)]
     pub max_photos: usize,
+    /// Most photos in one report.
+    #[arg(
+        long = "max-report-photos",
+        env = "LOOKALIKE_MAX_REPORT_PHOTOS",
+        default_value_t = 5
+    )]
+    pub max_report_photos: usize,
+    /// Uploads read, validated and stored at once; others wait.
+    #[arg(
+        long = "upload-permits",
+        env = "LOOKALIKE_UPLOAD_PERMITS",
+        default_value_t = 10
+    )]
+    pub upload_permits: usize,
+    /// Most uploads waiting for a slot; beyond it, 503 at once.
+    #[arg(
+        long = "upload-max-waiters",
+        env = "LOOKALIKE_UPLOAD_MAX_WAITERS",
+        default_value_t = 100
+    )]
+    pub upload_max_waiters: usize,
+    /// Milliseconds an upload waits for a slot before 503 + Retry-After.
+    #[arg(
+        long = "upload-max-wait-ms",
+        env = "LOOKALIKE_UPLOAD_MAX_WAIT_MS",
+        default_value_t = 5000
+    )]
+    pub upload_max_wait_ms: u64,
 }
 
 /// The number of cores this process may use (at least 1).
@@ -313,6 +436,8 @@ mod tests {
 
     #[test]
     fn every_default_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["lookalike", "serve"]).unwrap();
         let Command::Serve(cfg) = cli.command else {
             panic!("not serve")

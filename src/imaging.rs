@@ -351,6 +351,25 @@ pub fn to_tensor(pixels: &RgbImage, pre: &Preprocessing) -> Result<Array3<f32>, 
     Ok(tensor)
 }
 
+/// Longest side of a thumbnail, in pixels.
+pub const THUMBNAIL_SIDE: u32 = 256;
+
+/// A JPEG thumbnail of a decoded photo, its longer side at most `max_side` (aspect kept).
+pub fn thumbnail(pixels: &RgbImage, max_side: u32) -> Result<Vec<u8>, ImagingError> {
+    let (w, h) = pixels.dimensions();
+    let scale = (f64::from(max_side) / f64::from(w.max(h))).min(1.0);
+    let (tw, th) = (
+        ((f64::from(w) * scale).round() as u32).max(1),
+        ((f64::from(h) * scale).round() as u32).max(1),
+    );
+    let resized = resize(pixels, tw, th)?;
+    let mut out = Cursor::new(Vec::new());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode(&resized, tw, th, image::ExtendedColorType::Rgb8)
+        .map_err(decode_error)?;
+    Ok(out.into_inner())
+}
+
 /// Resizes RGB pixels to `width` × `height` with a bilinear convolution (area-aware when shrinking).
 pub fn resize(pixels: &RgbImage, width: u32, height: u32) -> Result<Vec<u8>, ImagingError> {
     if pixels.width() == width && pixels.height() == height {

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use lookalike::config::{Cli, Command, EmbedConfig, MigrateConfig};
+use lookalike::config::{Cli, Command, EmbedConfig, MigrateConfig, ReindexConfig};
 use lookalike::imaging::{self, DecodeLimits};
-use lookalike::inference::Embedder;
+use lookalike::inference::{Embedder, ModelManifest};
 use lookalike::store::Store;
 use lookalike::{service, telemetry};
 
@@ -14,9 +14,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.log);
     let result = match cli.command {
-        Command::Serve(config) => runtime().and_then(|rt| rt.block_on(service::serve(config))),
+        Command::Serve(config) => runtime().and_then(|rt| rt.block_on(service::serve(*config))),
         Command::Migrate(config) => runtime().and_then(|rt| rt.block_on(migrate(config))),
         Command::Embed(config) => embed(config),
+        Command::Reindex(config) => runtime().and_then(|rt| rt.block_on(reindex(config))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,6 +39,22 @@ async fn migrate(config: MigrateConfig) -> anyhow::Result<()> {
     let store = Store::connect(&config.database).await?;
     store.migrate().await?;
     tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Enqueues embedding jobs for stored photos that lack an embedding for the model.
+async fn reindex(config: ReindexConfig) -> anyhow::Result<()> {
+    let manifest = ModelManifest::load_for(&config.model)?;
+    let store = Store::connect(&config.database).await?;
+    store.migrate().await?;
+    let model_id = store.register_model(&manifest).await?;
+    let queued = store
+        .enqueue_missing_embeddings(model_id, config.max_attempts)
+        .await?;
+    println!(
+        "{queued} embedding jobs queued for {} {}",
+        manifest.name, manifest.version
+    );
     Ok(())
 }
 

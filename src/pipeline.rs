@@ -73,9 +73,14 @@ impl Pipeline {
         &self.gate
     }
 
-    /// The decode limit (for status).
-    pub fn decode_limit(&self) -> &ConcurrencyLimit {
+    /// The decode limit (shared with report uploads, shown on status).
+    pub fn decode_limit(&self) -> &Arc<ConcurrencyLimit> {
         &self.decode
+    }
+
+    /// The decoding limits in force.
+    pub fn decode_limits(&self) -> DecodeLimits {
+        self.limits
     }
 
     /// Refuses at once (503) when the gate has no room at `priority`: lets a handler shed load before

@@ -9,7 +9,11 @@ use tokio::net::TcpListener;
 use crate::config::{GateConfig, ImagingConfig, ModelConfig, ServeConfig, UploadConfig};
 use crate::http::{self, AppState, PhotoLimits};
 use crate::inference::{Embedder, Gate, GateSettings};
+use crate::jobs::{JobContext, JobSettings, Workers};
+use crate::limits::ConcurrencyLimit;
 use crate::pipeline::Pipeline;
+use crate::reports::{ReportService, ReportSettings};
+use crate::storage::Storage;
 use crate::store::Store;
 
 /// Loads the model with one session per gate permit (blocking work, run off the async threads).
@@ -31,38 +35,111 @@ pub async fn load_gate(model: &ModelConfig, gate: &GateConfig) -> anyhow::Result
     Ok(Gate::new(Arc::new(embedder), settings))
 }
 
+/// The parts the HTTP service and the workers share.
+#[derive(Clone)]
+pub struct Parts {
+    /// The database.
+    pub store: Store,
+    /// The model behind its gate.
+    pub gate: Gate,
+    /// The photo store.
+    pub storage: Storage,
+    /// The model's id in the database.
+    pub model_id: i32,
+}
+
 /// The application state from its parts.
 pub fn app_state(
-    store: Store,
-    gate: Gate,
+    parts: Parts,
     imaging: &ImagingConfig,
     uploads: &UploadConfig,
+    max_attempts: u32,
 ) -> AppState {
+    let pipeline = Pipeline::new(parts.gate, imaging);
+    let upload_limit = ConcurrencyLimit::new(
+        "upload",
+        uploads.upload_permits,
+        uploads.upload_max_waiters,
+        Duration::from_millis(uploads.upload_max_wait_ms),
+    );
+    let reports = ReportService::new(
+        parts.store.clone(),
+        parts.storage,
+        pipeline.decode_limit().clone(),
+        Arc::new(upload_limit),
+        ReportSettings {
+            limits: pipeline.decode_limits(),
+            model_id: parts.model_id,
+            max_attempts,
+        },
+    );
     AppState {
-        store,
-        pipeline: Pipeline::new(gate, imaging),
+        store: parts.store,
+        pipeline,
+        reports,
         photo_limits: PhotoLimits {
             max_bytes: uploads.max_photo_bytes,
             max_count: uploads.max_photos.max(1),
         },
+        max_report_photos: uploads.max_report_photos.max(1),
+        job_stats: None,
         started: Instant::now(),
     }
 }
 
-/// `lookalike serve`: model, database (migrated), then HTTP until SIGTERM/Ctrl-C.
+/// Starts the job workers over the state's parts (none when `workers` is 0).
+pub fn start_workers(
+    state: &mut AppState,
+    storage: Storage,
+    model_id: i32,
+    settings: JobSettings,
+) -> Option<Workers> {
+    if settings.workers == 0 {
+        return None;
+    }
+    let context = JobContext {
+        store: state.store.clone(),
+        storage,
+        pipeline: state.pipeline.clone(),
+        model_id,
+    };
+    let workers = Workers::start(context, settings);
+    state.job_stats = Some(workers.stats_handle());
+    Some(workers)
+}
+
+/// `lookalike serve`: model, database (migrated), workers, then HTTP until SIGTERM/Ctrl-C.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "effective configuration");
     let gate = load_gate(&config.model, &config.gate).await?;
+    let storage = Storage::from_config(&config.storage)?;
     let store = Store::connect(&config.database)
         .await
         .context("connecting to the database")?;
     store.migrate().await?;
-    store.register_model(gate.embedder().manifest()).await?;
-    let state = app_state(store.clone(), gate, &config.imaging, &config.uploads);
+    let model_id = store.register_model(gate.embedder().manifest()).await?;
+    let parts = Parts {
+        store: store.clone(),
+        gate,
+        storage: storage.clone(),
+        model_id,
+    };
+    let mut state = app_state(
+        parts,
+        &config.imaging,
+        &config.uploads,
+        config.jobs.max_attempts,
+    );
+    let workers = start_workers(
+        &mut state,
+        storage,
+        model_id,
+        JobSettings::from_config(&config.jobs),
+    );
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(address = %config.listen, "listening");
+    tracing::info!(address = %config.listen, workers = config.jobs.workers, "listening");
 
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -71,19 +148,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });
     let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => result?,
+    let served = tokio::select! {
+        result = &mut server => result.map_err(anyhow::Error::from),
         () = shutdown_signal() => {
             tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
             let _ = stop_tx.send(true);
             if tokio::time::timeout(grace, &mut server).await.is_err() {
                 tracing::warn!("grace period over; dropping the remaining requests");
             }
+            Ok(())
         }
+    };
+    if let Some(workers) = workers {
+        workers.stop(grace).await;
     }
     store.close().await;
     tracing::info!("stopped");
-    Ok(())
+    served
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

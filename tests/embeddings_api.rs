@@ -20,7 +20,7 @@ async fn post(
 }
 
 async fn default_app() -> axum::Router {
-    app(default_gate_settings(), uploads()).await.0
+    app(default_gate_settings(), uploads()).await.router
 }
 
 fn embedding_of(body: &Value, i: usize) -> Vec<f32> {
@@ -194,8 +194,9 @@ async fn size_and_count_limits() {
     let limits = UploadConfig {
         max_photo_bytes: 300_000,
         max_photos: 2,
+        ..uploads()
     };
-    let (app, _) = app(default_gate_settings(), limits).await;
+    let app = app(default_gate_settings(), limits).await.router;
     let big = sample("coffee.png"); // 467 kB
     let small = sample("rocket.jpg"); // 113 kB
     let (status, _, body) = post(&app, &[("photos", "big.png", "image/png", &big)]).await;
@@ -240,7 +241,7 @@ async fn size_and_count_limits() {
 async fn an_overloaded_gate_answers_503_with_retry_after() {
     let mut settings = default_gate_settings();
     settings.max_waiters = [0, 0];
-    let (app, _) = app(settings, uploads()).await;
+    let app = app(settings, uploads()).await.router;
     let (status, headers, body) = post(
         &app,
         &[("photos", "a.png", "image/png", &sample("chelsea.png"))],
@@ -265,7 +266,9 @@ async fn an_overloaded_gate_answers_503_with_retry_after() {
 
 #[tokio::test]
 async fn status_reports_the_gate() {
-    let (app, state) = app(default_gate_settings(), uploads()).await;
+    let TestApp {
+        router: app, state, ..
+    } = app(default_gate_settings(), uploads()).await;
     let (status, _, _) = post(
         &app,
         &[("photos", "a.png", "image/png", &sample("chelsea.png"))],

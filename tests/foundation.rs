@@ -115,7 +115,7 @@ async fn migrations_are_idempotent_and_install_pgvector() {
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let (app, _) = app(default_gate_settings(), uploads()).await;
+    let app = app(default_gate_settings(), uploads()).await.router;
     let (status, _, body) = send(&app, get("/healthz")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
@@ -135,12 +135,14 @@ async fn readiness_fails_with_the_reason_when_the_database_is_unreachable() {
     let mut config = database_config("postgres://postgres@127.0.0.1:1/none?sslmode=disable".into());
     config.acquire_timeout_ms = 500;
     let store = Store::connect_lazy(&config).unwrap();
-    let state = lookalike::service::app_state(
+    let storage = lookalike::storage::Storage::local(&temp_dir("storage")).unwrap();
+    let parts = lookalike::service::Parts {
         store,
-        gate(default_gate_settings()),
-        &imaging_config(),
-        &uploads(),
-    );
+        gate: gate(default_gate_settings()),
+        storage,
+        model_id: 1,
+    };
+    let state = lookalike::service::app_state(parts, &imaging_config(), &uploads(), 3);
     let app = lookalike::http::router(state);
     let (status, _, body) = send(&app, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

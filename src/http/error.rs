@@ -13,6 +13,8 @@ use crate::imaging::{ACCEPTED_TYPES, ImagingError};
 use crate::inference::GateError;
 use crate::limits::LimitError;
 use crate::pipeline::PipelineError;
+use crate::reports::{ReportError, ValidationError};
+use crate::storage::StorageError;
 use crate::store::StoreError;
 
 /// An error response.
@@ -223,6 +225,45 @@ impl From<MultipartError> for ApiError {
                 "invalid_multipart",
                 format!("malformed multipart body: {}", e.body_text()),
             )
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::validation(e.to_string()).with("field", e.field)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound(_) => ApiError::not_found("the stored photo is missing"),
+            _ => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the photo store is unavailable",
+            )
+            .retry_after(Duration::from_secs(2)),
+        }
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::Validation(v) => v.into(),
+            ReportError::Photo { index, error } => ApiError::from(error).with("photo_index", index),
+            ReportError::Busy(l) => l.into(),
+            ReportError::Store(s) => s.into(),
+            ReportError::Storage(s) => s.into(),
+            ReportError::NotFound(what) => ApiError::not_found(format!("no such {what}")),
+            ReportError::Unauthorized => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+            }
+            ReportError::Forbidden => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
         }
     }
 }

@@ -9,7 +9,9 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use crate::inference::GateSnapshot;
+use crate::jobs::{JobStatsSnapshot, snapshot};
 use crate::limits::LimitSnapshot;
+use crate::store::JobCounts;
 
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> Json<serde_json::Value> {
@@ -41,7 +43,17 @@ pub struct Status {
     model: ModelStatus,
     gate: GateSnapshot,
     decode: LimitSnapshot,
+    uploads: LimitSnapshot,
+    jobs: JobsStatus,
     database: DatabaseStatus,
+}
+
+#[derive(Debug, Serialize)]
+struct JobsStatus {
+    /// Jobs by state across all processes (null while the database is unreachable).
+    queue: Option<JobCounts>,
+    /// This process's workers.
+    workers: Option<JobStatsSnapshot>,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,6 +83,14 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
         },
         gate: app.pipeline.gate().snapshot(),
         decode: app.pipeline.decode_limit().snapshot(),
+        uploads: app.reports.upload_limit().snapshot(),
+        jobs: JobsStatus {
+            queue: app.store.job_counts().await.ok(),
+            workers: app
+                .job_stats
+                .as_ref()
+                .map(|(stats, workers)| snapshot(stats, *workers)),
+        },
         database: DatabaseStatus { connections, idle },
     })
 }

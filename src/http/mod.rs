@@ -5,12 +5,17 @@ mod embeddings;
 pub mod error;
 mod health;
 mod multipart;
+mod reports;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+
+use crate::jobs::JobStats;
+use crate::reports::ReportService;
 
 pub use error::ApiError;
 pub use multipart::PhotoLimits;
@@ -25,8 +30,14 @@ pub struct AppState {
     pub store: Store,
     /// Photos → embeddings.
     pub pipeline: Pipeline,
-    /// Upload limits.
+    /// Reports and their photos.
+    pub reports: ReportService,
+    /// Upload limits (per photo, photos per `/v1/embeddings` request).
     pub photo_limits: PhotoLimits,
+    /// Most photos per report.
+    pub max_report_photos: usize,
+    /// This process's job workers' counters, and how many workers run.
+    pub job_stats: Option<(Arc<JobStats>, usize)>,
     /// When the service started.
     pub started: Instant,
 }
@@ -44,6 +55,16 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/v1/status", get(health::status))
         .route("/v1/embeddings", post(embeddings::create))
+        .route("/v1/reports", post(reports::create).get(reports::list))
+        .route(
+            "/v1/reports/{id}",
+            get(reports::get)
+                .patch(reports::update)
+                .delete(reports::delete),
+        )
+        .route("/v1/photos/{id}", get(reports::photo))
+        .route("/v1/photos/{id}/thumbnail", get(reports::thumbnail))
+        .route("/v1/jobs/{id}", get(reports::job))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -5,6 +5,12 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
+pub mod jobs;
+pub mod reports;
+
+pub use jobs::{ClaimedJob, JobCounts, JobRecord};
+pub use reports::{CreatedReport, NewPhoto, OwnerCheck};
+
 use crate::config::DatabaseConfig;
 use crate::inference::ModelManifest;
 

@@ -11,7 +11,9 @@ use lookalike::config::{
 };
 use lookalike::http::{AppState, router};
 use lookalike::inference::{Embedder, Gate, GateSettings};
-use lookalike::service::app_state;
+use lookalike::jobs::{JobSettings, Workers};
+use lookalike::service::{Parts, app_state, start_workers};
+use lookalike::storage::Storage;
 use lookalike::store::Store;
 use sqlx::Connection;
 
@@ -155,15 +157,88 @@ pub fn imaging_config() -> ImagingConfig {
     }
 }
 
-/// The HTTP app over a fresh database and the real model.
-pub async fn app(settings: GateSettings, uploads: UploadConfig) -> (axum::Router, AppState) {
-    let state = app_state(
-        fresh_store().await,
-        gate(settings),
-        &imaging_config(),
-        &uploads,
-    );
-    (router(state.clone()), state)
+/// A test service: router, state, and where its photos are stored.
+pub struct TestApp {
+    /// The HTTP router.
+    pub router: axum::Router,
+    /// Its state.
+    pub state: AppState,
+    /// The photo store.
+    pub storage: Storage,
+    /// The photo store's folder.
+    pub storage_dir: PathBuf,
+    /// The model's id.
+    pub model_id: i32,
+}
+
+impl TestApp {
+    /// Starts job workers for this app (the test decides when).
+    pub fn start_workers(&mut self, settings: JobSettings) -> Workers {
+        let workers = start_workers(
+            &mut self.state,
+            self.storage.clone(),
+            self.model_id,
+            settings,
+        )
+        .expect("at least one worker");
+        self.router = router(self.state.clone());
+        workers
+    }
+}
+
+/// Fast job settings for tests.
+pub fn job_settings(workers: usize) -> JobSettings {
+    JobSettings {
+        workers,
+        lease: std::time::Duration::from_secs(30),
+        poll: std::time::Duration::from_millis(200),
+        backoff: std::time::Duration::from_millis(20),
+        backoff_max: std::time::Duration::from_millis(200),
+    }
+}
+
+/// The parts over a store, with photos in a fresh temporary folder.
+pub async fn parts(store: Store, settings: GateSettings) -> (Parts, PathBuf) {
+    let dir = temp_dir("storage");
+    let storage = Storage::local(&dir).unwrap();
+    let gate = gate(settings);
+    let model_id = store
+        .register_model(gate.embedder().manifest())
+        .await
+        .unwrap();
+    (
+        Parts {
+            store,
+            gate,
+            storage,
+            model_id,
+        },
+        dir,
+    )
+}
+
+/// The HTTP app over a fresh database and the real model (no job workers unless started).
+pub async fn app(settings: GateSettings, uploads: UploadConfig) -> TestApp {
+    let (parts, storage_dir) = parts(fresh_store().await, settings).await;
+    let (storage, model_id) = (parts.storage.clone(), parts.model_id);
+    let state = app_state(parts, &imaging_config(), &uploads, 3);
+    TestApp {
+        router: router(state.clone()),
+        state,
+        storage,
+        storage_dir,
+        model_id,
+    }
+}
+
+/// A fresh temporary folder.
+pub fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "lookalike-test-{what}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Default upload limits.
@@ -171,6 +246,10 @@ pub fn uploads() -> UploadConfig {
     UploadConfig {
         max_photo_bytes: 10 * 1024 * 1024,
         max_photos: 8,
+        max_report_photos: 5,
+        upload_permits: 10,
+        upload_max_waiters: 100,
+        upload_max_wait_ms: 5000,
     }
 }
 
@@ -186,19 +265,24 @@ pub fn default_gate_settings() -> GateSettings {
     })
 }
 
+/// One multipart part: (field, filename — empty for a text field —, content type, bytes).
+pub type Part<'a> = (&'a str, &'a str, &'a str, &'a [u8]);
+
 /// A multipart/form-data body: `(field, filename, content type, bytes)` parts.
 pub fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "lookalike-test-boundary-7f3a9c";
     let mut body = Vec::new();
     for (field, filename, content_type, bytes) in parts {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        body.extend_from_slice(
-            format!(
-                "Content-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(format!("Content-Type: {content_type}\r\n\r\n").as_bytes());
+        if filename.is_empty() {
+            let head = format!("Content-Disposition: form-data; name=\"{field}\"\r\n\r\n");
+            body.extend_from_slice(head.as_bytes());
+        } else {
+            let head = format!(
+                "Content-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            );
+            body.extend_from_slice(head.as_bytes());
+        }
         body.extend_from_slice(bytes);
         body.extend_from_slice(b"\r\n");
     }
@@ -243,4 +327,59 @@ pub fn get(uri: &str) -> axum::http::Request<axum::body::Body> {
     axum::http::Request::get(uri)
         .body(axum::body::Body::empty())
         .unwrap()
+}
+
+/// `count` distinct real photos (PNG crops of a sample photo, `side` pixels square).
+pub fn distinct_photos(count: usize, side: u32) -> Vec<Vec<u8>> {
+    let source = image::load_from_memory(&sample("astronaut.png"))
+        .unwrap()
+        .to_rgb8();
+    (0..count)
+        .map(|i| {
+            let (x, y) = ((i % 16) as u32 * 16, (i / 16 % 16) as u32 * 16);
+            let crop = image::imageops::crop_imm(&source, x, y, 256, 256).to_image();
+            let mut resized =
+                image::imageops::resize(&crop, side, side, image::imageops::FilterType::Triangle);
+            // Past 256 crops, a marked pixel keeps them apart.
+            resized.put_pixel(0, 0, image::Rgb([(i / 256) as u8, 7, 7]));
+            let mut out = std::io::Cursor::new(Vec::new());
+            image::DynamicImage::ImageRgb8(resized)
+                .write_to(&mut out, image::ImageFormat::Png)
+                .unwrap();
+            out.into_inner()
+        })
+        .collect()
+}
+
+/// A report form with the given photos.
+pub fn report_form<'a>(
+    kind: &'a str,
+    species: &'a str,
+    photos: &'a [Vec<u8>],
+) -> Vec<(&'a str, &'a str, &'a str, &'a [u8])> {
+    let mut parts: Vec<(&str, &str, &str, &[u8])> = vec![
+        ("kind", "", "text/plain", kind.as_bytes()),
+        ("species", "", "text/plain", species.as_bytes()),
+    ];
+    parts.push(("title", "", "text/plain", b"Brown dog near the park"));
+    for p in photos {
+        parts.push(("photos", "photo.png", "image/png", p));
+    }
+    parts
+}
+
+/// Polls until `condition` holds (every 20 ms, up to `seconds`).
+pub async fn eventually<F, Fut>(what: &str, seconds: u64, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {seconds} s waiting until {what}");
 }

@@ -1,0 +1,384 @@
+//! Durable background work: workers claim jobs from PostgreSQL (`FOR UPDATE SKIP LOCKED` with a
+//! lease they renew while they work), are woken at once by LISTEN/NOTIFY and poll as a fallback,
+//! retry failures with exponential backoff and jitter up to the job's attempts, and on shutdown
+//! stop claiming, finish what runs within a grace period and hand the rest back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use sqlx::postgres::PgListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::JobsConfig;
+use crate::inference::{GateError, Priority};
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::storage::Storage;
+use crate::store::jobs::JOBS_CHANNEL;
+use crate::store::{ClaimedJob, Store};
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Workers in this process.
+    pub workers: usize,
+    /// Lease of a claimed job.
+    pub lease: Duration,
+    /// Poll interval when no notification comes.
+    pub poll: Duration,
+    /// First retry delay.
+    pub backoff: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+}
+
+impl JobSettings {
+    /// Settings from the configuration.
+    pub fn from_config(c: &JobsConfig) -> Self {
+        JobSettings {
+            workers: c.workers,
+            lease: Duration::from_secs(c.lease_secs.max(1)),
+            poll: Duration::from_millis(c.poll_ms.max(10)),
+            backoff: Duration::from_millis(c.backoff_ms),
+            backoff_max: Duration::from_millis(c.backoff_max_ms.max(c.backoff_ms)),
+        }
+    }
+
+    /// Delay before attempt `attempt + 1`: doubling from `backoff`, capped, times a jitter in [0.5, 1.5).
+    pub fn retry_delay(&self, attempt: i32) -> Duration {
+        let exp = u32::try_from(attempt.saturating_sub(1))
+            .unwrap_or(0)
+            .min(30);
+        let base = self
+            .backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.backoff_max);
+        base.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+    }
+}
+
+/// What the workers need to do their jobs.
+#[derive(Clone)]
+pub struct JobContext {
+    /// The database.
+    pub store: Store,
+    /// The photo store.
+    pub storage: Storage,
+    /// Photos → embeddings (jobs run at background priority).
+    pub pipeline: Pipeline,
+    /// The current model's id.
+    pub model_id: i32,
+}
+
+/// Counters of this process's workers.
+#[derive(Debug, Default)]
+pub struct JobStats {
+    done: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
+    deferred: AtomicU64,
+}
+
+/// A copy of the counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatsSnapshot {
+    /// Workers running in this process.
+    pub workers: usize,
+    /// Jobs this process finished.
+    pub done_total: u64,
+    /// Failed attempts that will be retried.
+    pub retried_total: u64,
+    /// Jobs given up after their last attempt.
+    pub failed_total: u64,
+    /// Jobs put back because the model was busy.
+    pub deferred_total: u64,
+}
+
+/// Why one attempt did not finish the job.
+#[derive(Debug)]
+enum AttemptError {
+    /// The service is busy: try again later without counting the attempt.
+    Busy(Duration),
+    /// The attempt failed.
+    Failed(String),
+}
+
+/// The running workers of this process.
+pub struct Workers {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<(String, JoinHandle<()>)>,
+    listener: JoinHandle<()>,
+    store: Store,
+    stats: Arc<JobStats>,
+}
+
+impl Workers {
+    /// Starts `settings.workers` workers and the notification listener.
+    pub fn start(context: JobContext, settings: JobSettings) -> Self {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let stats = Arc::new(JobStats::default());
+        let listener = tokio::spawn(listen(
+            context.store.clone(),
+            wake.clone(),
+            shutdown_rx.clone(),
+        ));
+        let process = format!(
+            "{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let context = Arc::new(context);
+        let tasks = (0..settings.workers)
+            .map(|n| {
+                let id = format!("{process}-w{n}");
+                let worker = Worker {
+                    id: id.clone(),
+                    context: context.clone(),
+                    settings: settings.clone(),
+                    wake: wake.clone(),
+                    shutdown: shutdown_rx.clone(),
+                    stats: stats.clone(),
+                };
+                (id, tokio::spawn(worker.run()))
+            })
+            .collect();
+        Workers {
+            shutdown,
+            tasks,
+            listener,
+            store: context.store.clone(),
+            stats,
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> JobStatsSnapshot {
+        snapshot(&self.stats, self.tasks.len())
+    }
+
+    /// A handle on the counters that outlives `stop`.
+    pub fn stats_handle(&self) -> (Arc<JobStats>, usize) {
+        (self.stats.clone(), self.tasks.len())
+    }
+
+    /// Stops claiming, lets running jobs finish within `grace`, then hands back what is left.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        self.listener.abort();
+        let deadline = tokio::time::Instant::now() + grace;
+        for (id, mut task) in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                match self.store.release_jobs(&id).await {
+                    Ok(n) if n > 0 => {
+                        tracing::warn!(worker = %id, jobs = n, "grace period over: job handed back")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(worker = %id, error = %e, "could not hand back jobs; their lease will expire")
+                    }
+                }
+            }
+        }
+        tracing::info!("job workers stopped");
+    }
+}
+
+/// A copy of job counters.
+pub fn snapshot(stats: &JobStats, workers: usize) -> JobStatsSnapshot {
+    JobStatsSnapshot {
+        workers,
+        done_total: stats.done.load(Ordering::Relaxed),
+        retried_total: stats.retried.load(Ordering::Relaxed),
+        failed_total: stats.failed.load(Ordering::Relaxed),
+        deferred_total: stats.deferred.load(Ordering::Relaxed),
+    }
+}
+
+/// Wakes the workers whenever a job is enqueued anywhere; reconnects after errors.
+async fn listen(store: Store, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let session = async {
+            let mut listener = PgListener::connect_with(store.pool()).await?;
+            listener.listen(JOBS_CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                wake.notify_waiters();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = session => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "job notifications lost; reconnecting (workers poll meanwhile)");
+                }
+            }
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+struct Worker {
+    id: String,
+    context: Arc<JobContext>,
+    settings: JobSettings,
+    wake: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+    stats: Arc<JobStats>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut db_backoff = Duration::from_millis(100);
+        while !*self.shutdown.borrow() {
+            // Registered before claiming, so a notification that lands meanwhile is not missed.
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self
+                .context
+                .store
+                .claim_job(&self.id, self.settings.lease)
+                .await
+            {
+                Ok(Some(job)) => {
+                    db_backoff = Duration::from_millis(100);
+                    self.process(job).await;
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep(self.settings.poll) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(worker = %self.id, error = %e, "cannot claim jobs; backing off");
+                    tokio::select! {
+                        () = tokio::time::sleep(db_backoff) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                    db_backoff = (db_backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Runs one job, renewing its lease meanwhile, and records the outcome.
+    async fn process(&self, job: ClaimedJob) {
+        let store = &self.context.store;
+        let attempt = self.attempt(&job);
+        tokio::pin!(attempt);
+        let mut renew = tokio::time::interval(self.settings.lease / 3);
+        renew.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut attempt => break outcome,
+                _ = renew.tick() => {
+                    if let Ok(false) = store.renew_lease(job.id, &self.id, self.settings.lease).await {
+                        tracing::warn!(job = job.id, "lease lost: another worker has this job");
+                    }
+                }
+            }
+        };
+        let recorded = match outcome {
+            Ok(()) => {
+                self.stats.done.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(AttemptError::Busy(after)) => {
+                self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                store.defer_job(job.id, &self.id, after).await
+            }
+            Err(AttemptError::Failed(error)) => {
+                let delay = self.settings.retry_delay(job.attempt);
+                match store.fail_attempt(job.id, &self.id, &error, delay).await {
+                    Ok(true) => {
+                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(job = job.id, attempts = job.attempt, %error, "job failed for good");
+                        Ok(())
+                    }
+                    Ok(false) => {
+                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(job = job.id, attempt = job.attempt, %error, retry_in_ms = delay.as_millis() as u64, "job attempt failed");
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = recorded {
+            // The lease expires and the job is claimed again: nothing is lost.
+            tracing::warn!(job = job.id, error = %e, "could not record the job's outcome");
+        }
+    }
+
+    async fn attempt(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
+        match job.kind.as_str() {
+            "embed" => self.embed(job).await,
+            other => Err(AttemptError::Failed(format!("unknown job kind `{other}`"))),
+        }
+    }
+
+    /// Embeds a stored photo and saves the vector, together with the job's completion.
+    async fn embed(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
+        let ctx = &self.context;
+        let failed = |m: String| AttemptError::Failed(m);
+        let sha_hex = job.payload["sha256"]
+            .as_str()
+            .ok_or_else(|| failed("payload without sha256".into()))?;
+        let sha256 = hex::decode(sha_hex).map_err(|e| failed(format!("bad sha256: {e}")))?;
+        let model_id = job.payload["model_id"].as_i64().unwrap_or_default();
+        if model_id != i64::from(ctx.model_id) {
+            return Err(failed(format!(
+                "job for model {model_id}, this process runs model {}",
+                ctx.model_id
+            )));
+        }
+        let busy = |e: &crate::store::StoreError| match e {
+            crate::store::StoreError::Unavailable(_) => AttemptError::Busy(Duration::from_secs(2)),
+            other => AttemptError::Failed(other.to_string()),
+        };
+        let key = ctx
+            .store
+            .blob_key(&sha256)
+            .await
+            .map_err(|e| busy(&e))?
+            .ok_or_else(|| failed("photo record missing".into()))?;
+        let bytes = ctx
+            .storage
+            .get(&key)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let embedded = ctx
+            .pipeline
+            .embed(bytes, Priority::Background)
+            .await
+            .map_err(|e| match e {
+                PipelineError::Gate(GateError::Run(m)) => failed(m),
+                PipelineError::Gate(g) => {
+                    AttemptError::Busy(g.retry_after().unwrap_or(Duration::from_secs(1)))
+                }
+                PipelineError::DecodeBusy(l) => AttemptError::Busy(l.retry_after()),
+                PipelineError::Imaging(i) => failed(i.to_string()),
+            })?;
+        let saved = ctx
+            .store
+            .save_embedding(job.id, &self.id, &sha256, ctx.model_id, embedded.embedding)
+            .await
+            .map_err(|e| busy(&e))?;
+        if !saved {
+            tracing::warn!(
+                job = job.id,
+                "job was taken over after its lease expired; result dropped"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! Reports with photos: validation, storage of the photos, and the one transaction that records
+//! the report with its embedding jobs. The embedding itself happens later, in the `jobs` workers.
+
+mod model;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::sync::OwnedSemaphorePermit;
+use uuid::Uuid;
+
+pub use model::*;
+
+use crate::imaging::{self, DecodeLimits, ImagingError, THUMBNAIL_SIDE};
+use crate::limits::{ConcurrencyLimit, LimitError};
+use crate::storage::{self, Storage, StorageError};
+use crate::store::{NewPhoto, OwnerCheck, Store, StoreError};
+
+/// Why a report action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A field is invalid.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// A photo is not acceptable.
+    #[error("photo {index}: {error}")]
+    Photo { index: usize, error: ImagingError },
+    /// Too many uploads or decodes at once.
+    #[error(transparent)]
+    Busy(#[from] LimitError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The photo store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// No such report or photo.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// No owner token was given.
+    #[error("this needs the report's owner token (Authorization: Bearer <token>)")]
+    Unauthorized,
+    /// The owner token is not this report's.
+    #[error("the owner token does not match this report")]
+    Forbidden,
+}
+
+/// A created report and its owner token (shown once; only its hash is stored).
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The report as stored.
+    pub report: Report,
+    /// Secret needed to change or delete the report.
+    pub owner_token: String,
+}
+
+/// Report operations; cheap to clone.
+#[derive(Clone)]
+pub struct ReportService {
+    store: Store,
+    storage: Storage,
+    decode: Arc<ConcurrencyLimit>,
+    uploads: Arc<ConcurrencyLimit>,
+    limits: DecodeLimits,
+    model_id: i32,
+    max_attempts: u32,
+}
+
+/// Settings of the report service.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// Decoding limits for uploaded photos.
+    pub limits: DecodeLimits,
+    /// The current model's id (from `Store::register_model`).
+    pub model_id: i32,
+    /// Attempts per embedding job.
+    pub max_attempts: u32,
+}
+
+impl ReportService {
+    /// The service over its parts; `decode` is shared with the embedding pipeline.
+    pub fn new(
+        store: Store,
+        storage: Storage,
+        decode: Arc<ConcurrencyLimit>,
+        uploads: Arc<ConcurrencyLimit>,
+        settings: ReportSettings,
+    ) -> Self {
+        ReportService {
+            store,
+            storage,
+            decode,
+            uploads,
+            limits: settings.limits,
+            model_id: settings.model_id,
+            max_attempts: settings.max_attempts,
+        }
+    }
+
+    /// The upload slots (for status).
+    pub fn upload_limit(&self) -> &ConcurrencyLimit {
+        &self.uploads
+    }
+
+    /// The current model's id.
+    pub fn model_id(&self) -> i32 {
+        self.model_id
+    }
+
+    /// Waits (bounded) for an upload slot; hold it while the upload is read, checked and stored.
+    pub async fn upload_slot(&self) -> Result<OwnedSemaphorePermit, LimitError> {
+        self.uploads.acquire().await
+    }
+
+    /// Checks every photo, stores photos and thumbnails, and records the report with one
+    /// embedding job per new photo. Answers without waiting for any inference.
+    pub async fn create(&self, new: NewReport, photos: Vec<Bytes>) -> Result<Created, ReportError> {
+        // Check every photo before storing anything.
+        let mut checked = Vec::with_capacity(photos.len());
+        for (index, bytes) in photos.into_iter().enumerate() {
+            let limits = self.limits;
+            let work_bytes = bytes.clone();
+            let (photo, thumbnail) = self
+                .decode
+                .run_blocking(move || -> Result<_, ImagingError> {
+                    let photo =
+                        imaging::decode(&work_bytes, &limits, (THUMBNAIL_SIDE, THUMBNAIL_SIDE))?;
+                    let thumbnail = imaging::thumbnail(&photo.pixels, THUMBNAIL_SIDE)?;
+                    Ok((photo, thumbnail))
+                })
+                .await?
+                .unwrap_or_else(|_| {
+                    Err(ImagingError::Decode(
+                        "the decoder failed on this photo".into(),
+                    ))
+                })
+                .map_err(|error| ReportError::Photo { index, error })?;
+            let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+            let hex = hex::encode(sha256);
+            let new_photo = NewPhoto {
+                sha256,
+                storage_key: storage::photo_key(&hex),
+                thumbnail_key: storage::thumbnail_key(&hex),
+                format: format!("{:?}", photo.format).to_lowercase(),
+                width: photo.width,
+                height: photo.height,
+                bytes: bytes.len(),
+            };
+            checked.push((new_photo, bytes, Bytes::from(thumbnail)));
+        }
+        // Content-addressed: writing a photo that is already stored rewrites the same bytes.
+        for (photo, bytes, thumbnail) in &checked {
+            self.storage.put(&photo.storage_key, bytes.clone()).await?;
+            self.storage
+                .put(&photo.thumbnail_key, thumbnail.clone())
+                .await?;
+        }
+        let owner_token = new_owner_token();
+        let photos: Vec<NewPhoto> = checked.into_iter().map(|(p, _, _)| p).collect();
+        let created = self
+            .store
+            .create_report(
+                &new,
+                &token_hash(&owner_token),
+                &photos,
+                self.model_id,
+                self.max_attempts,
+            )
+            .await?;
+        let report = self.get(created.id).await?;
+        Ok(Created {
+            report,
+            owner_token,
+        })
+    }
+
+    /// One report.
+    pub async fn get(&self, id: Uuid) -> Result<Report, ReportError> {
+        self.store
+            .report(id, self.model_id)
+            .await?
+            .ok_or(ReportError::NotFound("report"))
+    }
+
+    /// A page of reports.
+    pub async fn list(&self, filter: &ReportFilter) -> Result<Vec<Report>, ReportError> {
+        Ok(self.store.reports(filter, self.model_id).await?)
+    }
+
+    /// Deletes a report, given its owner token.
+    pub async fn delete(&self, id: Uuid, token: Option<&str>) -> Result<(), ReportError> {
+        let token = token.ok_or(ReportError::Unauthorized)?;
+        owner_result(self.store.delete_report(id, &token_hash(token)).await?)
+    }
+
+    /// Changes a report, given its owner token.
+    pub async fn update(
+        &self,
+        id: Uuid,
+        token: Option<&str>,
+        patch: &ReportPatch,
+    ) -> Result<Report, ReportError> {
+        let token = token.ok_or(ReportError::Unauthorized)?;
+        patch.validate()?;
+        owner_result(
+            self.store
+                .update_report(id, &token_hash(token), patch)
+                .await?,
+        )?;
+        self.get(id).await
+    }
+
+    /// A photo's bytes and media type.
+    pub async fn photo(&self, id: Uuid) -> Result<(Bytes, &'static str), ReportError> {
+        let (key, _, format) = self
+            .store
+            .photo_keys(id)
+            .await?
+            .ok_or(ReportError::NotFound("photo"))?;
+        let mime = match format.as_str() {
+            "png" => "image/png",
+            "webp" => "image/webp",
+            _ => "image/jpeg",
+        };
+        Ok((self.storage.get(&key).await?, mime))
+    }
+
+    /// A photo's thumbnail (JPEG).
+    pub async fn thumbnail(&self, id: Uuid) -> Result<Bytes, ReportError> {
+        let (_, key, _) = self
+            .store
+            .photo_keys(id)
+            .await?
+            .ok_or(ReportError::NotFound("photo"))?;
+        Ok(self.storage.get(&key).await?)
+    }
+}
+
+fn owner_result(check: OwnerCheck) -> Result<(), ReportError> {
+    match check {
+        OwnerCheck::Done => Ok(()),
+        OwnerCheck::NotFound => Err(ReportError::NotFound("report")),
+        OwnerCheck::Forbidden => Err(ReportError::Forbidden),
+    }
+}
+
+/// 256 random bits, hex.
+fn new_owner_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// What is stored of an owner token.
+fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.trim().as_bytes()).to_vec()
+}

@@ -1,0 +1,408 @@
+//! Report types and their validation.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a report says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportKind {
+    /// A pet went missing.
+    Lost,
+    /// A pet was found.
+    Found,
+    /// A pet was seen.
+    Sighting,
+}
+
+/// The animal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Species {
+    /// A dog.
+    Dog,
+    /// A cat.
+    Cat,
+    /// Anything else.
+    Other,
+}
+
+/// Whether the report still needs attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportStatus {
+    /// Still looking.
+    Open,
+    /// Reunited or closed.
+    Resolved,
+}
+
+/// Where a photo's (or a report's) embedding stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingStatus {
+    /// Not made yet.
+    Pending,
+    /// Made.
+    Ready,
+    /// Given up after the allowed attempts.
+    Failed,
+}
+
+macro_rules! parse_lowercase {
+    ($t:ty, $what:literal, $($name:literal => $v:path),+) => {
+        impl FromStr for $t {
+            type Err = ValidationError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok($v),)+
+                    other => Err(ValidationError::new($what, format!(
+                        "`{other}` is not one of: {}", [$($name),+].join(", ")))),
+                }
+            }
+        }
+        impl $t {
+            /// The name used in the API and the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $($v => $name,)+ }
+            }
+        }
+    };
+}
+
+parse_lowercase!(ReportKind, "kind", "lost" => ReportKind::Lost, "found" => ReportKind::Found, "sighting" => ReportKind::Sighting);
+parse_lowercase!(Species, "species", "dog" => Species::Dog, "cat" => Species::Cat, "other" => Species::Other);
+parse_lowercase!(ReportStatus, "status", "open" => ReportStatus::Open, "resolved" => ReportStatus::Resolved);
+
+/// A field that fails validation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The offending field.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// A validation error on `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A new report's fields, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewReport {
+    /// lost, found or sighting.
+    pub kind: ReportKind,
+    /// dog, cat or other.
+    pub species: Species,
+    /// Short title.
+    pub title: String,
+    /// Free text.
+    pub description: String,
+    /// Latitude and longitude, in degrees.
+    pub location: Option<(f64, f64)>,
+    /// How to reach the author.
+    pub contact: Option<String>,
+}
+
+/// Longest title, in characters.
+pub const MAX_TITLE: usize = 200;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION: usize = 5000;
+/// Longest contact, in characters.
+pub const MAX_CONTACT: usize = 200;
+
+/// The text fields a report form may carry.
+pub const REPORT_FIELDS: [&str; 7] = [
+    "kind",
+    "species",
+    "title",
+    "description",
+    "latitude",
+    "longitude",
+    "contact",
+];
+
+impl NewReport {
+    /// Validates form fields (`REPORT_FIELDS`; unknown names are refused).
+    pub fn from_fields(fields: &HashMap<String, String>) -> Result<Self, ValidationError> {
+        if let Some(unknown) = fields.keys().find(|k| !REPORT_FIELDS.contains(&k.as_str())) {
+            return Err(ValidationError::new(unknown.clone(), "unknown field"));
+        }
+        let required = |name: &str| {
+            fields
+                .get(name)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ValidationError::new(name, "is required"))
+        };
+        let optional = |name: &str| {
+            fields
+                .get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let kind = required("kind")?.parse()?;
+        let species = required("species")?.parse()?;
+        let title = required("title")?.to_owned();
+        check_len("title", &title, MAX_TITLE)?;
+        let description = optional("description").unwrap_or_default();
+        check_len("description", &description, MAX_DESCRIPTION)?;
+        let contact = optional("contact");
+        if let Some(c) = &contact {
+            check_len("contact", c, MAX_CONTACT)?;
+        }
+        let location = match (optional("latitude"), optional("longitude")) {
+            (None, None) => None,
+            (Some(lat), Some(lon)) => Some((
+                coordinate("latitude", &lat, 90.0)?,
+                coordinate("longitude", &lon, 180.0)?,
+            )),
+            (Some(_), None) => {
+                return Err(ValidationError::new(
+                    "longitude",
+                    "is required with latitude",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ValidationError::new(
+                    "latitude",
+                    "is required with longitude",
+                ));
+            }
+        };
+        Ok(NewReport {
+            kind,
+            species,
+            title,
+            description,
+            location,
+            contact,
+        })
+    }
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.chars().count() > max {
+        return Err(ValidationError::new(
+            field,
+            format!("at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn coordinate(field: &str, value: &str, limit: f64) -> Result<f64, ValidationError> {
+    let v: f64 = value
+        .parse()
+        .map_err(|_| ValidationError::new(field, format!("`{value}` is not a number")))?;
+    if !v.is_finite() || v.abs() > limit {
+        return Err(ValidationError::new(
+            field,
+            format!("must be between -{limit} and {limit}"),
+        ));
+    }
+    Ok(v)
+}
+
+/// Changes an owner may make to a report.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportPatch {
+    /// New status (e.g. resolved).
+    pub status: Option<ReportStatus>,
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New contact.
+    pub contact: Option<String>,
+}
+
+impl ReportPatch {
+    /// Checks lengths.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if let Some(t) = &self.title {
+            if t.trim().is_empty() {
+                return Err(ValidationError::new("title", "must not be empty"));
+            }
+            check_len("title", t, MAX_TITLE)?;
+        }
+        if let Some(d) = &self.description {
+            check_len("description", d, MAX_DESCRIPTION)?;
+        }
+        if let Some(c) = &self.contact {
+            check_len("contact", c, MAX_CONTACT)?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored photo with its embedding state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Photo {
+    /// Photo id.
+    pub id: Uuid,
+    /// Position in the report (0-based).
+    pub position: i32,
+    /// Detected format.
+    pub format: String,
+    /// Width in pixels, upright.
+    pub width: i32,
+    /// Height in pixels, upright.
+    pub height: i32,
+    /// Size in bytes.
+    pub bytes: i64,
+    /// Hex sha256 of the bytes.
+    pub sha256: String,
+    /// Where its embedding stands.
+    pub embedding_status: EmbeddingStatus,
+    /// Why embedding failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_error: Option<String>,
+    /// The job that makes (or made) its embedding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<i64>,
+}
+
+/// A report with its photos.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Report id.
+    pub id: Uuid,
+    /// lost, found or sighting.
+    pub kind: ReportKind,
+    /// dog, cat or other.
+    pub species: Species,
+    /// Short title.
+    pub title: String,
+    /// Free text.
+    pub description: String,
+    /// Latitude, degrees.
+    pub latitude: Option<f64>,
+    /// Longitude, degrees.
+    pub longitude: Option<f64>,
+    /// How to reach the author.
+    pub contact: Option<String>,
+    /// open or resolved.
+    pub status: ReportStatus,
+    /// Created at.
+    pub created_at: DateTime<Utc>,
+    /// Last changed at.
+    pub updated_at: DateTime<Utc>,
+    /// Photos, in upload order.
+    pub photos: Vec<Photo>,
+    /// ready when every photo is, failed when any failed, pending otherwise.
+    pub embedding_status: EmbeddingStatus,
+}
+
+/// The report's embedding state from its photos'.
+pub fn overall_status(photos: &[Photo]) -> EmbeddingStatus {
+    if photos
+        .iter()
+        .any(|p| p.embedding_status == EmbeddingStatus::Failed)
+    {
+        EmbeddingStatus::Failed
+    } else if photos
+        .iter()
+        .all(|p| p.embedding_status == EmbeddingStatus::Ready)
+    {
+        EmbeddingStatus::Ready
+    } else {
+        EmbeddingStatus::Pending
+    }
+}
+
+/// Filters and page of `GET /v1/reports`.
+#[derive(Debug, Clone, Default)]
+pub struct ReportFilter {
+    /// Only this kind.
+    pub kind: Option<ReportKind>,
+    /// Only this species.
+    pub species: Option<Species>,
+    /// Only this status.
+    pub status: Option<ReportStatus>,
+    /// Reports older than this position (created_at, id), newest first.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    /// Page size.
+    pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn validates_a_report_form() {
+        let ok = NewReport::from_fields(&fields(&[
+            ("kind", "lost"),
+            ("species", "dog"),
+            ("title", " Brown dog "),
+            ("latitude", "48.85"),
+            ("longitude", "2.35"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (ok.kind, ok.species, ok.title.as_str()),
+            (ReportKind::Lost, Species::Dog, "Brown dog")
+        );
+        assert_eq!(ok.location, Some((48.85, 2.35)));
+        let err =
+            |pairs: &[(&str, &str)]| NewReport::from_fields(&fields(pairs)).unwrap_err().field;
+        assert_eq!(err(&[("species", "dog"), ("title", "x")]), "kind");
+        assert_eq!(
+            err(&[("kind", "stolen"), ("species", "dog"), ("title", "x")]),
+            "kind"
+        );
+        assert_eq!(
+            err(&[
+                ("kind", "lost"),
+                ("species", "dog"),
+                ("title", "x"),
+                ("latitude", "91"),
+                ("longitude", "0")
+            ]),
+            "latitude"
+        );
+        assert_eq!(
+            err(&[
+                ("kind", "lost"),
+                ("species", "dog"),
+                ("title", "x"),
+                ("latitude", "1")
+            ]),
+            "longitude"
+        );
+        assert_eq!(
+            err(&[
+                ("kind", "lost"),
+                ("species", "dog"),
+                ("title", "x"),
+                ("colour", "red")
+            ]),
+            "colour"
+        );
+        let long = "x".repeat(MAX_TITLE + 1);
+        assert_eq!(
+            err(&[("kind", "lost"), ("species", "dog"), ("title", &long)]),
+            "title"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! SQL of the durable job queue. Claiming uses `FOR UPDATE SKIP LOCKED` and a lease
+//! (`locked_until`): a job whose worker died is claimed again once its lease has expired.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, Row};
+
+use super::{Store, StoreError};
+
+/// The channel `NOTIFY`'d when jobs are enqueued.
+pub const JOBS_CHANNEL: &str = "lookalike_jobs";
+
+/// A job a worker has claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// Job id.
+    pub id: i64,
+    /// What to do (e.g. `embed`).
+    pub kind: String,
+    /// Its parameters.
+    pub payload: serde_json::Value,
+    /// This attempt's number (1 for the first).
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+}
+
+/// A job as `GET /v1/jobs/{id}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    /// Job id.
+    pub id: i64,
+    /// What it does.
+    pub kind: String,
+    /// Its parameters.
+    pub payload: serde_json::Value,
+    /// queued, running, done or failed.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Not run before this time.
+    pub run_after: DateTime<Utc>,
+    /// Lease end while running.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// The worker holding it.
+    pub locked_by: Option<String>,
+    /// Error of the last failed attempt.
+    pub last_error: Option<String>,
+    /// Enqueued at.
+    pub created_at: DateTime<Utc>,
+    /// Done or failed at.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Jobs by state, and the age of the oldest one waiting.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobCounts {
+    /// Waiting to run (including retries waiting for their backoff).
+    pub queued: i64,
+    /// Claimed by a worker.
+    pub running: i64,
+    /// Finished.
+    pub done: i64,
+    /// Given up.
+    pub failed: i64,
+    /// Seconds the oldest queued job has waited.
+    pub oldest_queued_age_seconds: f64,
+}
+
+/// Enqueues a job inside the caller's transaction; nothing happens if the same work
+/// (`dedupe_key`) is already known. Returns the new job's id.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    kind: &str,
+    dedupe_key: &str,
+    payload: &serde_json::Value,
+    max_attempts: u32,
+) -> Result<Option<i64>, StoreError> {
+    let id = sqlx::query_scalar(
+        "INSERT INTO jobs (kind, dedupe_key, payload, max_attempts) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+    )
+    .bind(kind)
+    .bind(dedupe_key)
+    .bind(payload)
+    .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// Wakes listening workers when the caller's transaction commits.
+pub async fn notify(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(JOBS_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl Store {
+    /// Claims the next runnable job (queued and due, or running with an expired lease).
+    pub async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        // A job whose worker died on its last allowed attempt is given up rather than run again.
+        sqlx::query(
+            "UPDATE jobs SET status = 'failed', finished_at = now(), updated_at = now(), locked_until = NULL,
+                 last_error = coalesce(last_error || '; ', '') || 'the worker stopped during the last attempt'
+             WHERE status = 'running' AND locked_until < now() AND attempts >= max_attempts",
+        )
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1,
+                 locked_until = now() + make_interval(secs => $2), updated_at = now()
+             WHERE id = (
+                 SELECT id FROM jobs
+                 WHERE (status = 'queued' AND run_after <= now())
+                    OR (status = 'running' AND locked_until < now())
+                 ORDER BY run_after, id
+                 FOR UPDATE SKIP LOCKED
+                 LIMIT 1)
+             RETURNING id, kind, payload, attempts, max_attempts",
+        )
+        .bind(worker)
+        .bind(secs(lease))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ClaimedJob {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                payload: r.try_get("payload")?,
+                attempt: r.try_get("attempts")?,
+                max_attempts: r.try_get("max_attempts")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Extends a running job's lease; false when the job is no longer this worker's.
+    pub async fn renew_lease(
+        &self,
+        id: i64,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET locked_until = now() + make_interval(secs => $3), updated_at = now()
+             WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(secs(lease))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks a job done inside the caller's transaction (with the job's result); false when the
+    /// job was no longer this worker's (its lease expired and another worker took it).
+    pub async fn finish_job_in(
+        conn: &mut PgConnection,
+        id: i64,
+        worker: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'done', finished_at = now(), updated_at = now(), locked_until = NULL
+             WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a failed attempt: queued again after `delay`, or failed for good once the attempts
+    /// are spent. Returns true when the job is now failed.
+    pub async fn fail_attempt(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        delay: Duration,
+    ) -> Result<bool, StoreError> {
+        let failed: Option<bool> = sqlx::query_scalar(
+            "UPDATE jobs SET
+                 status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+                 finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+                 run_after = now() + make_interval(secs => $4),
+                 last_error = $3, locked_until = NULL, updated_at = now()
+             WHERE id = $1 AND locked_by = $2 AND status = 'running'
+             RETURNING status = 'failed'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(error)
+        .bind(secs(delay))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(failed.unwrap_or(false))
+    }
+
+    /// Puts a job back without counting the attempt (the service was busy, not the job wrong).
+    pub async fn defer_job(
+        &self,
+        id: i64,
+        worker: &str,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts = attempts - 1, locked_until = NULL,
+                 run_after = now() + make_interval(secs => $3), updated_at = now()
+             WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(secs(delay))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Hands back every job a stopping worker still holds, uncounted, for others to run.
+    pub async fn release_jobs(&self, worker: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts = attempts - 1, locked_until = NULL, updated_at = now()
+             WHERE locked_by = $1 AND status = 'running'",
+        )
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// One job.
+    pub async fn job(&self, id: i64) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, kind, payload, status, attempts, max_attempts, run_after, locked_until, locked_by,
+                    last_error, created_at, finished_at
+             FROM jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(JobRecord {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                payload: r.try_get("payload")?,
+                status: r.try_get("status")?,
+                attempts: r.try_get("attempts")?,
+                max_attempts: r.try_get("max_attempts")?,
+                run_after: r.try_get("run_after")?,
+                locked_until: r.try_get("locked_until")?,
+                locked_by: r.try_get("locked_by")?,
+                last_error: r.try_get("last_error")?,
+                created_at: r.try_get("created_at")?,
+                finished_at: r.try_get("finished_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Jobs by state.
+    pub async fn job_counts(&self) -> Result<JobCounts, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, count(*) AS n,
+                    coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'queued')), 0)::float8 AS age
+             FROM jobs GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = JobCounts::default();
+        for r in rows {
+            let n: i64 = r.try_get("n")?;
+            match r.try_get::<String, _>("status")?.as_str() {
+                "queued" => {
+                    counts.queued = n;
+                    counts.oldest_queued_age_seconds = r.try_get("age")?;
+                }
+                "running" => counts.running = n,
+                "done" => counts.done = n,
+                _ => counts.failed = n,
+            }
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,420 @@
+//! SQL of reports, photos (content-addressed blobs) and embeddings.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use pgvector::Vector;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::jobs;
+use super::{Store, StoreError};
+use crate::reports::{
+    EmbeddingStatus, NewReport, Photo, Report, ReportFilter, ReportPatch, overall_status,
+};
+
+/// A validated photo, ready to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewPhoto {
+    /// sha256 of the bytes.
+    pub sha256: [u8; 32],
+    /// Storage key of the bytes.
+    pub storage_key: String,
+    /// Storage key of the thumbnail.
+    pub thumbnail_key: String,
+    /// Detected format.
+    pub format: String,
+    /// Upright width.
+    pub width: u32,
+    /// Upright height.
+    pub height: u32,
+    /// Size in bytes.
+    pub bytes: usize,
+}
+
+/// What creating a report recorded.
+#[derive(Debug, Clone)]
+pub struct CreatedReport {
+    /// The report's id.
+    pub id: Uuid,
+    /// New embedding jobs (photos already embedded or already queued get none).
+    pub jobs: Vec<i64>,
+}
+
+/// The embedding job's key for a blob and a model: one job per piece of work.
+pub fn embed_job_key(sha256: &[u8], model_id: i32) -> String {
+    format!("embed:{}:{model_id}", hex::encode(sha256))
+}
+
+/// What an owner-only action found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerCheck {
+    /// No such report.
+    NotFound,
+    /// The token is not the owner's.
+    Forbidden,
+    /// Done.
+    Done,
+}
+
+fn to_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+impl Store {
+    /// Records a report, its photos, and one embedding job per photo new to `model_id`, in one
+    /// transaction; workers are notified when it commits.
+    pub async fn create_report(
+        &self,
+        report: &NewReport,
+        owner_token_hash: &[u8],
+        photos: &[NewPhoto],
+        model_id: i32,
+        max_attempts: u32,
+    ) -> Result<CreatedReport, StoreError> {
+        let id = Uuid::new_v4();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO reports (id, kind, species, title, description, latitude, longitude, contact, owner_token_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id)
+        .bind(report.kind.as_str())
+        .bind(report.species.as_str())
+        .bind(&report.title)
+        .bind(&report.description)
+        .bind(report.location.map(|l| l.0))
+        .bind(report.location.map(|l| l.1))
+        .bind(&report.contact)
+        .bind(owner_token_hash)
+        .execute(&mut *tx)
+        .await?;
+        let mut jobs = Vec::new();
+        for (position, photo) in photos.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO blobs (sha256, storage_key, thumbnail_key, format, width, height, bytes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(&photo.sha256[..])
+            .bind(&photo.storage_key)
+            .bind(&photo.thumbnail_key)
+            .bind(&photo.format)
+            .bind(to_i32(photo.width))
+            .bind(to_i32(photo.height))
+            .bind(i64::try_from(photo.bytes).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO photos (id, report_id, position, sha256) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(Uuid::new_v4())
+            .bind(id)
+            .bind(i32::try_from(position).unwrap_or(i32::MAX))
+            .bind(&photo.sha256[..])
+            .execute(&mut *tx)
+            .await?;
+            let embedded: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM embeddings WHERE sha256 = $1 AND model_id = $2)",
+            )
+            .bind(&photo.sha256[..])
+            .bind(model_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !embedded {
+                let payload = serde_json::json!({ "sha256": hex::encode(photo.sha256), "model_id": model_id });
+                let key = embed_job_key(&photo.sha256, model_id);
+                if let Some(job) =
+                    jobs::enqueue(&mut tx, "embed", &key, &payload, max_attempts).await?
+                {
+                    jobs.push(job);
+                }
+            }
+        }
+        if !jobs.is_empty() {
+            jobs::notify(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(CreatedReport { id, jobs })
+    }
+
+    /// A report with its photos and their embedding state for `model_id`.
+    pub async fn report(&self, id: Uuid, model_id: i32) -> Result<Option<Report>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut photos = self.photos_of(&[id], model_id).await?;
+        Ok(Some(report_from_row(
+            &row,
+            photos.remove(&id).unwrap_or_default(),
+        )?))
+    }
+
+    /// A page of reports, newest first.
+    pub async fn reports(
+        &self,
+        filter: &ReportFilter,
+        model_id: i32,
+    ) -> Result<Vec<Report>, StoreError> {
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE true"
+        ));
+        if let Some(kind) = filter.kind {
+            q.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(species) = filter.species {
+            q.push(" AND species = ").push_bind(species.as_str());
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some((created_at, id)) = filter.before {
+            q.push(" AND (created_at, id) < (")
+                .push_bind(created_at)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let ids: Vec<Uuid> = rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let mut photos = self.photos_of(&ids, model_id).await?;
+        rows.iter()
+            .map(|row| {
+                let id: Uuid = row.try_get("id")?;
+                report_from_row(row, photos.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn photos_of(
+        &self,
+        reports: &[Uuid],
+        model_id: i32,
+    ) -> Result<HashMap<Uuid, Vec<Photo>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
+                    e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error
+             FROM photos p
+             JOIN blobs b ON b.sha256 = p.sha256
+             LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
+             LEFT JOIN jobs j ON j.dedupe_key = 'embed:' || encode(p.sha256, 'hex') || ':' || $2::text
+             WHERE p.report_id = ANY($1)
+             ORDER BY p.report_id, p.position",
+        )
+        .bind(reports)
+        .bind(model_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_report: HashMap<Uuid, Vec<Photo>> = HashMap::new();
+        for r in rows {
+            let embedded: bool = r.try_get("embedded")?;
+            let job_status: Option<String> = r.try_get("job_status")?;
+            let failed = !embedded && job_status.as_deref() == Some("failed");
+            let sha: Vec<u8> = r.try_get("sha256")?;
+            by_report
+                .entry(r.try_get("report_id")?)
+                .or_default()
+                .push(Photo {
+                    id: r.try_get("id")?,
+                    position: r.try_get("position")?,
+                    format: r.try_get("format")?,
+                    width: r.try_get("width")?,
+                    height: r.try_get("height")?,
+                    bytes: r.try_get("bytes")?,
+                    sha256: hex::encode(sha),
+                    embedding_status: if embedded {
+                        EmbeddingStatus::Ready
+                    } else if failed {
+                        EmbeddingStatus::Failed
+                    } else {
+                        EmbeddingStatus::Pending
+                    },
+                    embedding_error: if failed {
+                        r.try_get("last_error")?
+                    } else {
+                        None
+                    },
+                    job_id: r.try_get("job_id")?,
+                });
+        }
+        Ok(by_report)
+    }
+
+    /// The owner token hash of a report.
+    async fn owner_hash(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT owner_token_hash FROM reports WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Deletes a report (its photos go with it; shared photo bytes stay) if the token hash matches.
+    pub async fn delete_report(
+        &self,
+        id: Uuid,
+        token_hash: &[u8],
+    ) -> Result<OwnerCheck, StoreError> {
+        match self.owner_hash(id).await? {
+            None => Ok(OwnerCheck::NotFound),
+            Some(h) if h != token_hash => Ok(OwnerCheck::Forbidden),
+            Some(_) => {
+                let done =
+                    sqlx::query("DELETE FROM reports WHERE id = $1 AND owner_token_hash = $2")
+                        .bind(id)
+                        .bind(token_hash)
+                        .execute(&self.pool)
+                        .await?;
+                Ok(if done.rows_affected() == 1 {
+                    OwnerCheck::Done
+                } else {
+                    OwnerCheck::NotFound
+                })
+            }
+        }
+    }
+
+    /// Applies an owner's changes if the token hash matches.
+    pub async fn update_report(
+        &self,
+        id: Uuid,
+        token_hash: &[u8],
+        patch: &ReportPatch,
+    ) -> Result<OwnerCheck, StoreError> {
+        match self.owner_hash(id).await? {
+            None => Ok(OwnerCheck::NotFound),
+            Some(h) if h != token_hash => Ok(OwnerCheck::Forbidden),
+            Some(_) => {
+                sqlx::query(
+                    "UPDATE reports SET status = coalesce($3, status), title = coalesce($4, title),
+                         description = coalesce($5, description), contact = coalesce($6, contact), updated_at = now()
+                     WHERE id = $1 AND owner_token_hash = $2",
+                )
+                .bind(id)
+                .bind(token_hash)
+                .bind(patch.status.map(|s| s.as_str()))
+                .bind(patch.title.as_deref().map(str::trim))
+                .bind(patch.description.as_deref())
+                .bind(patch.contact.as_deref())
+                .execute(&self.pool)
+                .await?;
+                Ok(OwnerCheck::Done)
+            }
+        }
+    }
+
+    /// Storage keys (photo, thumbnail) and format of a photo.
+    pub async fn photo_keys(
+        &self,
+        photo_id: Uuid,
+    ) -> Result<Option<(String, String, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT b.storage_key, b.thumbnail_key, b.format FROM photos p JOIN blobs b ON b.sha256 = p.sha256 WHERE p.id = $1",
+        )
+        .bind(photo_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .transpose()
+    }
+
+    /// The storage key of a blob.
+    pub async fn blob_key(&self, sha256: &[u8]) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT storage_key FROM blobs WHERE sha256 = $1")
+                .bind(sha256)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Stores a blob's embedding and marks its job done, atomically. Returns false (and stores
+    /// nothing) when the job is no longer this worker's.
+    pub async fn save_embedding(
+        &self,
+        job_id: i64,
+        worker: &str,
+        sha256: &[u8],
+        model_id: i32,
+        embedding: Vec<f32>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !Store::finish_job_in(&mut tx, job_id, worker).await? {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO embeddings (sha256, model_id, embedding) VALUES ($1, $2, $3)
+             ON CONFLICT (sha256, model_id) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(model_id)
+        .bind(Vector::from(embedding))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Enqueues embedding jobs for every blob lacking an embedding for `model_id`, and re-queues
+    /// failed ones. Returns how many jobs were (re)queued.
+    pub async fn enqueue_missing_embeddings(
+        &self,
+        model_id: i32,
+        max_attempts: u32,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO jobs (kind, dedupe_key, payload, max_attempts)
+             SELECT 'embed', 'embed:' || encode(b.sha256, 'hex') || ':' || $1::text,
+                    jsonb_build_object('sha256', encode(b.sha256, 'hex'), 'model_id', $1), $2
+             FROM blobs b
+             WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.sha256 = b.sha256 AND e.model_id = $1)
+             ON CONFLICT (dedupe_key) DO UPDATE
+                 SET status = 'queued', attempts = 0, run_after = now(), last_error = NULL,
+                     finished_at = NULL, updated_at = now()
+                 WHERE jobs.status IN ('failed', 'done')",
+        )
+        .bind(model_id)
+        .bind(to_i32(max_attempts))
+        .execute(&mut *tx)
+        .await?;
+        jobs::notify(&mut tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}
+
+const REPORT_COLUMNS: &str = "id, kind, species, title, description, latitude, longitude, contact, status, created_at, updated_at";
+
+fn report_from_row(row: &PgRow, photos: Vec<Photo>) -> Result<Report, StoreError> {
+    let parse =
+        |column: &str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(column)?) };
+    let bad =
+        |e: crate::reports::ValidationError| StoreError::Query(sqlx::Error::Decode(Box::new(e)));
+    let created_at: DateTime<Utc> = row.try_get("created_at")?;
+    Ok(Report {
+        id: row.try_get("id")?,
+        kind: parse("kind")?.parse().map_err(bad)?,
+        species: parse("species")?.parse().map_err(bad)?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        latitude: row.try_get("latitude")?,
+        longitude: row.try_get("longitude")?,
+        contact: row.try_get("contact")?,
+        status: parse("status")?.parse().map_err(bad)?,
+        created_at,
+        updated_at: row.try_get("updated_at")?,
+        embedding_status: overall_status(&photos),
+        photos,
+    })
+}
