@@ -419,3 +419,49 @@ async fn stopping_workers_hands_jobs_back_and_reindex_requeues_missing_embedding
     assert!(count(&app, "SELECT max(attempts)::bigint FROM jobs").await <= 1);
     workers.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_wakes_idle_workers_without_waiting_for_the_poll() {
+    let mut app = app(default_gate_settings(), uploads()).await;
+    let mut settings = job_settings(1);
+    settings.poll = Duration::from_secs(3600);
+    let workers = app.start_workers(settings);
+    // Let the worker find the queue empty and go to sleep on its (hour-long) poll.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let created = create(&app.router, "lost", &distinct_photos(1, 200)).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    eventually("woken by NOTIFY", 10, || async {
+        report(&app.router, &id).await["embedding_status"] == "ready"
+    })
+    .await;
+    workers.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_concurrency_limit_wait_then_get_503() {
+    let limits = lookalike::config::UploadConfig {
+        upload_permits: 1,
+        upload_max_wait_ms: 100,
+        ..uploads()
+    };
+    let app = app(default_gate_settings(), limits).await;
+    let photos = distinct_photos(1, 64);
+    let held = app.state.reports.upload_slot().await.unwrap();
+    let (status, headers, body) = send(
+        &app.router,
+        post_multipart("/v1/reports", &report_form("lost", "dog", &photos)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded")),
+        "{body}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(
+        app.state.reports.upload_limit().snapshot().rejected_total,
+        1
+    );
+    drop(held);
+    create(&app.router, "lost", &photos).await;
+}

@@ -49,3 +49,4 @@ pub fn jpeg_of_megapixels(megapixels: f64) -> Vec<u8> {
     let _ = ImageFormat::Jpeg;
     out.into_inner()
 }
+pub mod http;

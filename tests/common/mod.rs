@@ -101,8 +101,8 @@ pub fn database_config(url: String) -> DatabaseConfig {
     }
 }
 
-/// A fresh, migrated database of its own (dropped by later runs once it is an hour old).
-pub async fn fresh_store() -> Store {
+/// A fresh, empty database of its own (dropped by later runs once it is an hour old); its URL.
+pub async fn fresh_database() -> String {
     let admin_url = with_database(&database_url(), "postgres");
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
@@ -119,7 +119,12 @@ pub async fn fresh_store() -> Store {
         .execute(&mut admin)
         .await
         .unwrap();
-    let store = Store::connect(&database_config(with_database(&database_url(), &name)))
+    with_database(&database_url(), &name)
+}
+
+/// A fresh, migrated database of its own.
+pub async fn fresh_store() -> Store {
+    let store = Store::connect(&database_config(fresh_database().await))
         .await
         .unwrap();
     store.migrate().await.unwrap();

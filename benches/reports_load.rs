@@ -1,0 +1,180 @@
+//! Load test of report creation while background jobs are queued, and of the job throughput.
+//!
+//!   cargo bench --bench reports_load -- [--clients 20] [--seconds 10] [--queued 200]
+//!
+//! In-process service over a fresh database (dropped at the end):
+//! 1. `--queued` reports are created with no worker running, so that many embedding jobs wait;
+//! 2. the workers start and `--clients` clients create reports for `--seconds` (each a new photo,
+//!    so each adds a job): creation latency while the queue is deep;
+//! 3. the clients stop and the queue drains: jobs per second at saturation;
+//! 4. `/v1/embeddings` with the same kind of photo for `--seconds`: photos per second, to compare.
+//!
+//! Loopback only; every phase stops by itself.
+
+mod support;
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lookalike::config::{DEFAULT_DATABASE_URL, GateConfig};
+use lookalike::jobs::{JobContext, JobSettings, Workers};
+use sqlx::Connection;
+use support::http::{drive, multipart, post_request, send_all, start_server, storage_dir};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `count` distinct JPEGs (4:3, about 0.5 MP) made from a real photo.
+fn photos(count: usize) -> Vec<Vec<u8>> {
+    let source = image::load_from_memory(&support::sample("astronaut.png"))
+        .expect("sample")
+        .to_rgb8();
+    let base = image::imageops::resize(&source, 800, 600, image::imageops::FilterType::Triangle);
+    (0..count)
+        .map(|i| {
+            let mut img = base.clone();
+            // A few pixels spell the index, so every photo (and its sha256) is different.
+            for bit in 0..16 {
+                let v = if (i >> bit) & 1 == 1 { 255 } else { 0 };
+                img.put_pixel(bit, 0, image::Rgb([v, v, v]));
+            }
+            let mut out = Cursor::new(Vec::new());
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+                .encode_image(&img)
+                .expect("encodes");
+            out.into_inner()
+        })
+        .collect()
+}
+
+fn report_requests(addr: &str, photos: &[Vec<u8>]) -> Vec<Arc<Vec<u8>>> {
+    photos
+        .iter()
+        .map(|p| {
+            let fields = [
+                ("kind", "found"),
+                ("species", "dog"),
+                ("title", "Brown dog"),
+            ];
+            let (content_type, body) = multipart(&fields, &[p]);
+            post_request(addr, "/v1/reports", &content_type, &body)
+        })
+        .collect()
+}
+
+async fn job_counts(pool: &sqlx::PgPool) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*) FILTER (WHERE status IN ('queued', 'running')), count(*) FILTER (WHERE status = 'done') FROM jobs")
+        .fetch_one(pool)
+        .await
+        .expect("job counts")
+}
+
+fn main() {
+    let (clients, seconds, queued) = (
+        arg("--clients", 20) as usize,
+        arg("--seconds", 10),
+        arg("--queued", 200) as usize,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let admin_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+        let db = format!("lookalike_bench_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("database (run `make load`, which starts it)");
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let url = admin_url.replacen("/lookalike?", &format!("/{db}?"), 1);
+
+        let gate = GateConfig {
+            permits: 0,
+            max_batch: 4,
+            max_waiters: 64,
+            max_background_waiters: 64,
+            max_wait_ms: 2000,
+            max_background_wait_ms: 60000,
+        };
+        let (addr, stop, state) = start_server(gate, Some(url.clone())).await;
+        let all_photos = photos(queued + clients * 60);
+        let (backlog, fresh) = all_photos.split_at(queued);
+        let pool = state.store.pool().clone();
+
+        send_all(&addr, &report_requests(&addr, backlog), clients).await;
+        println!(
+            "backlog: {} embedding jobs queued",
+            job_counts(&pool).await.0
+        );
+
+        let settings = JobSettings {
+            workers: 2,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(500),
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        };
+        let context = JobContext {
+            store: state.store.clone(),
+            storage: lookalike::storage::Storage::local(&storage_dir()).expect("photo folder"),
+            pipeline: state.pipeline.clone(),
+            model_id: state.reports.model_id(),
+        };
+        let workers = Workers::start(context, settings);
+        let report = drive(&addr, &report_requests(&addr, fresh), clients, seconds).await;
+        let (waiting, _) = job_counts(&pool).await;
+        report.print(
+            &format!("report creation, {clients} clients, {seconds} s, while jobs run"),
+            None,
+        );
+        println!("  jobs still queued at the end: {waiting}");
+
+        let (start_waiting, start_done) = job_counts(&pool).await;
+        let started = Instant::now();
+        loop {
+            let (waiting, _) = job_counts(&pool).await;
+            if waiting == 0 || started.elapsed() > Duration::from_secs(300) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, end_done) = job_counts(&pool).await;
+        let jobs_per_second = (end_done - start_done) as f64 / started.elapsed().as_secs_f64();
+        println!("== queue drain: {start_waiting} jobs, {jobs_per_second:.1} jobs/s");
+        workers.stop(Duration::from_secs(5)).await;
+
+        let (content_type, body) = multipart(&[], &[&fresh[0]]);
+        let embed = drive(
+            &addr,
+            &[post_request(&addr, "/v1/embeddings", &content_type, &body)],
+            8,
+            seconds,
+        )
+        .await;
+        embed.print(
+            &format!("/v1/embeddings, 8 clients, {seconds} s, same kind of photo"),
+            None,
+        );
+        println!(
+            "  jobs/s ÷ /v1/embeddings photos/s = {:.2}",
+            jobs_per_second / embed.rate(200)
+        );
+
+        let _ = stop.send(());
+        state.store.close().await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+    });
+}

@@ -1,0 +1,225 @@
+//! The real binary as child processes: `kill -9` while jobs run loses and duplicates nothing, and
+//! two processes on one database share the queue so that each job runs once.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use lookalike::store::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A `lookalike serve` child process on its own port.
+struct Service {
+    child: Child,
+    addr: String,
+}
+
+impl Service {
+    async fn start(database_url: &str, storage: &std::path::Path, workers: usize) -> Service {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_lookalike"))
+            .current_dir(repo(""))
+            .args([
+                "serve",
+                "--listen",
+                &addr,
+                "--job-workers",
+                &workers.to_string(),
+                "--job-lease-secs",
+                "2",
+            ])
+            .args([
+                "--gate-permits",
+                "1",
+                "--model-threads",
+                "1",
+                "--log-filter",
+                "warn",
+            ])
+            .env("DATABASE_URL", database_url)
+            .env("LOOKALIKE_STORAGE_DIR", storage)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let service = Service { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = http(&service.addr, "GET", "/readyz", "", &[]).await {
+                return service;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the service did not become ready");
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the status and body.
+async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |p| p + 4);
+    let status = String::from_utf8_lossy(&response[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, response[split..].to_vec()))
+}
+
+async fn create_reports(service: &Service, photos: &[Vec<u8>]) {
+    for photo in photos {
+        let (content_type, body) =
+            multipart(&report_form("found", "cat", std::slice::from_ref(photo)));
+        let (status, body) = http(&service.addr, "POST", "/v1/reports", &content_type, &body)
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    }
+}
+
+async fn scalar(store: &Store, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+async fn wait_for_all_jobs(store: &Store, total: i64, seconds: u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while scalar(store, "SELECT count(*) FROM jobs WHERE status = 'done'").await < total {
+        assert!(
+            Instant::now() < deadline,
+            "jobs did not finish in {seconds} s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn assert_exactly_one_embedding_per_photo(store: &Store, total: i64) {
+    assert_eq!(scalar(store, "SELECT count(*) FROM blobs").await, total);
+    assert_eq!(
+        scalar(store, "SELECT count(*) FROM embeddings").await,
+        total
+    );
+    assert_eq!(
+        scalar(store, "SELECT count(DISTINCT sha256) FROM embeddings").await,
+        total
+    );
+    assert_eq!(
+        scalar(store, "SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.sha256 = b.sha256)").await,
+        0
+    );
+    assert_eq!(
+        scalar(store, "SELECT count(*) FROM jobs WHERE status <> 'done'").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_jobs_run_loses_and_duplicates_nothing() {
+    const REPORTS: usize = 100;
+    let url = fresh_database().await;
+    let storage = temp_dir("crash-storage");
+    let photos = distinct_photos(REPORTS, 640);
+
+    // Reports accepted by a process without workers: 100 jobs wait.
+    let front = Service::start(&url, &storage, 0).await;
+    create_reports(&front, &photos).await;
+    drop(front);
+    let store = Store::connect(&database_config(url.clone())).await.unwrap();
+    assert_eq!(
+        scalar(&store, "SELECT count(*) FROM jobs WHERE status = 'queued'").await,
+        REPORTS as i64
+    );
+
+    // A worker process is killed with SIGKILL in the middle of the queue...
+    let worker = Service::start(&url, &storage, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scalar(&store, "SELECT count(*) FROM jobs WHERE status = 'done'").await < 10 {
+        assert!(Instant::now() < deadline, "no job finished");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.kill_9();
+    let done_at_kill = scalar(&store, "SELECT count(*) FROM jobs WHERE status = 'done'").await;
+    let running_at_kill =
+        scalar(&store, "SELECT count(*) FROM jobs WHERE status = 'running'").await;
+    assert!(
+        done_at_kill < REPORTS as i64,
+        "the kill came after all jobs were done"
+    );
+    eprintln!("killed with {done_at_kill} jobs done and {running_at_kill} running");
+
+    // ...and a new process finishes everything, reclaiming the jobs the dead one held.
+    let _restarted = Service::start(&url, &storage, 2).await;
+    wait_for_all_jobs(&store, REPORTS as i64, 120).await;
+    assert_exactly_one_embedding_per_photo(&store, REPORTS as i64).await;
+    let reclaimed = scalar(&store, "SELECT count(*) FROM jobs WHERE attempts > 1").await;
+    assert_eq!(
+        reclaimed, running_at_kill,
+        "every job held by the killed process ran again, and only those"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_the_queue_and_run_each_job_once() {
+    const REPORTS: usize = 60;
+    let url = fresh_database().await;
+    let storage = temp_dir("shared-storage");
+    let photos = distinct_photos(REPORTS, 480);
+    let a = Service::start(&url, &storage, 2).await;
+    let b = Service::start(&url, &storage, 2).await;
+    create_reports(&a, &photos).await;
+    let store = Store::connect(&database_config(url.clone())).await.unwrap();
+    wait_for_all_jobs(&store, REPORTS as i64, 120).await;
+    assert_exactly_one_embedding_per_photo(&store, REPORTS as i64).await;
+    assert_eq!(
+        scalar(&store, "SELECT count(*) FROM jobs WHERE attempts <> 1").await,
+        0,
+        "a job ran twice"
+    );
+    let workers: Vec<String> = sqlx::query_scalar("SELECT DISTINCT locked_by FROM jobs")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let processes: HashSet<&str> = workers.iter().filter_map(|w| w.split('-').next()).collect();
+    assert_eq!(processes.len(), 2, "both processes took jobs: {workers:?}");
+    drop((a, b));
+}
