@@ -1,6 +1,6 @@
 //! Load test of report creation while background jobs are queued, and of the job throughput.
 //!
-//!   cargo bench --bench reports_load -- [--clients 20] [--seconds 10] [--queued 200]
+//!   cargo bench --bench reports_load -- [--clients 20] [--seconds 10] [--queued 200] [--workers 4]
 //!
 //! In-process service over a fresh database (dropped at the end):
 //! 1. `--queued` reports are created with no worker running, so that many embedding jobs wait;
@@ -82,6 +82,7 @@ fn main() {
         arg("--seconds", 10),
         arg("--queued", 200) as usize,
     );
+    let worker_count = arg("--workers", 4) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,7 +120,7 @@ fn main() {
         );
 
         let settings = JobSettings {
-            workers: 2,
+            workers: worker_count,
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(500),
             backoff: Duration::from_secs(1),
@@ -151,7 +152,9 @@ fn main() {
         }
         let (_, end_done) = job_counts(&pool).await;
         let jobs_per_second = (end_done - start_done) as f64 / started.elapsed().as_secs_f64();
-        println!("== queue drain: {start_waiting} jobs, {jobs_per_second:.1} jobs/s");
+        println!(
+            "== queue drain: {start_waiting} jobs, {worker_count} workers, {jobs_per_second:.1} jobs/s"
+        );
         workers.stop(Duration::from_secs(5)).await;
 
         let (content_type, body) = multipart(&[], &[&fresh[0]]);

@@ -136,11 +136,12 @@ pub struct StorageConfig {
 /// Background jobs (durable, in PostgreSQL).
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct JobsConfig {
-    /// Job workers in this process (0: none; another process does the jobs).
+    /// Job workers in this process (0: none; another process does the jobs). A worker is an async
+    /// task; 4 keep the gate fed while others read photos and write results.
     #[arg(
         long = "job-workers",
         env = "LOOKALIKE_JOB_WORKERS",
-        default_value_t = 2
+        default_value_t = 4
     )]
     pub workers: usize,
     /// Seconds a claimed job stays locked; a worker renews it while it runs, and a job whose

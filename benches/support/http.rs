@@ -148,10 +148,16 @@ impl Report {
         if self.errors > 0 {
             println!("  connection errors: {}", self.errors);
         }
-        let ok = self.latencies.get(&200).map_or(0, Vec::len) as f64 / secs;
+        let ok = self
+            .latencies
+            .iter()
+            .filter(|(s, _)| (200..300).contains(*s))
+            .map(|(_, l)| l.len())
+            .sum::<usize>() as f64
+            / secs;
         match bare {
-            Some(bare) => println!("  throughput {ok:.1} photos/s = {:.2} x bare", ok / bare),
-            None => println!("  throughput {ok:.1} photos/s"),
+            Some(bare) => println!("  throughput {ok:.1} successes/s = {:.2} x bare", ok / bare),
+            None => println!("  throughput {ok:.1} successes/s"),
         }
     }
 }
