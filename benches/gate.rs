@@ -6,18 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lookalike::imaging::{self, DecodeLimits};
 use lookalike::inference::{Gate, GateSettings, Priority};
 
 fn gate_overhead(c: &mut Criterion) {
     let embedder = Arc::new(support::embedder(1, 2));
-    let tensor = imaging::prepare(
-        &support::sample("chelsea.png"),
-        &embedder.preprocessing(),
-        &DecodeLimits::default(),
-    )
-    .expect("sample decodes")
-    .tensor;
+    let tensor = support::sample_tensor(&embedder);
     let gate = Gate::new(
         embedder.clone(),
         GateSettings {

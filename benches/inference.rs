@@ -3,20 +3,13 @@
 mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lookalike::imaging::{self, DecodeLimits};
 
 fn model_throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("model");
     group.sample_size(10);
     for threads in [1usize, 2] {
         let embedder = support::embedder(1, threads);
-        let tensor = imaging::prepare(
-            &support::sample("chelsea.png"),
-            &embedder.preprocessing(),
-            &DecodeLimits::default(),
-        )
-        .expect("sample decodes")
-        .tensor;
+        let tensor = support::sample_tensor(&embedder);
         for batch in [1usize, 4, 8, 16] {
             let views: Vec<_> = (0..batch).map(|_| tensor.view()).collect();
             group.throughput(Throughput::Elements(batch as u64));

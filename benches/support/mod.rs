@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageFormat};
+use image::DynamicImage;
 use lookalike::inference::Embedder;
 
 /// A path inside the repository.
@@ -28,6 +28,14 @@ pub fn embedder(sessions: usize, threads: usize) -> Embedder {
         .expect("model (run `make bench`, which sets it up)")
 }
 
+/// A real photo (chelsea.png) prepared as the model's input.
+pub fn sample_tensor(embedder: &Embedder) -> ndarray::Array3<f32> {
+    let limits = lookalike::imaging::DecodeLimits::default();
+    lookalike::imaging::prepare(&sample("chelsea.png"), &embedder.preprocessing(), &limits)
+        .expect("sample decodes")
+        .tensor
+}
+
 /// A sample photo's bytes.
 pub fn sample(name: &str) -> Vec<u8> {
     std::fs::read(repo(".cache/samples").join(name)).expect("sample photos (run `make bench`)")
@@ -46,7 +54,6 @@ pub fn jpeg_of_megapixels(megapixels: f64) -> Vec<u8> {
     DynamicImage::ImageRgb8(resized)
         .write_with_encoder(encoder)
         .expect("encodable");
-    let _ = ImageFormat::Jpeg;
     out.into_inner()
 }
 pub mod http;
