@@ -130,6 +130,7 @@ fn main() {
             store: state.store.clone(),
             storage: lookalike::storage::Storage::local(&storage_dir()).expect("photo folder"),
             pipeline: state.pipeline.clone(),
+            matcher: state.search.matcher().clone(),
             model_id: state.reports.model_id(),
         };
         let workers = Workers::start(context, settings);

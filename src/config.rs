@@ -80,6 +80,8 @@ pub struct ServeConfig {
     pub storage: StorageConfig,
     #[command(flatten)]
     pub jobs: JobsConfig,
+    #[command(flatten)]
+    pub search: SearchConfig,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "LOOKALIKE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -131,6 +133,38 @@ pub struct StorageConfig {
         env = "LOOKALIKE_STORAGE_URL"
     )]
     pub url: Option<String>,
+}
+
+/// Similarity search and matching between reports.
+#[derive(Debug, Clone, Copy, Args, Serialize)]
+pub struct SearchConfig {
+    /// HNSW candidate list size (`hnsw.ef_search`): higher is more exact and slower.
+    #[arg(long = "search-ef", env = "LOOKALIKE_SEARCH_EF", default_value_t = 100)]
+    pub ef_search: u32,
+    /// Lowest cosine similarity between two reports' photos that counts as a possible match.
+    #[arg(
+        long = "match-threshold",
+        env = "LOOKALIKE_MATCH_THRESHOLD",
+        default_value_t = 0.7
+    )]
+    pub match_threshold: f32,
+    /// Most possible matches kept per report.
+    #[arg(
+        long = "match-limit",
+        env = "LOOKALIKE_MATCH_LIMIT",
+        default_value_t = 10
+    )]
+    pub match_limit: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            ef_search: 100,
+            match_threshold: 0.7,
+            match_limit: 10,
+        }
+    }
 }
 
 /// Background jobs (durable, in PostgreSQL).

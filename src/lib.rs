@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod limits;
 pub mod pipeline;
 pub mod reports;
+pub mod search;
 pub mod service;
 pub mod storage;
 pub mod store;

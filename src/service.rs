@@ -6,13 +6,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::{GateConfig, ImagingConfig, ModelConfig, ServeConfig, UploadConfig};
+use crate::config::{
+    GateConfig, ImagingConfig, ModelConfig, SearchConfig, ServeConfig, UploadConfig,
+};
 use crate::http::{self, AppState, PhotoLimits};
 use crate::inference::{Embedder, Gate, GateSettings};
 use crate::jobs::{JobContext, JobSettings, Workers};
 use crate::limits::ConcurrencyLimit;
 use crate::pipeline::Pipeline;
 use crate::reports::{ReportService, ReportSettings};
+use crate::search::{Matcher, SearchService, SearchSettings};
 use crate::storage::Storage;
 use crate::store::Store;
 
@@ -48,14 +51,30 @@ pub struct Parts {
     pub model_id: i32,
 }
 
+/// The search settings from the configuration.
+pub fn search_settings(search: &SearchConfig, uploads: &UploadConfig) -> SearchSettings {
+    SearchSettings {
+        ef_search: search.ef_search,
+        max_photos_per_report: uploads.max_report_photos.max(1),
+        match_threshold: search.match_threshold,
+        match_limit: search.match_limit.max(1),
+    }
+}
+
 /// The application state from its parts.
 pub fn app_state(
     parts: Parts,
     imaging: &ImagingConfig,
     uploads: &UploadConfig,
+    search: &SearchConfig,
     max_attempts: u32,
 ) -> AppState {
     let pipeline = Pipeline::new(parts.gate, imaging);
+    let matcher = Matcher::new(
+        parts.store.clone(),
+        parts.model_id,
+        search_settings(search, uploads),
+    );
     let upload_limit = ConcurrencyLimit::new(
         "upload",
         uploads.upload_permits,
@@ -74,6 +93,7 @@ pub fn app_state(
         },
     );
     AppState {
+        search: SearchService::new(pipeline.clone(), matcher, parts.store.clone()),
         store: parts.store,
         pipeline,
         reports,
@@ -101,6 +121,7 @@ pub fn start_workers(
         store: state.store.clone(),
         storage,
         pipeline: state.pipeline.clone(),
+        matcher: state.search.matcher().clone(),
         model_id,
     };
     let workers = Workers::start(context, settings);
@@ -128,6 +149,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         parts,
         &config.imaging,
         &config.uploads,
+        &config.search,
         config.jobs.max_attempts,
     );
     let workers = start_workers(

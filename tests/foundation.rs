@@ -142,7 +142,13 @@ async fn readiness_fails_with_the_reason_when_the_database_is_unreachable() {
         storage,
         model_id: 1,
     };
-    let state = lookalike::service::app_state(parts, &imaging_config(), &uploads(), 3);
+    let state = lookalike::service::app_state(
+        parts,
+        &imaging_config(),
+        &uploads(),
+        &lookalike::config::SearchConfig::default(),
+        3,
+    );
     let app = lookalike::http::router(state);
     let (status, _, body) = send(&app, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

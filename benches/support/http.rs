@@ -94,7 +94,13 @@ pub async fn start_server(
         storage,
         model_id,
     };
-    let state = lookalike::service::app_state(parts, &imaging, &uploads, 5);
+    let state = lookalike::service::app_state(
+        parts,
+        &imaging,
+        &uploads,
+        &lookalike::config::SearchConfig::default(),
+        5,
+    );
     let served = state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod multipart;
 mod reports;
+mod search;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +17,7 @@ use axum::routing::{get, post};
 
 use crate::jobs::JobStats;
 use crate::reports::ReportService;
+use crate::search::SearchService;
 
 pub use error::ApiError;
 pub use multipart::PhotoLimits;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// Reports and their photos.
     pub reports: ReportService,
+    /// Search by photo, matches between reports.
+    pub search: SearchService,
     /// Upload limits (per photo, photos per `/v1/embeddings` request).
     pub photo_limits: PhotoLimits,
     /// Most photos per report.
@@ -62,6 +66,8 @@ pub fn router(state: AppState) -> Router {
                 .patch(reports::update)
                 .delete(reports::delete),
         )
+        .route("/v1/reports/{id}/matches", get(search::matches))
+        .route("/v1/search", post(search::search))
         .route("/v1/photos/{id}", get(reports::photo))
         .route("/v1/photos/{id}/thumbnail", get(reports::thumbnail))
         .route("/v1/jobs/{id}", get(reports::job))

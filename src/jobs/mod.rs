@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::JobsConfig;
 use crate::inference::{GateError, Priority};
 use crate::pipeline::{Pipeline, PipelineError};
+use crate::search::{Matcher, SearchError};
 use crate::storage::Storage;
 use crate::store::jobs::JOBS_CHANNEL;
 use crate::store::{ClaimedJob, Store};
@@ -69,6 +70,8 @@ pub struct JobContext {
     pub storage: Storage,
     /// Photos → embeddings (jobs run at background priority).
     pub pipeline: Pipeline,
+    /// Matches between reports (for the `match` jobs).
+    pub matcher: Matcher,
     /// The current model's id.
     pub model_id: i32,
 }
@@ -322,7 +325,29 @@ impl Worker {
     async fn attempt(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
         match job.kind.as_str() {
             "embed" => self.embed(job).await,
+            "match" => self.refresh_matches(job).await,
             other => Err(AttemptError::Failed(format!("unknown job kind `{other}`"))),
+        }
+    }
+
+    /// Computes and stores a report's possible matches, then marks the job done.
+    async fn refresh_matches(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
+        let ctx = &self.context;
+        let report_id = job.payload["report_id"]
+            .as_str()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .ok_or_else(|| AttemptError::Failed("payload without report_id".into()))?;
+        match ctx.matcher.refresh(report_id).await {
+            // The report was deleted meanwhile: nothing left to match.
+            Ok(_) | Err(SearchError::NotFound) => {}
+            Err(SearchError::Store(crate::store::StoreError::Unavailable(_))) => {
+                return Err(AttemptError::Busy(Duration::from_secs(2)));
+            }
+            Err(e) => return Err(AttemptError::Failed(e.to_string())),
+        }
+        match ctx.store.finish_job(job.id, &self.id).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(AttemptError::Failed(e.to_string())),
         }
     }
 
@@ -370,7 +395,14 @@ impl Worker {
             })?;
         let saved = ctx
             .store
-            .save_embedding(job.id, &self.id, &sha256, ctx.model_id, embedded.embedding)
+            .save_embedding(
+                job.id,
+                &self.id,
+                &sha256,
+                ctx.model_id,
+                embedded.embedding,
+                job.max_attempts,
+            )
             .await
             .map_err(|e| busy(&e))?;
         if !saved {

@@ -176,12 +176,15 @@ impl ReportService {
         })
     }
 
-    /// One report.
+    /// One report, with its stored possible matches.
     pub async fn get(&self, id: Uuid) -> Result<Report, ReportError> {
-        self.store
+        let mut report = self
+            .store
             .report(id, self.model_id)
             .await?
-            .ok_or(ReportError::NotFound("report"))
+            .ok_or(ReportError::NotFound("report"))?;
+        report.possible_matches = Some(self.store.stored_matches(id, self.model_id).await?);
+        Ok(report)
     }
 
     /// A page of reports.

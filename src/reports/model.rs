@@ -304,6 +304,10 @@ pub struct Report {
     pub photos: Vec<Photo>,
     /// ready when every photo is, failed when any failed, pending otherwise.
     pub embedding_status: EmbeddingStatus,
+    /// Similar reports of the opposite kind, found in the background once the embeddings are
+    /// ready (shown on a single report, not in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub possible_matches: Option<Vec<crate::store::StoredMatch>>,
 }
 
 /// The report's embedding state from its photos'.

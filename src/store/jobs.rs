@@ -186,6 +186,13 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Marks a job done (for jobs whose result is written separately); false when the job was no
+    /// longer this worker's.
+    pub async fn finish_job(&self, id: i64, worker: &str) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Store::finish_job_in(&mut conn, id, worker).await
+    }
+
     /// Records a failed attempt: queued again after `delay`, or failed for good once the attempts
     /// are spent. Returns true when the job is now failed.
     pub async fn fail_attempt(

@@ -7,9 +7,11 @@ use sqlx::{ConnectOptions, Row};
 
 pub mod jobs;
 pub mod reports;
+pub mod search;
 
 pub use jobs::{ClaimedJob, JobCounts, JobRecord};
 pub use reports::{CreatedReport, NewPhoto, OwnerCheck};
+pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode, StoredMatch};
 
 use crate::config::DatabaseConfig;
 use crate::inference::ModelManifest;

@@ -8,8 +8,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::jobs;
-use super::{Store, StoreError};
+use super::{Store, StoreError, jobs, search};
 use crate::reports::{
     EmbeddingStatus, NewReport, Photo, Report, ReportFilter, ReportPatch, overall_status,
 };
@@ -131,7 +130,11 @@ impl Store {
                 }
             }
         }
-        if !jobs.is_empty() {
+        if jobs.is_empty() {
+            // Every photo was embedded already: the report can be matched right away.
+            search::enqueue_ready_matches(&mut tx, None, Some(id), model_id, to_i32(max_attempts))
+                .await?;
+        } else {
             jobs::notify(&mut tx).await?;
         }
         tx.commit().await?;
@@ -191,6 +194,30 @@ impl Store {
             .map(|row| {
                 let id: Uuid = row.try_get("id")?;
                 report_from_row(row, photos.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// Several reports by id (missing ones are left out).
+    pub async fn reports_by_id(
+        &self,
+        ids: &[Uuid],
+        model_id: i32,
+    ) -> Result<HashMap<Uuid, Report>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE id = ANY($1)"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut photos = self.photos_of(ids, model_id).await?;
+        rows.iter()
+            .map(|row| {
+                let id: Uuid = row.try_get("id")?;
+                Ok((
+                    id,
+                    report_from_row(row, photos.remove(&id).unwrap_or_default())?,
+                ))
             })
             .collect()
     }
@@ -338,8 +365,9 @@ impl Store {
         )
     }
 
-    /// Stores a blob's embedding and marks its job done, atomically. Returns false (and stores
-    /// nothing) when the job is no longer this worker's.
+    /// Stores a blob's embedding and marks its job done, atomically, and enqueues the matching of
+    /// the reports it completes. Returns false (and stores nothing) when the job is no longer this
+    /// worker's.
     pub async fn save_embedding(
         &self,
         job_id: i64,
@@ -347,6 +375,7 @@ impl Store {
         sha256: &[u8],
         model_id: i32,
         embedding: Vec<f32>,
+        max_attempts: i32,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         if !Store::finish_job_in(&mut tx, job_id, worker).await? {
@@ -361,6 +390,7 @@ impl Store {
         .bind(Vector::from(embedding))
         .execute(&mut *tx)
         .await?;
+        search::enqueue_ready_matches(&mut tx, Some(sha256), None, model_id, max_attempts).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -416,5 +446,6 @@ fn report_from_row(row: &PgRow, photos: Vec<Photo>) -> Result<Report, StoreError
         updated_at: row.try_get("updated_at")?,
         embedding_status: overall_status(&photos),
         photos,
+        possible_matches: None,
     })
 }

@@ -226,7 +226,13 @@ pub async fn parts(store: Store, settings: GateSettings) -> (Parts, PathBuf) {
 pub async fn app(settings: GateSettings, uploads: UploadConfig) -> TestApp {
     let (parts, storage_dir) = parts(fresh_store().await, settings).await;
     let (storage, model_id) = (parts.storage.clone(), parts.model_id);
-    let state = app_state(parts, &imaging_config(), &uploads, 3);
+    let state = app_state(
+        parts,
+        &imaging_config(),
+        &uploads,
+        &lookalike::config::SearchConfig::default(),
+        3,
+    );
     TestApp {
         router: router(state.clone()),
         state,
@@ -387,4 +393,23 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("timed out after {seconds} s waiting until {what}");
+}
+
+/// Edits a photo the way people's copies differ: crop to the centre 80%, halve, brighten,
+/// mirror, and re-compress as a JPEG of quality 60.
+pub fn edited_copy(bytes: &[u8]) -> Vec<u8> {
+    let img = image::load_from_memory(bytes).unwrap();
+    let (w, h) = (img.width(), img.height());
+    let cropped = img.crop_imm(w / 10, h / 10, w * 8 / 10, h * 8 / 10);
+    let small = cropped.resize(
+        cropped.width() / 2,
+        cropped.height() / 2,
+        image::imageops::FilterType::Triangle,
+    );
+    let edited = image::DynamicImage::ImageRgb8(small.brighten(20).fliph().to_rgb8());
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 60)
+        .encode_image(&edited)
+        .unwrap();
+    out.into_inner()
 }

@@ -1,0 +1,248 @@
+//! `POST /v1/search` (by photo) and `GET /v1/reports/{id}/matches` (from stored embeddings).
+
+use axum::Json;
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use super::multipart::{PhotoLimits, read_form};
+use super::reports::ReportBody;
+use crate::inference::Priority;
+use crate::reports::{ReportKind, ReportStatus, ValidationError};
+use crate::search::SearchError;
+use crate::store::SearchFilter;
+
+/// Most results of one search.
+const MAX_K: usize = 100;
+
+/// The text fields a search form may carry.
+const SEARCH_FIELDS: [&str; 8] = [
+    "kind",
+    "species",
+    "status",
+    "since",
+    "latitude",
+    "longitude",
+    "radius_km",
+    "k",
+];
+
+/// One search result.
+#[derive(Debug, Serialize)]
+pub struct SearchHit {
+    report: ReportBody,
+    photo_id: Uuid,
+    thumbnail_url: String,
+    score: f32,
+}
+
+/// `POST /v1/search` answer.
+#[derive(Debug, Serialize)]
+pub struct SearchResponse {
+    k: usize,
+    results: Vec<SearchHit>,
+}
+
+/// `POST /v1/search`: one photo in the field `photo`, plus filters: `kind` (comma-separated),
+/// `species`, `status` (open by default; `any` for all), `since` (RFC 3339), `latitude` +
+/// `longitude` + `radius_km`, and `k` (1..100, default 20). Results are grouped per report.
+pub async fn search(
+    State(app): State<AppState>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    app.pipeline.check_capacity(Priority::Interactive)?;
+    let limits = PhotoLimits {
+        max_bytes: app.photo_limits.max_bytes,
+        max_count: 1,
+    };
+    let mut form = read_form(multipart?, "photo", limits, true).await?;
+    let (filter, k) = parse_search(&form.fields)?;
+    let photo = form.photos.remove(0);
+    let results = app.search.search(photo, &filter, k).await?;
+    Ok(Json(SearchResponse {
+        k,
+        results: results
+            .into_iter()
+            .map(|r| SearchHit {
+                thumbnail_url: format!("/v1/photos/{}/thumbnail", r.photo_id),
+                photo_id: r.photo_id,
+                score: r.score,
+                report: r.report.into(),
+            })
+            .collect(),
+    }))
+}
+
+fn parse_search(
+    fields: &std::collections::HashMap<String, String>,
+) -> Result<(SearchFilter, usize), ValidationError> {
+    if let Some(unknown) = fields.keys().find(|k| !SEARCH_FIELDS.contains(&k.as_str())) {
+        return Err(ValidationError::new(unknown.clone(), "unknown field"));
+    }
+    let get = |name: &str| fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let number = |name: &str| -> Result<Option<f64>, ValidationError> {
+        get(name)
+            .map(|v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| ValidationError::new(name, "must be a number"))
+            })
+            .transpose()
+    };
+    let k = match get("k") {
+        None => 20,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|k| (1..=MAX_K).contains(k))
+            .ok_or_else(|| {
+                ValidationError::new("k", format!("must be an integer from 1 to {MAX_K}"))
+            })?,
+    };
+    let kinds = match get("kind") {
+        None => Vec::new(),
+        Some(v) => v
+            .split(',')
+            .map(|k| k.trim().parse::<ReportKind>())
+            .collect::<Result<_, _>>()?,
+    };
+    let status = match get("status") {
+        None => Some(ReportStatus::Open),
+        Some("any") => None,
+        Some(v) => Some(v.parse()?),
+    };
+    let since = get("since")
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ValidationError::new(
+                        "since",
+                        "must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z",
+                    )
+                })
+        })
+        .transpose()?;
+    let near = match (
+        number("latitude")?,
+        number("longitude")?,
+        number("radius_km")?,
+    ) {
+        (None, None, None) => None,
+        (Some(lat), Some(lon), Some(r)) => {
+            if lat.abs() > 90.0 || lon.abs() > 180.0 || r <= 0.0 {
+                return Err(ValidationError::new(
+                    "radius_km",
+                    "latitude in ±90, longitude in ±180, radius above 0",
+                ));
+            }
+            Some((lat, lon, r))
+        }
+        _ => {
+            return Err(ValidationError::new(
+                "radius_km",
+                "latitude, longitude and radius_km go together",
+            ));
+        }
+    };
+    let filter = SearchFilter {
+        kinds,
+        species: get("species").map(str::parse).transpose()?,
+        status,
+        since,
+        near,
+        exclude: None,
+    };
+    Ok((filter, k))
+}
+
+/// Query of `GET /v1/reports/{id}/matches`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchesQuery {
+    kind: Option<String>,
+    threshold: Option<f32>,
+    limit: Option<usize>,
+}
+
+/// One match.
+#[derive(Debug, Serialize)]
+pub struct MatchBody {
+    report_id: Uuid,
+    score: f32,
+    photo_id: Uuid,
+    matched_photo_id: Uuid,
+    matched_thumbnail_url: String,
+}
+
+/// `GET /v1/reports/{id}/matches` answer.
+#[derive(Debug, Serialize)]
+pub struct MatchesResponse {
+    report_id: Uuid,
+    matches: Vec<MatchBody>,
+}
+
+/// `GET /v1/reports/{id}/matches?kind=&threshold=&limit=`: open reports similar to this one's
+/// photos (opposite kind by default), from stored embeddings only.
+pub async fn matches(
+    State(app): State<AppState>,
+    id: Result<Path<Uuid>, PathRejection>,
+    query: Result<Query<MatchesQuery>, QueryRejection>,
+) -> Result<Json<MatchesResponse>, ApiError> {
+    let Path(report_id) = id.map_err(|_| ApiError::validation("the id must be a UUID"))?;
+    let Query(q) = query.map_err(|e| ApiError::validation(e.body_text()))?;
+    let kinds = q
+        .kind
+        .as_deref()
+        .map(|v| {
+            v.split(',')
+                .map(|k| k.trim().parse::<ReportKind>())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    if q.threshold.is_some_and(|t| !(-1.0..=1.0).contains(&t)) {
+        return Err(
+            ApiError::validation("threshold must be between -1 and 1").with("field", "threshold")
+        );
+    }
+    if q.limit.is_some_and(|l| !(1..=MAX_K).contains(&l)) {
+        return Err(
+            ApiError::validation(format!("limit must be between 1 and {MAX_K}"))
+                .with("field", "limit"),
+        );
+    }
+    let found = app
+        .search
+        .matcher()
+        .matches(report_id, kinds, q.threshold, q.limit)
+        .await?;
+    Ok(Json(MatchesResponse {
+        report_id,
+        matches: found
+            .into_iter()
+            .map(|(other, score, photo_id, matched_photo_id)| MatchBody {
+                report_id: other,
+                score,
+                photo_id,
+                matched_photo_id,
+                matched_thumbnail_url: format!("/v1/photos/{matched_photo_id}/thumbnail"),
+            })
+            .collect(),
+    }))
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> Self {
+        match e {
+            SearchError::Pipeline(p) => p.into(),
+            SearchError::Store(s) => s.into(),
+            SearchError::NotFound => ApiError::not_found("no such report"),
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Similarity search: the nearest reports to a query photo (interactive, through the gate), and
+//! matches between reports from their stored embeddings (no inference).
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::inference::Priority;
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::reports::{Report, ReportKind, ReportStatus};
+use crate::store::{NewMatch, SearchFilter, SearchMode, Store, StoreError};
+
+/// Why a search failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The query photo could not be embedded.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No such report.
+    #[error("no such report")]
+    NotFound,
+}
+
+/// Search and matching settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchSettings {
+    /// HNSW candidate list size (`hnsw.ef_search`).
+    pub ef_search: u32,
+    /// Most photos a report can have: a search asks for k × this many photos to fill k reports.
+    pub max_photos_per_report: usize,
+    /// Lowest similarity kept as a match between reports.
+    pub match_threshold: f32,
+    /// Most matches kept per report.
+    pub match_limit: usize,
+}
+
+/// A report near the query: its best photo and that photo's similarity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportHit {
+    /// The report.
+    pub report_id: Uuid,
+    /// Its photo nearest to the query.
+    pub photo_id: Uuid,
+    /// Cosine similarity (1 = same direction).
+    pub score: f32,
+}
+
+/// The kinds a report is matched against: lost ↔ found and sightings.
+pub fn opposite_kinds(kind: ReportKind) -> Vec<ReportKind> {
+    match kind {
+        ReportKind::Lost => vec![ReportKind::Found, ReportKind::Sighting],
+        ReportKind::Found | ReportKind::Sighting => vec![ReportKind::Lost],
+    }
+}
+
+/// Nearest-report queries over stored embeddings; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    store: Store,
+    model_id: i32,
+    settings: SearchSettings,
+}
+
+impl Matcher {
+    /// A matcher over the current model's embeddings.
+    pub fn new(store: Store, model_id: i32, settings: SearchSettings) -> Self {
+        Matcher {
+            store,
+            model_id,
+            settings,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &SearchSettings {
+        &self.settings
+    }
+
+    /// The `k` reports nearest to `query` (by their best photo) among those passing `filter`.
+    pub async fn nearest_reports(
+        &self,
+        query: &[f32],
+        filter: &SearchFilter,
+        k: usize,
+        mode: Option<SearchMode>,
+    ) -> Result<Vec<ReportHit>, StoreError> {
+        let mode = mode.unwrap_or(SearchMode::Index {
+            ef_search: self.settings.ef_search,
+        });
+        // Enough photos that k distinct reports are among them even if every report matches
+        // with all of its photos.
+        let limit = i64::try_from(k.saturating_mul(self.settings.max_photos_per_report.max(1)))
+            .unwrap_or(i64::MAX);
+        let hits = self
+            .store
+            .nearest_photos(query, self.model_id, filter, limit, mode)
+            .await?;
+        let mut best: HashMap<Uuid, ReportHit> = HashMap::new();
+        for h in hits {
+            let score = (1.0 - h.distance) as f32;
+            let entry = best.entry(h.report_id).or_insert(ReportHit {
+                report_id: h.report_id,
+                photo_id: h.photo_id,
+                score,
+            });
+            if score > entry.score {
+                *entry = ReportHit {
+                    report_id: h.report_id,
+                    photo_id: h.photo_id,
+                    score,
+                };
+            }
+        }
+        let mut ranked: Vec<ReportHit> = best.into_values().collect();
+        ranked.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.report_id.cmp(&b.report_id))
+        });
+        ranked.truncate(k);
+        Ok(ranked)
+    }
+
+    /// Open reports similar to `report_id`'s photos (stored embeddings only), of `kinds` (the
+    /// opposite kinds by default), at least `threshold` similar, best first.
+    pub async fn matches(
+        &self,
+        report_id: Uuid,
+        kinds: Option<Vec<ReportKind>>,
+        threshold: Option<f32>,
+        limit: Option<usize>,
+    ) -> Result<Vec<NewMatch>, SearchError> {
+        let kind = self
+            .store
+            .report_kind(report_id)
+            .await?
+            .ok_or(SearchError::NotFound)?;
+        let filter = SearchFilter {
+            kinds: kinds.unwrap_or_else(|| opposite_kinds(kind)),
+            status: Some(ReportStatus::Open),
+            exclude: Some(report_id),
+            ..SearchFilter::default()
+        };
+        let threshold = threshold.unwrap_or(self.settings.match_threshold);
+        let limit = limit.unwrap_or(self.settings.match_limit);
+        let mut best: HashMap<Uuid, NewMatch> = HashMap::new();
+        for (photo_id, embedding) in self
+            .store
+            .report_embeddings(report_id, self.model_id)
+            .await?
+        {
+            for hit in self
+                .nearest_reports(&embedding, &filter, limit, None)
+                .await?
+            {
+                if hit.score < threshold {
+                    continue;
+                }
+                let candidate = (hit.report_id, hit.score, photo_id, hit.photo_id);
+                let entry = best.entry(hit.report_id).or_insert(candidate);
+                if hit.score > entry.1 {
+                    *entry = candidate;
+                }
+            }
+        }
+        let mut ranked: Vec<NewMatch> = best.into_values().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(limit);
+        Ok(ranked)
+    }
+
+    /// Computes and stores a report's matches (the background job once its embeddings are ready).
+    pub async fn refresh(&self, report_id: Uuid) -> Result<usize, SearchError> {
+        let matches = self.matches(report_id, None, None, None).await?;
+        self.store
+            .store_matches(report_id, self.model_id, &matches)
+            .await?;
+        Ok(matches.len())
+    }
+}
+
+/// One search result: a report, its best photo and the similarity.
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    /// The report.
+    pub report: Report,
+    /// Its photo nearest to the query.
+    pub photo_id: Uuid,
+    /// Cosine similarity.
+    pub score: f32,
+}
+
+/// Search by photo; cheap to clone.
+#[derive(Clone)]
+pub struct SearchService {
+    pipeline: Pipeline,
+    matcher: Matcher,
+    store: Store,
+}
+
+impl SearchService {
+    /// A search service over the pipeline (for the query photo) and the matcher.
+    pub fn new(pipeline: Pipeline, matcher: Matcher, store: Store) -> Self {
+        SearchService {
+            pipeline,
+            matcher,
+            store,
+        }
+    }
+
+    /// The matcher (for matches between reports).
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    /// Embeds the query photo at interactive priority and returns the `k` nearest reports.
+    pub async fn search(
+        &self,
+        photo: bytes::Bytes,
+        filter: &SearchFilter,
+        k: usize,
+    ) -> Result<Vec<SearchResult>, SearchError> {
+        let query = self.pipeline.embed(photo, Priority::Interactive).await?;
+        let hits = self
+            .matcher
+            .nearest_reports(&query.embedding, filter, k, None)
+            .await?;
+        let ids: Vec<Uuid> = hits.iter().map(|h| h.report_id).collect();
+        let mut reports = self
+            .store
+            .reports_by_id(&ids, self.matcher.model_id)
+            .await?;
+        Ok(hits
+            .into_iter()
+            .filter_map(|h| {
+                reports.remove(&h.report_id).map(|report| SearchResult {
+                    report,
+                    photo_id: h.photo_id,
+                    score: h.score,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,309 @@
+//! SQL of similarity search (pgvector HNSW, cosine) and of stored matches between reports.
+
+use chrono::{DateTime, Utc};
+use pgvector::Vector;
+use sqlx::{Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::{Store, StoreError, jobs};
+use crate::reports::{ReportKind, ReportStatus, Species};
+
+/// Which reports a search may return.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchFilter {
+    /// Only these kinds (any when empty).
+    pub kinds: Vec<ReportKind>,
+    /// Only this species.
+    pub species: Option<Species>,
+    /// Only this status (any when `None`).
+    pub status: Option<ReportStatus>,
+    /// Only reports created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only reports within `radius_km` of (latitude, longitude).
+    pub near: Option<(f64, f64, f64)>,
+    /// Never this report (a report's own matches).
+    pub exclude: Option<Uuid>,
+}
+
+/// One photo near the query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhotoHit {
+    /// Its report.
+    pub report_id: Uuid,
+    /// The photo.
+    pub photo_id: Uuid,
+    /// Cosine distance to the query (0 = same direction).
+    pub distance: f64,
+}
+
+/// How the nearest photos are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchMode {
+    /// The HNSW index, with iterative scans so that filtered searches still fill their limit.
+    Index {
+        /// Candidate list size (`hnsw.ef_search`): higher is slower and more exact.
+        ef_search: u32,
+    },
+    /// A full scan: exact, for small sets and for measuring the index's recall.
+    Exact,
+}
+
+/// A stored possible match of a report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredMatch {
+    /// The other report.
+    pub report_id: Uuid,
+    /// Its kind.
+    pub kind: ReportKind,
+    /// Its title.
+    pub title: String,
+    /// Similarity (cosine) of the best pair of photos.
+    pub score: f32,
+    /// This report's photo of that pair.
+    pub photo_id: Uuid,
+    /// The other report's photo of that pair.
+    pub matched_photo_id: Uuid,
+}
+
+/// A match to store: (other report, score, this report's photo, the other's photo).
+pub type NewMatch = (Uuid, f32, Uuid, Uuid);
+
+impl Store {
+    /// The photos nearest to `query` among reports passing `filter`, nearest first.
+    pub async fn nearest_photos(
+        &self,
+        query: &[f32],
+        model_id: i32,
+        filter: &SearchFilter,
+        limit: i64,
+        mode: SearchMode,
+    ) -> Result<Vec<PhotoHit>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        match mode {
+            SearchMode::Index { ef_search } => {
+                // SET cannot take bind parameters; the value is an integer we format ourselves.
+                sqlx::query(&format!(
+                    "SET LOCAL hnsw.ef_search = {}",
+                    ef_search.clamp(1, 1000)
+                ))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            SearchMode::Exact => {
+                sqlx::query("SET LOCAL enable_indexscan = off")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let vector = Vector::from(query.to_vec());
+        let mut q =
+            QueryBuilder::<Postgres>::new("SELECT p.report_id, p.id AS photo_id, e.embedding <=> ");
+        q.push_bind(vector.clone());
+        q.push(
+            " AS distance FROM embeddings e JOIN photos p ON p.sha256 = e.sha256 JOIN reports r ON r.id = p.report_id
+             WHERE e.model_id = ",
+        )
+        .push_bind(model_id);
+        if !filter.kinds.is_empty() {
+            let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
+            q.push(" AND r.kind = ANY(").push_bind(kinds).push(")");
+        }
+        if let Some(species) = filter.species {
+            q.push(" AND r.species = ").push_bind(species.as_str());
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND r.status = ").push_bind(status.as_str());
+        }
+        if let Some(since) = filter.since {
+            q.push(" AND r.created_at >= ").push_bind(since);
+        }
+        if let Some(exclude) = filter.exclude {
+            q.push(" AND r.id <> ").push_bind(exclude);
+        }
+        if let Some((lat, lon, radius_km)) = filter.near {
+            // Haversine great-circle distance on a 6371 km sphere.
+            q.push(" AND r.latitude IS NOT NULL AND 2 * 6371 * asin(sqrt(power(sin(radians(r.latitude - ")
+                .push_bind(lat)
+                .push(") / 2), 2) + cos(radians(")
+                .push_bind(lat)
+                .push(")) * cos(radians(r.latitude)) * power(sin(radians(r.longitude - ")
+                .push_bind(lon)
+                .push(") / 2), 2))) <= ")
+                .push_bind(radius_km);
+        }
+        q.push(" ORDER BY e.embedding <=> ")
+            .push_bind(vector)
+            .push(" LIMIT ")
+            .push_bind(limit);
+        let rows = q.build().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PhotoHit {
+                    report_id: r.try_get("report_id")?,
+                    photo_id: r.try_get("photo_id")?,
+                    distance: r.try_get("distance")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The stored embeddings of a report's photos: (photo id, vector).
+    pub async fn report_embeddings(
+        &self,
+        report_id: Uuid,
+        model_id: i32,
+    ) -> Result<Vec<(Uuid, Vec<f32>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.id, e.embedding FROM photos p JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
+             WHERE p.report_id = $1 ORDER BY p.position",
+        )
+        .bind(report_id)
+        .bind(model_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get::<Vector, _>("embedding")?.to_vec(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The kind of a report.
+    pub async fn report_kind(&self, report_id: Uuid) -> Result<Option<ReportKind>, StoreError> {
+        let kind: Option<String> = sqlx::query_scalar("SELECT kind FROM reports WHERE id = $1")
+            .bind(report_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(kind.and_then(|k| k.parse().ok()))
+    }
+
+    /// Replaces a report's stored matches, and records each also on the other report (keeping the
+    /// better score there), in one transaction.
+    pub async fn store_matches(
+        &self,
+        report_id: Uuid,
+        model_id: i32,
+        matches: &[NewMatch],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM report_matches WHERE report_id = $1 AND model_id = $2")
+            .bind(report_id)
+            .bind(model_id)
+            .execute(&mut *tx)
+            .await?;
+        for (other, score, photo, other_photo) in matches {
+            for (from, to, from_photo, to_photo) in [
+                (report_id, *other, *photo, *other_photo),
+                (*other, report_id, *other_photo, *photo),
+            ] {
+                sqlx::query(
+                    "INSERT INTO report_matches (report_id, matched_report_id, model_id, score, photo_id, matched_photo_id)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (report_id, matched_report_id, model_id) DO UPDATE
+                         SET score = EXCLUDED.score, photo_id = EXCLUDED.photo_id,
+                             matched_photo_id = EXCLUDED.matched_photo_id, created_at = now()
+                         WHERE report_matches.score <= EXCLUDED.score OR report_matches.report_id = $7",
+                )
+                .bind(from)
+                .bind(to)
+                .bind(model_id)
+                .bind(score)
+                .bind(from_photo)
+                .bind(to_photo)
+                .bind(report_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A report's stored matches, best first.
+    pub async fn stored_matches(
+        &self,
+        report_id: Uuid,
+        model_id: i32,
+    ) -> Result<Vec<StoredMatch>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.matched_report_id, r.kind, r.title, m.score, m.photo_id, m.matched_photo_id
+             FROM report_matches m JOIN reports r ON r.id = m.matched_report_id
+             WHERE m.report_id = $1 AND m.model_id = $2 ORDER BY m.score DESC",
+        )
+        .bind(report_id)
+        .bind(model_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok(StoredMatch {
+                    report_id: r.try_get("matched_report_id")?,
+                    kind: kind.parse().unwrap_or(ReportKind::Sighting),
+                    title: r.try_get("title")?,
+                    score: r.try_get("score")?,
+                    photo_id: r.try_get("photo_id")?,
+                    matched_photo_id: r.try_get("matched_photo_id")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Enqueues the matching job of every report containing blob `sha256` whose photos all have
+/// embeddings now (inside the caller's transaction, which locks those reports first so that two
+/// photos finishing at once cannot both miss the moment).
+pub async fn enqueue_ready_matches(
+    conn: &mut sqlx::PgConnection,
+    sha256: Option<&[u8]>,
+    report_id: Option<Uuid>,
+    model_id: i32,
+    max_attempts: i32,
+) -> Result<u64, StoreError> {
+    let reports: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM reports WHERE id IN (SELECT report_id FROM photos WHERE sha256 = $1) OR id = $2
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(sha256)
+    .bind(report_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut queued = 0;
+    for id in reports {
+        let ready: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM photos p LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
+                                WHERE p.report_id = $1 AND e.sha256 IS NULL)",
+        )
+        .bind(id)
+        .bind(model_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if ready {
+            let payload = serde_json::json!({ "report_id": id, "model_id": model_id });
+            let key = format!("match:{id}:{model_id}");
+            if jobs::enqueue(
+                conn,
+                "match",
+                &key,
+                &payload,
+                u32::try_from(max_attempts).unwrap_or(5),
+            )
+            .await?
+            .is_some()
+            {
+                queued += 1;
+            }
+        }
+    }
+    if queued > 0 {
+        jobs::notify(conn).await?;
+    }
+    Ok(queued)
+}
