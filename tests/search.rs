@@ -107,7 +107,9 @@ async fn filters_are_respected_and_still_fill_k() {
     }
     wait_until_embedded(&app, 36).await;
     let query = edited_copy(&photos[30]);
-    let cases: [(&[(&str, &str)], usize, &str); 4] = [
+    // (form fields, expected result count, the kind every result must have)
+    type Case<'a> = (&'a [(&'a str, &'a str)], usize, &'a str);
+    let cases: [Case; 4] = [
         (
             &[("kind", "found"), ("species", "cat"), ("k", "10")],
             10,
