@@ -37,6 +37,70 @@ pub enum Command {
     Embed(EmbedConfig),
     /// Enqueue embedding jobs for stored photos that lack an embedding for the current model.
     Reindex(ReindexConfig),
+    /// Search the stored reports with a photo and print the nearest ones.
+    Search(Box<SearchCliConfig>),
+    /// Create one report per photo in a folder, then embed them (for operators and evaluation).
+    Import(Box<ImportConfig>),
+}
+
+/// `lookalike search FILE`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct SearchCliConfig {
+    /// The query photo.
+    pub file: PathBuf,
+    /// Results to print.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Only reports of this kind (lost, found, sighting).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Most photos per report (as the service is configured).
+    #[arg(
+        long = "max-report-photos",
+        env = "LOOKALIKE_MAX_REPORT_PHOTOS",
+        default_value_t = 5
+    )]
+    pub max_report_photos: usize,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub model: ModelConfig,
+    #[command(flatten)]
+    pub imaging: ImagingConfig,
+    #[command(flatten)]
+    pub search: SearchConfig,
+}
+
+/// `lookalike import DIR`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ImportConfig {
+    /// Folder of photos (JPEG, PNG, WebP); one report per photo, titled by its file name.
+    pub dir: PathBuf,
+    /// Kind of the reports (lost, found, sighting).
+    #[arg(long, default_value = "found")]
+    pub kind: String,
+    /// Species of the reports (dog, cat, other).
+    #[arg(long, default_value = "other")]
+    pub species: String,
+    /// Only create the reports and their jobs; a running `serve` embeds them.
+    #[arg(long)]
+    pub no_embed: bool,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub model: ModelConfig,
+    #[command(flatten)]
+    pub gate: GateConfig,
+    #[command(flatten)]
+    pub imaging: ImagingConfig,
+    #[command(flatten)]
+    pub uploads: UploadConfig,
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    #[command(flatten)]
+    pub jobs: JobsConfig,
+    #[command(flatten)]
+    pub search: SearchConfig,
 }
 
 /// Log output.
@@ -120,6 +184,7 @@ pub struct ReindexConfig {
 pub struct StorageConfig {
     /// Folder of the local photo store (used unless `--storage-url` is set).
     #[arg(
+        id = "storage_dir",
         long = "storage-dir",
         env = "LOOKALIKE_STORAGE_DIR",
         default_value = "data/photos"
@@ -474,6 +539,9 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["lookalike", "serve"]).unwrap();
+        for sub in ["import", "search", "embed", "reindex", "migrate"] {
+            let _ = Cli::try_parse_from(["lookalike", sub, "x"]);
+        }
         let Command::Serve(cfg) = cli.command else {
             panic!("not serve")
         };

@@ -4,9 +4,22 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use lookalike::config::{Cli, Command, EmbedConfig, MigrateConfig, ReindexConfig};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lookalike::config::{
+    Cli, Command, EmbedConfig, ImportConfig, MigrateConfig, ReindexConfig, SearchCliConfig,
+};
 use lookalike::imaging::{self, DecodeLimits};
 use lookalike::inference::{Embedder, ModelManifest};
+use lookalike::jobs::JobSettings;
+use lookalike::reports::{NewReport, ReportKind};
+use lookalike::search::Matcher;
+use lookalike::service::{Parts, app_state, load_gate, search_settings, start_workers};
+use lookalike::storage::Storage;
+use lookalike::store::SearchFilter;
 use lookalike::store::Store;
 use lookalike::{service, telemetry};
 
@@ -18,6 +31,8 @@ fn main() -> ExitCode {
         Command::Migrate(config) => runtime().and_then(|rt| rt.block_on(migrate(config))),
         Command::Embed(config) => embed(config),
         Command::Reindex(config) => runtime().and_then(|rt| rt.block_on(reindex(config))),
+        Command::Search(config) => runtime().and_then(|rt| rt.block_on(search(*config))),
+        Command::Import(config) => runtime().and_then(|rt| rt.block_on(import(*config))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,6 +71,167 @@ async fn reindex(config: ReindexConfig) -> anyhow::Result<()> {
         manifest.name, manifest.version
     );
     Ok(())
+}
+
+/// Embeds a photo and prints the nearest reports.
+async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
+    let m = &config.model;
+    let embedder = Embedder::load(&m.ort_library, &m.path, 1, m.intra_threads)?;
+    let bytes = std::fs::read(&config.file)
+        .with_context(|| format!("reading {}", config.file.display()))?;
+    let photo = imaging::prepare(
+        &bytes,
+        &embedder.preprocessing(),
+        &DecodeLimits::from_config(&config.imaging),
+    )?;
+    let query = embedder.embed_batch(&[photo.tensor.view()])?.remove(0);
+    let store = Store::connect(&config.database).await?;
+    let model_id = store.register_model(embedder.manifest()).await?;
+    let kinds = config
+        .kind
+        .as_deref()
+        .map(str::parse::<ReportKind>)
+        .transpose()?
+        .into_iter()
+        .collect();
+    let filter = SearchFilter {
+        kinds,
+        ..SearchFilter::default()
+    };
+    let settings = search_settings(&config.search, config.max_report_photos);
+    let matcher = Matcher::new(store.clone(), model_id, settings);
+    let hits = matcher
+        .nearest_reports(&query, &filter, config.k.clamp(1, 100), None)
+        .await?;
+    let ids: Vec<_> = hits.iter().map(|h| h.report_id).collect();
+    let reports = store.reports_by_id(&ids, model_id).await?;
+    for (rank, hit) in hits.iter().enumerate() {
+        let (kind, title) = reports
+            .get(&hit.report_id)
+            .map_or(("?", "?"), |r| (r.kind.as_str(), r.title.as_str()));
+        println!(
+            "{:>3}. {:.4}  {}  {kind:<8} {title}",
+            rank + 1,
+            hit.score,
+            hit.report_id
+        );
+    }
+    Ok(())
+}
+
+/// Creates one report per photo of a folder (with a progress bar), then embeds them.
+async fn import(config: ImportConfig) -> anyhow::Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&config.dir)
+        .with_context(|| format!("reading {}", config.dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                ["jpg", "jpeg", "png", "webp"].contains(&e.to_ascii_lowercase().as_str())
+            })
+        })
+        .collect();
+    files.sort();
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no JPEG, PNG or WebP photos in {}",
+        config.dir.display()
+    );
+    let gate = load_gate(&config.model, &config.gate).await?;
+    let storage = Storage::from_config(&config.storage)?;
+    let store = Store::connect(&config.database).await?;
+    store.migrate().await?;
+    let model_id = store.register_model(gate.embedder().manifest()).await?;
+    let parts = Parts {
+        store: store.clone(),
+        gate,
+        storage: storage.clone(),
+        model_id,
+    };
+    let mut state = app_state(
+        parts,
+        &config.imaging,
+        &config.uploads,
+        &config.search,
+        config.jobs.max_attempts,
+    );
+    let mut fields = HashMap::from([
+        ("kind".to_owned(), config.kind.clone()),
+        ("species".to_owned(), config.species.clone()),
+    ]);
+    let (mut created, mut refused) = (0, 0);
+    for (i, file) in files.iter().enumerate() {
+        let title = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("photo")
+            .chars()
+            .take(200)
+            .collect::<String>();
+        fields.insert("title".to_owned(), title);
+        let outcome = async {
+            let report = NewReport::from_fields(&fields)?;
+            let bytes = std::fs::read(file)?;
+            state
+                .reports
+                .create(report, vec![bytes.into()])
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        .await;
+        match outcome {
+            Ok(_) => created += 1,
+            Err(e) => {
+                refused += 1;
+                eprintln!("\r{}: {e:#}", file.display());
+            }
+        }
+        progress("reports", i + 1, files.len());
+    }
+    eprintln!();
+    println!("{created} reports created, {refused} photos refused");
+    if config.no_embed || created == 0 {
+        return Ok(());
+    }
+    let mut settings = JobSettings::from_config(&config.jobs);
+    settings.workers = settings.workers.max(1);
+    let workers = start_workers(&mut state, storage, model_id, settings);
+    let total = store.job_counts().await?;
+    let all = total.queued + total.running;
+    loop {
+        let now = store.job_counts().await?;
+        let left = now.queued + now.running;
+        progress(
+            "embedded",
+            usize::try_from(all - left).unwrap_or(0),
+            usize::try_from(all).unwrap_or(0),
+        );
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!();
+    if let Some(workers) = workers {
+        workers.stop(Duration::from_secs(10)).await;
+    }
+    let failed = store.job_counts().await?.failed;
+    println!("all jobs done ({failed} failed in all)");
+    Ok(())
+}
+
+/// A one-line progress bar on stderr.
+fn progress(label: &str, done: usize, total: usize) {
+    let width = 30;
+    let filled = (done * width)
+        .checked_div(total)
+        .unwrap_or(width)
+        .min(width);
+    eprint!(
+        "\r{label:<9} [{}{}] {done}/{total}",
+        "#".repeat(filled),
+        ".".repeat(width - filled)
+    );
+    let _ = std::io::stderr().flush();
 }
 
 /// Embeds each file and prints a summary line (or the vector as JSON with `--full`).

@@ -52,10 +52,10 @@ pub struct Parts {
 }
 
 /// The search settings from the configuration.
-pub fn search_settings(search: &SearchConfig, uploads: &UploadConfig) -> SearchSettings {
+pub fn search_settings(search: &SearchConfig, max_report_photos: usize) -> SearchSettings {
     SearchSettings {
         ef_search: search.ef_search,
-        max_photos_per_report: uploads.max_report_photos.max(1),
+        max_photos_per_report: max_report_photos.max(1),
         match_threshold: search.match_threshold,
         match_limit: search.match_limit.max(1),
     }
@@ -73,7 +73,7 @@ pub fn app_state(
     let matcher = Matcher::new(
         parts.store.clone(),
         parts.model_id,
-        search_settings(search, uploads),
+        search_settings(search, uploads.max_report_photos),
     );
     let upload_limit = ConcurrencyLimit::new(
         "upload",
