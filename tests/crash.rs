@@ -122,9 +122,23 @@ async fn scalar(store: &Store, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// Waits until every photo is embedded and no job (embedding or matching) is left to run.
 async fn wait_for_all_jobs(store: &Store, total: i64, seconds: u64) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    while scalar(store, "SELECT count(*) FROM jobs WHERE status = 'done'").await < total {
+    loop {
+        let embedded = scalar(
+            store,
+            "SELECT count(*) FROM jobs WHERE kind = 'embed' AND status = 'done'",
+        )
+        .await;
+        let pending = scalar(
+            store,
+            "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')",
+        )
+        .await;
+        if embedded >= total && pending == 0 {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
             "jobs did not finish in {seconds} s"
@@ -178,7 +192,11 @@ async fn kill_9_while_jobs_run_loses_and_duplicates_nothing() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     worker.kill_9();
-    let done_at_kill = scalar(&store, "SELECT count(*) FROM jobs WHERE status = 'done'").await;
+    let done_at_kill = scalar(
+        &store,
+        "SELECT count(*) FROM jobs WHERE kind = 'embed' AND status = 'done'",
+    )
+    .await;
     let running_at_kill =
         scalar(&store, "SELECT count(*) FROM jobs WHERE status = 'running'").await;
     assert!(
