@@ -390,7 +390,7 @@ async fn stopping_workers_hands_jobs_back_and_reindex_requeues_missing_embedding
     assert_eq!(
         count(
             &app,
-            "SELECT count(*) FROM jobs WHERE status IN ('queued', 'done')"
+            "SELECT count(*) FROM jobs WHERE kind = 'embed' AND status IN ('queued', 'done')"
         )
         .await,
         12
@@ -398,7 +398,12 @@ async fn stopping_workers_hands_jobs_back_and_reindex_requeues_missing_embedding
     // Embeddings removed behind the service's back are made again by a reindex.
     let workers = app.start_workers(job_settings(2));
     eventually("all done", 30, || async {
-        count(&app, "SELECT count(*) FROM jobs WHERE status = 'done'").await == 12
+        count(
+            &app,
+            "SELECT count(*) FROM jobs WHERE kind = 'embed' AND status = 'done'",
+        )
+        .await
+            == 12
     })
     .await;
     sqlx::query("DELETE FROM embeddings WHERE sha256 IN (SELECT sha256 FROM embeddings LIMIT 5)")
