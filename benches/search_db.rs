@@ -137,6 +137,8 @@ fn main() {
             ("kind=found", Box::new(|_| SearchFilter { kinds: vec![ReportKind::Found], ..SearchFilter::default() })),
             ("kind=found species=cat", Box::new(|_| SearchFilter { kinds: vec![ReportKind::Found], species: Some(Species::Cat), ..SearchFilter::default() })),
             ("near 300 km", Box::new(move |rng: &mut StdRng| SearchFilter { near: Some(near(rng)), ..SearchFilter::default() })),
+            // What the service runs for a place filter: exact, over the latitude band.
+            ("near 300 km, exact scan", Box::new(move |rng: &mut StdRng| SearchFilter { near: Some(near(rng)), ..SearchFilter::default() })),
         ];
         let k = 10;
         for ef in [40u32, 100, 200] {
@@ -150,7 +152,8 @@ fn main() {
                 for (i, q) in queries_v.iter().enumerate() {
                     let filter = make(&mut rng);
                     let t = Instant::now();
-                    let hits = store.nearest_photos(q, model_id, &filter, k, SearchMode::Index { ef_search: ef }).await.expect("search");
+                    let mode = if name.ends_with("exact scan") { SearchMode::Exact } else { SearchMode::Index { ef_search: ef } };
+                    let hits = store.nearest_photos(q, model_id, &filter, k, mode).await.expect("search");
                     times.push(t.elapsed());
                     if hits.len() < k as usize {
                         short += 1;

@@ -539,6 +539,8 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["lookalike", "serve"]).unwrap();
+        // Building each subcommand runs clap's debug assertions (e.g. two options with one id),
+        // which panic; whether "x" parses does not matter.
         for sub in ["import", "search", "embed", "reindex", "migrate"] {
             let _ = Cli::try_parse_from(["lookalike", sub, "x"]);
         }

@@ -87,9 +87,17 @@ impl Matcher {
         k: usize,
         mode: Option<SearchMode>,
     ) -> Result<Vec<ReportHit>, StoreError> {
-        let mode = mode.unwrap_or(SearchMode::Index {
-            ef_search: self.settings.ef_search,
-        });
+        // A place filter keeps few reports: an exact scan of them (through the latitude index)
+        // is fast and exact, where the HNSW scan stops early on so selective a filter
+        // (measured: recall@10 0.77 with it over 100k vectors).
+        let default = if filter.near.is_some() {
+            SearchMode::Exact
+        } else {
+            SearchMode::Index {
+                ef_search: self.settings.ef_search,
+            }
+        };
+        let mode = mode.unwrap_or(default);
         // Enough photos that k distinct reports are among them even if every report matches
         // with all of its photos.
         let limit = i64::try_from(k.saturating_mul(self.settings.max_photos_per_report.max(1)))

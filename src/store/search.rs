@@ -125,7 +125,13 @@ impl Store {
         }
         if let Some((lat, lon, radius_km)) = filter.near {
             // Haversine great-circle distance on a 6371 km sphere.
-            q.push(" AND r.latitude IS NOT NULL AND 2 * 6371 * asin(sqrt(power(sin(radians(r.latitude - ")
+            // The latitude band (1° ≈ 111.2 km) lets an index narrow the rows before the exact test.
+            let band = radius_km / 111.2;
+            q.push(" AND r.latitude BETWEEN ")
+                .push_bind(lat - band)
+                .push(" AND ")
+                .push_bind(lat + band);
+            q.push(" AND 2 * 6371 * asin(sqrt(power(sin(radians(r.latitude - ")
                 .push_bind(lat)
                 .push(") / 2), 2) + cos(radians(")
                 .push_bind(lat)
