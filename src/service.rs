@@ -104,6 +104,7 @@ pub fn app_state(
         max_report_photos: uploads.max_report_photos.max(1),
         job_stats: None,
         started: Instant::now(),
+        http_metrics: Arc::default(),
     }
 }
 

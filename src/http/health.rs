@@ -12,6 +12,7 @@ use crate::inference::GateSnapshot;
 use crate::jobs::{JobStatsSnapshot, snapshot};
 use crate::limits::LimitSnapshot;
 use crate::store::JobCounts;
+use crate::telemetry::prometheus::Exposition;
 
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> Json<serde_json::Value> {
@@ -93,4 +94,228 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
         },
         database: DatabaseStatus { connections, idle },
     })
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
+    let mut out = Exposition::default();
+    let gate = app.pipeline.gate().snapshot();
+    out.single(
+        "lookalike_uptime_seconds",
+        "gauge",
+        "Seconds since the service started.",
+        app.started.elapsed().as_secs_f64(),
+    );
+    out.single(
+        "lookalike_gate_permits",
+        "gauge",
+        "Model runs allowed at once.",
+        gate.permits as f64,
+    );
+    out.single(
+        "lookalike_gate_permits_in_use",
+        "gauge",
+        "Gate permits held now.",
+        gate.permits_in_use as f64,
+    );
+    out.help(
+        "lookalike_gate_waiting",
+        "gauge",
+        "Requests waiting for the model, by priority.",
+    );
+    out.sample(
+        "lookalike_gate_waiting",
+        &[("priority", "interactive")],
+        gate.waiting_interactive as f64,
+    );
+    out.sample(
+        "lookalike_gate_waiting",
+        &[("priority", "background")],
+        gate.waiting_background as f64,
+    );
+    out.help(
+        "lookalike_gate_admitted",
+        "gauge",
+        "Requests admitted to the gate (decoding, waiting or running), by priority.",
+    );
+    out.sample(
+        "lookalike_gate_admitted",
+        &[("priority", "interactive")],
+        gate.admitted_interactive as f64,
+    );
+    out.sample(
+        "lookalike_gate_admitted",
+        &[("priority", "background")],
+        gate.admitted_background as f64,
+    );
+    out.single(
+        "lookalike_gate_runs_total",
+        "counter",
+        "Model runs.",
+        gate.runs_total as f64,
+    );
+    out.single(
+        "lookalike_gate_images_total",
+        "counter",
+        "Photos embedded.",
+        gate.images_total as f64,
+    );
+    out.single(
+        "lookalike_gate_failed_runs_total",
+        "counter",
+        "Model runs that failed.",
+        gate.failed_runs_total as f64,
+    );
+    out.single(
+        "lookalike_gate_cancelled_total",
+        "counter",
+        "Requests whose caller left before their run.",
+        gate.cancelled_total as f64,
+    );
+    out.help(
+        "lookalike_gate_rejections_total",
+        "counter",
+        "Requests the gate turned away, by reason.",
+    );
+    out.sample(
+        "lookalike_gate_rejections_total",
+        &[("reason", "queue_full")],
+        gate.rejected_queue_full_total as f64,
+    );
+    out.sample(
+        "lookalike_gate_rejections_total",
+        &[("reason", "wait_timeout")],
+        gate.rejected_wait_timeout_total as f64,
+    );
+    out.help(
+        "lookalike_gate_wait_seconds",
+        "histogram",
+        "Wait for a model run, by priority.",
+    );
+    out.histogram(
+        "lookalike_gate_wait_seconds",
+        &[("priority", "interactive")],
+        &gate.wait_seconds_interactive,
+    );
+    out.histogram(
+        "lookalike_gate_wait_seconds",
+        &[("priority", "background")],
+        &gate.wait_seconds_background,
+    );
+    out.help(
+        "lookalike_gate_run_seconds",
+        "histogram",
+        "Duration of model runs.",
+    );
+    out.histogram("lookalike_gate_run_seconds", &[], &gate.run_seconds);
+    out.help(
+        "lookalike_gate_batch_size",
+        "histogram",
+        "Photos per model run.",
+    );
+    out.histogram("lookalike_gate_batch_size", &[], &gate.batch_size);
+    for (name, limit) in [
+        ("decode", app.pipeline.decode_limit().snapshot()),
+        ("upload", app.reports.upload_limit().snapshot()),
+    ] {
+        let labels = [("limit", name)];
+        out.help(
+            &format!("lookalike_{name}_slots_in_use"),
+            "gauge",
+            "Slots taken now.",
+        );
+        out.sample(
+            &format!("lookalike_{name}_slots_in_use"),
+            &labels,
+            limit.in_use as f64,
+        );
+        out.help(
+            &format!("lookalike_{name}_waiting"),
+            "gauge",
+            "Callers waiting for a slot.",
+        );
+        out.sample(
+            &format!("lookalike_{name}_waiting"),
+            &labels,
+            limit.waiting as f64,
+        );
+        out.help(
+            &format!("lookalike_{name}_rejections_total"),
+            "counter",
+            "Callers turned away.",
+        );
+        out.sample(
+            &format!("lookalike_{name}_rejections_total"),
+            &labels,
+            limit.rejected_total as f64,
+        );
+    }
+    if let Ok(queue) = app.store.job_counts().await {
+        out.help(
+            "lookalike_jobs",
+            "gauge",
+            "Jobs in the queue, by state (all processes).",
+        );
+        for (state, n) in [
+            ("queued", queue.queued),
+            ("running", queue.running),
+            ("done", queue.done),
+            ("failed", queue.failed),
+        ] {
+            out.sample("lookalike_jobs", &[("state", state)], n as f64);
+        }
+        out.single(
+            "lookalike_jobs_oldest_queued_age_seconds",
+            "gauge",
+            "Age of the oldest queued job.",
+            queue.oldest_queued_age_seconds,
+        );
+    }
+    if let Some((stats, workers)) = &app.job_stats {
+        let s = snapshot(stats, *workers);
+        out.single(
+            "lookalike_job_workers",
+            "gauge",
+            "Job workers in this process.",
+            s.workers as f64,
+        );
+        out.help(
+            "lookalike_job_outcomes_total",
+            "counter",
+            "Job attempts of this process's workers, by outcome.",
+        );
+        for (outcome, n) in [
+            ("done", s.done_total),
+            ("retried", s.retried_total),
+            ("failed", s.failed_total),
+            ("deferred", s.deferred_total),
+        ] {
+            out.sample(
+                "lookalike_job_outcomes_total",
+                &[("outcome", outcome)],
+                n as f64,
+            );
+        }
+    }
+    let (connections, idle) = app.store.pool_usage();
+    out.single(
+        "lookalike_db_connections",
+        "gauge",
+        "Open database connections.",
+        f64::from(connections),
+    );
+    out.single(
+        "lookalike_db_connections_idle",
+        "gauge",
+        "Idle database connections.",
+        idle as f64,
+    );
+    app.http_metrics.render(&mut out);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out.finish(),
+    )
 }

@@ -4,6 +4,7 @@
 mod embeddings;
 pub mod error;
 mod health;
+mod middleware;
 mod multipart;
 mod reports;
 mod search;
@@ -18,6 +19,7 @@ use axum::routing::{get, post};
 use crate::jobs::JobStats;
 use crate::reports::ReportService;
 use crate::search::SearchService;
+use crate::telemetry::prometheus::HttpMetrics;
 
 pub use error::ApiError;
 pub use multipart::PhotoLimits;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub job_stats: Option<(Arc<JobStats>, usize)>,
     /// When the service started.
     pub started: Instant,
+    /// Requests by route, method and status.
+    pub http_metrics: Arc<HttpMetrics>,
 }
 
 /// The service's routes.
@@ -73,7 +77,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(reports::job))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.http_metrics.clone(),
+            middleware::observe,
+        ))
         .with_state(state)
 }
 

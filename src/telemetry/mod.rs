@@ -18,5 +18,6 @@ pub fn init(config: &LogConfig) {
 }
 
 pub mod histogram;
+pub mod prometheus;
 
 pub use histogram::{Histogram, HistogramSnapshot};

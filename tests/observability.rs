@@ -1,0 +1,125 @@
+//! Request ids and Prometheus metrics.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// Parses Prometheus text format: every line a comment (`# HELP`/`# TYPE`) or
+/// `name{labels} value`; returns the samples as (series, value).
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            assert!(
+                rest.starts_with("HELP ") || rest.starts_with("TYPE "),
+                "bad comment: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "unclosed labels: {line}");
+        }
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
+        };
+        samples.push((series.to_owned(), value));
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_parse_and_count_what_happened() {
+    let app = app(default_gate_settings(), uploads()).await;
+    let (status, _, _) = send(
+        &app.router,
+        post_multipart(
+            "/v1/embeddings",
+            &[("photos", "a.png", "image/png", &sample("chelsea.png"))],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&app.router, get("/no/such/route")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let response = app.router.clone().oneshot(get("/metrics")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let samples = parse_prometheus(&text);
+    let value = |series: &str| samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v);
+    assert_eq!(value("lookalike_gate_runs_total"), Some(1.0), "{text}");
+    assert_eq!(value("lookalike_gate_images_total"), Some(1.0));
+    assert_eq!(
+        value(r#"http_requests_total{route="/v1/embeddings",method="POST",status="200"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"http_requests_total{route="unmatched",method="GET",status="404"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"lookalike_gate_wait_seconds_count{priority="interactive"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(r#"lookalike_gate_batch_size_bucket{le="+Inf"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(r#"lookalike_jobs{state="queued"}"#),
+        Some(0.0),
+        "no report, no job"
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = app(default_gate_settings(), uploads()).await;
+    let response = app.router.clone().oneshot(get("/healthz")).await.unwrap();
+    let made = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(made.len(), 36, "a UUID: {made}");
+    let mut request = get("/no/such/route");
+    request
+        .headers_mut()
+        .insert("x-request-id", "client-trace-42".parse().unwrap());
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.headers()["x-request-id"], "client-trace-42");
+}
