@@ -22,15 +22,6 @@ use lookalike::jobs::{JobContext, JobSettings, Workers};
 use sqlx::Connection;
 use support::http::{drive, multipart, post_request, send_all, start_server, storage_dir};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// `count` distinct JPEGs (4:3, about 0.5 MP) made from a real photo.
 fn photos(count: usize) -> Vec<Vec<u8>> {
     let source = image::load_from_memory(&support::sample("astronaut.png"))
@@ -78,11 +69,11 @@ async fn job_counts(pool: &sqlx::PgPool) -> (i64, i64) {
 
 fn main() {
     let (clients, seconds, queued) = (
-        arg("--clients", 20) as usize,
-        arg("--seconds", 10),
-        arg("--queued", 200) as usize,
+        support::arg("--clients", 20usize),
+        support::arg("--seconds", 10u64),
+        support::arg("--queued", 200usize),
     );
-    let worker_count = arg("--workers", 4) as usize;
+    let worker_count = support::arg("--workers", 4usize);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

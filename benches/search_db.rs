@@ -18,19 +18,12 @@ use rand::{Rng, SeedableRng};
 use sqlx::Connection;
 use uuid::Uuid;
 
+mod support;
+
 const DIM: usize = 1280;
 
 /// Makes the filter of one query (the place filter draws a random place).
 type MakeFilter = Box<dyn Fn(&mut StdRng) -> SearchFilter>;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn unit(mut v: Vec<f32>) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
@@ -60,9 +53,9 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 fn main() {
     let (total, queries, recall_queries) = (
-        arg("--vectors", 100_000),
-        arg("--queries", 200),
-        arg("--recall-queries", 40),
+        support::arg("--vectors", 100_000),
+        support::arg("--queries", 200),
+        support::arg("--recall-queries", 40),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -17,8 +17,7 @@ use lookalike::inference::{Embedder, ModelManifest};
 use lookalike::jobs::JobSettings;
 use lookalike::reports::{NewReport, ReportKind};
 use lookalike::search::Matcher;
-use lookalike::service::{Parts, app_state, load_gate, search_settings, start_workers};
-use lookalike::storage::Storage;
+use lookalike::service::{app_state, open_parts, search_settings, start_workers};
 use lookalike::store::SearchFilter;
 use lookalike::store::Store;
 use lookalike::{service, telemetry};
@@ -136,17 +135,14 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
         "no JPEG, PNG or WebP photos in {}",
         config.dir.display()
     );
-    let gate = load_gate(&config.model, &config.gate).await?;
-    let storage = Storage::from_config(&config.storage)?;
-    let store = Store::connect(&config.database).await?;
-    store.migrate().await?;
-    let model_id = store.register_model(gate.embedder().manifest()).await?;
-    let parts = Parts {
-        store: store.clone(),
-        gate,
-        storage: storage.clone(),
-        model_id,
-    };
+    let parts = open_parts(
+        &config.model,
+        &config.gate,
+        &config.storage,
+        &config.database,
+    )
+    .await?;
+    let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
     let mut state = app_state(
         parts,
         &config.imaging,

@@ -7,7 +7,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    GateConfig, ImagingConfig, ModelConfig, SearchConfig, ServeConfig, UploadConfig,
+    DatabaseConfig, GateConfig, ImagingConfig, ModelConfig, SearchConfig, ServeConfig,
+    StorageConfig, UploadConfig,
 };
 use crate::http::{self, AppState, PhotoLimits};
 use crate::inference::{Embedder, Gate, GateSettings};
@@ -130,22 +131,40 @@ pub fn start_workers(
     Some(workers)
 }
 
-/// `lookalike serve`: model, database (migrated), workers, then HTTP until SIGTERM/Ctrl-C.
-pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "effective configuration");
-    let gate = load_gate(&config.model, &config.gate).await?;
-    let storage = Storage::from_config(&config.storage)?;
-    let store = Store::connect(&config.database)
+/// Loads the model, opens the photo store, connects to and migrates the database, and
+/// registers the model: what `serve` and `import` both start with.
+pub async fn open_parts(
+    model: &ModelConfig,
+    gate: &GateConfig,
+    storage: &StorageConfig,
+    database: &DatabaseConfig,
+) -> anyhow::Result<Parts> {
+    let gate = load_gate(model, gate).await?;
+    let storage = Storage::from_config(storage)?;
+    let store = Store::connect(database)
         .await
         .context("connecting to the database")?;
     store.migrate().await?;
     let model_id = store.register_model(gate.embedder().manifest()).await?;
-    let parts = Parts {
-        store: store.clone(),
+    Ok(Parts {
+        store,
         gate,
-        storage: storage.clone(),
+        storage,
         model_id,
-    };
+    })
+}
+
+/// `lookalike serve`: model, database (migrated), workers, then HTTP until SIGTERM/Ctrl-C.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "effective configuration");
+    let parts = open_parts(
+        &config.model,
+        &config.gate,
+        &config.storage,
+        &config.database,
+    )
+    .await?;
+    let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
     let mut state = app_state(
         parts,
         &config.imaging,
