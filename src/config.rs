@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use crate::rate_limit::{ClassRates, IpNet, RateLimitSettings, RateSpec};
+
 /// The local development database started by `scripts/pg.sh`.
 pub const DEFAULT_DATABASE_URL: &str =
     "postgres://postgres@127.0.0.1:55432/lookalike?sslmode=disable";
@@ -146,6 +148,10 @@ pub struct ServeConfig {
     pub jobs: JobsConfig,
     #[command(flatten)]
     pub search: SearchConfig,
+    #[command(flatten)]
+    pub access: AccessConfig,
+    #[command(flatten)]
+    pub rate_limits: RateLimitConfig,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "LOOKALIKE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -489,6 +495,116 @@ pub struct UploadConfig {
     pub upload_max_wait_ms: u64,
 }
 
+/// API keys and tenants. With none configured the service is open.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct AccessConfig {
+    /// JSON file of API keys: `{"keys": [{"tenant": "acme", "key": "...", "max_storage_bytes": N}]}`.
+    #[arg(long = "api-keys-file", env = "LOOKALIKE_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// API keys as `tenant:key` pairs separated by commas.
+    #[arg(long = "api-keys", env = "LOOKALIKE_API_KEYS", hide_env_values = true)]
+    #[serde(serialize_with = "redact_keys")]
+    pub api_keys: Option<String>,
+    /// Storage quota (bytes of photos) of a tenant whose key does not set one.
+    #[arg(
+        long = "tenant-max-storage-bytes",
+        env = "LOOKALIKE_TENANT_MAX_STORAGE_BYTES",
+        default_value_t = 1 << 30
+    )]
+    pub tenant_max_storage_bytes: u64,
+}
+
+/// Request rate limits per route class (uploads, searches, reads), per client address and per
+/// API key: `N/s`, `N/min`, `N/h`, `N/day`, or `off`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct RateLimitConfig {
+    /// Report uploads per client address.
+    #[arg(
+        long = "rate-uploads-per-address",
+        env = "LOOKALIKE_RATE_UPLOADS_PER_ADDRESS",
+        default_value = "10/min"
+    )]
+    pub uploads_per_address: RateSpec,
+    /// Report uploads per API key.
+    #[arg(
+        long = "rate-uploads-per-key",
+        env = "LOOKALIKE_RATE_UPLOADS_PER_KEY",
+        default_value = "50/h"
+    )]
+    pub uploads_per_key: RateSpec,
+    /// Searches and embeddings (model runs, vector queries) per client address.
+    #[arg(
+        long = "rate-searches-per-address",
+        env = "LOOKALIKE_RATE_SEARCHES_PER_ADDRESS",
+        default_value = "60/min"
+    )]
+    pub searches_per_address: RateSpec,
+    /// Searches and embeddings per API key.
+    #[arg(
+        long = "rate-searches-per-key",
+        env = "LOOKALIKE_RATE_SEARCHES_PER_KEY",
+        default_value = "1000/h"
+    )]
+    pub searches_per_key: RateSpec,
+    /// Other `/v1/` requests per client address.
+    #[arg(
+        long = "rate-reads-per-address",
+        env = "LOOKALIKE_RATE_READS_PER_ADDRESS",
+        default_value = "600/min"
+    )]
+    pub reads_per_address: RateSpec,
+    /// Other `/v1/` requests per API key.
+    #[arg(
+        long = "rate-reads-per-key",
+        env = "LOOKALIKE_RATE_READS_PER_KEY",
+        default_value = "20000/h"
+    )]
+    pub reads_per_key: RateSpec,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or networks, comma-separated);
+    /// by default none, and the client is the connection's peer.
+    #[arg(
+        long = "trusted-proxies",
+        env = "LOOKALIKE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Most clients tracked per quota; idle ones are forgotten, and beyond it new clients get 429.
+    #[arg(
+        long = "rate-limit-max-clients",
+        env = "LOOKALIKE_RATE_LIMIT_MAX_CLIENTS",
+        default_value_t = 100_000
+    )]
+    pub max_clients: usize,
+}
+
+impl RateLimitConfig {
+    /// The limiter's settings.
+    pub fn settings(&self) -> RateLimitSettings {
+        let class = |per_address, per_key| ClassRates {
+            per_address,
+            per_key,
+        };
+        RateLimitSettings {
+            classes: [
+                class(self.uploads_per_address, self.uploads_per_key),
+                class(self.searches_per_address, self.searches_per_key),
+                class(self.reads_per_address, self.reads_per_key),
+            ],
+            max_tracked: self.max_clients,
+        }
+    }
+}
+
+fn redact_keys<S: serde::Serializer>(keys: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match keys {
+        Some(k) => s.serialize_str(&format!(
+            "({} keys)",
+            k.split(',').filter(|p| !p.trim().is_empty()).count()
+        )),
+        None => s.serialize_none(),
+    }
+}
+
 /// The number of cores this process may use (at least 1).
 pub fn available_cores() -> usize {
     std::thread::available_parallelism()
@@ -549,5 +665,23 @@ mod tests {
         };
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(cfg.uploads.max_photo_bytes, 10 * 1024 * 1024);
+        assert_eq!(cfg.rate_limits.uploads_per_address.to_string(), "10/min");
+        assert_eq!(cfg.rate_limits.uploads_per_key.to_string(), "50/h");
+        assert!(cfg.rate_limits.trusted_proxies.is_empty());
+        let cli = Cli::try_parse_from([
+            "lookalike",
+            "serve",
+            "--trusted-proxies",
+            "10.0.0.0/8,::1",
+            "--api-keys",
+            "acme:0123456789abcdef",
+        ])
+        .unwrap();
+        let Command::Serve(cfg) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(cfg.rate_limits.trusted_proxies.len(), 2);
+        let logged = serde_json::to_string(&cfg).unwrap();
+        assert!(!logged.contains("0123456789abcdef"), "{logged}");
     }
 }

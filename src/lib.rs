@@ -2,7 +2,8 @@
 //!
 //! The modules follow the architecture: `config` (typed settings), `telemetry` (logs), `imaging`
 //! (bytes → model input), `inference` (the ONNX model and the gate every run passes), `store`
-//! (PostgreSQL + pgvector), `http` (the axum service), and `service` (wiring them together).
+//! (PostgreSQL + pgvector), `rate_limit` and `tenants` (protection), `http` (the axum service), and
+//! `service` (wiring them together).
 
 pub mod config;
 pub mod http;
@@ -11,9 +12,11 @@ pub mod inference;
 pub mod jobs;
 pub mod limits;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod reports;
 pub mod search;
 pub mod service;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
+pub mod tenants;

@@ -169,7 +169,7 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
             let bytes = std::fs::read(file)?;
             state
                 .reports
-                .create(report, vec![bytes.into()])
+                .create(report, vec![bytes.into()], None)
                 .await
                 .map_err(anyhow::Error::from)
         }

@@ -141,15 +141,17 @@ impl Matcher {
         threshold: Option<f32>,
         limit: Option<usize>,
     ) -> Result<Vec<NewMatch>, SearchError> {
-        let kind = self
+        let (kind, tenant) = self
             .store
             .report_kind(report_id)
             .await?
             .ok_or(SearchError::NotFound)?;
+        // A report is matched only with reports of its own tenant.
         let filter = SearchFilter {
             kinds: kinds.unwrap_or_else(|| opposite_kinds(kind)),
             status: Some(ReportStatus::Open),
             exclude: Some(report_id),
+            tenant,
             ..SearchFilter::default()
         };
         let threshold = threshold.unwrap_or(self.settings.match_threshold);
@@ -222,6 +224,25 @@ impl SearchService {
     /// The matcher (for matches between reports).
     pub fn matcher(&self) -> &Matcher {
         &self.matcher
+    }
+
+    /// A report's matches (see [`Matcher::matches`]) for a caller of `tenant`; another tenant's
+    /// report is not found.
+    pub async fn matches_of(
+        &self,
+        report_id: Uuid,
+        tenant: Option<&str>,
+        kinds: Option<Vec<ReportKind>>,
+        threshold: Option<f32>,
+        limit: Option<usize>,
+    ) -> Result<Vec<NewMatch>, SearchError> {
+        match self.store.report_kind(report_id).await? {
+            Some((_, owner)) if owner.as_deref() == tenant => {}
+            _ => return Err(SearchError::NotFound),
+        }
+        self.matcher
+            .matches(report_id, kinds, threshold, limit)
+            .await
     }
 
     /// Embeds the query photo at interactive priority and returns the `k` nearest reports.

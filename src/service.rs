@@ -7,18 +7,20 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    DatabaseConfig, GateConfig, ImagingConfig, ModelConfig, SearchConfig, ServeConfig,
-    StorageConfig, UploadConfig,
+    AccessConfig, DatabaseConfig, GateConfig, ImagingConfig, ModelConfig, RateLimitConfig,
+    SearchConfig, ServeConfig, StorageConfig, UploadConfig,
 };
-use crate::http::{self, AppState, PhotoLimits};
+use crate::http::{self, AppState, PhotoLimits, Protection};
 use crate::inference::{Embedder, Gate, GateSettings};
 use crate::jobs::{JobContext, JobSettings, Workers};
 use crate::limits::ConcurrencyLimit;
 use crate::pipeline::Pipeline;
+use crate::rate_limit::RateLimits;
 use crate::reports::{ReportService, ReportSettings};
 use crate::search::{Matcher, SearchService, SearchSettings};
 use crate::storage::Storage;
 use crate::store::Store;
+use crate::tenants::ApiKeys;
 
 /// Loads the model with one session per gate permit (blocking work, run off the async threads).
 pub async fn load_gate(model: &ModelConfig, gate: &GateConfig) -> anyhow::Result<Gate> {
@@ -106,7 +108,45 @@ pub fn app_state(
         job_stats: None,
         started: Instant::now(),
         http_metrics: Arc::default(),
+        protection: Arc::new(Protection::open()),
     }
+}
+
+/// API keys (their tenants created or updated in the database) and rate limits from the
+/// configuration.
+pub async fn protection(
+    access: &AccessConfig,
+    rates: &RateLimitConfig,
+    store: &Store,
+) -> anyhow::Result<Protection> {
+    let keys = ApiKeys::load(
+        access.api_keys_file.as_deref(),
+        access.api_keys.as_deref(),
+        access.tenant_max_storage_bytes,
+    )?;
+    let tenants: Vec<(String, i64)> = keys
+        .tenants()
+        .map(|t| {
+            (
+                t.id.to_string(),
+                i64::try_from(t.max_storage_bytes).unwrap_or(i64::MAX),
+            )
+        })
+        .collect();
+    store
+        .sync_tenants(&tenants)
+        .await
+        .context("recording the tenants")?;
+    if keys.enabled() {
+        tracing::info!(tenants = tenants.len(), "API keys required");
+    } else {
+        tracing::info!("no API keys configured: the service is open");
+    }
+    Ok(Protection {
+        keys,
+        limits: RateLimits::new(&rates.settings()),
+        trusted_proxies: rates.trusted_proxies.clone(),
+    })
 }
 
 /// Starts the job workers over the state's parts (none when `workers` is 0).
@@ -172,6 +212,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         &config.search,
         config.jobs.max_attempts,
     );
+    state.protection = Arc::new(protection(&config.access, &config.rate_limits, &store).await?);
+    let sweeper = {
+        // Idle clients are forgotten every minute, so the rate limiters' tables stay small.
+        let protection = state.protection.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                protection.limits.sweep();
+            }
+        })
+    };
     let workers = start_workers(
         &mut state,
         storage,
@@ -185,7 +237,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut stop_rx = stop_rx;
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });
@@ -201,6 +254,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             Ok(())
         }
     };
+    sweeper.abort();
     if let Some(workers) = workers {
         workers.stop(grace).await;
     }

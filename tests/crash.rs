@@ -44,6 +44,13 @@ impl Service {
                 "--log-filter",
                 "warn",
             ])
+            // These tests load the service from one address on purpose.
+            .args([
+                "--rate-uploads-per-address",
+                "off",
+                "--rate-reads-per-address",
+                "off",
+            ])
             .env("DATABASE_URL", database_url)
             .env("LOOKALIKE_STORAGE_DIR", storage)
             .stdout(Stdio::null())

@@ -123,3 +123,57 @@ async fn every_response_carries_a_request_id() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(response.headers()["x-request-id"], "client-trace-42");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_permits_in_use_while_requests_run_and_none_after() {
+    // One permit, so the requests queue behind each other and the status has time to see them.
+    let app = app(gate_settings(1), uploads()).await;
+    let photos = distinct_photos(12, 224);
+    let requests: Vec<_> = photos
+        .into_iter()
+        .map(|photo| {
+            let router = app.router.clone();
+            tokio::spawn(async move {
+                send(
+                    &router,
+                    post_multipart(
+                        "/v1/embeddings",
+                        &[("photos", "a.png", "image/png", &photo)],
+                    ),
+                )
+                .await
+                .0
+            })
+        })
+        .collect();
+    let mut seen_running = false;
+    let mut seen_waiting = false;
+    while !requests.iter().all(|r| r.is_finished()) {
+        let (_, _, body) = send(&app.router, get("/v1/status")).await;
+        let gate = &body["gate"];
+        assert!(gate["permits_in_use"].as_u64().unwrap() <= 1, "{gate}");
+        seen_running |= gate["permits_in_use"] == 1;
+        seen_waiting |= gate["waiting_interactive"].as_u64().unwrap() > 0
+            && gate["estimated_wait_seconds"].as_f64().unwrap() > 0.0;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for r in requests {
+        assert_eq!(r.await.unwrap(), StatusCode::OK);
+    }
+    assert!(seen_running, "never saw a permit in use");
+    assert!(seen_waiting, "never saw a waiter with an estimated wait");
+    let (_, _, body) = send(&app.router, get("/v1/status")).await;
+    let gate = &body["gate"];
+    assert_eq!(
+        (
+            gate["permits_in_use"].as_u64(),
+            gate["waiting_interactive"].as_u64(),
+            gate["admitted_interactive"].as_u64(),
+            gate["runs_total"].as_u64(),
+        ),
+        (Some(0), Some(0), Some(0), Some(12)),
+        "{gate}"
+    );
+    assert_eq!(body["uploads"]["in_use"], 0);
+    assert_eq!(body["protection"]["api_keys"], false);
+}

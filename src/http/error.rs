@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -13,9 +13,12 @@ use crate::imaging::{ACCEPTED_TYPES, ImagingError};
 use crate::inference::GateError;
 use crate::limits::LimitError;
 use crate::pipeline::PipelineError;
+use crate::rate_limit::{LimitScope, Limited};
 use crate::reports::{ReportError, ValidationError};
 use crate::storage::StorageError;
-use crate::store::StoreError;
+use crate::store::{ReserveError, StoreError};
+
+use super::protect::seconds_up;
 
 /// An error response.
 #[derive(Debug)]
@@ -25,6 +28,7 @@ pub struct ApiError {
     message: String,
     retry_after: Option<Duration>,
     details: Map<String, Value>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -36,6 +40,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             details: Map::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -70,6 +75,23 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 401: no API key (`api_key_required`) or an unknown one (`invalid_api_key`).
+    pub fn unauthenticated(presented: bool) -> Self {
+        if presented {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_api_key",
+                "the API key is not valid",
+            )
+        } else {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "api_key_required",
+                "this service needs an API key (header X-API-Key)",
+            )
+        }
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -98,6 +120,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
         }
         if self.status.is_server_error() {
             tracing::warn!(status = %self.status, code = self.code, message = %self.message, "request failed");
@@ -264,6 +289,63 @@ impl From<ReportError> for ApiError {
             ReportError::Forbidden => {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
             }
+            ReportError::Quota(q) => q.into(),
         }
+    }
+}
+
+impl From<ReserveError> for ApiError {
+    fn from(e: ReserveError) -> Self {
+        match e {
+            ReserveError::QuotaExceeded { usage, requested } => ApiError::new(
+                StatusCode::CONFLICT,
+                "quota_exceeded",
+                format!(
+                    "the photos ({requested} bytes) do not fit in this key's storage quota \
+                     ({} of {} bytes used); delete reports to make room",
+                    usage.used_bytes, usage.max_bytes
+                ),
+            )
+            .with("used_bytes", usage.used_bytes)
+            .with("max_bytes", usage.max_bytes)
+            .with("requested_bytes", requested),
+            ReserveError::UnknownTenant => ApiError::unauthenticated(true),
+            ReserveError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(l: Limited) -> Self {
+        let scope = match l.scope {
+            LimitScope::Address => "address",
+            LimitScope::Key => "API key",
+        };
+        let message = if l.table_full {
+            "too many distinct clients right now; retry shortly".to_owned()
+        } else {
+            format!(
+                "too many {} requests from this {scope} (limit {} per period); retry later",
+                l.class.as_str(),
+                l.limit
+            )
+        };
+        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            .with("class", l.class.as_str())
+            .with("scope", json!(l.scope))
+            .retry_after(l.retry_after);
+        error.headers.push((
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderValue::from(l.limit),
+        ));
+        error.headers.push((
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderValue::from(0u32),
+        ));
+        error.headers.push((
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderValue::from(seconds_up(l.retry_after).max(1)),
+        ));
+        error
     }
 }

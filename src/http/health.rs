@@ -11,6 +11,7 @@ use super::error::ApiError;
 use crate::inference::GateSnapshot;
 use crate::jobs::{JobStatsSnapshot, snapshot};
 use crate::limits::LimitSnapshot;
+use crate::rate_limit::{RateLimitSnapshot, RouteClass};
 use crate::store::JobCounts;
 use crate::telemetry::prometheus::Exposition;
 
@@ -47,6 +48,18 @@ pub struct Status {
     uploads: LimitSnapshot,
     jobs: JobsStatus,
     database: DatabaseStatus,
+    protection: ProtectionStatus,
+}
+
+#[derive(Debug, Serialize)]
+struct ProtectionStatus {
+    /// Whether requests need an API key.
+    api_keys: bool,
+    /// Tenants (one per key).
+    tenants: usize,
+    rate_limits: RateLimitSnapshot,
+    /// Uploads refused for their tenant's storage quota.
+    quota_rejected_total: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -93,6 +106,12 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
                 .map(|(stats, workers)| snapshot(stats, *workers)),
         },
         database: DatabaseStatus { connections, idle },
+        protection: ProtectionStatus {
+            api_keys: app.protection.keys.enabled(),
+            tenants: app.protection.keys.tenants().count(),
+            rate_limits: app.protection.limits.snapshot(),
+            quota_rejected_total: app.reports.quota_rejections(),
+        },
     })
 }
 
@@ -265,6 +284,12 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
             out.sample("lookalike_jobs", &[("state", state)], n as f64);
         }
         out.single(
+            "lookalike_jobs_enqueued_total",
+            "counter",
+            "Jobs ever enqueued (all processes; finished jobs are kept).",
+            (queue.queued + queue.running + queue.done + queue.failed) as f64,
+        );
+        out.single(
             "lookalike_jobs_oldest_queued_age_seconds",
             "gauge",
             "Age of the oldest queued job.",
@@ -309,6 +334,31 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
         "gauge",
         "Idle database connections.",
         idle as f64,
+    );
+    let limits = app.protection.limits.snapshot();
+    out.help(
+        "lookalike_rate_limited_total",
+        "counter",
+        "Requests refused with 429 by the rate limits, by route class.",
+    );
+    for (class, n) in RouteClass::ALL.iter().zip(limits.rejected_total) {
+        out.sample(
+            "lookalike_rate_limited_total",
+            &[("class", class.as_str())],
+            n as f64,
+        );
+    }
+    out.single(
+        "lookalike_rate_limit_tracked_clients",
+        "gauge",
+        "Clients (addresses and keys) the rate limiters track now.",
+        limits.tracked_clients as f64,
+    );
+    out.single(
+        "lookalike_quota_rejected_total",
+        "counter",
+        "Uploads refused because they did not fit their tenant's storage quota.",
+        app.reports.quota_rejections() as f64,
     );
     app.http_metrics.render(&mut out);
     (

@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod middleware;
 mod multipart;
+pub mod protect;
 mod reports;
 mod search;
 
@@ -23,6 +24,7 @@ use crate::telemetry::prometheus::HttpMetrics;
 
 pub use error::ApiError;
 pub use multipart::PhotoLimits;
+pub use protect::{Caller, Protection};
 
 use crate::pipeline::Pipeline;
 use crate::store::Store;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub started: Instant,
     /// Requests by route, method and status.
     pub http_metrics: Arc<HttpMetrics>,
+    /// API keys and rate limits.
+    pub protection: Arc<Protection>,
 }
 
 /// The service's routes.
@@ -75,10 +79,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/photos/{id}", get(reports::photo))
         .route("/v1/photos/{id}/thumbnail", get(reports::thumbnail))
         .route("/v1/jobs/{id}", get(reports::job))
+        .route("/v1/usage", get(reports::usage))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.protection.clone(),
+            protect::protect,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),
             middleware::observe,

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::ApiError;
 use super::multipart::{PhotoLimits, read_form};
+use super::protect::Caller;
 use crate::reports::{NewReport, Report, ReportFilter, ReportPatch};
 use crate::store::JobRecord;
 
@@ -61,6 +62,7 @@ pub struct CreatedBody {
 /// `POST /v1/reports`: fields + 1..N photos (multipart); answers 201 at once, embeddings follow.
 pub async fn create(
     State(app): State<AppState>,
+    caller: Caller,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<CreatedBody>), ApiError> {
     let _slot = app.reports.upload_slot().await?;
@@ -70,7 +72,10 @@ pub async fn create(
     };
     let form = read_form(multipart?, "photos", limits, true).await?;
     let new = NewReport::from_fields(&form.fields)?;
-    let created = app.reports.create(new, form.photos).await?;
+    let created = app
+        .reports
+        .create(new, form.photos, caller.tenant_id())
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedBody {
@@ -83,10 +88,11 @@ pub async fn create(
 /// `GET /v1/reports/{id}`.
 pub async fn get(
     State(app): State<AppState>,
+    caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<ReportBody>, ApiError> {
     let Path(id) = id.map_err(bad_id)?;
-    Ok(Json(app.reports.get(id).await?.into()))
+    Ok(Json(app.reports.get(id, caller.tenant_id()).await?.into()))
 }
 
 /// Query of `GET /v1/reports`.
@@ -111,6 +117,7 @@ pub struct ReportPage {
 /// `GET /v1/reports?kind=&species=&status=&limit=&cursor=`: newest first.
 pub async fn list(
     State(app): State<AppState>,
+    caller: Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ReportPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::validation(e.body_text()))?;
@@ -127,6 +134,7 @@ pub async fn list(
         status: q.status.as_deref().map(str::parse).transpose()?,
         before: q.cursor.as_deref().map(decode_cursor).transpose()?,
         limit,
+        tenant: caller.tenant_id().map(str::to_owned),
     };
     let reports = app.reports.list(&filter).await?;
     let next_cursor = if reports.len() == limit as usize {
@@ -143,17 +151,21 @@ pub async fn list(
 /// `DELETE /v1/reports/{id}` with the owner token.
 pub async fn delete(
     State(app): State<AppState>,
+    caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let Path(id) = id.map_err(bad_id)?;
-    app.reports.delete(id, bearer(&headers)).await?;
+    app.reports
+        .delete(id, caller.tenant_id(), bearer(&headers))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `PATCH /v1/reports/{id}` with the owner token: e.g. `{"status": "resolved"}`.
 pub async fn update(
     State(app): State<AppState>,
+    caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
     patch: Result<Json<ReportPatch>, JsonRejection>,
@@ -161,29 +173,60 @@ pub async fn update(
     let Path(id) = id.map_err(bad_id)?;
     let token = bearer(&headers);
     let Json(patch) = patch.map_err(|e| ApiError::validation(e.body_text()))?;
-    Ok(Json(app.reports.update(id, token, &patch).await?.into()))
+    Ok(Json(
+        app.reports
+            .update(id, caller.tenant_id(), token, &patch)
+            .await?
+            .into(),
+    ))
 }
 
 /// `GET /v1/photos/{id}`: the photo as uploaded.
 pub async fn photo(
     State(app): State<AppState>,
+    caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(bad_id)?;
-    let (bytes, mime) = app.reports.photo(id).await?;
+    let (bytes, mime) = app.reports.photo(id, caller.tenant_id()).await?;
     Ok(image_response(bytes, mime))
 }
 
 /// `GET /v1/photos/{id}/thumbnail`: a JPEG, longer side 256 px, made once at upload.
 pub async fn thumbnail(
     State(app): State<AppState>,
+    caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(bad_id)?;
     Ok(image_response(
-        app.reports.thumbnail(id).await?,
+        app.reports.thumbnail(id, caller.tenant_id()).await?,
         "image/jpeg",
     ))
+}
+
+/// `GET /v1/usage`: the caller's storage use and quota (with API keys only).
+pub async fn usage(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<UsageBody>, ApiError> {
+    let tenant = caller
+        .tenant_id()
+        .ok_or_else(|| ApiError::not_found("this service runs without API keys: no quota"))?;
+    let usage = app.reports.storage_usage(tenant).await?;
+    Ok(Json(UsageBody {
+        tenant: tenant.to_owned(),
+        used_bytes: usage.used_bytes,
+        max_bytes: usage.max_bytes,
+    }))
+}
+
+/// `GET /v1/usage` answer.
+#[derive(Debug, Serialize)]
+pub struct UsageBody {
+    tenant: String,
+    used_bytes: i64,
+    max_bytes: i64,
 }
 
 /// `GET /v1/jobs/{id}`.

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::ApiError;
 use super::multipart::{PhotoLimits, read_form};
+use super::protect::Caller;
 use super::reports::ReportBody;
 use crate::inference::Priority;
 use crate::reports::{ReportKind, ReportStatus, ValidationError};
@@ -53,6 +54,7 @@ pub struct SearchResponse {
 /// `longitude` + `radius_km`, and `k` (1..100, default 20). Results are grouped per report.
 pub async fn search(
     State(app): State<AppState>,
+    caller: Caller,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     app.pipeline.check_capacity(Priority::Interactive)?;
@@ -61,7 +63,8 @@ pub async fn search(
         max_count: 1,
     };
     let mut form = read_form(multipart?, "photo", limits, true).await?;
-    let (filter, k) = parse_search(&form.fields)?;
+    let (mut filter, k) = parse_search(&form.fields)?;
+    filter.tenant = caller.tenant_id().map(str::to_owned);
     let photo = form.photos.remove(0);
     let results = app.search.search(photo, &filter, k).await?;
     Ok(Json(SearchResponse {
@@ -158,6 +161,7 @@ fn parse_search(
         since,
         near,
         exclude: None,
+        tenant: None,
     };
     Ok((filter, k))
 }
@@ -192,6 +196,7 @@ pub struct MatchesResponse {
 /// photos (opposite kind by default), from stored embeddings only.
 pub async fn matches(
     State(app): State<AppState>,
+    caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
     query: Result<Query<MatchesQuery>, QueryRejection>,
 ) -> Result<Json<MatchesResponse>, ApiError> {
@@ -219,8 +224,7 @@ pub async fn matches(
     }
     let found = app
         .search
-        .matcher()
-        .matches(report_id, kinds, q.threshold, q.limit)
+        .matches_of(report_id, caller.tenant_id(), kinds, q.threshold, q.limit)
         .await?;
     Ok(Json(MatchesResponse {
         report_id,

@@ -4,6 +4,7 @@
 mod model;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use rand::RngCore;
@@ -16,7 +17,9 @@ pub use model::*;
 use crate::imaging::{self, DecodeLimits, ImagingError, THUMBNAIL_SIDE};
 use crate::limits::{ConcurrencyLimit, LimitError};
 use crate::storage::{self, Storage, StorageError};
-use crate::store::{NewPhoto, OwnerCheck, Store, StoreError};
+use crate::store::{
+    NewPhoto, OwnerCheck, ReserveError, StorageCharge, StorageUsage, Store, StoreError,
+};
 
 /// Why a report action failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,9 @@ pub enum ReportError {
     /// The owner token is not this report's.
     #[error("the owner token does not match this report")]
     Forbidden,
+    /// The tenant's storage quota does not fit the photos.
+    #[error(transparent)]
+    Quota(#[from] ReserveError),
 }
 
 /// A created report and its owner token (shown once; only its hash is stored).
@@ -66,6 +72,7 @@ pub struct ReportService {
     limits: DecodeLimits,
     model_id: i32,
     max_attempts: u32,
+    quota_rejections: Arc<AtomicU64>,
 }
 
 /// Settings of the report service.
@@ -96,12 +103,18 @@ impl ReportService {
             limits: settings.limits,
             model_id: settings.model_id,
             max_attempts: settings.max_attempts,
+            quota_rejections: Arc::default(),
         }
     }
 
     /// The upload slots (for status).
     pub fn upload_limit(&self) -> &ConcurrencyLimit {
         &self.uploads
+    }
+
+    /// Uploads refused because they did not fit their tenant's storage quota.
+    pub fn quota_rejections(&self) -> u64 {
+        self.quota_rejections.load(Ordering::Relaxed)
     }
 
     /// The current model's id.
@@ -114,9 +127,28 @@ impl ReportService {
         self.uploads.acquire().await
     }
 
-    /// Checks every photo, stores photos and thumbnails, and records the report with one
-    /// embedding job per new photo. Answers without waiting for any inference.
-    pub async fn create(&self, new: NewReport, photos: Vec<Bytes>) -> Result<Created, ReportError> {
+    /// Checks every photo, stores photos and thumbnails, and records the report (of `tenant`,
+    /// charged to its storage quota) with one embedding job per new photo. Answers without
+    /// waiting for any inference.
+    pub async fn create(
+        &self,
+        new: NewReport,
+        photos: Vec<Bytes>,
+        tenant: Option<&str>,
+    ) -> Result<Created, ReportError> {
+        let created = self.create_report(new, photos, tenant).await;
+        if let Err(ReportError::Quota(ReserveError::QuotaExceeded { .. })) = &created {
+            self.quota_rejections.fetch_add(1, Ordering::Relaxed);
+        }
+        created
+    }
+
+    async fn create_report(
+        &self,
+        new: NewReport,
+        photos: Vec<Bytes>,
+        tenant: Option<&str>,
+    ) -> Result<Created, ReportError> {
         // Check every photo before storing anything.
         let mut checked = Vec::with_capacity(photos.len());
         for (index, bytes) in photos.into_iter().enumerate() {
@@ -150,6 +182,18 @@ impl ReportService {
             };
             checked.push((new_photo, bytes, Bytes::from(thumbnail)));
         }
+        let charge = tenant.map(|tenant| StorageCharge {
+            tenant: tenant.to_owned(),
+            bytes: checked
+                .iter()
+                .map(|(p, _, _)| i64::try_from(p.bytes).unwrap_or(i64::MAX))
+                .sum(),
+        });
+        if let Some(charge) = &charge {
+            // Refuses early, before writing anything, what clearly does not fit; the exact check
+            // is the reservation in the transaction below.
+            self.check_room(charge).await?;
+        }
         // Content-addressed: writing a photo that is already stored rewrites the same bytes.
         for (photo, bytes, thumbnail) in &checked {
             self.storage.put(&photo.storage_key, bytes.clone()).await?;
@@ -167,20 +211,44 @@ impl ReportService {
                 &photos,
                 self.model_id,
                 self.max_attempts,
+                charge.as_ref(),
             )
             .await?;
-        let report = self.get(created.id).await?;
+        let report = self.get(created.id, tenant).await?;
         Ok(Created {
             report,
             owner_token,
         })
     }
 
-    /// One report, with its stored possible matches.
-    pub async fn get(&self, id: Uuid) -> Result<Report, ReportError> {
+    /// Fails with the tenant's use when `charge` would clearly exceed its quota.
+    async fn check_room(&self, charge: &StorageCharge) -> Result<(), ReportError> {
+        match self.store.storage_usage(&charge.tenant).await? {
+            Some(usage) if usage.used_bytes.saturating_add(charge.bytes) > usage.max_bytes => {
+                Err(ReserveError::QuotaExceeded {
+                    usage,
+                    requested: charge.bytes,
+                }
+                .into())
+            }
+            Some(_) => Ok(()),
+            None => Err(ReserveError::UnknownTenant.into()),
+        }
+    }
+
+    /// A tenant's storage use.
+    pub async fn storage_usage(&self, tenant: &str) -> Result<StorageUsage, ReportError> {
+        self.store
+            .storage_usage(tenant)
+            .await?
+            .ok_or(ReportError::Quota(ReserveError::UnknownTenant))
+    }
+
+    /// One report of `tenant`, with its stored possible matches.
+    pub async fn get(&self, id: Uuid, tenant: Option<&str>) -> Result<Report, ReportError> {
         let mut report = self
             .store
-            .report(id, self.model_id)
+            .report(id, tenant, self.model_id)
             .await?
             .ok_or(ReportError::NotFound("report"))?;
         report.possible_matches = Some(self.store.stored_matches(id, self.model_id).await?);
@@ -192,16 +260,26 @@ impl ReportService {
         Ok(self.store.reports(filter, self.model_id).await?)
     }
 
-    /// Deletes a report, given its owner token.
-    pub async fn delete(&self, id: Uuid, token: Option<&str>) -> Result<(), ReportError> {
+    /// Deletes a report of `tenant`, given its owner token; its bytes go back to the quota.
+    pub async fn delete(
+        &self,
+        id: Uuid,
+        tenant: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<(), ReportError> {
         let token = token.ok_or(ReportError::Unauthorized)?;
-        owner_result(self.store.delete_report(id, &token_hash(token)).await?)
+        owner_result(
+            self.store
+                .delete_report(id, tenant, &token_hash(token))
+                .await?,
+        )
     }
 
     /// Changes a report, given its owner token.
     pub async fn update(
         &self,
         id: Uuid,
+        tenant: Option<&str>,
         token: Option<&str>,
         patch: &ReportPatch,
     ) -> Result<Report, ReportError> {
@@ -209,17 +287,21 @@ impl ReportService {
         patch.validate()?;
         owner_result(
             self.store
-                .update_report(id, &token_hash(token), patch)
+                .update_report(id, tenant, &token_hash(token), patch)
                 .await?,
         )?;
-        self.get(id).await
+        self.get(id, tenant).await
     }
 
     /// A photo's bytes and media type.
-    pub async fn photo(&self, id: Uuid) -> Result<(Bytes, &'static str), ReportError> {
+    pub async fn photo(
+        &self,
+        id: Uuid,
+        tenant: Option<&str>,
+    ) -> Result<(Bytes, &'static str), ReportError> {
         let (key, _, format) = self
             .store
-            .photo_keys(id)
+            .photo_keys(id, tenant)
             .await?
             .ok_or(ReportError::NotFound("photo"))?;
         let mime = match format.as_str() {
@@ -231,10 +313,10 @@ impl ReportService {
     }
 
     /// A photo's thumbnail (JPEG).
-    pub async fn thumbnail(&self, id: Uuid) -> Result<Bytes, ReportError> {
+    pub async fn thumbnail(&self, id: Uuid, tenant: Option<&str>) -> Result<Bytes, ReportError> {
         let (_, key, _) = self
             .store
-            .photo_keys(id)
+            .photo_keys(id, tenant)
             .await?
             .ok_or(ReportError::NotFound("photo"))?;
         Ok(self.storage.get(&key).await?)

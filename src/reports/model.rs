@@ -300,6 +300,9 @@ pub struct Report {
     pub created_at: DateTime<Utc>,
     /// Last changed at.
     pub updated_at: DateTime<Utc>,
+    /// The tenant (API key) that created it; absent when the service runs without API keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// Photos, in upload order.
     pub photos: Vec<Photo>,
     /// ready when every photo is, failed when any failed, pending otherwise.
@@ -340,6 +343,8 @@ pub struct ReportFilter {
     pub before: Option<(DateTime<Utc>, Uuid)>,
     /// Page size.
     pub limit: u32,
+    /// Only reports of this tenant (`None`: of no tenant, when the service runs without API keys).
+    pub tenant: Option<String>,
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@ use sqlx::{ConnectOptions, Row};
 pub mod jobs;
 pub mod reports;
 pub mod search;
+pub mod tenants;
 
 pub use jobs::{ClaimedJob, JobCounts, JobRecord};
-pub use reports::{CreatedReport, NewPhoto, OwnerCheck};
+pub use reports::{CreatedReport, NewPhoto, OwnerCheck, StorageCharge};
 pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode, StoredMatch};
+pub use tenants::{ReserveError, StorageUsage};
 
 use crate::config::DatabaseConfig;
 use crate::inference::ModelManifest;

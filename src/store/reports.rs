@@ -8,6 +8,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::tenants::ReserveError;
 use super::{Store, StoreError, jobs, search};
 use crate::reports::{
     EmbeddingStatus, NewReport, Photo, Report, ReportFilter, ReportPatch, overall_status,
@@ -30,6 +31,16 @@ pub struct NewPhoto {
     pub height: u32,
     /// Size in bytes.
     pub bytes: usize,
+}
+
+/// Bytes a new report charges to its tenant's storage quota (reserved in the transaction that
+/// records it).
+#[derive(Debug, Clone)]
+pub struct StorageCharge {
+    /// The tenant.
+    pub tenant: String,
+    /// Bytes reserved for the report's photos.
+    pub bytes: i64,
 }
 
 /// What creating a report recorded.
@@ -71,12 +82,17 @@ impl Store {
         photos: &[NewPhoto],
         model_id: i32,
         max_attempts: u32,
-    ) -> Result<CreatedReport, StoreError> {
+        charge: Option<&StorageCharge>,
+    ) -> Result<CreatedReport, ReserveError> {
         let id = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
+        if let Some(charge) = charge {
+            super::tenants::reserve_in(&mut tx, &charge.tenant, charge.bytes).await?;
+        }
         sqlx::query(
-            "INSERT INTO reports (id, kind, species, title, description, latitude, longitude, contact, owner_token_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO reports (id, kind, species, title, description, latitude, longitude, contact, owner_token_hash,
+                                  tenant_id, charged_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(id)
         .bind(report.kind.as_str())
@@ -87,6 +103,8 @@ impl Store {
         .bind(report.location.map(|l| l.1))
         .bind(&report.contact)
         .bind(owner_token_hash)
+        .bind(charge.map(|c| c.tenant.as_str()))
+        .bind(charge.map_or(0, |c| c.bytes))
         .execute(&mut *tx)
         .await?;
         let mut jobs = Vec::new();
@@ -141,12 +159,19 @@ impl Store {
         Ok(CreatedReport { id, jobs })
     }
 
-    /// A report with its photos and their embedding state for `model_id`.
-    pub async fn report(&self, id: Uuid, model_id: i32) -> Result<Option<Report>, StoreError> {
+    /// A report of `tenant` (`None`: of no tenant) with its photos and their embedding state
+    /// for `model_id`.
+    pub async fn report(
+        &self,
+        id: Uuid,
+        tenant: Option<&str>,
+        model_id: i32,
+    ) -> Result<Option<Report>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {REPORT_COLUMNS} FROM reports WHERE id = $1"
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE id = $1 AND tenant_id IS NOT DISTINCT FROM $2"
         ))
         .bind(id)
+        .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -164,8 +189,9 @@ impl Store {
         model_id: i32,
     ) -> Result<Vec<Report>, StoreError> {
         let mut q = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {REPORT_COLUMNS} FROM reports WHERE true"
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE tenant_id IS NOT DISTINCT FROM "
         ));
+        q.push_bind(filter.tenant.clone());
         if let Some(kind) = filter.kind {
             q.push(" AND kind = ").push_bind(kind.as_str());
         }
@@ -276,37 +302,50 @@ impl Store {
         Ok(by_report)
     }
 
-    /// The owner token hash of a report.
-    async fn owner_hash(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT owner_token_hash FROM reports WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
+    /// The owner token hash of a report of `tenant`.
+    async fn owner_hash(
+        &self,
+        id: Uuid,
+        tenant: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT owner_token_hash FROM reports WHERE id = $1 AND tenant_id IS NOT DISTINCT FROM $2",
         )
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
-    /// Deletes a report (its photos go with it; shared photo bytes stay) if the token hash matches.
+    /// Deletes a report of `tenant` (its photos go with it; shared photo bytes stay) if the
+    /// token hash matches, and gives the tenant back the bytes it was charged, in one transaction.
     pub async fn delete_report(
         &self,
         id: Uuid,
+        tenant: Option<&str>,
         token_hash: &[u8],
     ) -> Result<OwnerCheck, StoreError> {
-        match self.owner_hash(id).await? {
+        match self.owner_hash(id, tenant).await? {
             None => Ok(OwnerCheck::NotFound),
             Some(h) if h != token_hash => Ok(OwnerCheck::Forbidden),
             Some(_) => {
-                let done =
-                    sqlx::query("DELETE FROM reports WHERE id = $1 AND owner_token_hash = $2")
-                        .bind(id)
-                        .bind(token_hash)
-                        .execute(&self.pool)
-                        .await?;
-                Ok(if done.rows_affected() == 1 {
-                    OwnerCheck::Done
-                } else {
-                    OwnerCheck::NotFound
-                })
+                let mut tx = self.pool.begin().await?;
+                let deleted: Option<(Option<String>, i64)> = sqlx::query_as(
+                    "DELETE FROM reports WHERE id = $1 AND owner_token_hash = $2
+                     RETURNING tenant_id, charged_bytes",
+                )
+                .bind(id)
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((tenant, charged)) = deleted else {
+                    return Ok(OwnerCheck::NotFound);
+                };
+                if let Some(tenant) = tenant {
+                    super::tenants::release_in(&mut tx, &tenant, charged).await?;
+                }
+                tx.commit().await?;
+                Ok(OwnerCheck::Done)
             }
         }
     }
@@ -315,10 +354,11 @@ impl Store {
     pub async fn update_report(
         &self,
         id: Uuid,
+        tenant: Option<&str>,
         token_hash: &[u8],
         patch: &ReportPatch,
     ) -> Result<OwnerCheck, StoreError> {
-        match self.owner_hash(id).await? {
+        match self.owner_hash(id, tenant).await? {
             None => Ok(OwnerCheck::NotFound),
             Some(h) if h != token_hash => Ok(OwnerCheck::Forbidden),
             Some(_) => {
@@ -340,15 +380,19 @@ impl Store {
         }
     }
 
-    /// Storage keys (photo, thumbnail) and format of a photo.
+    /// Storage keys (photo, thumbnail) and format of a photo of a report of `tenant`.
     pub async fn photo_keys(
         &self,
         photo_id: Uuid,
+        tenant: Option<&str>,
     ) -> Result<Option<(String, String, String)>, StoreError> {
         let row = sqlx::query(
-            "SELECT b.storage_key, b.thumbnail_key, b.format FROM photos p JOIN blobs b ON b.sha256 = p.sha256 WHERE p.id = $1",
+            "SELECT b.storage_key, b.thumbnail_key, b.format
+             FROM photos p JOIN blobs b ON b.sha256 = p.sha256 JOIN reports r ON r.id = p.report_id
+             WHERE p.id = $1 AND r.tenant_id IS NOT DISTINCT FROM $2",
         )
         .bind(photo_id)
+        .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
@@ -424,7 +468,7 @@ impl Store {
     }
 }
 
-const REPORT_COLUMNS: &str = "id, kind, species, title, description, latitude, longitude, contact, status, created_at, updated_at";
+const REPORT_COLUMNS: &str = "id, kind, species, title, description, latitude, longitude, contact, status, created_at, updated_at, tenant_id";
 
 fn report_from_row(row: &PgRow, photos: Vec<Photo>) -> Result<Report, StoreError> {
     let parse =
@@ -444,6 +488,7 @@ fn report_from_row(row: &PgRow, photos: Vec<Photo>) -> Result<Report, StoreError
         status: parse("status")?.parse().map_err(bad)?,
         created_at,
         updated_at: row.try_get("updated_at")?,
+        tenant: row.try_get("tenant_id")?,
         embedding_status: overall_status(&photos),
         photos,
         possible_matches: None,

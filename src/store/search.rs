@@ -23,6 +23,8 @@ pub struct SearchFilter {
     pub near: Option<(f64, f64, f64)>,
     /// Never this report (a report's own matches).
     pub exclude: Option<Uuid>,
+    /// Only reports of this tenant (`None`: of no tenant, when the service runs without API keys).
+    pub tenant: Option<String>,
 }
 
 /// One photo near the query.
@@ -107,6 +109,8 @@ impl Store {
              WHERE e.model_id = ",
         )
         .push_bind(model_id);
+        q.push(" AND r.tenant_id IS NOT DISTINCT FROM ")
+            .push_bind(filter.tenant.clone());
         if !filter.kinds.is_empty() {
             let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
             q.push(" AND r.kind = ANY(").push_bind(kinds).push(")");
@@ -181,13 +185,17 @@ impl Store {
             .collect()
     }
 
-    /// The kind of a report.
-    pub async fn report_kind(&self, report_id: Uuid) -> Result<Option<ReportKind>, StoreError> {
-        let kind: Option<String> = sqlx::query_scalar("SELECT kind FROM reports WHERE id = $1")
-            .bind(report_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(kind.and_then(|k| k.parse().ok()))
+    /// The kind and tenant of a report.
+    pub async fn report_kind(
+        &self,
+        report_id: Uuid,
+    ) -> Result<Option<(ReportKind, Option<String>)>, StoreError> {
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT kind, tenant_id FROM reports WHERE id = $1")
+                .bind(report_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(kind, tenant)| Some((kind.parse().ok()?, tenant))))
     }
 
     /// Replaces a report's stored matches, and records each also on the other report (keeping the
