@@ -19,7 +19,7 @@ use crate::config::ImagingConfig;
 use crate::inference::Preprocessing;
 
 /// The formats we decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PhotoFormat {
     /// JPEG (`FF D8 FF`).

@@ -12,20 +12,20 @@ use crate::imaging::PhotoFormat;
 use crate::inference::Priority;
 
 /// Response body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EmbeddingsResponse {
     model: ModelRef,
     dim: usize,
     embeddings: Vec<PhotoEmbedding>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ModelRef {
     name: String,
     version: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PhotoEmbedding {
     index: usize,
     format: PhotoFormat,
@@ -35,6 +35,15 @@ struct PhotoEmbedding {
 }
 
 /// Embeds 1..N photos sent in the multipart field `photos`, at interactive priority.
+#[utoipa::path(post, path = "/v1/embeddings", operation_id = "create_embeddings", tag = "embeddings",
+    request_body(content = crate::http::openapi::EmbeddingsForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "One embedding per photo, in order", body = EmbeddingsResponse),
+        (status = 400, description = "Malformed multipart body (`invalid_multipart`)", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "A photo or the body is too large (`payload_too_large`)", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "A photo cannot be decoded (`invalid_image`) or is too large in pixels (`image_too_large`), or a field is wrong (`validation_failed`)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "The model is saturated (`overloaded`, with `reason`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn create(
     State(app): State<AppState>,
     multipart: Result<Multipart, MultipartRejection>,

@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod middleware;
 mod multipart;
+pub mod openapi;
 pub mod protect;
 mod reports;
 mod search;
@@ -83,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::docs))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.protection.clone(),

@@ -22,14 +22,14 @@ use crate::store::JobRecord;
 const MAX_PAGE: u32 = 100;
 
 /// A report as the API shows it: the stored report plus the URLs of its photos.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReportBody {
     #[serde(flatten)]
     report: Report,
     photo_urls: Vec<PhotoUrls>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PhotoUrls {
     id: Uuid,
     url: String,
@@ -52,7 +52,7 @@ impl From<Report> for ReportBody {
 }
 
 /// `POST /v1/reports` answer: the report and, once, its owner token.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedBody {
     #[serde(flatten)]
     report: ReportBody,
@@ -60,6 +60,15 @@ pub struct CreatedBody {
 }
 
 /// `POST /v1/reports`: fields + 1..N photos (multipart); answers 201 at once, embeddings follow.
+#[utoipa::path(post, path = "/v1/reports", operation_id = "create_report", tag = "reports",
+    request_body(content = crate::http::openapi::ReportForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "Stored; embeddings follow in the background. The owner token is shown only here.", body = CreatedBody),
+        (status = 400, description = "Malformed multipart body (`invalid_multipart`)", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "The photos do not fit the API key's storage quota (`quota_exceeded`, with used/max/requested bytes)", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "A photo or the body is too large (`payload_too_large`)", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "A field is missing or wrong (`validation_failed`, with `field`), or a photo cannot be decoded (`invalid_image`, `image_too_large`, with `photo_index`)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
@@ -86,6 +95,11 @@ pub async fn create(
 }
 
 /// `GET /v1/reports/{id}`.
+#[utoipa::path(get, path = "/v1/reports/{id}", operation_id = "get_report", tag = "reports",
+    params(("id" = Uuid, Path, description = "Report id")),
+    responses((status = 200, description = "The report, its photos' embedding state and its possible matches", body = ReportBody),
+        (status = 404, description = "No such report (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
@@ -96,18 +110,29 @@ pub async fn get(
 }
 
 /// Query of `GET /v1/reports`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only this kind.
+    #[param(value_type = Option<crate::reports::ReportKind>)]
     kind: Option<String>,
+    /// Only this species.
+    #[param(value_type = Option<crate::reports::Species>)]
     species: Option<String>,
+    /// Only this status (any by default).
+    #[param(value_type = Option<crate::reports::ReportStatus>)]
     status: Option<String>,
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,16}_[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 
 /// A page of reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReportPage {
     reports: Vec<ReportBody>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -115,6 +140,11 @@ pub struct ReportPage {
 }
 
 /// `GET /v1/reports?kind=&species=&status=&limit=&cursor=`: newest first.
+#[utoipa::path(get, path = "/v1/reports", operation_id = "list_reports", tag = "reports",
+    params(ListQuery),
+    responses((status = 200, description = "A page of reports, newest first", body = ReportPage),
+        (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -149,6 +179,14 @@ pub async fn list(
 }
 
 /// `DELETE /v1/reports/{id}` with the owner token.
+#[utoipa::path(delete, path = "/v1/reports/{id}", operation_id = "delete_report", tag = "reports",
+    params(("id" = Uuid, Path, description = "Report id")),
+    security(("owner_token" = [])),
+    responses((status = 204, description = "Deleted; its photo bytes go back to the storage quota"),
+        (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "No such report (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "Rate limited (`rate_limited`)", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn delete(
     State(app): State<AppState>,
     caller: Caller,
@@ -163,6 +201,16 @@ pub async fn delete(
 }
 
 /// `PATCH /v1/reports/{id}` with the owner token: e.g. `{"status": "resolved"}`.
+#[utoipa::path(patch, path = "/v1/reports/{id}", operation_id = "update_report", tag = "reports",
+    params(("id" = Uuid, Path, description = "Report id")),
+    request_body(content = crate::reports::ReportPatch, content_type = "application/json"),
+    security(("owner_token" = [])),
+    responses((status = 200, description = "The changed report", body = ReportBody),
+        (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "No such report (`not_found`)", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "The body or id is wrong (`validation_failed`)", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "Rate limited (`rate_limited`)", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn update(
     State(app): State<AppState>,
     caller: Caller,
@@ -182,6 +230,11 @@ pub async fn update(
 }
 
 /// `GET /v1/photos/{id}`: the photo as uploaded.
+#[utoipa::path(get, path = "/v1/photos/{id}", operation_id = "get_photo", tag = "reports",
+    params(("id" = Uuid, Path, description = "Photo id")),
+    responses((status = 200, description = "The photo as uploaded", content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "image/webp"))),
+        (status = 404, description = "No such photo (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn photo(
     State(app): State<AppState>,
     caller: Caller,
@@ -193,6 +246,11 @@ pub async fn photo(
 }
 
 /// `GET /v1/photos/{id}/thumbnail`: a JPEG, longer side 256 px, made once at upload.
+#[utoipa::path(get, path = "/v1/photos/{id}/thumbnail", operation_id = "get_thumbnail", tag = "reports",
+    params(("id" = Uuid, Path, description = "Photo id")),
+    responses((status = 200, description = "JPEG, longer side 256 px", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 404, description = "No such photo (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn thumbnail(
     State(app): State<AppState>,
     caller: Caller,
@@ -206,6 +264,10 @@ pub async fn thumbnail(
 }
 
 /// `GET /v1/usage`: the caller's storage use and quota (with API keys only).
+#[utoipa::path(get, path = "/v1/usage", operation_id = "get_usage", tag = "reports",
+    responses((status = 200, description = "The API key's storage use and quota", body = UsageBody),
+        (status = 404, description = "The service runs without API keys (`not_found`)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn usage(
     State(app): State<AppState>,
     caller: Caller,
@@ -222,7 +284,7 @@ pub async fn usage(
 }
 
 /// `GET /v1/usage` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageBody {
     tenant: String,
     used_bytes: i64,
@@ -230,6 +292,11 @@ pub struct UsageBody {
 }
 
 /// `GET /v1/jobs/{id}`.
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "reports",
+    params(("id" = i64, Path, description = "Job id (a photo's job_id)")),
+    responses((status = 200, description = "The job", body = crate::store::JobRecord),
+        (status = 404, description = "No such job (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "The id is not an integer (`validation_failed`)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn job(
     State(app): State<AppState>,
     id: Result<Path<i64>, PathRejection>,

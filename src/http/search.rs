@@ -34,7 +34,7 @@ const SEARCH_FIELDS: [&str; 8] = [
 ];
 
 /// One search result.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     report: ReportBody,
     photo_id: Uuid,
@@ -43,7 +43,7 @@ pub struct SearchHit {
 }
 
 /// `POST /v1/search` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     k: usize,
     results: Vec<SearchHit>,
@@ -52,6 +52,15 @@ pub struct SearchResponse {
 /// `POST /v1/search`: one photo in the field `photo`, plus filters: `kind` (comma-separated),
 /// `species`, `status` (open by default; `any` for all), `since` (RFC 3339), `latitude` +
 /// `longitude` + `radius_km`, and `k` (1..100, default 20). Results are grouped per report.
+#[utoipa::path(post, path = "/v1/search", operation_id = "search", tag = "search",
+    request_body(content = crate::http::openapi::SearchForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The k most similar reports, best first", body = SearchResponse),
+        (status = 400, description = "Malformed multipart body (`invalid_multipart`)", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "The photo or the body is too large (`payload_too_large`)", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "A field is wrong (`validation_failed`), or the photo cannot be decoded (`invalid_image`, `image_too_large`)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "The model is saturated (`overloaded`) or the database unavailable (`unavailable`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn search(
     State(app): State<AppState>,
     caller: Caller,
@@ -167,16 +176,23 @@ fn parse_search(
 }
 
 /// Query of `GET /v1/reports/{id}/matches`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MatchesQuery {
+    /// Only these kinds, comma-separated (the opposite kinds by default).
+    #[param(pattern = "^\\s*(lost|found|sighting)\\s*(,\\s*(lost|found|sighting)\\s*)*$")]
     kind: Option<String>,
+    /// Least similarity (cosine, -1 to 1; the configured match threshold by default).
+    #[param(minimum = -1, maximum = 1)]
     threshold: Option<f32>,
+    /// Most matches (1 to 100).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
 /// One match.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MatchBody {
     report_id: Uuid,
     score: f32,
@@ -186,7 +202,7 @@ pub struct MatchBody {
 }
 
 /// `GET /v1/reports/{id}/matches` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MatchesResponse {
     report_id: Uuid,
     matches: Vec<MatchBody>,
@@ -194,6 +210,11 @@ pub struct MatchesResponse {
 
 /// `GET /v1/reports/{id}/matches?kind=&threshold=&limit=`: open reports similar to this one's
 /// photos (opposite kind by default), from stored embeddings only.
+#[utoipa::path(get, path = "/v1/reports/{id}/matches", operation_id = "get_matches", tag = "search",
+    params(("id" = Uuid, Path, description = "Report id"), MatchesQuery),
+    responses((status = 200, description = "Open reports similar to this one's photos", body = MatchesResponse),
+        (status = 404, description = "No such report (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn matches(
     State(app): State<AppState>,
     caller: Caller,

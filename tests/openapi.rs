@@ -1,0 +1,103 @@
+//! The OpenAPI document describes the routes the service has, and the docs page shows them.
+
+mod common;
+
+use axum::http::{Method, Request, StatusCode};
+use common::*;
+use serde_json::Value;
+
+#[tokio::test]
+async fn every_documented_operation_is_routed_and_answers_as_documented() {
+    let app = app(default_gate_settings(), uploads()).await;
+    let (status, _, doc) = send(&app.router, get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for route in [
+        "/v1/reports",
+        "/v1/reports/{id}",
+        "/v1/reports/{id}/matches",
+        "/v1/search",
+        "/v1/embeddings",
+        "/v1/photos/{id}",
+        "/v1/photos/{id}/thumbnail",
+        "/v1/jobs/{id}",
+        "/v1/status",
+        "/v1/usage",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(route), "{route} is not documented");
+    }
+    let mut operations = 0;
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let uri = path
+                .replace("/jobs/{id}", "/jobs/1")
+                .replace("{id}", "00000000-0000-0000-0000-000000000000");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            // An empty request: what matters is that a handler answers, with a documented status.
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(&uri)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+                .await
+                .unwrap();
+            let status = response.status();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+            let documented: Vec<&String> =
+                operation["responses"].as_object().unwrap().keys().collect();
+            assert!(
+                documented.contains(&&status.as_u16().to_string()),
+                "{method} {uri} answered {status}, documented: {documented:?}"
+            );
+            if status == StatusCode::NOT_FOUND {
+                use http_body_util::BodyExt;
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                assert_ne!(body["message"], "no such route", "{method} {uri}");
+            }
+            operations += 1;
+        }
+    }
+    assert!(operations >= 17, "{operations} operations");
+    // Every reference resolves to a schema of the document.
+    let text = doc.to_string();
+    for reference in text.split("\"$ref\":\"").skip(1) {
+        let name = reference
+            .split('"')
+            .next()
+            .unwrap()
+            .trim_start_matches("#/components/schemas/");
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "dangling $ref {name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_docs_page_lists_every_operation() {
+    use http_body_util::BodyExt;
+    let app = app(default_gate_settings(), uploads()).await;
+    let response = tower::ServiceExt::oneshot(app.router.clone(), get("/docs"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = response.into_body().collect().await.unwrap().to_bytes();
+    let html = String::from_utf8(html.to_vec()).unwrap();
+    assert!(!html.contains("<script"), "self-contained, no scripts");
+    for path in ["/v1/reports/{id}/matches", "/v1/search", "/v1/usage"] {
+        assert!(html.contains(&format!("<code>{path}</code>")), "{path}");
+    }
+    assert!(html.contains("quota_exceeded"));
+}
