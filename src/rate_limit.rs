@@ -8,9 +8,9 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -281,7 +281,13 @@ type KeyedLimiter<K> =
 struct Bucket<K: Hash + Eq + Clone> {
     limiter: KeyedLimiter<K>,
     quota: Quota,
+    /// When a full table was last swept from a request: a sweep walks the whole table, so
+    /// requests may trigger one at most every [`SWEEP_EVERY`], never one each.
+    last_inline_sweep: Mutex<Option<Instant>>,
 }
+
+/// Least time between two sweeps triggered by requests finding the table full.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl<K: Hash + Eq + Clone> Bucket<K> {
     fn new(spec: RateSpec) -> Option<Self> {
@@ -289,15 +295,16 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
         Some(Bucket {
             limiter: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(),
             quota,
+            last_inline_sweep: Mutex::new(None),
         })
     }
 
     /// Takes one request of `key`'s quota.
     fn check(&self, key: &K, max_tracked: usize) -> Result<Allowed, (Duration, bool)> {
         if self.limiter.len() >= max_tracked {
-            self.sweep();
+            self.sweep_if_due();
             if self.limiter.len() >= max_tracked {
-                return Err((Duration::from_secs(1), true));
+                return Err((SWEEP_EVERY, true));
             }
         }
         let per_cell = self.quota.replenish_interval();
@@ -313,6 +320,18 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
             }
             Err(not_until) => Err((not_until.wait_time_from(self.limiter.clock().now()), false)),
         }
+    }
+
+    /// Sweeps unless a request swept less than [`SWEEP_EVERY`] ago or one is sweeping now.
+    fn sweep_if_due(&self) {
+        let Ok(mut last) = self.last_inline_sweep.try_lock() else {
+            return;
+        };
+        if last.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+            return;
+        }
+        self.sweep();
+        *last = Some(Instant::now());
     }
 
     /// Forgets clients whose quota is full again (they are as if never seen).

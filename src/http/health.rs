@@ -84,7 +84,11 @@ struct ModelStatus {
 
 #[derive(Debug, Serialize)]
 struct DatabaseStatus {
+    /// Open connections.
     connections: u32,
+    /// Of those, running a query or held by a transaction.
+    in_use: usize,
+    /// Of those, idle in the pool.
     idle: usize,
 }
 
@@ -113,7 +117,11 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
                 .as_ref()
                 .map(|(stats, workers)| snapshot(stats, *workers)),
         },
-        database: DatabaseStatus { connections, idle },
+        database: DatabaseStatus {
+            connections,
+            in_use: (connections as usize).saturating_sub(idle),
+            idle,
+        },
         protection: ProtectionStatus {
             api_keys: app.protection.keys.enabled(),
             tenants: app.protection.keys.tenants().count(),
