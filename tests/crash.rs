@@ -4,112 +4,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{Service, http};
 use common::*;
 use lookalike::store::Store;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A `lookalike serve` child process on its own port.
-struct Service {
-    child: Child,
-    addr: String,
-}
-
-impl Service {
-    async fn start(database_url: &str, storage: &std::path::Path, workers: usize) -> Service {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_lookalike"))
-            .current_dir(repo(""))
-            .args([
-                "serve",
-                "--listen",
-                &addr,
-                "--job-workers",
-                &workers.to_string(),
-                "--job-lease-secs",
-                "2",
-            ])
-            .args([
-                "--gate-permits",
-                "1",
-                "--model-threads",
-                "1",
-                "--log-filter",
-                "warn",
-            ])
-            // These tests load the service from one address on purpose.
-            .args([
-                "--rate-uploads-per-address",
-                "off",
-                "--rate-reads-per-address",
-                "off",
-            ])
-            .env("DATABASE_URL", database_url)
-            .env("LOOKALIKE_STORAGE_DIR", storage)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let service = Service { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = http(&service.addr, "GET", "/readyz", "", &[]).await {
-                return service;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the service did not become ready");
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection; the status and body.
-async fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: &[u8],
-) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(response.len(), |p| p + 4);
-    let status = String::from_utf8_lossy(&response[..split])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, response[split..].to_vec()))
-}
 
 async fn create_reports(service: &Service, photos: &[Vec<u8>]) {
     for photo in photos {

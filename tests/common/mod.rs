@@ -2,6 +2,8 @@
 //! and multipart bodies. Everything comes from `make test`'s set-up (scripts/setup.sh).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod process;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,0 +1,183 @@
+//! The real binary as a child process (`lookalike serve` on a port of its own), and a tiny
+//! HTTP/1.1 client for it (one request per connection, no dependency beyond tokio).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::repo;
+
+/// A `lookalike serve` child process on its own port; killed when dropped.
+pub struct Service {
+    child: Child,
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    log: Option<PathBuf>,
+}
+
+impl Service {
+    /// Starts `serve` with `workers` job workers, one gate permit, one model thread, 2 s job
+    /// leases and no per-address rate limits, logging warnings to the test's stderr; waits until
+    /// `/readyz` answers 200.
+    pub async fn start(database_url: &str, storage: &Path, workers: usize) -> Service {
+        Service::start_with(database_url, storage, workers, &[], None).await
+    }
+
+    /// As `start`, with more `serve` flags (not those `start` passes: `--listen`,
+    /// `--job-workers`, `--job-lease-secs`, `--gate-permits`, `--model-threads`, the
+    /// `--rate-*-per-address` ones), and the
+    /// process's stderr written to `log` when given (its tail is printed if the test panics).
+    pub async fn start_with(
+        database_url: &str,
+        storage: &Path,
+        workers: usize,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> Service {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_lookalike"))
+            .current_dir(repo(""))
+            .args([
+                "serve",
+                "--listen",
+                &addr,
+                "--job-workers",
+                &workers.to_string(),
+                "--job-lease-secs",
+                "2",
+                "--gate-permits",
+                "1",
+                "--model-threads",
+                "1",
+            ])
+            // The tests load the service from one address on purpose.
+            .args([
+                "--rate-uploads-per-address",
+                "off",
+                "--rate-searches-per-address",
+                "off",
+                "--rate-reads-per-address",
+                "off",
+            ])
+            .args(extra)
+            .env("LOOKALIKE_LOG", "warn")
+            .env("DATABASE_URL", database_url)
+            .env("LOOKALIKE_STORAGE_DIR", storage)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut service = Service {
+            child,
+            addr,
+            log: log.map(Path::to_path_buf),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = http(&service.addr, "GET", "/readyz", "", &[]).await {
+                return service;
+            }
+            if let Ok(Some(status)) = service.child.try_wait() {
+                panic!("the service exited before it was ready: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the service did not become ready");
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (shutdown code runs).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+    }
+
+    /// Waits up to `limit` for the process to exit by itself; its exit status, or None.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let (true, Some(log)) = (std::thread::panicking(), &self.log) {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!("--- last lines of {} ---\n{tail}", log.display());
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the status and body. A connection that closes
+/// without a status line is an error (`UnexpectedEof`), as is any connection error.
+pub async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |p| p + 4);
+    let status = String::from_utf8_lossy(&response[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "no HTTP status in the {} bytes answered to {method} {path}",
+                    response.len()
+                ),
+            )
+        })?;
+    Ok((status, response[split..].to_vec()))
+}
