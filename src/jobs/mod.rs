@@ -276,19 +276,26 @@ impl Worker {
     /// Runs one job, renewing its lease meanwhile, and records the outcome.
     async fn process(&self, job: ClaimedJob) {
         let store = &self.context.store;
-        let attempt = self.attempt(&job);
-        tokio::pin!(attempt);
-        let mut renew = tokio::time::interval(self.settings.lease / 3);
-        renew.tick().await;
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut attempt => break outcome,
-                _ = renew.tick() => {
-                    if let Ok(false) = store.renew_lease(job.id, &self.id, self.settings.lease).await {
-                        tracing::warn!(job = job.id, "lease lost: another worker has this job");
-                    }
+        // The renewals run beside the attempt, never instead of it: a renewal waits for the job's
+        // row while the attempt's own transaction (which marks the job done) holds it, so the
+        // attempt must keep being polled meanwhile or both wait until the statement timeout.
+        let renewals = async {
+            let mut renew = tokio::time::interval(self.settings.lease / 3);
+            renew.tick().await;
+            loop {
+                renew.tick().await;
+                if let Ok(false) = store
+                    .renew_lease(job.id, &self.id, self.settings.lease)
+                    .await
+                {
+                    tracing::warn!(job = job.id, "lease lost: another worker has this job");
                 }
             }
+        };
+        let outcome = tokio::select! {
+            biased;
+            outcome = self.attempt(&job) => outcome,
+            () = renewals => unreachable!("the renewals never end"),
         };
         let recorded = match outcome {
             Ok(()) => {
