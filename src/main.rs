@@ -26,7 +26,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.log);
     let result = match cli.command {
-        Command::Serve(config) => runtime().and_then(|rt| rt.block_on(service::serve(*config))),
+        Command::Serve(config) => runtime().and_then(|rt| {
+            let served = rt.block_on(service::serve(*config));
+            // Whatever still runs on a blocking thread (a decode, a model run) belongs to a request
+            // or job the grace period gave up on: exit without waiting for it.
+            rt.shutdown_background();
+            served
+        }),
         Command::Migrate(config) => runtime().and_then(|rt| rt.block_on(migrate(config))),
         Command::Embed(config) => embed(config),
         Command::Reindex(config) => runtime().and_then(|rt| rt.block_on(reindex(config))),

@@ -243,22 +243,43 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });
     let mut server = std::pin::pin!(server.into_future());
-    let served = tokio::select! {
-        result = &mut server => result.map_err(anyhow::Error::from),
+    let mut workers = workers;
+    let (served, deadline) = tokio::select! {
+        result = &mut server => (
+            result.map_err(anyhow::Error::from),
+            tokio::time::Instant::now() + grace,
+        ),
         () = shutdown_signal() => {
+            // One grace period for everything: the workers stop claiming at once and finish
+            // their jobs while the in-flight requests drain.
             tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
+            let deadline = tokio::time::Instant::now() + grace;
             let _ = stop_tx.send(true);
-            if tokio::time::timeout(grace, &mut server).await.is_err() {
-                tracing::warn!("grace period over; dropping the remaining requests");
-            }
-            Ok(())
+            let drain = async {
+                if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
+                    tracing::warn!("grace period over; dropping the remaining requests");
+                }
+            };
+            let stop_workers = async {
+                if let Some(workers) = workers.take() {
+                    workers.stop(grace).await;
+                }
+            };
+            tokio::join!(drain, stop_workers);
+            (Ok(()), deadline)
         }
     };
     sweeper.abort();
     if let Some(workers) = workers {
         workers.stop(grace).await;
     }
-    store.close().await;
+    // Requests dropped at the deadline may still hold connections: do not wait for them.
+    if tokio::time::timeout_at(deadline, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing the remaining database connections");
+    }
     tracing::info!("stopped");
     served
 }
