@@ -308,6 +308,10 @@ async fn sigterm_during_uploads_loses_no_accepted_report() {
             "the stored photo differs from the upload"
         );
     }
+    drop(second);
+    // Kept when the test fails, for a look.
+    let _ = std::fs::remove_dir_all(&storage);
+    let _ = std::fs::remove_dir_all(&logs);
 }
 
 // --- A throwaway PostgreSQL cluster that a test may stop and start. ---
@@ -816,4 +820,7 @@ async fn database_stop_and_restart_under_load_recovers() {
     // The service goes before its database.
     drop(service);
     drop(cluster);
+    // Kept when the test fails, for a look.
+    let _ = std::fs::remove_dir_all(&storage);
+    let _ = std::fs::remove_dir_all(&logs);
 }
