@@ -173,10 +173,19 @@ impl Workers {
         let _ = self.shutdown.send(true);
         self.listener.abort();
         let deadline = tokio::time::Instant::now() + grace;
+        let mut unfinished = Vec::new();
         for (id, mut task) in self.tasks {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 task.abort();
-                match self.store.release_jobs(&id).await {
+                unfinished.push(id);
+            }
+        }
+        // Handing back is a courtesy (the leases expire anyway), so it gets a short, fixed time:
+        // with the database gone it would otherwise wait for the pool's and the statements'
+        // timeouts, worker after worker.
+        let hand_back = async {
+            for id in &unfinished {
+                match self.store.release_jobs(id).await {
                     Ok(n) if n > 0 => {
                         tracing::warn!(worker = %id, jobs = n, "grace period over: job handed back")
                     }
@@ -186,10 +195,19 @@ impl Workers {
                     }
                 }
             }
+        };
+        if tokio::time::timeout(HAND_BACK_TIME, hand_back)
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not hand back every job in time; their leases will expire");
         }
         tracing::info!("job workers stopped");
     }
 }
+
+/// Time allowed for handing back the jobs of workers stopped at the grace deadline.
+const HAND_BACK_TIME: Duration = Duration::from_secs(1);
 
 /// A copy of job counters.
 pub fn snapshot(stats: &JobStats, workers: usize) -> JobStatsSnapshot {
