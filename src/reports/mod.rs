@@ -214,9 +214,8 @@ impl ReportService {
                 charge.as_ref(),
             )
             .await?;
-        let report = self.get(created.id, tenant).await?;
         Ok(Created {
-            report,
+            report: created.report,
             owner_token,
         })
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::tenants::ReserveError;
@@ -50,6 +50,8 @@ pub struct CreatedReport {
     pub id: Uuid,
     /// New embedding jobs (photos already embedded or already queued get none).
     pub jobs: Vec<i64>,
+    /// The report as stored.
+    pub report: Report,
 }
 
 /// The embedding job's key for a blob and a model: one job per piece of work.
@@ -155,8 +157,21 @@ impl Store {
         } else {
             jobs::notify(&mut tx).await?;
         }
+        // Read back inside the transaction: once it commits, the answer is in hand, and a read
+        // that fails rolls the upload back instead of leaving a stored report whose client got
+        // an error (and would upload it again).
+        let row = sqlx::query(&format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut photos = photos_of(&mut *tx, &[id], model_id).await?;
+        let mut report = report_from_row(&row, photos.remove(&id).unwrap_or_default())?;
+        // A new report has no stored matches yet (its match job runs once it is embedded).
+        report.possible_matches = Some(Vec::new());
         tx.commit().await?;
-        Ok(CreatedReport { id, jobs })
+        Ok(CreatedReport { id, jobs, report })
     }
 
     /// A report of `tenant` (`None`: of no tenant) with its photos and their embedding state
@@ -175,7 +190,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut photos = self.photos_of(&[id], model_id).await?;
+        let mut photos = photos_of(&self.pool, &[id], model_id).await?;
         Ok(Some(report_from_row(
             &row,
             photos.remove(&id).unwrap_or_default(),
@@ -215,7 +230,7 @@ impl Store {
             .iter()
             .map(|r| r.try_get("id"))
             .collect::<Result<_, _>>()?;
-        let mut photos = self.photos_of(&ids, model_id).await?;
+        let mut photos = photos_of(&self.pool, &ids, model_id).await?;
         rows.iter()
             .map(|row| {
                 let id: Uuid = row.try_get("id")?;
@@ -236,7 +251,7 @@ impl Store {
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        let mut photos = self.photos_of(ids, model_id).await?;
+        let mut photos = photos_of(&self.pool, ids, model_id).await?;
         rows.iter()
             .map(|row| {
                 let id: Uuid = row.try_get("id")?;
@@ -246,60 +261,6 @@ impl Store {
                 ))
             })
             .collect()
-    }
-
-    async fn photos_of(
-        &self,
-        reports: &[Uuid],
-        model_id: i32,
-    ) -> Result<HashMap<Uuid, Vec<Photo>>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
-                    e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error
-             FROM photos p
-             JOIN blobs b ON b.sha256 = p.sha256
-             LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
-             LEFT JOIN jobs j ON j.dedupe_key = 'embed:' || encode(p.sha256, 'hex') || ':' || $2::text
-             WHERE p.report_id = ANY($1)
-             ORDER BY p.report_id, p.position",
-        )
-        .bind(reports)
-        .bind(model_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut by_report: HashMap<Uuid, Vec<Photo>> = HashMap::new();
-        for r in rows {
-            let embedded: bool = r.try_get("embedded")?;
-            let job_status: Option<String> = r.try_get("job_status")?;
-            let failed = !embedded && job_status.as_deref() == Some("failed");
-            let sha: Vec<u8> = r.try_get("sha256")?;
-            by_report
-                .entry(r.try_get("report_id")?)
-                .or_default()
-                .push(Photo {
-                    id: r.try_get("id")?,
-                    position: r.try_get("position")?,
-                    format: r.try_get("format")?,
-                    width: r.try_get("width")?,
-                    height: r.try_get("height")?,
-                    bytes: r.try_get("bytes")?,
-                    sha256: hex::encode(sha),
-                    embedding_status: if embedded {
-                        EmbeddingStatus::Ready
-                    } else if failed {
-                        EmbeddingStatus::Failed
-                    } else {
-                        EmbeddingStatus::Pending
-                    },
-                    embedding_error: if failed {
-                        r.try_get("last_error")?
-                    } else {
-                        None
-                    },
-                    job_id: r.try_get("job_id")?,
-                });
-        }
-        Ok(by_report)
     }
 
     /// The owner token hash of a report of `tenant`.
@@ -466,6 +427,61 @@ impl Store {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// The photos of `reports` with their embedding state for `model_id`, by report.
+async fn photos_of<'e>(
+    db: impl PgExecutor<'e>,
+    reports: &[Uuid],
+    model_id: i32,
+) -> Result<HashMap<Uuid, Vec<Photo>>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
+                e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error
+         FROM photos p
+         JOIN blobs b ON b.sha256 = p.sha256
+         LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
+         LEFT JOIN jobs j ON j.dedupe_key = 'embed:' || encode(p.sha256, 'hex') || ':' || $2::text
+         WHERE p.report_id = ANY($1)
+         ORDER BY p.report_id, p.position",
+    )
+    .bind(reports)
+    .bind(model_id)
+    .fetch_all(db)
+    .await?;
+    let mut by_report: HashMap<Uuid, Vec<Photo>> = HashMap::new();
+    for r in rows {
+        let embedded: bool = r.try_get("embedded")?;
+        let job_status: Option<String> = r.try_get("job_status")?;
+        let failed = !embedded && job_status.as_deref() == Some("failed");
+        let sha: Vec<u8> = r.try_get("sha256")?;
+        by_report
+            .entry(r.try_get("report_id")?)
+            .or_default()
+            .push(Photo {
+                id: r.try_get("id")?,
+                position: r.try_get("position")?,
+                format: r.try_get("format")?,
+                width: r.try_get("width")?,
+                height: r.try_get("height")?,
+                bytes: r.try_get("bytes")?,
+                sha256: hex::encode(sha),
+                embedding_status: if embedded {
+                    EmbeddingStatus::Ready
+                } else if failed {
+                    EmbeddingStatus::Failed
+                } else {
+                    EmbeddingStatus::Pending
+                },
+                embedding_error: if failed {
+                    r.try_get("last_error")?
+                } else {
+                    None
+                },
+                job_id: r.try_get("job_id")?,
+            });
+    }
+    Ok(by_report)
 }
 
 const REPORT_COLUMNS: &str = "id, kind, species, title, description, latitude, longitude, contact, status, created_at, updated_at, tenant_id";
