@@ -536,6 +536,22 @@ mod tests {
     }
 
     #[test]
+    fn idle_clients_are_forgotten_by_a_sweep() {
+        let limits = RateLimits::new(&settings("1000/s", "1000/s"));
+        let key: Arc<str> = "acme".into();
+        for last in 1..=50u8 {
+            let ip = IpAddr::from([192, 0, 2, last]);
+            assert!(limits.check(RouteClass::Upload, ip, Some(&key)).is_ok());
+        }
+        assert_eq!(limits.snapshot().tracked_clients, 51);
+        // One request refills in 1 ms; the key took 50, so after 100 ms every client (the key
+        // included) is as if never seen.
+        std::thread::sleep(Duration::from_millis(100));
+        limits.sweep();
+        assert_eq!(limits.snapshot().tracked_clients, 0);
+    }
+
+    #[test]
     fn a_full_client_table_turns_new_clients_away() {
         let mut s = settings("5/min", "off");
         s.max_tracked = 2;
