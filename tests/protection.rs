@@ -171,7 +171,8 @@ async fn keys_are_required_and_two_keys_have_independent_limits() {
         ],
     )
     .await;
-    let photo = distinct_photos(1, 64).remove(0);
+    // Different photos: a photo both tenants uploaded would share its embedding job.
+    let [photo, beta_photo]: [Vec<u8>; 2] = distinct_photos(2, 64).try_into().unwrap();
 
     let (status, _, body) = send(&router, from("192.0.2.1", None, get("/v1/reports"))).await;
     assert_eq!(
@@ -206,7 +207,7 @@ async fn keys_are_required_and_two_keys_have_independent_limits() {
     assert_eq!(body["scope"], "key");
     // The same address with the other key still has its whole quota.
     let (status, _, beta_report) =
-        send(&router, from("192.0.2.1", Some(BETA), upload(&photo))).await;
+        send(&router, from("192.0.2.1", Some(BETA), upload(&beta_photo))).await;
     assert_eq!(status, StatusCode::CREATED, "{beta_report}");
 
     // Each tenant sees only its own reports and photos.
@@ -253,6 +254,165 @@ async fn keys_are_required_and_two_keys_have_independent_limits() {
     };
     assert_eq!(status_of(BETA).await, StatusCode::NOT_FOUND);
     assert_eq!(status_of(ACME).await, StatusCode::OK);
+    let thumbnail = format!("/v1/photos/{acme_photo}/thumbnail");
+    let response = router
+        .clone()
+        .oneshot(from("192.0.2.1", Some(BETA), get(&thumbnail)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = router
+        .clone()
+        .oneshot(from("192.0.2.1", Some(ACME), get(&thumbnail)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // A tenant's photos may be cached by its own client only, never by a shared cache.
+    assert!(
+        response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("private")
+    );
+    // Its jobs too.
+    let job = acme_reports[0]["photos"][0]["job_id"].as_i64().unwrap();
+    let (status, _, _) = send(
+        &router,
+        from("192.0.2.1", Some(BETA), get(&format!("/v1/jobs/{job}"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = send(
+        &router,
+        from("192.0.2.1", Some(ACME), get(&format!("/v1/jobs/{job}"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Another tenant cannot change or delete a report, even with its owner token.
+    let token = acme_reports[0]["owner_token"].as_str().unwrap();
+    for method in ["PATCH", "DELETE"] {
+        let mut request = from(
+            "192.0.2.1",
+            Some(BETA),
+            Request::builder()
+                .method(method)
+                .uri(format!("/v1/reports/{acme_id}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(r#"{"status": "resolved"}"#))
+                .unwrap(),
+        );
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let status = router.clone().oneshot(request).await.unwrap().status();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method}");
+    }
+    let (status, _, body) = send(
+        &router,
+        from(
+            "192.0.2.1",
+            Some(ACME),
+            get(&format!("/v1/reports/{acme_id}")),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("open"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_matches_stay_within_a_tenant() {
+    let mut app = app(default_gate_settings(), uploads()).await;
+    let _workers = app.start_workers(job_settings(2));
+    let keys = format!("acme:{ACME},beta:{BETA}");
+    let router = protected(&app, &["--api-keys", &keys]).await;
+    let cat = sample("chelsea.png");
+    let photos = [cat.clone()];
+    // The same cat, lost for acme and found for beta: a perfect match, but across tenants.
+    let mut ids = Vec::new();
+    for (key, kind) in [(ACME, "lost"), (BETA, "found")] {
+        let (status, _, body) = send(
+            &router,
+            from(
+                "192.0.2.1",
+                Some(key),
+                post_multipart("/v1/reports", &report_form(kind, "cat", &photos)),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let pool = app.state.store.pool().clone();
+    eventually("both reports are embedded and matched", 60, || {
+        let pool = pool.clone();
+        async move {
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let embedded: i64 = sqlx::query_scalar("SELECT count(*) FROM embeddings")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pending == 0 && embedded == 1
+        }
+    })
+    .await;
+    for (key, own) in [(ACME, &ids[0]), (BETA, &ids[1])] {
+        let (status, _, body) = send(
+            &router,
+            from(
+                "192.0.2.1",
+                Some(key),
+                post_multipart(
+                    "/v1/search",
+                    &[
+                        ("photo", "cat.png", "image/png", &cat),
+                        ("status", "", "text/plain", b"any"),
+                    ],
+                ),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let found: Vec<&str> = body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["report"]["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            found,
+            [own.as_str()],
+            "a search sees only its tenant's reports"
+        );
+        let (status, _, body) = send(
+            &router,
+            from(
+                "192.0.2.1",
+                Some(key),
+                get(&format!("/v1/reports/{own}/matches")),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["matches"],
+            serde_json::json!([]),
+            "no match across tenants"
+        );
+        let (_, _, body) = send(
+            &router,
+            from("192.0.2.1", Some(key), get(&format!("/v1/reports/{own}"))),
+        )
+        .await;
+        assert_eq!(body["possible_matches"], serde_json::json!([]), "{body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::AppState;
 use super::error::ApiError;
 use crate::rate_limit::{Allowed, IpNet, RateLimits, RouteClass};
 use crate::tenants::{ApiKeys, Tenant};
@@ -84,15 +85,20 @@ impl Caller {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = std::convert::Infallible;
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .unwrap_or_default())
+    /// The caller `protect` found. Without one (a route it did not see) there is no tenant,
+    /// which is refused when keys are required rather than taken for the open service's caller.
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(caller.clone()),
+            None if app.protection.keys.enabled() => Err(ApiError::unauthenticated(false)),
+            None => Ok(Caller::default()),
+        }
     }
 }
 

@@ -242,7 +242,7 @@ pub async fn photo(
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(bad_id)?;
     let (bytes, mime) = app.reports.photo(id, caller.tenant_id()).await?;
-    Ok(image_response(bytes, mime))
+    Ok(image_response(bytes, mime, &caller))
 }
 
 /// `GET /v1/photos/{id}/thumbnail`: a JPEG, longer side 256 px, made once at upload.
@@ -260,6 +260,7 @@ pub async fn thumbnail(
     Ok(image_response(
         app.reports.thumbnail(id, caller.tenant_id()).await?,
         "image/jpeg",
+        &caller,
     ))
 }
 
@@ -299,23 +300,28 @@ pub struct UsageBody {
         (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn job(
     State(app): State<AppState>,
+    caller: Caller,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<JobRecord>, ApiError> {
     let Path(id) = id.map_err(|_| ApiError::validation("the job id must be an integer"))?;
     app.store
-        .job(id)
+        .job(id, caller.tenant_id())
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("no such job"))
 }
 
-fn image_response(bytes: bytes::Bytes, mime: &'static str) -> Response {
-    // Photos never change under an id (content-addressed), so clients may cache them for long.
+fn image_response(bytes: bytes::Bytes, mime: &'static str, caller: &Caller) -> Response {
+    // Photos never change under an id (content-addressed), so clients may cache them for long;
+    // a tenant's photos only in the client's own cache, never in a shared one that would hand
+    // them out without the key.
+    let cache = if caller.tenant.is_some() {
+        "private, max-age=31536000, immutable"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
     (
-        [
-            (header::CONTENT_TYPE, mime),
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-        ],
+        [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, cache)],
         Body::from(bytes),
     )
         .into_response()

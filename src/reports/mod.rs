@@ -149,6 +149,19 @@ impl ReportService {
         photos: Vec<Bytes>,
         tenant: Option<&str>,
     ) -> Result<Created, ReportError> {
+        // Bytes of photos as uploaded, which is what the quota counts.
+        let charge = tenant.map(|tenant| StorageCharge {
+            tenant: tenant.to_owned(),
+            bytes: photos
+                .iter()
+                .map(|p| i64::try_from(p.len()).unwrap_or(i64::MAX))
+                .sum(),
+        });
+        if let Some(charge) = &charge {
+            // Refuses early, before decoding or writing anything, what clearly does not fit; the
+            // exact check is the reservation in the transaction that records the report.
+            self.check_room(charge).await?;
+        }
         // Check every photo before storing anything.
         let mut checked = Vec::with_capacity(photos.len());
         for (index, bytes) in photos.into_iter().enumerate() {
@@ -181,18 +194,6 @@ impl ReportService {
                 bytes: bytes.len(),
             };
             checked.push((new_photo, bytes, Bytes::from(thumbnail)));
-        }
-        let charge = tenant.map(|tenant| StorageCharge {
-            tenant: tenant.to_owned(),
-            bytes: checked
-                .iter()
-                .map(|(p, _, _)| i64::try_from(p.bytes).unwrap_or(i64::MAX))
-                .sum(),
-        });
-        if let Some(charge) = &charge {
-            // Refuses early, before writing anything, what clearly does not fit; the exact check
-            // is the reservation in the transaction below.
-            self.check_room(charge).await?;
         }
         // Content-addressed: writing a photo that is already stored rewrites the same bytes.
         for (photo, bytes, thumbnail) in &checked {

@@ -36,7 +36,6 @@ pub struct JobRecord {
     pub kind: String,
     /// Its parameters.
     #[schema(value_type = Object)]
-    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     /// queued, running, done or failed.
     pub status: String,
@@ -254,14 +253,29 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// One job.
-    pub async fn job(&self, id: i64) -> Result<Option<JobRecord>, StoreError> {
+    /// One job, if it works for a report of `tenant`.
+    pub async fn job(
+        &self,
+        id: i64,
+        tenant: Option<&str>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        // A job is shown to the tenant of a report it works for: an embedding job to a tenant
+        // with a report holding that photo, a match job to the tenant of that report.
         let row = sqlx::query(
             "SELECT id, kind, payload, status, attempts, max_attempts, run_after, locked_until, locked_by,
                     last_error, created_at, finished_at
-             FROM jobs WHERE id = $1",
+             FROM jobs j WHERE j.id = $1 AND (
+                 (j.kind = 'embed' AND EXISTS (
+                     SELECT 1 FROM photos p JOIN reports r ON r.id = p.report_id
+                     WHERE p.sha256 = decode(j.payload->>'sha256', 'hex')
+                       AND r.tenant_id IS NOT DISTINCT FROM $2))
+                 OR (j.kind = 'match' AND EXISTS (
+                     SELECT 1 FROM reports r
+                     WHERE r.id = (j.payload->>'report_id')::uuid
+                       AND r.tenant_id IS NOT DISTINCT FROM $2)))",
         )
         .bind(id)
+        .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {

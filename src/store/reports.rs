@@ -88,9 +88,6 @@ impl Store {
     ) -> Result<CreatedReport, ReserveError> {
         let id = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
-        if let Some(charge) = charge {
-            super::tenants::reserve_in(&mut tx, &charge.tenant, charge.bytes).await?;
-        }
         sqlx::query(
             "INSERT INTO reports (id, kind, species, title, description, latitude, longitude, contact, owner_token_hash,
                                   tenant_id, charged_bytes)
@@ -157,6 +154,11 @@ impl Store {
         } else {
             jobs::notify(&mut tx).await?;
         }
+        // The reservation comes last, so that the tenant's row (which serialises its uploads) is
+        // locked only for the read-back and the commit.
+        if let Some(charge) = charge {
+            super::tenants::reserve_in(&mut tx, &charge.tenant, charge.bytes).await?;
+        }
         // Read back inside the transaction: once it commits, the answer is in hand, and a read
         // that fails rolls the upload back instead of leaving a stored report whose client got
         // an error (and would upload it again).
@@ -203,10 +205,13 @@ impl Store {
         filter: &ReportFilter,
         model_id: i32,
     ) -> Result<Vec<Report>, StoreError> {
-        let mut q = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {REPORT_COLUMNS} FROM reports WHERE tenant_id IS NOT DISTINCT FROM "
-        ));
-        q.push_bind(filter.tenant.clone());
+        let mut q =
+            QueryBuilder::<Postgres>::new(format!("SELECT {REPORT_COLUMNS} FROM reports WHERE "));
+        // `=` and `IS NULL` (not `IS NOT DISTINCT FROM`) so that the tenant's index serves.
+        match &filter.tenant {
+            Some(tenant) => q.push("tenant_id = ").push_bind(tenant.clone()),
+            None => q.push("tenant_id IS NULL"),
+        };
         if let Some(kind) = filter.kind {
             q.push(" AND kind = ").push_bind(kind.as_str());
         }

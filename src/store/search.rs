@@ -109,8 +109,10 @@ impl Store {
              WHERE e.model_id = ",
         )
         .push_bind(model_id);
-        q.push(" AND r.tenant_id IS NOT DISTINCT FROM ")
-            .push_bind(filter.tenant.clone());
+        match &filter.tenant {
+            Some(tenant) => q.push(" AND r.tenant_id = ").push_bind(tenant.clone()),
+            None => q.push(" AND r.tenant_id IS NULL"),
+        };
         if !filter.kinds.is_empty() {
             let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
             q.push(" AND r.kind = ANY(").push_bind(kinds).push(")");
@@ -249,7 +251,10 @@ impl Store {
         let rows = sqlx::query(
             "SELECT m.matched_report_id, r.kind, r.title, m.score, m.photo_id, m.matched_photo_id
              FROM report_matches m JOIN reports r ON r.id = m.matched_report_id
-             WHERE m.report_id = $1 AND m.model_id = $2 ORDER BY m.score DESC",
+                  JOIN reports own ON own.id = m.report_id
+             WHERE m.report_id = $1 AND m.model_id = $2
+               AND r.tenant_id IS NOT DISTINCT FROM own.tenant_id
+             ORDER BY m.score DESC",
         )
         .bind(report_id)
         .bind(model_id)
