@@ -1,7 +1,7 @@
 //! Request rate limits per client: each route class (uploads, searches, reads) has a quota per
 //! client address and one per API key, enforced with `governor` (GCRA: a burst of N, then one
 //! request every period/N). Keyed state is bounded: idle keys are swept, and a full table turns
-//! new clients away instead of growing.
+//! new clients away (clients it already tracks go on) instead of growing.
 
 use std::fmt;
 use std::hash::Hash;
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 use serde::Serialize;
 
@@ -63,6 +65,11 @@ impl FromStr for RateSpec {
             "d" | "day" => Duration::from_secs(86_400),
             _ => return Err(bad()),
         };
+        if (per / count.get()).is_zero() {
+            return Err(format!(
+                "`{s}` is more than one request a nanosecond: use off"
+            ));
+        }
         Ok(RateSpec::Every { count, per })
     }
 }
@@ -274,12 +281,46 @@ pub struct Limited {
     pub table_full: bool,
 }
 
-type KeyedLimiter<K> =
-    RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+type KeyedLimiter<K> = RateLimiter<K, SharedStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// governor's DashMap store behind an `Arc`, so that the bucket can also ask whether it already
+/// tracks a client (governor's limiter does not say).
+struct SharedStore<K: Hash + Eq + Clone>(Arc<DashMapStateStore<K>>);
+
+impl<K: Hash + Eq + Clone> StateStore for SharedStore<K> {
+    type Key = K;
+
+    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        self.0.measure_and_replace(key, f)
+    }
+}
+
+impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for SharedStore<K> {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.0.retain_recent(drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        ShrinkableKeyedStateStore::shrink_to_fit(&*self.0);
+    }
+
+    fn len(&self) -> usize {
+        ShrinkableKeyedStateStore::len(&*self.0)
+    }
+
+    fn is_empty(&self) -> bool {
+        ShrinkableKeyedStateStore::is_empty(&*self.0)
+    }
+}
 
 /// One quota over many clients.
 struct Bucket<K: Hash + Eq + Clone> {
     limiter: KeyedLimiter<K>,
+    /// The limiter's clients (the same map).
+    clients: Arc<DashMapStateStore<K>>,
     quota: Quota,
     /// When a full table was last swept from a request: a sweep walks the whole table, so
     /// requests may trigger one at most every [`SWEEP_EVERY`], never one each.
@@ -292,8 +333,14 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 impl<K: Hash + Eq + Clone> Bucket<K> {
     fn new(spec: RateSpec) -> Option<Self> {
         let quota = spec.quota()?;
+        let clients = Arc::new(DashMapStateStore::default());
         Some(Bucket {
-            limiter: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(),
+            limiter: KeyedLimiter::new(
+                quota,
+                SharedStore(clients.clone()),
+                DefaultClock::default(),
+            ),
+            clients,
             quota,
             last_inline_sweep: Mutex::new(None),
         })
@@ -301,7 +348,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
 
     /// Takes one request of `key`'s quota.
     fn check(&self, key: &K, max_tracked: usize) -> Result<Allowed, (Duration, bool)> {
-        if self.limiter.len() >= max_tracked {
+        if self.limiter.len() >= max_tracked && !self.clients.contains_key(key) {
             self.sweep_if_due();
             if self.limiter.len() >= max_tracked {
                 return Err((SWEEP_EVERY, true));
@@ -478,7 +525,15 @@ mod tests {
         assert_eq!("10/min".parse::<RateSpec>().unwrap().to_string(), "10/min");
         assert_eq!("50/h".parse::<RateSpec>().unwrap().to_string(), "50/h");
         assert_eq!("off".parse::<RateSpec>().unwrap(), RateSpec::Off);
-        for bad in ["", "10", "0/min", "-1/min", "10/fortnight", "x/s"] {
+        for bad in [
+            "",
+            "10",
+            "0/min",
+            "-1/min",
+            "10/fortnight",
+            "x/s",
+            "4000000000/s",
+        ] {
             assert!(bad.parse::<RateSpec>().is_err(), "{bad} parsed");
         }
     }
@@ -564,6 +619,12 @@ mod tests {
             .check(RouteClass::Upload, IpAddr::from([192, 0, 2, 3]), None)
             .unwrap_err();
         assert!(refused.table_full);
+        // The clients it already tracks go on.
+        assert!(
+            limits
+                .check(RouteClass::Upload, IpAddr::from([192, 0, 2, 1]), None)
+                .is_ok()
+        );
         assert_eq!(limits.snapshot().tracked_clients, 2);
         assert_eq!(limits.snapshot().rejected_table_full_total, 1);
     }

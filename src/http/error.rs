@@ -108,9 +108,7 @@ impl IntoResponse for ApiError {
         let mut body = Map::new();
         body.insert("code".into(), json!(self.code));
         body.insert("message".into(), json!(self.message));
-        let retry_secs = self
-            .retry_after
-            .map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
+        let retry_secs = self.retry_after.map(|d| seconds_up(d).max(1));
         if let Some(secs) = retry_secs {
             body.insert("retry_after_seconds".into(), json!(secs));
         }

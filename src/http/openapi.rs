@@ -1,6 +1,8 @@
 //! The OpenAPI document (`GET /openapi.json`), built by `utoipa` from the handlers' annotations
 //! and the bodies' types, and a self-contained reference page rendered from it (`GET /docs`).
 
+use std::sync::OnceLock;
+
 use axum::Json;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
@@ -222,11 +224,17 @@ pub fn document_value() -> Document {
     doc
 }
 
+/// The document, built once.
+fn cached_document() -> &'static Document {
+    static DOCUMENT: OnceLock<Document> = OnceLock::new();
+    DOCUMENT.get_or_init(document_value)
+}
+
 /// `GET /openapi.json`.
 #[utoipa::path(get, path = "/openapi.json", operation_id = "get_openapi", tag = "operations",
     responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
 pub async fn document() -> impl IntoResponse {
-    Json(document_value())
+    Json(cached_document())
 }
 
 /// `GET /docs`: the API reference as one HTML page (no scripts, nothing fetched from elsewhere).
@@ -235,7 +243,7 @@ pub async fn document() -> impl IntoResponse {
 pub async fn docs() -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Html(render(&document_value())),
+        Html(render(cached_document())),
     )
 }
 
@@ -274,7 +282,7 @@ fn render(doc: &Document) -> String {
                 out.push_str("<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>");
                 for p in params {
                     out.push_str(&format!(
-                        "<tr><td><code>{}</code></td><td>{:?}</td><td>{}</td><td>{}</td></tr>",
+                        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
                         escape(&p.name),
                         plain(&p.parameter_in),
                         matches!(p.required, Required::True),

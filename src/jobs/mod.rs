@@ -172,7 +172,8 @@ impl Workers {
     pub async fn stop(self, grace: Duration) {
         let _ = self.shutdown.send(true);
         self.listener.abort();
-        let deadline = tokio::time::Instant::now() + grace;
+        // The hand-back's time comes out of the grace period, not on top of it.
+        let deadline = tokio::time::Instant::now() + grace.saturating_sub(HAND_BACK_TIME);
         let mut unfinished = Vec::new();
         for (id, mut task) in self.tasks {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
