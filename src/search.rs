@@ -146,6 +146,19 @@ impl Matcher {
             .report_kind(report_id)
             .await?
             .ok_or(SearchError::NotFound)?;
+        self.matches_of_known(report_id, (kind, tenant), kinds, threshold, limit)
+            .await
+    }
+
+    /// [`Matcher::matches`] of a report whose kind and tenant the caller has looked up.
+    async fn matches_of_known(
+        &self,
+        report_id: Uuid,
+        (kind, tenant): (ReportKind, Option<String>),
+        kinds: Option<Vec<ReportKind>>,
+        threshold: Option<f32>,
+        limit: Option<usize>,
+    ) -> Result<Vec<NewMatch>, SearchError> {
         // A report is matched only with reports of its own tenant.
         let filter = SearchFilter {
             kinds: kinds.unwrap_or_else(|| opposite_kinds(kind)),
@@ -236,12 +249,12 @@ impl SearchService {
         threshold: Option<f32>,
         limit: Option<usize>,
     ) -> Result<Vec<NewMatch>, SearchError> {
-        match self.store.report_kind(report_id).await? {
-            Some((_, owner)) if owner.as_deref() == tenant => {}
+        let report = match self.store.report_kind(report_id).await? {
+            Some(report) if report.1.as_deref() == tenant => report,
             _ => return Err(SearchError::NotFound),
-        }
+        };
         self.matcher
-            .matches(report_id, kinds, threshold, limit)
+            .matches_of_known(report_id, report, kinds, threshold, limit)
             .await
     }
 
