@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test setup db-start db-stop lint fmt bench load fuzz clean-cache
+.PHONY: run test setup db-start db-stop lint fmt bench load soak fuzz clean-cache
 
 ## Set up whatever is missing, then run the service on 127.0.0.1:8080.
 run: setup
@@ -35,6 +35,11 @@ bench: setup
 ## Load test of /v1/embeddings (in-process server): make load ARGS="--clients 16 --seconds 20"
 load: setup
 	$(CARGO) bench --locked --bench load -- $(ARGS)
+
+## Soak and bursts on the release binary, over the limits, with abusers: make soak ARGS="--seconds 60"
+## (fails on any reset, any 5xx but 503, or a permit, slot or byte not given back).
+soak: setup
+	$(CARGO) bench --locked --bench soak -- $(ARGS)
 
 ## Schema-driven fuzzing of the API (schemathesis): make fuzz EXAMPLES=200
 fuzz: setup

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use crate::limits::ByteBudget;
 use crate::rate_limit::{ClassRates, IpNet, RateLimitSettings, RateSpec};
 
 /// The local development database started by `scripts/pg.sh`.
@@ -152,6 +153,11 @@ pub struct ServeConfig {
     pub access: AccessConfig,
     #[command(flatten)]
     pub rate_limits: RateLimitConfig,
+    #[command(flatten)]
+    pub edge: EdgeConfig,
+    /// Serve `/metrics` on this address only (for operators), instead of the public listener.
+    #[arg(long = "metrics-listen", env = "LOOKALIKE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "LOOKALIKE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -203,6 +209,7 @@ pub struct StorageConfig {
         long = "storage-url",
         env = "LOOKALIKE_STORAGE_URL"
     )]
+    #[serde(serialize_with = "redact_optional_url")]
     pub url: Option<String>,
 }
 
@@ -285,6 +292,143 @@ pub struct JobsConfig {
         default_value_t = 300_000
     )]
     pub backoff_max_ms: u64,
+    /// Hours a finished (done) job is kept before it is pruned (0: kept forever). Failed jobs
+    /// are kept: reports show their error.
+    #[arg(
+        long = "job-retention-hours",
+        env = "LOOKALIKE_JOB_RETENTION_HOURS",
+        default_value_t = 24
+    )]
+    pub retention_hours: u64,
+}
+
+/// Default memory for request bodies, MiB.
+pub const DEFAULT_BODY_MEMORY_MIB: usize = 96;
+/// Default wait for body memory, milliseconds.
+pub const DEFAULT_BODY_MEMORY_MAX_WAIT_MS: u64 = 3000;
+
+/// The edge: connections and request bodies, before any handler runs. Every wait here has a
+/// deadline and every count a cap, so slow or hostile clients cannot hold the service.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct EdgeConfig {
+    /// Most open client connections; beyond it a new connection gets a short 503 and is closed.
+    #[arg(
+        id = "max_client_connections",
+        long = "max-connections",
+        env = "LOOKALIKE_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers once it sent their first byte.
+    #[arg(
+        long = "header-timeout-secs",
+        env = "LOOKALIKE_HEADER_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub header_timeout_secs: u64,
+    /// Seconds a kept-alive connection may stay idle between requests.
+    #[arg(
+        long = "keep-alive-secs",
+        env = "LOOKALIKE_KEEP_ALIVE_SECS",
+        default_value_t = 30
+    )]
+    pub keep_alive_secs: u64,
+    /// Seconds a whole request body may take to arrive (408 `body_timeout` beyond).
+    #[arg(
+        long = "body-timeout-secs",
+        env = "LOOKALIKE_BODY_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub body_timeout_secs: u64,
+    /// Seconds a request body may pause between two chunks (408 `body_timeout` beyond).
+    #[arg(
+        long = "body-idle-timeout-secs",
+        env = "LOOKALIKE_BODY_IDLE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub body_idle_timeout_secs: u64,
+    /// Memory for request bodies read at once, in MiB: a request reserves its size before its
+    /// body is read, and waits (bounded) or gets 503 when the budget is spent.
+    #[arg(
+        long = "body-memory-mib",
+        env = "LOOKALIKE_BODY_MEMORY_MIB",
+        default_value_t = DEFAULT_BODY_MEMORY_MIB
+    )]
+    pub body_memory_mib: usize,
+    /// Milliseconds a request waits for body memory before 503 + Retry-After.
+    #[arg(
+        long = "body-memory-max-wait-ms",
+        env = "LOOKALIKE_BODY_MEMORY_MAX_WAIT_MS",
+        default_value_t = DEFAULT_BODY_MEMORY_MAX_WAIT_MS
+    )]
+    pub body_memory_max_wait_ms: u64,
+    /// Seconds an answer sent before the body was read keeps reading (and discarding) the rest,
+    /// so that the client, still writing, gets the answer instead of a connection reset.
+    #[arg(
+        long = "linger-secs",
+        env = "LOOKALIKE_LINGER_SECS",
+        default_value_t = 5
+    )]
+    pub linger_secs: u64,
+    /// Most bytes discarded that way per connection, in MiB.
+    #[arg(
+        long = "linger-max-mib",
+        env = "LOOKALIKE_LINGER_MAX_MIB",
+        default_value_t = 128
+    )]
+    pub linger_max_mib: usize,
+}
+
+impl Default for EdgeConfig {
+    /// The command line's defaults (and `LOOKALIKE_*` variables where set).
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            edge: EdgeConfig,
+        }
+        Defaults::parse_from(["lookalike"]).edge
+    }
+}
+
+impl EdgeConfig {
+    /// Seconds as a duration; zero is clamped to one second, so that every deadline exists.
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s.max(1))
+    }
+
+    /// The header deadline.
+    pub fn header_timeout(&self) -> Duration {
+        Self::secs(self.header_timeout_secs)
+    }
+
+    /// The keep-alive idle deadline.
+    pub fn keep_alive(&self) -> Duration {
+        Self::secs(self.keep_alive_secs)
+    }
+
+    /// The whole-body deadline.
+    pub fn body_timeout(&self) -> Duration {
+        Self::secs(self.body_timeout_secs)
+    }
+
+    /// The between-chunks deadline.
+    pub fn body_idle_timeout(&self) -> Duration {
+        Self::secs(self.body_idle_timeout_secs)
+    }
+
+    /// How long a closing connection drains.
+    pub fn linger(&self) -> Duration {
+        Self::secs(self.linger_secs)
+    }
+
+    /// The memory budget for request bodies.
+    pub fn body_budget(&self) -> ByteBudget {
+        ByteBudget::new(
+            self.body_memory_mib << 20,
+            Duration::from_millis(self.body_memory_max_wait_ms),
+        )
+    }
 }
 
 /// `lookalike embed FILE...`.
@@ -613,27 +757,100 @@ pub fn available_cores() -> usize {
 }
 
 fn redact_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&redact_password(url))
+    s.serialize_str(&redact_secrets(url))
 }
 
-/// Replaces the password of a URL (`scheme://user:password@host`) with `***`.
-pub fn redact_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &rest[..colon],
-            &rest[at..]
-        ),
-        None => url.to_owned(),
+fn redact_optional_url<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_str(&redact_secrets(url)),
+        None => s.serialize_none(),
     }
+}
+
+/// Parameter names whose values are secrets, in a URL's query or a `key=value` connection string.
+const SECRET_NAMES: [&str; 10] = [
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "sslpassword",
+    "secret",
+    "token",
+    "access_key",
+    "secret_key",
+    "signature",
+];
+
+/// A connection string with its secrets replaced by `***`, whatever its form: the password of
+/// `scheme://user:password@host`, secret query parameters (`?password=...`, `&sslpassword=...`),
+/// and secret `key=value` pairs of a libpq-style string (`host=h password=p`).
+pub fn redact_secrets(text: &str) -> String {
+    let is_secret = |name: &str| {
+        let name = name.trim().to_ascii_lowercase();
+        SECRET_NAMES
+            .iter()
+            .any(|s| name == *s || name.ends_with(&format!("_{s}")))
+    };
+    let Some(scheme_end) = text.find("://") else {
+        // libpq keyword/value form: `key=value` pairs separated by spaces (values may be quoted).
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(eq) = rest.find('=') {
+            let (name, after) = (&rest[..eq], &rest[eq + 1..]);
+            out.push_str(name);
+            out.push('=');
+            let end = if let Some(quoted) = after.strip_prefix('\'') {
+                quoted.find('\'').map_or(after.len(), |i| i + 2)
+            } else {
+                after.find(char::is_whitespace).unwrap_or(after.len())
+            };
+            let key = name.rsplit(char::is_whitespace).next().unwrap_or(name);
+            out.push_str(if is_secret(key) { "***" } else { &after[..end] });
+            rest = &after[end..];
+        }
+        out.push_str(rest);
+        return out;
+    };
+    let (head, rest) = text.split_at(scheme_end + 3);
+    let (rest, fragment) = rest
+        .split_once('#')
+        .map_or((rest, None), |(r, f)| (r, Some(f)));
+    let (authority_path, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(r, q)| (r, Some(q)));
+    let mut out = head.to_owned();
+    // The userinfo ends at the last '@' before the path.
+    let path_start = authority_path.find('/').unwrap_or(authority_path.len());
+    match authority_path[..path_start].rfind('@') {
+        Some(at) => {
+            let userinfo = &authority_path[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => out.push_str(&format!("{user}:***")),
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&authority_path[at..]);
+        }
+        None => out.push_str(authority_path),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if is_secret(name) => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -641,13 +858,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_only_the_password() {
-        assert_eq!(
-            redact_password("postgres://u:secret@h:5/db"),
-            "postgres://u:***@h:5/db"
-        );
-        assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_password("not a url"), "not a url");
+    fn redacts_secrets_in_every_form_and_nothing_else() {
+        for (given, logged) in [
+            ("postgres://u:secret@h:5/db", "postgres://u:***@h:5/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://u@h/db?password=secret&sslmode=disable",
+                "postgres://u@h/db?password=***&sslmode=disable",
+            ),
+            (
+                "postgres://h/db?user=u&PassWord=secret&sslpassword=x",
+                "postgres://h/db?user=u&PassWord=***&sslpassword=***",
+            ),
+            // An '@' in the password does not leak its tail.
+            ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+            (
+                "host=h user=u password=secret dbname=d",
+                "host=h user=u password=*** dbname=d",
+            ),
+            (
+                "host=h password='se cret' dbname=d",
+                "host=h password=*** dbname=d",
+            ),
+            (
+                "s3://bucket/prefix?aws_secret_access_key=k&region=x",
+                "s3://bucket/prefix?aws_secret_access_key=***&region=x",
+            ),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_secrets(given), logged, "{given}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Bounded concurrency for CPU work outside the gate (decoding; later uploads): at most `permits`
-//! at once, at most `max_waiters` waiting, each for at most `max_wait`.
+//! Bounded concurrency for work outside the gate (decoding, uploads): at most `permits` at once,
+//! at most `max_waiters` waiting, each for at most `max_wait`; and the byte budget for request
+//! bodies held in memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -135,6 +136,90 @@ impl ConcurrencyLimit {
     }
 }
 
+/// Memory for request bodies: a request reserves its body's size before reading it and gives it
+/// back when its answer is sent, so the bytes held for bodies never exceed the budget, however
+/// many clients send at once. Counted in KiB (a tokio semaphore counts up to `u32` per request).
+#[derive(Debug)]
+pub struct ByteBudget {
+    semaphore: Arc<Semaphore>,
+    total_kib: u32,
+    max_wait: Duration,
+    waiting: AtomicUsize,
+    rejected: AtomicU64,
+}
+
+/// Bytes reserved from a [`ByteBudget`]; returned when dropped.
+#[derive(Debug)]
+pub struct BytesReserved {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The state of a byte budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetSnapshot {
+    /// The budget, bytes.
+    pub total_bytes: u64,
+    /// Reserved now, bytes.
+    pub reserved_bytes: u64,
+    /// Requests waiting for room.
+    pub waiting: usize,
+    /// Requests turned away since start.
+    pub rejected_total: u64,
+}
+
+impl ByteBudget {
+    /// A budget of `total_bytes` (at least 1 MiB); a reservation waits at most `max_wait`.
+    pub fn new(total_bytes: usize, max_wait: Duration) -> Self {
+        let total_kib = u32::try_from((total_bytes / 1024).max(1024)).unwrap_or(u32::MAX >> 4);
+        ByteBudget {
+            semaphore: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+            max_wait,
+            waiting: AtomicUsize::new(0),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    /// Reserves `bytes` (a request larger than the whole budget takes all of it), waiting at most
+    /// the budget's `max_wait` for others to finish.
+    pub async fn reserve(&self, bytes: u64) -> Result<BytesReserved, LimitError> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib);
+        if let Ok(permit) = self.semaphore.clone().try_acquire_many_owned(kib) {
+            return Ok(BytesReserved { _permit: permit });
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _leave = DecrementOnDrop(&self.waiting);
+        let acquire = self.semaphore.clone().acquire_many_owned(kib);
+        match tokio::time::timeout(self.max_wait, acquire).await {
+            Ok(Ok(permit)) => Ok(BytesReserved { _permit: permit }),
+            Ok(Err(_)) | Err(_) => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(LimitError::Timeout {
+                    name: "body memory",
+                    waited: self.max_wait,
+                    retry_after: Duration::from_secs(1),
+                })
+            }
+        }
+    }
+
+    /// The current state.
+    pub fn snapshot(&self) -> BudgetSnapshot {
+        let free = self
+            .semaphore
+            .available_permits()
+            .min(self.total_kib as usize) as u64;
+        BudgetSnapshot {
+            total_bytes: u64::from(self.total_kib) * 1024,
+            reserved_bytes: (u64::from(self.total_kib) - free) * 1024,
+            waiting: self.waiting.load(Ordering::Relaxed),
+            rejected_total: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+}
+
 struct DecrementOnDrop<'a>(&'a AtomicUsize);
 
 impl Drop for DecrementOnDrop<'_> {
@@ -173,5 +258,32 @@ mod tests {
         assert!(limit.acquire().await.is_ok());
         assert_eq!(limit.snapshot().rejected_total, 2);
         assert_eq!(limit.snapshot().waiting, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_holds_bytes_until_they_are_given_back() {
+        let budget = Arc::new(ByteBudget::new(4 << 20, Duration::from_millis(100)));
+        let first = budget.reserve(3 << 20).await.unwrap();
+        assert_eq!(budget.snapshot().reserved_bytes, 3 << 20);
+        // 2 MiB more do not fit: the wait ends at max_wait.
+        assert!(matches!(
+            budget.reserve(2 << 20).await,
+            Err(LimitError::Timeout { .. })
+        ));
+        // They fit as soon as the first reservation is dropped while waiting.
+        let waiter = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.reserve(2 << 20).await.map(drop) })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(budget.snapshot().waiting, 1);
+        drop(first);
+        assert!(waiter.await.unwrap().is_ok());
+        // More than the whole budget takes all of it rather than never fitting.
+        let all = budget.reserve(1 << 40).await.unwrap();
+        assert_eq!(budget.snapshot().reserved_bytes, 4 << 20);
+        drop(all);
+        assert_eq!(budget.snapshot().reserved_bytes, 0);
+        assert_eq!(budget.snapshot().rejected_total, 1);
     }
 }

@@ -22,6 +22,10 @@ use lookalike::store::SearchFilter;
 use lookalike::store::Store;
 use lookalike::{service, telemetry};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.log);

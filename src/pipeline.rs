@@ -8,7 +8,7 @@ use futures_util::future::try_join_all;
 
 use crate::config::ImagingConfig;
 use crate::imaging::{self, DecodeLimits, ImagingError, PhotoFormat};
-use crate::inference::{Embedding, Gate, GateError, Priority};
+use crate::inference::{Embedding, Gate, GateError, Priority, Ticket};
 use crate::limits::{ConcurrencyLimit, LimitError};
 
 /// Why a photo got no embedding.
@@ -83,10 +83,11 @@ impl Pipeline {
         self.limits
     }
 
-    /// Refuses at once (503) when the gate has no room at `priority`: lets a handler shed load before
-    /// it reads a large body. A hint only; `embed` admits for real.
-    pub fn check_capacity(&self, priority: Priority) -> Result<(), PipelineError> {
-        Ok(self.gate.check_room(priority)?)
+    /// Takes a place in the gate at `priority`, or refuses at once (503) when its waiters are
+    /// full: a handler admits before it reads a request body, so an overloaded service reads no
+    /// bodies it would turn away.
+    pub fn admit(&self, priority: Priority) -> Result<Ticket, PipelineError> {
+        Ok(self.gate.admit(priority)?)
     }
 
     /// Decodes and embeds one photo at `priority`.
@@ -96,7 +97,16 @@ impl Pipeline {
         priority: Priority,
     ) -> Result<EmbeddedPhoto, PipelineError> {
         // Admission first: an overloaded gate refuses before any CPU goes into decoding.
-        let ticket = self.gate.admit(priority)?;
+        let ticket = self.admit(priority)?;
+        self.embed_admitted(ticket, bytes).await
+    }
+
+    /// Decodes and embeds one photo with the place `ticket` holds in the gate.
+    pub async fn embed_admitted(
+        &self,
+        ticket: Ticket,
+        bytes: impl AsRef<[u8]> + Send + 'static,
+    ) -> Result<EmbeddedPhoto, PipelineError> {
         let pre = self.gate.embedder().preprocessing();
         let limits = self.limits;
         let prepared = self
@@ -118,15 +128,27 @@ impl Pipeline {
         })
     }
 
-    /// Embeds several photos concurrently (they share model runs when batching is on); fails if any fails.
-    pub async fn embed_all<B>(
+    /// Embeds several photos concurrently (they share model runs when batching is on), the first
+    /// with the place `first` holds, the others with places taken now; fails if any fails.
+    pub async fn embed_all_admitted<B>(
         &self,
+        first: Ticket,
         photos: Vec<B>,
-        priority: Priority,
     ) -> Result<Vec<EmbeddedPhoto>, PipelineError>
     where
         B: AsRef<[u8]> + Send + 'static,
     {
-        try_join_all(photos.into_iter().map(|bytes| self.embed(bytes, priority))).await
+        let priority = first.priority();
+        let mut tickets = vec![first];
+        for _ in 1..photos.len() {
+            tickets.push(self.admit(priority)?);
+        }
+        try_join_all(
+            photos
+                .into_iter()
+                .zip(tickets)
+                .map(|(bytes, ticket)| self.embed_admitted(ticket, bytes)),
+        )
+        .await
     }
 }

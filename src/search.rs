@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use crate::inference::Priority;
+use crate::inference::Ticket;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::reports::{Report, ReportKind, ReportStatus};
 use crate::store::{NewMatch, SearchFilter, SearchMode, Store, StoreError};
@@ -258,14 +258,16 @@ impl SearchService {
             .await
     }
 
-    /// Embeds the query photo at interactive priority and returns the `k` nearest reports.
+    /// Embeds the query photo with the gate place `ticket` holds (taken before the photo was
+    /// read) and returns the `k` nearest reports.
     pub async fn search(
         &self,
+        ticket: Ticket,
         photo: bytes::Bytes,
         filter: &SearchFilter,
         k: usize,
     ) -> Result<Vec<SearchResult>, SearchError> {
-        let query = self.pipeline.embed(photo, Priority::Interactive).await?;
+        let query = self.pipeline.embed_admitted(ticket, photo).await?;
         let hits = self
             .matcher
             .nearest_reports(&query.embedding, filter, k, None)

@@ -7,13 +7,15 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    AccessConfig, DatabaseConfig, GateConfig, ImagingConfig, ModelConfig, RateLimitConfig,
-    SearchConfig, ServeConfig, StorageConfig, UploadConfig,
+    AccessConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, DatabaseConfig,
+    GateConfig, ImagingConfig, ModelConfig, RateLimitConfig, SearchConfig, ServeConfig,
+    StorageConfig, UploadConfig,
 };
+use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoLimits, Protection};
 use crate::inference::{Embedder, Gate, GateSettings};
 use crate::jobs::{JobContext, JobSettings, Workers};
-use crate::limits::ConcurrencyLimit;
+use crate::limits::{ByteBudget, ConcurrencyLimit};
 use crate::pipeline::Pipeline;
 use crate::rate_limit::RateLimits;
 use crate::reports::{ReportService, ReportSettings};
@@ -109,6 +111,12 @@ pub fn app_state(
         started: Instant::now(),
         http_metrics: Arc::default(),
         protection: Arc::new(Protection::open()),
+        body_budget: Arc::new(ByteBudget::new(
+            DEFAULT_BODY_MEMORY_MIB << 20,
+            Duration::from_millis(DEFAULT_BODY_MEMORY_MAX_WAIT_MS),
+        )),
+        connections: Arc::default(),
+        job_counts: Arc::default(),
     }
 }
 
@@ -213,17 +221,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.jobs.max_attempts,
     );
     state.protection = Arc::new(protection(&config.access, &config.rate_limits, &store).await?);
-    let sweeper = {
-        // Idle clients are forgotten every minute, so the rate limiters' tables stay small.
-        let protection = state.protection.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                every.tick().await;
-                protection.limits.sweep();
-            }
-        })
-    };
+    state.body_budget = Arc::new(config.edge.body_budget());
+    let chores = tokio::spawn(chores(
+        state.protection.clone(),
+        store.clone(),
+        Duration::from_secs(config.jobs.retention_hours.saturating_mul(3600)),
+    ));
     let workers = start_workers(
         &mut state,
         storage,
@@ -233,22 +236,45 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(address = %config.listen, workers = config.jobs.workers, "listening");
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding {address} for /metrics"))?,
+        ),
+        None => None,
+    };
+    tracing::info!(address = %config.listen, metrics = ?config.metrics_listen, workers = config.jobs.workers, "listening");
 
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let mut stop_rx = stop_rx;
-        let _ = stop_rx.wait_for(|stop| *stop).await;
+    let settings = ServerSettings::from_config(&config.edge);
+    let metrics_server = metrics_listener.map(|listener| {
+        // Operators' scrapes: a few connections, the same deadlines.
+        let settings = ServerSettings {
+            max_connections: 16,
+            ..settings.clone()
+        };
+        tokio::spawn(server::serve(
+            listener,
+            http::metrics_router(state.clone()),
+            settings,
+            Arc::default(),
+            stop_rx.clone(),
+        ))
     });
-    let mut server = std::pin::pin!(server.into_future());
+    let router = http::routes(state.clone(), config.metrics_listen.is_none());
+    let server = server::serve(
+        listener,
+        router,
+        settings,
+        state.connections.clone(),
+        stop_rx,
+    );
+    let mut server = std::pin::pin!(server);
     let mut workers = workers;
-    let (served, deadline) = tokio::select! {
-        result = &mut server => (
-            result.map_err(anyhow::Error::from),
-            tokio::time::Instant::now() + grace,
-        ),
+    let deadline = tokio::select! {
+        () = &mut server => tokio::time::Instant::now() + grace,
         () = shutdown_signal() => {
             // One grace period for everything: the workers stop claiming at once and finish
             // their jobs while the in-flight requests drain.
@@ -266,10 +292,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 }
             };
             tokio::join!(drain, stop_workers);
-            (Ok(()), deadline)
+            deadline
         }
     };
-    sweeper.abort();
+    chores.abort();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     if let Some(workers) = workers {
         workers.stop(grace).await;
     }
@@ -281,7 +310,32 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!("grace period over; closing the remaining database connections");
     }
     tracing::info!("stopped");
-    served
+    Ok(())
+}
+
+/// Housekeeping every minute: idle clients leave the rate limiters' tables, and done jobs older
+/// than `retention` leave the database (none when it is zero), a bounded batch at a time.
+async fn chores(protection: Arc<Protection>, store: Store, retention: Duration) {
+    const PRUNE_BATCH: i64 = 10_000;
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        protection.limits.sweep();
+        if retention.is_zero() {
+            continue;
+        }
+        loop {
+            match store.prune_done_jobs(retention, PRUNE_BATCH).await {
+                Ok(n) if n == PRUNE_BATCH as u64 => continue,
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(jobs = n, "pruned done jobs"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning done jobs failed; trying again in a minute")
+                }
+            }
+            break;
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -107,13 +107,23 @@ pub async fn start_server(
         .expect("bind loopback");
     let addr = listener.local_addr().expect("address").to_string();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The service's own connection loop, with its default deadlines and caps.
+    let (stop_serving, serving) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let _ = axum::serve(listener, lookalike::http::router(served))
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
+        let _ = stop_rx.await;
+        let _ = stop_serving.send(true);
     });
+    let settings = lookalike::http::server::ServerSettings::from_config(
+        &lookalike::config::EdgeConfig::default(),
+    );
+    let stats = served.connections.clone();
+    tokio::spawn(lookalike::http::server::serve(
+        listener,
+        lookalike::http::router(served),
+        settings,
+        stats,
+        serving,
+    ));
     (addr, stop_tx, state)
 }
 

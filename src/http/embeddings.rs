@@ -6,6 +6,7 @@ use axum::extract::multipart::{Multipart, MultipartRejection};
 use serde::Serialize;
 
 use super::AppState;
+use super::body::BodySize;
 use super::error::ApiError;
 use super::multipart::read_photos;
 use crate::imaging::PhotoFormat;
@@ -46,14 +47,14 @@ struct PhotoEmbedding {
         (status = 503, description = "The model is saturated (`overloaded`, with `reason`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
 pub async fn create(
     State(app): State<AppState>,
+    size: BodySize,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<EmbeddingsResponse>, ApiError> {
-    app.pipeline.check_capacity(Priority::Interactive)?;
+    // A place in the gate, then memory for the body, and only then the body.
+    let ticket = app.pipeline.admit(Priority::Interactive)?;
+    let _memory = app.body_budget.reserve(size.to_reserve()).await?;
     let photos = read_photos(multipart?, "photos", app.photo_limits).await?;
-    let embedded = app
-        .pipeline
-        .embed_all(photos, Priority::Interactive)
-        .await?;
+    let embedded = app.pipeline.embed_all_admitted(ticket, photos).await?;
     let manifest = app.pipeline.gate().embedder().manifest();
     Ok(Json(EmbeddingsResponse {
         model: ModelRef {

@@ -18,7 +18,11 @@ use crate::reports::{ReportError, ValidationError};
 use crate::storage::StorageError;
 use crate::store::{ReserveError, StoreError};
 
+use super::body::BodyTimeout;
 use super::protect::seconds_up;
+
+/// The cause behind an error: logged with the request id for server errors, never sent.
+type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// An error response.
 #[derive(Debug)]
@@ -28,7 +32,9 @@ pub struct ApiError {
     message: String,
     retry_after: Option<Duration>,
     details: Map<String, Value>,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Extra headers (a boxed slice: results carrying an `ApiError` stay small).
+    headers: Box<[(HeaderName, HeaderValue)]>,
+    cause: Option<Cause>,
 }
 
 impl ApiError {
@@ -40,8 +46,25 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             details: Map::new(),
-            headers: Vec::new(),
+            headers: Box::new([]),
+            cause: None,
         }
+    }
+
+    /// Keeps `cause` for the log (server errors log it under the request id); the client sees
+    /// only the stable message.
+    pub fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    /// 408 `body_timeout`: the request body stalled or took too long.
+    pub fn body_timeout(timeout: &BodyTimeout) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            timeout.to_string(),
+        )
     }
 
     /// Adds a field to the body.
@@ -122,11 +145,31 @@ impl IntoResponse for ApiError {
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }
-        if self.status.is_server_error() {
+        if let Some(cause) = &self.cause {
+            if self.status.is_server_error() {
+                tracing::error!(status = %self.status, code = self.code, message = %self.message, cause = %cause_chain(cause.as_ref()), "request failed");
+            }
+        } else if self.status.is_server_error() {
             tracing::warn!(status = %self.status, code = self.code, message = %self.message, "request failed");
         }
         response
     }
+}
+
+/// An error and its sources, outermost first: `a: b: c`.
+fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        let text = e.to_string();
+        // Wrappers often repeat their source's text; say each thing once.
+        if !chain.ends_with(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
+        next = e.source();
+    }
+    chain
 }
 
 impl From<ImagingError> for ApiError {
@@ -178,8 +221,9 @@ impl From<GateError> for ApiError {
             GateError::Run(_) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "inference_failed",
-                format!("the model failed: {e}"),
-            ),
+                "the model failed on this request",
+            )
+            .caused_by(e),
         }
     }
 }
@@ -216,14 +260,16 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                e.to_string(),
+                "the database is unavailable; retry shortly",
             )
-            .retry_after(Duration::from_secs(2)),
+            .retry_after(Duration::from_secs(2))
+            .caused_by(e),
             _ => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "internal database error",
-            ),
+            )
+            .caused_by(e),
         }
     }
 }
@@ -240,7 +286,9 @@ impl From<MultipartRejection> for ApiError {
 
 impl From<MultipartError> for ApiError {
     fn from(e: MultipartError) -> Self {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(timeout) = BodyTimeout::find(&e) {
+            ApiError::body_timeout(timeout)
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(format!("the request body is too large: {}", e.body_text()))
         } else {
             ApiError::new(
@@ -267,7 +315,8 @@ impl From<StorageError> for ApiError {
                 "unavailable",
                 "the photo store is unavailable",
             )
-            .retry_after(Duration::from_secs(2)),
+            .retry_after(Duration::from_secs(2))
+            .caused_by(e),
         }
     }
 }
@@ -332,18 +381,20 @@ impl From<Limited> for ApiError {
             .with("class", l.class.as_str())
             .with("scope", json!(l.scope))
             .retry_after(l.retry_after);
-        error.headers.push((
-            HeaderName::from_static("ratelimit-limit"),
-            HeaderValue::from(l.limit),
-        ));
-        error.headers.push((
-            HeaderName::from_static("ratelimit-remaining"),
-            HeaderValue::from(0u32),
-        ));
-        error.headers.push((
-            HeaderName::from_static("ratelimit-reset"),
-            HeaderValue::from(seconds_up(l.retry_after).max(1)),
-        ));
+        error.headers = Box::new([
+            (
+                HeaderName::from_static("ratelimit-limit"),
+                HeaderValue::from(l.limit),
+            ),
+            (
+                HeaderName::from_static("ratelimit-remaining"),
+                HeaderValue::from(0u32),
+            ),
+            (
+                HeaderName::from_static("ratelimit-reset"),
+                HeaderValue::from(seconds_up(l.retry_after).max(1)),
+            ),
+        ]);
         error
     }
 }

@@ -1,5 +1,8 @@
 //! Liveness, readiness and status.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,12 +11,51 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
+use super::server::ConnectionSnapshot;
 use crate::inference::GateSnapshot;
 use crate::jobs::{JobStatsSnapshot, snapshot};
+use crate::limits::BudgetSnapshot;
 use crate::limits::LimitSnapshot;
 use crate::rate_limit::{RateLimitSnapshot, RouteClass};
-use crate::store::JobCounts;
+use crate::store::{JobCounts, Store};
 use crate::telemetry::prometheus::Exposition;
+
+/// How long job counts are reused before the database is asked again.
+const JOB_COUNTS_TTL: Duration = Duration::from_secs(1);
+
+/// Job counts across all processes, read from the database at most once a second and by one
+/// request at a time, however many scrapes and status calls arrive: they cannot tie up the pool.
+#[derive(Debug, Default)]
+pub struct JobCountsCache {
+    /// The last answer and when it was read (`None` inside: the database did not answer).
+    last: Mutex<Option<(Instant, Option<JobCounts>)>>,
+    /// Held while one request reads fresh counts.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl JobCountsCache {
+    /// Counts at most a second old; while another request reads them, the previous ones.
+    pub async fn get(&self, store: &Store) -> Option<JobCounts> {
+        if let Some(fresh) = self.cached(true) {
+            return fresh;
+        }
+        let Ok(_refreshing) = self.refreshing.try_lock() else {
+            return self.cached(false).flatten();
+        };
+        let counts = store.job_counts().await.ok();
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), counts.clone()));
+        counts
+    }
+
+    /// The cached answer (only when younger than the TTL, if `fresh_only`).
+    fn cached(&self, fresh_only: bool) -> Option<Option<JobCounts>> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| !fresh_only || at.elapsed() < JOB_COUNTS_TTL)
+            .map(|(_, counts)| counts.clone())
+    }
+}
 
 /// `GET /healthz`: the process is alive.
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
@@ -33,12 +75,16 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<serde_json::Valu
             "status": "ready",
             "checks": { "database": "ok", "model": format!("{} {}", model.name, model.version) },
         }))),
-        Err(e) => Err(
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()).with(
-                "checks",
-                json!({ "database": e.to_string(), "model": "ok" }),
-            ),
-        ),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database is unavailable",
+        )
+        .with(
+            "checks",
+            json!({ "database": "unavailable", "model": "ok" }),
+        )
+        .caused_by(e)),
     }
 }
 
@@ -51,6 +97,10 @@ pub struct Status {
     gate: GateSnapshot,
     decode: LimitSnapshot,
     uploads: LimitSnapshot,
+    /// Memory reserved for request bodies being read.
+    body_memory: BudgetSnapshot,
+    /// Client connections.
+    connections: ConnectionSnapshot,
     jobs: JobsStatus,
     database: DatabaseStatus,
     protection: ProtectionStatus,
@@ -110,8 +160,10 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
         gate: app.pipeline.gate().snapshot(),
         decode: app.pipeline.decode_limit().snapshot(),
         uploads: app.reports.upload_limit().snapshot(),
+        body_memory: app.body_budget.snapshot(),
+        connections: app.connections.snapshot(),
         jobs: JobsStatus {
-            queue: app.store.job_counts().await.ok(),
+            queue: app.job_counts.get(&app.store).await,
             workers: app
                 .job_stats
                 .as_ref()
@@ -287,26 +339,19 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
             limit.rejected_total as f64,
         );
     }
-    if let Ok(queue) = app.store.job_counts().await {
+    if let Some(queue) = app.job_counts.get(&app.store).await {
         out.help(
             "lookalike_jobs",
             "gauge",
-            "Jobs in the queue, by state (all processes).",
+            "Unfinished and failed jobs, by state (all processes; done jobs are pruned).",
         );
         for (state, n) in [
             ("queued", queue.queued),
             ("running", queue.running),
-            ("done", queue.done),
             ("failed", queue.failed),
         ] {
             out.sample("lookalike_jobs", &[("state", state)], n as f64);
         }
-        out.single(
-            "lookalike_jobs_enqueued_total",
-            "counter",
-            "Jobs ever enqueued (all processes; finished jobs are kept).",
-            (queue.queued + queue.running + queue.done + queue.failed) as f64,
-        );
         out.single(
             "lookalike_jobs_oldest_queued_age_seconds",
             "gauge",
@@ -340,6 +385,32 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
             );
         }
     }
+    app.connections.snapshot().render(&mut out);
+    let budget = app.body_budget.snapshot();
+    out.single(
+        "lookalike_body_memory_bytes",
+        "gauge",
+        "Memory for request bodies in all.",
+        budget.total_bytes as f64,
+    );
+    out.single(
+        "lookalike_body_memory_reserved_bytes",
+        "gauge",
+        "Memory reserved now for request bodies being read.",
+        budget.reserved_bytes as f64,
+    );
+    out.single(
+        "lookalike_body_memory_waiting",
+        "gauge",
+        "Requests waiting for body memory.",
+        budget.waiting as f64,
+    );
+    out.single(
+        "lookalike_body_memory_rejections_total",
+        "counter",
+        "Requests refused (503) for want of body memory.",
+        budget.rejected_total as f64,
+    );
     let (connections, idle) = app.store.pool_usage();
     out.single(
         "lookalike_db_connections",

@@ -34,7 +34,9 @@ pub async fn observe(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    // At error level, so that whatever the log filter, the lines of a failed request carry
+    // its id (a span below the filter is never created, and its fields would be lost).
+    let span = tracing::error_span!("request", request_id = %id, %method, %route);
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();

@@ -1,4 +1,6 @@
-//! Reading multipart bodies: photos with a size limit each and a count limit, and short text fields.
+//! Reading multipart bodies: photos with a size limit each and a count limit, and short text
+//! fields from a fixed list. Whatever breaks a limit is refused at the part that breaks it, while
+//! the body streams in, not after it has been read.
 
 use std::collections::HashMap;
 
@@ -16,8 +18,8 @@ pub struct PhotoLimits {
     pub max_count: usize,
 }
 
-/// Longest text field, bytes.
-const MAX_TEXT_FIELD: usize = 16 * 1024;
+/// Longest text field, bytes (a 5,000-character description in any script fits).
+const MAX_TEXT_FIELD: usize = 24 * 1024;
 
 /// A multipart form: text fields and photos.
 #[derive(Debug, Default)]
@@ -29,13 +31,13 @@ pub struct Form {
 }
 
 /// Reads every part: those named `photo_field` as photos (1..=max_count, each ≤ max_bytes), the
-/// others as text fields when `text_fields` allows them. A misspelt field name is an error, not a
-/// silently ignored photo.
+/// others as text fields named in `text_fields`, each at most once. A misspelt field name is an
+/// error, not a silently ignored photo.
 pub async fn read_form(
     mut multipart: Multipart,
     photo_field: &str,
     limits: PhotoLimits,
-    text_fields: bool,
+    text_fields: &[&str],
 ) -> Result<Form, ApiError> {
     let mut form = Form::default();
     while let Some(mut part) = multipart.next_field().await? {
@@ -48,9 +50,13 @@ pub async fn read_form(
                 ))
                 .with("max_photos", limits.max_count));
             }
-            let mut data = Vec::new();
+            // Chunks are kept as they come and joined once at the end: a growing vector would
+            // reallocate (and hold up to twice the photo) on the way.
+            let mut chunks = Vec::new();
+            let mut size = 0;
             while let Some(chunk) = part.chunk().await? {
-                if data.len() + chunk.len() > limits.max_bytes {
+                size += chunk.len();
+                if size > limits.max_bytes {
                     return Err(ApiError::too_large(format!(
                         "photo {} is larger than {} bytes",
                         form.photos.len() + 1,
@@ -58,10 +64,10 @@ pub async fn read_form(
                     ))
                     .with("max_photo_bytes", limits.max_bytes));
                 }
-                data.extend_from_slice(&chunk);
+                chunks.push(chunk);
             }
-            form.photos.push(Bytes::from(data));
-        } else if text_fields && !name.is_empty() {
+            form.photos.push(join(chunks, size));
+        } else if text_fields.contains(&name.as_str()) {
             let mut data = Vec::new();
             while let Some(chunk) = part.chunk().await? {
                 if data.len() + chunk.len() > MAX_TEXT_FIELD {
@@ -83,10 +89,18 @@ pub async fn read_form(
                 );
             }
         } else {
-            return Err(ApiError::validation(format!(
-                "unexpected field `{name}`: send photos in the field `{photo_field}`"
-            ))
-            .with("field", name));
+            let expected = if text_fields.is_empty() {
+                format!("send photos in the field `{photo_field}`")
+            } else {
+                format!(
+                    "send photos in the field `{photo_field}`, and only the fields {}",
+                    text_fields.join(", ")
+                )
+            };
+            return Err(
+                ApiError::validation(format!("unexpected field `{name}`: {expected}"))
+                    .with("field", name),
+            );
         }
     }
     if form.photos.is_empty() {
@@ -103,5 +117,17 @@ pub async fn read_photos(
     field: &str,
     limits: PhotoLimits,
 ) -> Result<Vec<Bytes>, ApiError> {
-    Ok(read_form(multipart, field, limits, false).await?.photos)
+    Ok(read_form(multipart, field, limits, &[]).await?.photos)
+}
+
+/// One buffer from a photo's chunks (no copy when it came in one).
+fn join(mut chunks: Vec<Bytes>, size: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let mut data = Vec::with_capacity(size);
+    for chunk in chunks {
+        data.extend_from_slice(&chunk);
+    }
+    Bytes::from(data)
 }

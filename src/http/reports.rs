@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::AppState;
+use super::body::{BodySize, BodyTimeout};
 use super::error::ApiError;
 use super::multipart::{PhotoLimits, read_form};
 use super::protect::Caller;
-use crate::reports::{NewReport, Report, ReportFilter, ReportPatch};
+use crate::reports::{NewReport, REPORT_FIELDS, Report, ReportFilter, ReportPatch};
 use crate::store::JobRecord;
 
 /// Most reports per page.
@@ -72,14 +73,18 @@ pub struct CreatedBody {
 pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
+    size: BodySize,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<CreatedBody>), ApiError> {
+    // An upload slot, then memory for the body, and only then the body: a client whose body
+    // stalls loses both at its deadline.
     let _slot = app.reports.upload_slot().await?;
+    let _memory = app.body_budget.reserve(size.to_reserve()).await?;
     let limits = PhotoLimits {
         max_bytes: app.photo_limits.max_bytes,
         max_count: app.max_report_photos,
     };
-    let form = read_form(multipart?, "photos", limits, true).await?;
+    let form = read_form(multipart?, "photos", limits, &REPORT_FIELDS).await?;
     let new = NewReport::from_fields(&form.fields)?;
     let created = app
         .reports
@@ -220,7 +225,7 @@ pub async fn update(
 ) -> Result<Json<ReportBody>, ApiError> {
     let Path(id) = id.map_err(bad_id)?;
     let token = bearer(&headers);
-    let Json(patch) = patch.map_err(|e| ApiError::validation(e.body_text()))?;
+    let Json(patch) = patch.map_err(json_error)?;
     Ok(Json(
         app.reports
             .update(id, caller.tenant_id(), token, &patch)
@@ -325,6 +330,17 @@ fn image_response(bytes: bytes::Bytes, mime: &'static str, caller: &Caller) -> R
         Body::from(bytes),
     )
         .into_response()
+}
+
+/// A JSON body that could not be read: too large (413), too slow (408) or not valid (422).
+fn json_error(e: JsonRejection) -> ApiError {
+    if let Some(timeout) = BodyTimeout::find(&e) {
+        ApiError::body_timeout(timeout)
+    } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(e.body_text())
+    } else {
+        ApiError::validation(e.body_text())
+    }
 }
 
 fn bad_id(_: PathRejection) -> ApiError {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::AppState;
+use super::body::BodySize;
 use super::error::ApiError;
 use super::multipart::{PhotoLimits, read_form};
 use super::protect::Caller;
@@ -64,18 +65,21 @@ pub struct SearchResponse {
 pub async fn search(
     State(app): State<AppState>,
     caller: Caller,
+    size: BodySize,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    app.pipeline.check_capacity(Priority::Interactive)?;
+    // A place in the gate, then memory for the body, and only then the body.
+    let ticket = app.pipeline.admit(Priority::Interactive)?;
+    let _memory = app.body_budget.reserve(size.to_reserve()).await?;
     let limits = PhotoLimits {
         max_bytes: app.photo_limits.max_bytes,
         max_count: 1,
     };
-    let mut form = read_form(multipart?, "photo", limits, true).await?;
+    let mut form = read_form(multipart?, "photo", limits, &SEARCH_FIELDS).await?;
     let (mut filter, k) = parse_search(&form.fields)?;
     filter.tenant = caller.tenant_id().map(str::to_owned);
     let photo = form.photos.remove(0);
-    let results = app.search.search(photo, &filter, k).await?;
+    let results = app.search.search(ticket, photo, &filter, k).await?;
     Ok(Json(SearchResponse {
         k,
         results: results

@@ -172,6 +172,11 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// The priority it was admitted at.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
     /// Waits for a turn and embeds one preprocessed photo (`[3, H, W]`).
     pub async fn embed(self, tensor: Array3<f32>) -> Result<Embedding, GateError> {
         self.gate.embed_admitted(tensor, self.priority).await
@@ -305,25 +310,6 @@ impl Gate {
         Ok(Ticket {
             gate: self.clone(),
             priority,
-        })
-    }
-
-    /// Refuses like `admit` when no request at `priority` would be admitted now, without taking a
-    /// place (a hint for shedding before reading a request body; the answer may change).
-    pub fn check_room(&self, priority: Priority) -> Result<(), GateError> {
-        let inner = &self.inner;
-        let admitted = inner.admitted[priority.index()].load(Ordering::SeqCst);
-        if admitted < inner.settings.max_waiters[priority.index()] {
-            return Ok(());
-        }
-        inner
-            .stats
-            .rejected_queue_full
-            .fetch_add(1, Ordering::Relaxed);
-        Err(GateError::QueueFull {
-            priority,
-            waiting: admitted,
-            retry_after: inner.retry_after(priority),
         })
     }
 

@@ -8,5 +8,5 @@ mod manifest;
 pub use embedder::{
     Embedder, EmbedderError, Embedding, RuntimeError, cosine, init_runtime, l2_normalize,
 };
-pub use gate::{Gate, GateError, GateSettings, GateSnapshot, Priority, default_permits};
+pub use gate::{Gate, GateError, GateSettings, GateSnapshot, Priority, Ticket, default_permits};
 pub use manifest::{ManifestError, ModelManifest, Preprocessing};

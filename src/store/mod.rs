@@ -10,7 +10,7 @@ pub mod reports;
 pub mod search;
 pub mod tenants;
 
-pub use jobs::{ClaimedJob, JobCounts, JobRecord};
+pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts, JobRecord};
 pub use reports::{CreatedReport, NewPhoto, OwnerCheck, StorageCharge};
 pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode, StoredMatch};
 pub use tenants::{ReserveError, StorageUsage};

@@ -1,0 +1,677 @@
+//! Soak and burst harness on the real binary (`make soak`):
+//!
+//!   cargo bench --bench soak -- [--seconds 60] [--clients 96] [--binary PATH] [--skip-bursts] [--skip-soak]
+//!
+//! Starts `lookalike serve` (this build's binary, or `--binary`, e.g. an older build to compare
+//! with) on the default configuration, but for its listen address, a fresh database and a
+//! temporary photo folder. Then:
+//! 1. bursts: 100 concurrent report uploads of a 9 MB photo, then 200 concurrent searches with a
+//!    3 MB 12 MP photo, each client from its own loopback address (so per-address rate limits
+//!    count per client, as with real people): statuses, resets, peak RSS (VmHWM, reset between
+//!    bursts) and RSS 5 s after;
+//! 2. soak: `--clients` closed-loop clients, each from its own loopback address, mix uploads,
+//!    searches, embeddings and reads for `--seconds`, while abusers open slow-header
+//!    connections, trickle bodies and send oversized ones. Every client writes its whole request
+//!    before it reads, as most HTTP libraries do.
+//!
+//! It prints statuses per route, resets, p50/p99 and peak RSS, waits for the job queue to drain,
+//! and checks in `/v1/status` that every permit, slot and byte reserved was given back. It fails
+//! (exit 1) on any reset, any 5xx other than 503, or anything not returned. Loopback only; every
+//! loop is bounded in time.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use image::{DynamicImage, RgbImage};
+use lookalike::config::DEFAULT_DATABASE_URL;
+use serde_json::Value;
+use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// What one request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Status(u16),
+    /// The connection was reset or closed without an answer.
+    Reset,
+    /// The server closed a connection it was right to close (stalled headers), with no answer.
+    Closed,
+}
+
+#[derive(Default)]
+struct Tally {
+    outcomes: BTreeMap<(String, Outcome), u64>,
+    latencies: BTreeMap<String, Vec<f64>>,
+}
+
+impl Tally {
+    fn record(&mut self, route: &str, outcome: Outcome, seconds: f64) {
+        *self
+            .outcomes
+            .entry((route.to_owned(), outcome))
+            .or_default() += 1;
+        self.latencies
+            .entry(route.to_owned())
+            .or_default()
+            .push(seconds);
+    }
+
+    fn print(&mut self) {
+        println!(
+            "  {:<28} {:>8} {:>9} {:>9}  statuses",
+            "route", "answers", "p50 ms", "p99 ms"
+        );
+        for (route, latencies) in &mut self.latencies {
+            latencies.sort_by(f64::total_cmp);
+            let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize] * 1e3;
+            let statuses: Vec<String> = self
+                .outcomes
+                .iter()
+                .filter(|((r, _), _)| r == route)
+                .map(|((_, o), n)| match o {
+                    Outcome::Status(s) => format!("{n}×{s}"),
+                    Outcome::Reset => format!("{n}×RESET"),
+                    Outcome::Closed => format!("{n}×closed"),
+                })
+                .collect();
+            println!(
+                "  {route:<28} {:>8} {:>9.0} {:>9.0}  {}",
+                latencies.len(),
+                at(0.5),
+                at(0.99),
+                statuses.join(" ")
+            );
+        }
+    }
+
+    /// Resets and 5xx other than 503.
+    fn failures(&self) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|((_, o), _)| {
+                matches!(o, Outcome::Reset)
+                    || matches!(o, Outcome::Status(s) if *s >= 500 && *s != 503)
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// The i-th simulated client's own loopback address (127.0.1.0/24 and up).
+fn client_address(i: usize) -> IpAddr {
+    let i = i % 60_000;
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        1 + (i / 250) as u8,
+        1 + (i % 250) as u8,
+    ))
+}
+
+async fn connect(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(to).await
+}
+
+/// Writes the whole request, then reads the whole answer (one request per connection).
+async fn exchange(from: IpAddr, to: SocketAddr, request: &[u8]) -> Outcome {
+    let Ok(mut stream) = connect(from, to).await else {
+        return Outcome::Reset;
+    };
+    if stream.write_all(request).await.is_err() {
+        return Outcome::Reset;
+    }
+    let mut answer = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut answer)).await;
+    match read {
+        Ok(Ok(_)) => status_of(&answer).map_or(Outcome::Reset, Outcome::Status),
+        _ => Outcome::Reset,
+    }
+}
+
+fn status_of(answer: &[u8]) -> Option<u16> {
+    std::str::from_utf8(answer.get(..12)?)
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn request(method: &str, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "{method} {path} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn multipart(fields: &[(&str, &str)], photo_field: &str, photo: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "lookalike-soak-boundary";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{photo_field}\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(photo);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A phone-like JPEG: a real photo upscaled to `width`×`height` with sensor-like noise.
+fn phone_photo(width: u32, height: u32, quality: u8, noise: u8, seed: u32) -> Vec<u8> {
+    let source = image::load_from_memory(&support::sample("astronaut.png")).expect("sample");
+    let mut img: RgbImage = source
+        .resize_exact(width, height, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let mut state = 0x9E37_79B9_u32 ^ seed;
+    for pixel in img.pixels_mut() {
+        for c in &mut pixel.0 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let delta = (state % (2 * u32::from(noise) + 1)) as i16 - i16::from(noise);
+            *c = (i16::from(*c) + delta).clamp(0, 255) as u8;
+        }
+    }
+    let mut out = Cursor::new(Vec::new());
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+    DynamicImage::ImageRgb8(img)
+        .write_with_encoder(encoder)
+        .expect("encodes");
+    out.into_inner()
+}
+
+/// `(VmHWM, VmRSS)` of a process, in MiB.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Resets a process's peak RSS (VmHWM) to its current RSS.
+fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn fresh_database() -> String {
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    let (root, query) = base.split_once('?').unwrap_or((&base, ""));
+    let root = root.rsplit_once('/').map_or(root, |(r, _)| r);
+    let mut admin = sqlx::PgConnection::connect(&format!("{root}/postgres?{query}"))
+        .await
+        .expect("PostgreSQL (run `make soak`, which starts it)");
+    let name = format!("lookalike_soak_{}", std::process::id());
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut admin)
+        .await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    format!("{root}/{name}?{query}")
+}
+
+async fn start(binary: &str, database_url: &str, storage: &std::path::Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let child = Command::new(binary)
+        .current_dir(support::repo(""))
+        .args(["serve", "--listen", &addr.to_string()])
+        .env("DATABASE_URL", database_url)
+        .env("LOOKALIKE_STORAGE_DIR", storage)
+        .env("LOOKALIKE_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the service");
+    let server = Server { child, addr };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let ready = request("GET", "/readyz", "text/plain", b"");
+        if exchange(client_address(0), addr, &ready).await == Outcome::Status(200) {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the service did not become ready");
+}
+
+/// `count` clients, each from its own address, each sending `body` once at the same moment.
+async fn burst(
+    server: &Server,
+    title: &str,
+    route: &'static str,
+    request: Arc<Vec<u8>>,
+    count: usize,
+) -> u64 {
+    let pid = server.child.id();
+    reset_peak(pid);
+    let (_, before) = memory_mib(pid);
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let start = Arc::new(tokio::sync::Barrier::new(count));
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let (request, tally, start, addr) =
+                (request.clone(), tally.clone(), start.clone(), server.addr);
+            tokio::spawn(async move {
+                start.wait().await;
+                let began = Instant::now();
+                let outcome = exchange(client_address(1000 + i), addr, &request).await;
+                lock(&tally).record(route, outcome, began.elapsed().as_secs_f64());
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let (peak, _) = memory_mib(pid);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, after) = memory_mib(pid);
+    println!("\n{title}: RSS before {before:.0} MiB, peak {peak:.0} MiB, 5 s after {after:.0} MiB");
+    let mut tally = lock(&tally);
+    tally.print();
+    tally.failures()
+}
+
+fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
+    tally.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The soak: closed-loop clients over a mix of routes, and abusers beside them.
+async fn soak(server: &Server, clients: usize, seconds: u64) -> u64 {
+    let small = Arc::new(phone_photo(1600, 1200, 90, 6, 1));
+    let phone = Arc::new(phone_photo(4000, 3000, 92, 12, 2));
+    let pid = server.child.id();
+    reset_peak(pid);
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (tally, small, phone, addr) =
+            (tally.clone(), small.clone(), phone.clone(), server.addr);
+        tasks.push(tokio::spawn(async move {
+            let from = client_address(5000 + c);
+            let mut n = c;
+            let mut report: Option<String> = None;
+            while Instant::now() < until {
+                n += 1;
+                let photo = if n % 7 == 0 { &phone } else { &small };
+                let (route, req) = match n % 10 {
+                    0 | 1 => {
+                        let (ct, body) = multipart(
+                            &[("kind", "found"), ("species", "dog"), ("title", "soak")],
+                            "photos",
+                            &unique(photo, n, c),
+                        );
+                        (
+                            "POST /v1/reports",
+                            request("POST", "/v1/reports", &ct, &body),
+                        )
+                    }
+                    2..=4 => {
+                        let (ct, body) = multipart(&[("k", "10")], "photo", photo);
+                        ("POST /v1/search", request("POST", "/v1/search", &ct, &body))
+                    }
+                    5 | 6 => {
+                        let (ct, body) = multipart(&[], "photos", photo);
+                        (
+                            "POST /v1/embeddings",
+                            request("POST", "/v1/embeddings", &ct, &body),
+                        )
+                    }
+                    7 => (
+                        "GET /v1/status",
+                        request("GET", "/v1/status", "text/plain", b""),
+                    ),
+                    8 => match &report {
+                        Some(id) => (
+                            "GET /v1/reports/{id}",
+                            request("GET", &format!("/v1/reports/{id}"), "text/plain", b""),
+                        ),
+                        None => (
+                            "GET /v1/reports",
+                            request("GET", "/v1/reports?limit=5", "text/plain", b""),
+                        ),
+                    },
+                    _ => (
+                        "GET /v1/reports",
+                        request("GET", "/v1/reports?limit=5", "text/plain", b""),
+                    ),
+                };
+                let began = Instant::now();
+                let outcome = if route == "POST /v1/reports" {
+                    // Keep one created report per client to read back.
+                    let (outcome, id) = exchange_for_id(from, addr, &req).await;
+                    if id.is_some() {
+                        report = id;
+                    }
+                    outcome
+                } else {
+                    exchange(from, addr, &req).await
+                };
+                lock(&tally).record(route, outcome, began.elapsed().as_secs_f64());
+                if outcome == Outcome::Status(429) || outcome == Outcome::Status(503) {
+                    // A real client backs off a little; the harness keeps it short.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(abusers(server.addr, tally.clone(), until)));
+    for task in tasks {
+        let _ = task.await;
+    }
+    let (peak, now) = memory_mib(pid);
+    println!("\nsoak: {clients} clients for {seconds} s; RSS peak {peak:.0} MiB, now {now:.0} MiB");
+    let mut tally = lock(&tally);
+    tally.print();
+    tally.failures()
+}
+
+/// The JPEG with a comment segment naming the client and request, so that each upload is a new
+/// photo (and a new job) that decodes like the original.
+fn unique(photo: &[u8], n: usize, c: usize) -> Vec<u8> {
+    let tag = format!("soak {c} {n}");
+    let length = u16::try_from(tag.len() + 2).unwrap_or(u16::MAX);
+    let mut p = Vec::with_capacity(photo.len() + tag.len() + 4);
+    p.extend_from_slice(&photo[..2]);
+    p.extend_from_slice(&[0xFF, 0xFE]);
+    p.extend_from_slice(&length.to_be_bytes());
+    p.extend_from_slice(tag.as_bytes());
+    p.extend_from_slice(&photo[2..]);
+    p
+}
+
+async fn exchange_for_id(
+    from: IpAddr,
+    to: SocketAddr,
+    request: &[u8],
+) -> (Outcome, Option<String>) {
+    let Ok(mut stream) = connect(from, to).await else {
+        return (Outcome::Reset, None);
+    };
+    if stream.write_all(request).await.is_err() {
+        return (Outcome::Reset, None);
+    }
+    let mut answer = Vec::new();
+    if !matches!(
+        tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut answer)).await,
+        Ok(Ok(_))
+    ) {
+        return (Outcome::Reset, None);
+    }
+    let Some(status) = status_of(&answer) else {
+        return (Outcome::Reset, None);
+    };
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| &answer[p + 4..]);
+    let id = body
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        .and_then(|v| v["id"].as_str().map(str::to_owned));
+    (Outcome::Status(status), id)
+}
+
+/// Slow headers, trickled bodies and oversized bodies, until `until`.
+async fn abusers(addr: SocketAddr, tally: Arc<Mutex<Tally>>, until: Instant) {
+    let mut round = 0usize;
+    let mut held = Vec::new();
+    while Instant::now() < until {
+        round += 1;
+        let from = client_address(20_000 + round);
+        // Half a header, never finished: the server must close it.
+        let tally_h = tally.clone();
+        held.push(tokio::spawn(async move {
+            let began = Instant::now();
+            let Ok(mut stream) = connect(from, addr).await else {
+                return;
+            };
+            let _ = stream
+                .write_all(b"POST /v1/search HTTP/1.1\r\nHost: slow\r\nX-Slow: ")
+                .await;
+            let mut sink = Vec::new();
+            let outcome =
+                match tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut sink))
+                    .await
+                {
+                    Ok(Ok(_)) if sink.is_empty() => Outcome::Closed,
+                    Ok(Ok(_)) => status_of(&sink).map_or(Outcome::Reset, Outcome::Status),
+                    _ => Outcome::Reset,
+                };
+            lock(&tally_h).record("abuse: slow header", outcome, began.elapsed().as_secs_f64());
+        }));
+        // A body trickled at a byte a second: 408 at the body deadline.
+        let tally_t = tally.clone();
+        held.push(tokio::spawn(async move {
+            let began = Instant::now();
+            let Ok(stream) = connect(from, addr).await else { return };
+            let (mut read, mut write) = stream.into_split();
+            let head = "POST /v1/embeddings HTTP/1.1\r\nHost: slow\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n--x\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"p\"\r\n\r\n";
+            let _ = write.write_all(head.as_bytes()).await;
+            let trickle = tokio::spawn(async move {
+                for _ in 0..120 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if write.write_all(b"z").await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut answer = Vec::new();
+            let outcome = match tokio::time::timeout(Duration::from_secs(120), read.read_to_end(&mut answer)).await {
+                Ok(Ok(_)) => status_of(&answer).map_or(Outcome::Reset, Outcome::Status),
+                _ => Outcome::Reset,
+            };
+            trickle.abort();
+            lock(&tally_t).record("abuse: trickled body", outcome, began.elapsed().as_secs_f64());
+        }));
+        // Oversized bodies written in full before reading: 413, received.
+        for (route, method, path, size) in [
+            (
+                "abuse: 40 MB PATCH",
+                "PATCH",
+                format!("/v1/reports/{}", uuid::Uuid::new_v4()),
+                40 << 20,
+            ),
+            (
+                "abuse: 12 MB search",
+                "POST",
+                "/v1/search".to_owned(),
+                12 << 20,
+            ),
+        ] {
+            let began = Instant::now();
+            let body = vec![b'x'; size];
+            let outcome = exchange(
+                from,
+                addr,
+                &request(method, &path, "multipart/form-data; boundary=x", &body),
+            )
+            .await;
+            lock(&tally).record(route, outcome, began.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    for task in held {
+        let _ = task.await;
+    }
+}
+
+/// Waits for the job queue to drain, then checks that everything reserved was given back.
+async fn check_returned(server: &Server) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        let (outcome, body) = get_json(server, "/v1/status").await;
+        let left = body["jobs"]["queue"]["queued"].as_i64().unwrap_or(0)
+            + body["jobs"]["queue"]["running"].as_i64().unwrap_or(0);
+        if outcome == Outcome::Status(200) && left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Job counts are cached for a second: let the last finished job show, then look.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, status) = get_json(server, "/v1/status").await;
+    let checks = [
+        ("gate permits in use", &status["gate"]["permits_in_use"]),
+        (
+            "gate admitted (interactive)",
+            &status["gate"]["admitted_interactive"],
+        ),
+        (
+            "gate admitted (background)",
+            &status["gate"]["admitted_background"],
+        ),
+        ("decode slots in use", &status["decode"]["in_use"]),
+        ("upload slots in use", &status["uploads"]["in_use"]),
+        (
+            "body memory reserved",
+            &status["body_memory"]["reserved_bytes"],
+        ),
+        ("jobs queued", &status["jobs"]["queue"]["queued"]),
+        ("jobs running", &status["jobs"]["queue"]["running"]),
+    ];
+    println!("\nafterwards (jobs drained):");
+    let mut leaks = 0;
+    for (what, value) in checks {
+        match value.as_i64() {
+            Some(n) => {
+                println!("  {what:<30} {n}");
+                leaks += u64::from(n != 0);
+            }
+            None => println!("  {what:<30} (not reported by this build)"),
+        }
+    }
+    // Only the status request's own connection may be open.
+    if let Some(open) = status["connections"]["open"].as_i64() {
+        println!("  {:<30} {open}", "connections open");
+        leaks += u64::from(open > 1);
+    }
+    println!(
+        "  {:<30} {}",
+        "jobs failed", status["jobs"]["queue"]["failed"]
+    );
+    leaks
+}
+
+async fn get_json(server: &Server, path: &str) -> (Outcome, Value) {
+    let Ok(mut stream) = connect(client_address(0), server.addr).await else {
+        return (Outcome::Reset, Value::Null);
+    };
+    let _ = stream
+        .write_all(&request("GET", path, "text/plain", b""))
+        .await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .and_then(|p| serde_json::from_slice(&answer[p + 4..]).ok())
+        .unwrap_or(Value::Null);
+    (
+        status_of(&answer).map_or(Outcome::Reset, Outcome::Status),
+        body,
+    )
+}
+
+fn main() {
+    let seconds: u64 = support::arg("--seconds", 60);
+    let clients: usize = support::arg("--clients", 96);
+    let binary: String = support::arg("--binary", env!("CARGO_BIN_EXE_lookalike").to_owned());
+    let args: Vec<String> = std::env::args().collect();
+    let skip = |flag: &str| args.iter().any(|a| a == flag);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let failures = runtime.block_on(async {
+        let database_url = fresh_database().await;
+        let storage = std::env::temp_dir().join(format!("lookalike-soak-{}", std::process::id()));
+        let server = start(&binary, &database_url, &storage).await;
+        println!("{binary} on {} (pid {})", server.addr, server.child.id());
+        let mut failures = 0;
+        if !skip("--skip-bursts") {
+            let big = phone_photo(6000, 4000, 97, 24, 3);
+            let phone = phone_photo(4000, 3000, 92, 12, 4);
+            println!(
+                "photos: upload {:.1} MB (24 MP), search {:.1} MB (12 MP)",
+                big.len() as f64 / 1e6,
+                phone.len() as f64 / 1e6
+            );
+            let (ct, body) = multipart(
+                &[("kind", "lost"), ("species", "dog"), ("title", "burst")],
+                "photos",
+                &big,
+            );
+            let upload = Arc::new(request("POST", "/v1/reports", &ct, &body));
+            failures += burst(
+                &server,
+                "burst: 100 concurrent 9 MB uploads",
+                "POST /v1/reports",
+                upload,
+                100,
+            )
+            .await;
+            let (ct, body) = multipart(&[], "photo", &phone);
+            let search = Arc::new(request("POST", "/v1/search", &ct, &body));
+            failures += burst(
+                &server,
+                "burst: 200 concurrent 3 MB searches",
+                "POST /v1/search",
+                search,
+                200,
+            )
+            .await;
+        }
+        if !skip("--skip-soak") {
+            failures += soak(&server, clients, seconds).await;
+        }
+        let leaks = check_returned(&server).await;
+        drop(server);
+        let _ = std::fs::remove_dir_all(&storage);
+        println!("\nfailures (resets, 5xx but 503): {failures}; not given back: {leaks}");
+        failures + leaks
+    });
+    if failures > 0 {
+        std::process::exit(1);
+    }
+}

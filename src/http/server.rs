@@ -1,0 +1,605 @@
+//! The connection loop in front of the router: what happens before a handler runs.
+//!
+//! - At most `max_connections` are open; a connection beyond that gets a short `503` and is
+//!   closed, so a flood of sockets cannot take the process's file descriptors or memory.
+//! - A connection has `header_timeout` to send a request's headers (from its first byte, or from
+//!   the accept for the first request) and may stay idle `keep_alive` between requests. hyper's
+//!   own header timer also runs while the connection is idle, so it cannot tell the two apart:
+//!   a small watchdog per connection keeps both deadlines instead.
+//! - Request bodies have deadlines of their own (`body::DeadlineBody`).
+//! - Every connection closes by *lingering*: it stops writing, then reads and discards what the
+//!   client still sends, within a time and byte bound. An answer sent before the request body was
+//!   read (413, 429, 503, 401, 408) then reaches a client that writes its whole body before it
+//!   reads (Python's requests, OkHttp, most SDKs), instead of being destroyed by the reset that the
+//!   kernel sends when a socket closes with unread data.
+
+use std::convert::Infallible;
+use std::future::Future as _;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Sleep;
+use tower_service::Service;
+
+use super::body::{BodyDeadlines, DeadlineBody};
+use crate::config::EdgeConfig;
+use crate::telemetry::prometheus::Exposition;
+
+/// Connections that get the short 503 at once; beyond them a refused connection is just closed.
+const MAX_REFUSING: usize = 64;
+
+/// Largest request head (request line and headers) a client may send.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Settings of the connection loop.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Deadline for a request's headers.
+    pub header_timeout: Duration,
+    /// Deadline for an idle kept-alive connection.
+    pub keep_alive: Duration,
+    /// Deadlines for request bodies.
+    pub body: BodyDeadlines,
+    /// How long a closing connection keeps draining what the client sends.
+    pub linger: Duration,
+    /// Most bytes drained per closing connection.
+    pub linger_max_bytes: u64,
+}
+
+impl ServerSettings {
+    /// Settings from the configuration.
+    pub fn from_config(c: &EdgeConfig) -> Self {
+        ServerSettings {
+            max_connections: c.max_connections.max(1),
+            header_timeout: c.header_timeout(),
+            keep_alive: c.keep_alive(),
+            body: BodyDeadlines {
+                total: c.body_timeout(),
+                idle: c.body_idle_timeout(),
+            },
+            linger: c.linger(),
+            linger_max_bytes: (c.linger_max_mib as u64) << 20,
+        }
+    }
+}
+
+/// Counters of the connection loop (all connections of one listener).
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    open: AtomicUsize,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_closed: AtomicU64,
+    /// Request bodies cut at their deadline (counted by `DeadlineBody`).
+    pub(super) body_timeouts: AtomicU64,
+    lingered_bytes: AtomicU64,
+    linger_cut: AtomicU64,
+}
+
+/// What the connection loop has seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionSnapshot {
+    /// Connections open now.
+    pub open: usize,
+    /// Connections accepted since start.
+    pub accepted_total: u64,
+    /// Connections refused because `max_connections` were open.
+    pub refused_total: u64,
+    /// Connections closed because a request's headers did not arrive in time.
+    pub header_timeouts_total: u64,
+    /// Kept-alive connections closed after being idle.
+    pub idle_closed_total: u64,
+    /// Request bodies cut at their deadline (408).
+    pub body_timeouts_total: u64,
+    /// Bytes read and discarded from closing connections.
+    pub lingered_bytes_total: u64,
+    /// Closing connections cut while the client was still sending (linger time or bytes spent).
+    pub linger_cut_total: u64,
+}
+
+impl ConnectionStats {
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> ConnectionSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ConnectionSnapshot {
+            open: self.open.load(Ordering::Relaxed),
+            accepted_total: get(&self.accepted),
+            refused_total: get(&self.refused),
+            header_timeouts_total: get(&self.header_timeouts),
+            idle_closed_total: get(&self.idle_closed),
+            body_timeouts_total: get(&self.body_timeouts),
+            lingered_bytes_total: get(&self.lingered_bytes),
+            linger_cut_total: get(&self.linger_cut),
+        }
+    }
+}
+
+impl ConnectionSnapshot {
+    /// Prometheus lines.
+    pub fn render(&self, out: &mut Exposition) {
+        out.single(
+            "lookalike_connections_open",
+            "gauge",
+            "Client connections open now.",
+            self.open as f64,
+        );
+        for (name, help, value) in [
+            (
+                "lookalike_connections_accepted_total",
+                "Client connections accepted.",
+                self.accepted_total,
+            ),
+            (
+                "lookalike_connections_refused_total",
+                "Connections refused because the most allowed were open.",
+                self.refused_total,
+            ),
+            (
+                "lookalike_header_timeouts_total",
+                "Connections closed because a request's headers did not arrive in time.",
+                self.header_timeouts_total,
+            ),
+            (
+                "lookalike_idle_connections_closed_total",
+                "Kept-alive connections closed after being idle.",
+                self.idle_closed_total,
+            ),
+            (
+                "lookalike_body_timeouts_total",
+                "Request bodies cut at their deadline (408).",
+                self.body_timeouts_total,
+            ),
+            (
+                "lookalike_lingered_bytes_total",
+                "Bytes read and discarded from closing connections, so early answers arrive.",
+                self.lingered_bytes_total,
+            ),
+            (
+                "lookalike_linger_cut_total",
+                "Closing connections cut while the client was still sending.",
+                self.linger_cut_total,
+            ),
+        ] {
+            out.single(name, "counter", help, value as f64);
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `stop` turns true, then waits for the open connections to
+/// finish their requests (the caller bounds that wait).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    settings: ServerSettings,
+    stats: Arc<ConnectionStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let max = u32::try_from(settings.max_connections).unwrap_or(u32::MAX >> 4);
+    let slots = Arc::new(Semaphore::new(max as usize));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let settings = Arc::new(settings);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors or a connection that died in the backlog: wait a
+                    // moment rather than spin.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut stop) => break,
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let connection = Connection {
+                    router: router.clone(),
+                    settings: settings.clone(),
+                    stats: stats.clone(),
+                    peer,
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    connection.run(stream, stop).await;
+                });
+            }
+            Err(_) => {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                    let linger = settings.linger.min(Duration::from_secs(2));
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        refuse(stream, linger).await;
+                    });
+                }
+            }
+        }
+    }
+    // Every connection holds a slot: all are back when all connections are closed.
+    let _ = slots.acquire_many(max).await;
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers a connection over the cap with a 503 and closes it, draining briefly.
+async fn refuse(mut stream: TcpStream, linger: Duration) {
+    const BODY: &str = r#"{"code":"overloaded","message":"too many open connections; retry shortly","reason":"connections","retry_after_seconds":1}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(linger, async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
+}
+
+/// One accepted connection.
+struct Connection {
+    router: Router,
+    settings: Arc<ServerSettings>,
+    stats: Arc<ConnectionStats>,
+    peer: SocketAddr,
+}
+
+/// Why the watchdog ended a connection.
+enum Expired {
+    /// Idle between requests.
+    Idle,
+    /// A request's headers did not arrive in time.
+    Header,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+        self.stats.open.fetch_add(1, Ordering::Relaxed);
+        let _open = DecrementOnDrop(&self.stats.open);
+        let activity = Arc::new(Activity::new());
+        let io = LingeringIo {
+            stream,
+            activity: activity.clone(),
+            linger: self.settings.linger,
+            linger_max_bytes: self.settings.linger_max_bytes,
+            stats: self.stats.clone(),
+            closing: Closing::Open,
+        };
+        let service = {
+            let (router, activity, stats) =
+                (self.router.clone(), activity.clone(), self.stats.clone());
+            let (peer, deadlines) = (self.peer, self.settings.body);
+            hyper::service::service_fn(move |request: Request<Incoming>| {
+                let busy = activity.begin_request();
+                let mut router = router.clone();
+                let mut request = request
+                    .map(|body| Body::new(DeadlineBody::new(body, deadlines, stats.clone())));
+                request.extensions_mut().insert(ConnectInfo(peer));
+                async move {
+                    let response = router.call(request).await?;
+                    Ok::<_, Infallible>(
+                        response.map(|body| Body::new(Tracked { body, _busy: busy })),
+                    )
+                }
+            })
+        };
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            // The watchdog keeps the header deadline (see the module doc).
+            .header_read_timeout(None)
+            .max_header_size(MAX_HEADER_BYTES)
+            .keep_alive(true);
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        let mut connection = std::pin::pin!(connection);
+        let watchdog = watchdog(
+            activity,
+            self.settings.header_timeout,
+            self.settings.keep_alive,
+        );
+        let mut watchdog = std::pin::pin!(watchdog);
+        let (mut closing, mut stopping) = (false, false);
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, peer = %self.peer, "connection ended with an error");
+                    }
+                    break;
+                }
+                expired = watchdog.as_mut(), if !closing => match expired {
+                    Expired::Idle => {
+                        self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    Expired::Header => {
+                        self.stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                },
+                () = stopped(&mut stop), if !stopping => {
+                    stopping = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the connection's current phase outlives its deadline.
+async fn watchdog(activity: Arc<Activity>, header: Duration, idle: Duration) -> Expired {
+    loop {
+        let notified = activity.changed.notified();
+        let (phase, since) = activity.state();
+        let limit = match phase {
+            Phase::Idle => idle,
+            Phase::Head => header,
+            Phase::Busy => {
+                // No deadline while a request runs: its body has its own, and its handler's waits
+                // are bounded where they happen.
+                notified.await;
+                continue;
+            }
+        };
+        tokio::time::sleep_until((activity.epoch + since + limit).into()).await;
+        if activity.state() == (phase, since) {
+            return match phase {
+                Phase::Idle => Expired::Idle,
+                _ => Expired::Header,
+            };
+        }
+    }
+}
+
+/// Where a connection is in its request cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Between requests.
+    Idle = 0,
+    /// Reading a request's headers (or waiting for the first request).
+    Head = 1,
+    /// A request is being handled.
+    Busy = 2,
+}
+
+/// A connection's phase and when it began; written by the IO and the service, read by the watchdog.
+struct Activity {
+    epoch: Instant,
+    phase: AtomicU8,
+    /// Milliseconds from `epoch` to the start of the phase.
+    since_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            epoch: Instant::now(),
+            // The first request's headers are due `header_timeout` after the accept.
+            phase: AtomicU8::new(Phase::Head as u8),
+            since_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            changed: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn state(&self) -> (Phase, Duration) {
+        let phase = match self.phase.load(Ordering::SeqCst) {
+            0 => Phase::Idle,
+            1 => Phase::Head,
+            _ => Phase::Busy,
+        };
+        (
+            phase,
+            Duration::from_millis(self.since_ms.load(Ordering::SeqCst)),
+        )
+    }
+
+    fn enter(&self, phase: Phase) {
+        self.since_ms.store(self.now_ms(), Ordering::SeqCst);
+        self.phase.store(phase as u8, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    /// Bytes arrived: on an idle connection they start a request's headers.
+    fn on_read(&self) {
+        if self.phase.load(Ordering::SeqCst) == Phase::Idle as u8 {
+            self.enter(Phase::Head);
+        }
+    }
+
+    fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.enter(Phase::Busy);
+        InFlight(self.clone())
+    }
+}
+
+/// A request in flight on its connection, until its response body is sent (or dropped).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.enter(Phase::Idle);
+        }
+    }
+}
+
+/// A response body that marks its request finished when it is dropped.
+struct Tracked {
+    body: Body,
+    _busy: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl std::fmt::Debug for Tracked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracked").finish_non_exhaustive()
+    }
+}
+
+/// A connection's socket: reports reads to the watchdog, and lingers when hyper shuts it down.
+struct LingeringIo {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+    linger: Duration,
+    linger_max_bytes: u64,
+    stats: Arc<ConnectionStats>,
+    closing: Closing,
+}
+
+enum Closing {
+    Open,
+    Draining {
+        deadline: Pin<Box<Sleep>>,
+        drained: u64,
+    },
+    Closed,
+}
+
+impl AsyncRead for LingeringIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.on_read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for LingeringIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    /// Sends FIN, then reads and discards until the client closes too, or the linger time or
+    /// byte bound is spent. Never fails: the connection is over either way.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            match &mut this.closing {
+                Closing::Open => {
+                    if Pin::new(&mut this.stream).poll_shutdown(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.closing = Closing::Draining {
+                        deadline: Box::pin(tokio::time::sleep(this.linger)),
+                        drained: 0,
+                    };
+                }
+                Closing::Draining { deadline, drained } => {
+                    if deadline.as_mut().poll(cx).is_ready() || *drained > this.linger_max_bytes {
+                        this.stats.linger_cut.fetch_add(1, Ordering::Relaxed);
+                        this.closing = Closing::Closed;
+                        continue;
+                    }
+                    let mut sink = [0u8; 16 * 1024];
+                    let mut buf = ReadBuf::new(&mut sink);
+                    match Pin::new(&mut this.stream).poll_read(cx, &mut buf) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                            let n = buf.filled().len() as u64;
+                            *drained += n;
+                            this.stats.lingered_bytes.fetch_add(n, Ordering::Relaxed);
+                        }
+                        // The client closed (or the socket failed): nothing left to protect.
+                        Poll::Ready(_) => this.closing = Closing::Closed,
+                    }
+                }
+                Closing::Closed => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+struct DecrementOnDrop<'a>(&'a AtomicUsize);
+
+impl Drop for DecrementOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
