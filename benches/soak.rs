@@ -200,6 +200,27 @@ fn phone_photo(width: u32, height: u32, quality: u8, noise: u8, seed: u32) -> Ve
     out.into_inner()
 }
 
+/// A phone-like JPEG of `width`×`height` at quality 92 whose noise is chosen (by bisection) so
+/// that the file is close to `bytes` long.
+fn photo_of_size(width: u32, height: u32, bytes: usize) -> Vec<u8> {
+    let (mut low, mut high) = (0u8, 64u8);
+    let mut best = phone_photo(width, height, 92, high / 2, 7);
+    while high - low > 1 {
+        let noise = low + (high - low) / 2;
+        let photo = phone_photo(width, height, 92, noise, 7);
+        let closer = photo.len().abs_diff(bytes) < best.len().abs_diff(bytes);
+        if photo.len() > bytes {
+            high = noise;
+        } else {
+            low = noise;
+        }
+        if closer {
+            best = photo;
+        }
+    }
+    best
+}
+
 /// `(VmHWM, VmRSS)` of a process, in MiB.
 fn memory_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -319,7 +340,7 @@ fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
 /// The soak: closed-loop clients over a mix of routes, and abusers beside them.
 async fn soak(server: &Server, clients: usize, seconds: u64) -> u64 {
     let small = Arc::new(phone_photo(1600, 1200, 90, 6, 1));
-    let phone = Arc::new(phone_photo(4000, 3000, 92, 12, 2));
+    let phone = Arc::new(photo_of_size(4000, 3000, 3_000_000));
     let pid = server.child.id();
     reset_peak(pid);
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -630,8 +651,8 @@ fn main() {
         println!("{binary} on {} (pid {})", server.addr, server.child.id());
         let mut failures = 0;
         if !skip("--skip-bursts") {
-            let big = phone_photo(6000, 4000, 97, 24, 3);
-            let phone = phone_photo(4000, 3000, 92, 12, 4);
+            let big = photo_of_size(6000, 4000, 9_000_000);
+            let phone = photo_of_size(4000, 3000, 3_000_000);
             println!(
                 "photos: upload {:.1} MB (24 MP), search {:.1} MB (12 MP)",
                 big.len() as f64 / 1e6,

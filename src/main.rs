@@ -22,9 +22,10 @@ use lookalike::store::SearchFilter;
 use lookalike::store::Store;
 use lookalike::{service, telemetry};
 
-#[cfg(feature = "mimalloc")]
+// jemalloc returns memory after bursts; glibc's malloc keeps it (see the `jemalloc` feature).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
