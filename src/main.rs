@@ -22,11 +22,6 @@ use lookalike::store::SearchFilter;
 use lookalike::store::Store;
 use lookalike::{service, telemetry};
 
-// jemalloc returns memory after bursts; glibc's malloc keeps it (see the `jemalloc` feature).
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.log);

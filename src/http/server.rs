@@ -238,6 +238,8 @@ pub async fn serve(
             }
         }
     }
+    // New connections are refused by the kernel from now on, rather than left in the backlog.
+    drop(listener);
     // Every connection holds a slot: all are back when all connections are closed.
     let _ = slots.acquire_many(max).await;
 }
