@@ -1,14 +1,12 @@
 //! Rate limits, API keys, tenants and their storage quota (real model, real database).
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::common::*;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use clap::Parser;
-use common::*;
 use lookalike::config::{Cli, Command};
 use lookalike::http::router;
 use lookalike::service::protection;

@@ -1,11 +1,9 @@
 //! Reports with photos and their durable background embedding (real model, real database).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use axum::http::{Request, StatusCode};
-use common::*;
 use serde_json::{Value, json};
 
 fn request(
@@ -210,7 +208,7 @@ async fn bad_reports_are_refused_and_nothing_is_stored() {
         max_photo_bytes: 1000,
         ..big
     };
-    let app = common::app(default_gate_settings(), small).await;
+    let app = crate::common::app(default_gate_settings(), small).await;
     let (status, _, body) = send(
         &app.router,
         post_multipart("/v1/reports", &report_form("lost", "dog", &good[..1])),

@@ -2,8 +2,6 @@
 //! report, and a PostgreSQL stop and restart under load is answered with 503s, never 500s or
 //! hangs, and recovered from without help.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::process::{Service, http};
-use common::*;
+use crate::common::process::{Service, http};
+use crate::common::*;
 use lookalike::store::Store;
 use serde_json::Value;
 use sqlx::Connection;

@@ -1,13 +1,11 @@
 //! The real binary as child processes: `kill -9` while jobs run loses and duplicates nothing, and
 //! two processes on one database share the queue so that each job runs once.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::process::{Service, http};
-use common::*;
+use crate::common::process::{Service, http};
+use crate::common::*;
 use lookalike::store::Store;
 
 async fn create_reports(service: &Service, photos: &[Vec<u8>]) {

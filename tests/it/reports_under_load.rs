@@ -1,12 +1,10 @@
 //! Report creation and search while the model is busy (a test binary of their own, run one at a
 //! time, so that no other test competes for the CPU while they measure).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use lookalike::inference::Priority;
 
 /// The tests here measure time: one at a time, so that neither slows the other.

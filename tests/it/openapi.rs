@@ -1,9 +1,7 @@
 //! The OpenAPI document describes the routes the service has, and the docs page shows them.
 
-mod common;
-
+use crate::common::*;
 use axum::http::{Method, Request, StatusCode};
-use common::*;
 use serde_json::Value;
 
 #[tokio::test]

@@ -1,6 +1,5 @@
 //! Shared test fixtures: the real model, a fresh PostgreSQL database per test, sample photos,
 //! and multipart bodies. Everything comes from `make test`'s set-up (scripts/setup.sh).
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod process;
 

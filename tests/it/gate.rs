@@ -1,13 +1,11 @@
 //! The inference gate under load, with the real model: bounded concurrency, bounded waiting,
 //! priorities, micro-batching and cancellation.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use lookalike::imaging::{self, DecodeLimits};
 use lookalike::inference::{Gate, GateError, Priority, cosine};
 use ndarray::Array3;

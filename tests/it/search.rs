@@ -1,11 +1,9 @@
 //! Search by photo and matches between reports, with the real model and database.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use serde_json::Value;
 
 async fn create_report(

@@ -1,11 +1,9 @@
 //! `POST /v1/embeddings` end to end (router + real model + real database), including hostile input.
 
-mod common;
-
 use std::io::Cursor;
 
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use image::{DynamicImage, ImageFormat};
 use lookalike::config::UploadConfig;
 use lookalike::imaging::{self, DecodeLimits};

@@ -1,12 +1,10 @@
 //! Foundation: the real model embeds photos consistently, vectors survive pgvector, the service
 //! answers health checks, and broken set-ups fail with clear errors.
 
-mod common;
-
 use std::process::Command;
 
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use lookalike::imaging::{self, DecodeLimits};
 use lookalike::inference::{Embedder, EmbedderError, ManifestError, cosine};
 use lookalike::store::Store;

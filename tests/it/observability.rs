@@ -1,9 +1,7 @@
 //! Request ids and Prometheus metrics.
 
-mod common;
-
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 

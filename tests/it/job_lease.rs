@@ -1,11 +1,9 @@
 //! A worker renews its job's lease without stalling the job (real model, real database).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use lookalike::jobs::JobSettings;
 
 async fn count(app: &TestApp, sql: &str) -> i64 {

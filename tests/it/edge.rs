@@ -3,13 +3,11 @@
 //! oversized bodies are refused from their declared size; job counts read no done jobs; and a
 //! server error's cause is logged under the request id, not sent.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::process::{Service, http};
-use common::*;
+use crate::common::process::{Service, http};
+use crate::common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -1,0 +1,18 @@
+//! The integration tests, as one binary with a module per area: each test binary links the
+//! whole crate, which on two cores was most of CI's build time. Shared fixtures live in `common`.
+//! Run one area with `cargo test --test it <area>::`, e.g. `cargo test --test it edge::`.
+
+mod common;
+mod crash;
+mod edge;
+mod embeddings_api;
+mod foundation;
+mod gate;
+mod job_lease;
+mod lifecycle;
+mod observability;
+mod openapi;
+mod protection;
+mod reports;
+mod reports_under_load;
+mod search;
