@@ -10,6 +10,7 @@ use crate::config::ImagingConfig;
 use crate::imaging::{self, DecodeLimits, ImagingError, PhotoFormat};
 use crate::inference::{Embedding, Gate, GateError, Priority, Ticket};
 use crate::limits::{ConcurrencyLimit, LimitError};
+use crate::telemetry::timing::{self, Stage};
 
 /// Why a photo got no embedding.
 #[derive(Debug, thiserror::Error)]
@@ -109,9 +110,10 @@ impl Pipeline {
     ) -> Result<EmbeddedPhoto, PipelineError> {
         let pre = self.gate.embedder().preprocessing();
         let limits = self.limits;
-        let prepared = self
+        let decoding = self
             .decode
-            .run_blocking(move || imaging::prepare(bytes.as_ref(), &pre, &limits))
+            .run_blocking(move || imaging::prepare(bytes.as_ref(), &pre, &limits));
+        let prepared = timing::measure(Stage::Decode, decoding)
             .await?
             // A decoder that panics on a photo has been beaten by that photo: reject it.
             .unwrap_or_else(|_| {

@@ -9,6 +9,7 @@ use crate::inference::Ticket;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::reports::{Report, ReportKind, ReportStatus};
 use crate::store::{NewMatch, SearchFilter, SearchMode, Store, StoreError};
+use crate::telemetry::timing::{self, Stage};
 
 /// Why a search failed.
 #[derive(Debug, thiserror::Error)]
@@ -268,15 +269,19 @@ impl SearchService {
         k: usize,
     ) -> Result<Vec<SearchResult>, SearchError> {
         let query = self.pipeline.embed_admitted(ticket, photo).await?;
-        let hits = self
-            .matcher
-            .nearest_reports(&query.embedding, filter, k, None)
-            .await?;
-        let ids: Vec<Uuid> = hits.iter().map(|h| h.report_id).collect();
-        let mut reports = self
-            .store
-            .reports_by_id(&ids, self.matcher.model_id)
-            .await?;
+        let (hits, mut reports) = timing::measure(Stage::Database, async {
+            let hits = self
+                .matcher
+                .nearest_reports(&query.embedding, filter, k, None)
+                .await?;
+            let ids: Vec<Uuid> = hits.iter().map(|h| h.report_id).collect();
+            let reports = self
+                .store
+                .reports_by_id(&ids, self.matcher.model_id)
+                .await?;
+            Ok::<_, SearchError>((hits, reports))
+        })
+        .await?;
         Ok(hits
             .into_iter()
             .filter_map(|h| {

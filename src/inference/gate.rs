@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use super::embedder::{Embedder, Embedding};
 use crate::config::GateConfig;
 use crate::telemetry::histogram::{self, Histogram, HistogramSnapshot};
+use crate::telemetry::timing::{self, Stage};
 
 /// Who is asking: interactive requests (search, embeddings endpoint) go before background jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -118,12 +119,15 @@ pub fn default_permits() -> usize {
     (crate::config::available_cores() / 2).max(1)
 }
 
+/// A waiter's answer: its embedding and how long the model run took, or why there is none.
+type Reply = Result<(Embedding, Duration), GateError>;
+
 struct Waiter {
     id: u64,
     priority: Priority,
     tensor: Array3<f32>,
     enqueued: Instant,
-    reply: oneshot::Sender<Result<Embedding, GateError>>,
+    reply: oneshot::Sender<Reply>,
 }
 
 #[derive(Default)]
@@ -321,6 +325,15 @@ impl Gate {
         let inner = &self.inner;
         let max_wait = inner.settings.max_wait[priority.index()];
         let deadline = tokio::time::Instant::now() + max_wait;
+        let asked = Instant::now();
+        // The run's time counts as inference, the rest of the wait as queueing (for the request's
+        // timing; a background job records nowhere).
+        let answered = |reply: Result<Reply, oneshot::error::RecvError>| {
+            let (embedding, ran) = reply.unwrap_or(Err(GateError::Closed))?;
+            timing::record(Stage::Inference, ran);
+            timing::record(Stage::Queue, asked.elapsed().saturating_sub(ran));
+            Ok(embedding)
+        };
         let (id, mut reply) = self.enqueue(tensor, priority);
         // Leaves the queue if this future is dropped before its run (the caller went away).
         let _guard = LeaveQueueOnDrop {
@@ -331,11 +344,11 @@ impl Gate {
         loop {
             if !inner.is_queued(id, priority) {
                 // Taken into a batch that is running now: its reply comes within one run.
-                return reply.await.unwrap_or(Err(GateError::Closed));
+                return answered(reply.await);
             }
             tokio::select! {
                 biased;
-                result = &mut reply => return result.unwrap_or(Err(GateError::Closed)),
+                result = &mut reply => return answered(result),
                 permit = inner.semaphore.clone().acquire_owned() => {
                     let permit = permit.map_err(|_| GateError::Closed)?;
                     let batch = inner.take_batch();
@@ -353,11 +366,7 @@ impl Gate {
         }
     }
 
-    fn enqueue(
-        &self,
-        tensor: Array3<f32>,
-        priority: Priority,
-    ) -> (u64, oneshot::Receiver<Result<Embedding, GateError>>) {
+    fn enqueue(&self, tensor: Array3<f32>, priority: Priority) -> (u64, oneshot::Receiver<Reply>) {
         let mut queues = self.inner.lock_queues();
         let id = queues.next_id;
         queues.next_id += 1;
@@ -492,7 +501,7 @@ impl Inner {
         match outcome {
             Ok(embeddings) => {
                 for (w, e) in batch.into_iter().zip(embeddings) {
-                    let _ = w.reply.send(Ok(e));
+                    let _ = w.reply.send(Ok((e, elapsed)));
                 }
             }
             Err(message) => {

@@ -20,6 +20,7 @@ use crate::storage::{self, Storage, StorageError};
 use crate::store::{
     NewPhoto, OwnerCheck, ReserveError, StorageCharge, StorageUsage, Store, StoreError,
 };
+use crate::telemetry::timing::{self, Stage};
 
 /// Why a report action failed.
 #[derive(Debug, thiserror::Error)]
@@ -167,14 +168,15 @@ impl ReportService {
         for (index, bytes) in photos.into_iter().enumerate() {
             let limits = self.limits;
             let work_bytes = bytes.clone();
-            let (photo, thumbnail) = self
+            let checking = self
                 .decode
                 .run_blocking(move || -> Result<_, ImagingError> {
                     let photo =
                         imaging::decode(&work_bytes, &limits, (THUMBNAIL_SIDE, THUMBNAIL_SIDE))?;
                     let thumbnail = imaging::thumbnail(&photo.pixels, THUMBNAIL_SIDE)?;
                     Ok((photo, thumbnail))
-                })
+                });
+            let (photo, thumbnail) = timing::measure(Stage::Decode, checking)
                 .await?
                 .unwrap_or_else(|_| {
                     Err(ImagingError::Decode(
@@ -204,17 +206,16 @@ impl ReportService {
         }
         let owner_token = new_owner_token();
         let photos: Vec<NewPhoto> = checked.into_iter().map(|(p, _, _)| p).collect();
-        let created = self
-            .store
-            .create_report(
-                &new,
-                &token_hash(&owner_token),
-                &photos,
-                self.model_id,
-                self.max_attempts,
-                charge.as_ref(),
-            )
-            .await?;
+        let owner_token_hash = token_hash(&owner_token);
+        let recording = self.store.create_report(
+            &new,
+            &owner_token_hash,
+            &photos,
+            self.model_id,
+            self.max_attempts,
+            charge.as_ref(),
+        );
+        let created = timing::measure(Stage::Database, recording).await?;
         Ok(Created {
             report: created.report,
             owner_token,

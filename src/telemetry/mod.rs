@@ -19,5 +19,6 @@ pub fn init(config: &LogConfig) {
 
 pub mod histogram;
 pub mod prometheus;
+pub mod timing;
 
 pub use histogram::{Histogram, HistogramSnapshot};

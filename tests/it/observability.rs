@@ -175,3 +175,34 @@ async fn status_shows_permits_in_use_while_requests_run_and_none_after() {
     assert_eq!(body["uploads"]["in_use"], 0);
     assert_eq!(body["protection"]["api_keys"], false);
 }
+
+#[tokio::test]
+async fn a_model_answer_says_where_its_time_went() {
+    let app = app(gate_settings(1), uploads()).await;
+    let photo = sample("chelsea.png");
+    let (status, headers, _) = send(
+        &app.router,
+        post_multipart(
+            "/v1/embeddings",
+            &[("photos", "c.png", "image/png", &photo)],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let ms = |name: &str| -> f64 {
+        headers[name]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    // A model run and a decode took time; nothing waited long for the idle gate, and this route
+    // does not touch the database.
+    assert!(ms("x-inference-time") > 0.0);
+    assert!(ms("x-decode-time") > 0.0);
+    assert!(ms("x-queue-time") >= 0.0);
+    assert_eq!(ms("x-database-time"), 0.0);
+    // A route that does no such work answers without them.
+    let (_, headers, _) = send(&app.router, get("/healthz")).await;
+    assert!(headers.get("x-inference-time").is_none());
+}
