@@ -19,6 +19,7 @@ use crate::storage::StorageError;
 use crate::store::{ReserveError, StoreError};
 
 use super::body::BodyTimeout;
+pub use super::error_code::ErrorCode;
 use super::protect::seconds_up;
 
 /// The cause behind an error: logged with the request id for server errors, never sent.
@@ -28,7 +29,7 @@ type Cause = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     retry_after: Option<Duration>,
     details: Map<String, Value>,
@@ -38,10 +39,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a status, a stable code and a message for people.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with a stable code (and its status) and a message for people.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
             retry_after: None,
@@ -60,11 +61,7 @@ impl ApiError {
 
     /// 408 `body_timeout`: the request body stalled or took too long.
     pub fn body_timeout(timeout: &BodyTimeout) -> Self {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            timeout.to_string(),
-        )
+        ApiError::new(ErrorCode::BodyTimeout, timeout.to_string())
     }
 
     /// Adds a field to the body.
@@ -81,35 +78,26 @@ impl ApiError {
 
     /// 422 `validation_failed`.
     pub fn validation(message: impl Into<String>) -> Self {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            message,
-        )
+        ApiError::new(ErrorCode::ValidationFailed, message)
     }
 
     /// 413 `payload_too_large`.
     pub fn too_large(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+        ApiError::new(ErrorCode::PayloadTooLarge, message)
     }
 
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+        ApiError::new(ErrorCode::NotFound, message)
     }
 
     /// 401: no API key (`api_key_required`) or an unknown one (`invalid_api_key`).
     pub fn unauthenticated(presented: bool) -> Self {
         if presented {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_api_key",
-                "the API key is not valid",
-            )
+            ApiError::new(ErrorCode::InvalidApiKey, "the API key is not valid")
         } else {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "api_key_required",
+                ErrorCode::ApiKeyRequired,
                 "this service needs an API key (header X-API-Key)",
             )
         }
@@ -121,15 +109,22 @@ impl ApiError {
     }
 
     /// The stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// Sends the error with another status than its code's (`invalid_multipart` for a body that
+    /// is not multipart at all is 415).
+    fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = Map::new();
-        body.insert("code".into(), json!(self.code));
+        body.insert("code".into(), json!(self.code.as_str()));
         body.insert("message".into(), json!(self.message));
         let retry_secs = self.retry_after.map(|d| seconds_up(d).max(1));
         if let Some(secs) = retry_secs {
@@ -147,10 +142,10 @@ impl IntoResponse for ApiError {
         }
         if let Some(cause) = &self.cause {
             if self.status.is_server_error() {
-                tracing::error!(status = %self.status, code = self.code, message = %self.message, cause = %cause_chain(cause.as_ref()), "request failed");
+                tracing::error!(status = %self.status, code = self.code.as_str(), message = %self.message, cause = %cause_chain(cause.as_ref()), "request failed");
             }
         } else if self.status.is_server_error() {
-            tracing::warn!(status = %self.status, code = self.code, message = %self.message, "request failed");
+            tracing::warn!(status = %self.status, code = self.code.as_str(), message = %self.message, "request failed");
         }
         response
     }
@@ -175,30 +170,22 @@ fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
 impl From<ImagingError> for ApiError {
     fn from(e: ImagingError) -> Self {
         match e {
-            ImagingError::Unsupported { detected } => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                e.to_string(),
-            )
-            .with("accepted", json!(ACCEPTED_TYPES))
-            .with("detected", json!(detected)),
+            ImagingError::Unsupported { detected } => {
+                ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string())
+                    .with("accepted", json!(ACCEPTED_TYPES))
+                    .with("detected", json!(detected))
+            }
             ImagingError::TooLarge {
                 width,
                 height,
                 max_megapixels,
-            } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "image_too_large",
-                e.to_string(),
-            )
-            .with("width", width)
-            .with("height", height)
-            .with("max_megapixels", max_megapixels),
-            ImagingError::Empty | ImagingError::Decode(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_image",
-                e.to_string(),
-            ),
+            } => ApiError::new(ErrorCode::ImageTooLarge, e.to_string())
+                .with("width", width)
+                .with("height", height)
+                .with("max_megapixels", max_megapixels),
+            ImagingError::Empty | ImagingError::Decode(_) => {
+                ApiError::new(ErrorCode::InvalidImage, e.to_string())
+            }
         }
     }
 }
@@ -212,15 +199,10 @@ impl From<GateError> for ApiError {
             GateError::WaitTimeout { retry_after, .. } => {
                 overloaded(e.to_string(), "wait_timeout", *retry_after)
             }
-            GateError::Closed => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )
-            .retry_after(Duration::from_secs(1)),
+            GateError::Closed => ApiError::new(ErrorCode::Unavailable, e.to_string())
+                .retry_after(Duration::from_secs(1)),
             GateError::Run(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "inference_failed",
+                ErrorCode::InferenceFailed,
                 "the model failed on this request",
             )
             .caused_by(e),
@@ -239,7 +221,7 @@ impl From<LimitError> for ApiError {
 }
 
 fn overloaded(message: String, reason: &'static str, retry_after: Duration) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+    ApiError::new(ErrorCode::Overloaded, message)
         .with("reason", reason)
         .retry_after(retry_after)
 }
@@ -258,18 +240,12 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                ErrorCode::Unavailable,
                 "the database is unavailable; retry shortly",
             )
             .retry_after(Duration::from_secs(2))
             .caused_by(e),
-            _ => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal database error",
-            )
-            .caused_by(e),
+            _ => ApiError::new(ErrorCode::Internal, "internal database error").caused_by(e),
         }
     }
 }
@@ -277,10 +253,10 @@ impl From<StoreError> for ApiError {
 impl From<MultipartRejection> for ApiError {
     fn from(e: MultipartRejection) -> Self {
         ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_multipart",
+            ErrorCode::InvalidMultipart,
             format!("expected a multipart/form-data body: {e}"),
         )
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
     }
 }
 
@@ -292,8 +268,7 @@ impl From<MultipartError> for ApiError {
             ApiError::too_large(format!("the request body is too large: {}", e.body_text()))
         } else {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_multipart",
+                ErrorCode::InvalidMultipart,
                 format!("malformed multipart body: {}", e.body_text()),
             )
         }
@@ -310,13 +285,9 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NotFound(_) => ApiError::not_found("the stored photo is missing"),
-            _ => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the photo store is unavailable",
-            )
-            .retry_after(Duration::from_secs(2))
-            .caused_by(e),
+            _ => ApiError::new(ErrorCode::Unavailable, "the photo store is unavailable")
+                .retry_after(Duration::from_secs(2))
+                .caused_by(e),
         }
     }
 }
@@ -330,12 +301,8 @@ impl From<ReportError> for ApiError {
             ReportError::Store(s) => s.into(),
             ReportError::Storage(s) => s.into(),
             ReportError::NotFound(what) => ApiError::not_found(format!("no such {what}")),
-            ReportError::Unauthorized => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
-            }
-            ReportError::Forbidden => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
-            }
+            ReportError::Unauthorized => ApiError::new(ErrorCode::Unauthorized, e.to_string()),
+            ReportError::Forbidden => ApiError::new(ErrorCode::Forbidden, e.to_string()),
             ReportError::Quota(q) => q.into(),
         }
     }
@@ -345,8 +312,7 @@ impl From<ReserveError> for ApiError {
     fn from(e: ReserveError) -> Self {
         match e {
             ReserveError::QuotaExceeded { usage, requested } => ApiError::new(
-                StatusCode::CONFLICT,
-                "quota_exceeded",
+                ErrorCode::QuotaExceeded,
                 format!(
                     "the photos ({requested} bytes) do not fit in this key's storage quota \
                      ({} of {} bytes used); delete reports to make room",
@@ -377,7 +343,7 @@ impl From<Limited> for ApiError {
                 l.limit
             )
         };
-        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        let mut error = ApiError::new(ErrorCode::RateLimited, message)
             .with("class", l.class.as_str())
             .with("scope", json!(l.scope))
             .retry_after(l.retry_after);

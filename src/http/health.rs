@@ -5,12 +5,11 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::server::ConnectionSnapshot;
 use crate::inference::GateSnapshot;
 use crate::jobs::{JobStatsSnapshot, snapshot};
@@ -75,16 +74,14 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<serde_json::Valu
             "status": "ready",
             "checks": { "database": "ok", "model": format!("{} {}", model.name, model.version) },
         }))),
-        Err(e) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the database is unavailable",
-        )
-        .with(
-            "checks",
-            json!({ "database": "unavailable", "model": "ok" }),
-        )
-        .caused_by(e)),
+        Err(e) => Err(
+            ApiError::new(ErrorCode::NotReady, "the database is unavailable")
+                .with(
+                    "checks",
+                    json!({ "database": "unavailable", "model": "ok" }),
+                )
+                .caused_by(e),
+        ),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod body;
 mod embeddings;
 pub mod error;
+mod error_code;
 mod health;
 mod middleware;
 mod multipart;
@@ -26,7 +27,7 @@ use crate::reports::ReportService;
 use crate::search::SearchService;
 use crate::telemetry::prometheus::HttpMetrics;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use multipart::PhotoLimits;
 pub use protect::{Caller, Protection};
 
@@ -145,8 +146,7 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )
 }

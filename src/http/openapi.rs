@@ -13,20 +13,50 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{embeddings, health, reports, search};
 
-/// Every error answer: a stable `code`, a message for people, and details that depend on the
-/// code (e.g. `field`, `retry_after_seconds`, `used_bytes`).
+/// Every error answer: a stable `code`, a message for people, and the details its code carries.
+/// Each detail is present only with the codes named in its description.
 #[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // describes the body `ApiError` writes; never built
 pub struct ErrorBody {
-    /// Stable, machine-readable: e.g. `validation_failed`, `rate_limited`, `overloaded`,
-    /// `quota_exceeded`, `unavailable`, `not_found`.
-    code: String,
-    /// What went wrong, for people.
+    /// Stable and machine-readable.
+    code: super::ErrorCode,
+    /// What went wrong, for people (not stable: do not parse it).
     message: String,
-    /// Seconds to wait before retrying (429 and 503; also in `Retry-After`).
+    /// Seconds to wait before retrying (`rate_limited`, `overloaded`, `unavailable`; also in
+    /// `Retry-After`).
     retry_after_seconds: Option<u64>,
-    /// The offending field (validation errors).
+    /// The offending field (`validation_failed`, an unknown multipart field).
     field: Option<String>,
+    /// Why the service is saturated (`overloaded`): `queue_full`, `wait_timeout` or `connections`.
+    reason: Option<String>,
+    /// The photo's position in the request, from 0 (photo errors of `POST /v1/reports`).
+    photo_index: Option<u64>,
+    /// The formats accepted, and the one detected (`unsupported_media_type`).
+    accepted: Option<Vec<String>>,
+    detected: Option<String>,
+    /// The photo's size and the most allowed (`image_too_large`).
+    width: Option<u32>,
+    height: Option<u32>,
+    max_megapixels: Option<f64>,
+    /// The most photos per request (`validation_failed`).
+    max_photos: Option<u64>,
+    /// The largest photo accepted, in bytes (`payload_too_large`).
+    max_photo_bytes: Option<u64>,
+    /// The largest body the route accepts, in bytes (`payload_too_large`).
+    max_body_bytes: Option<u64>,
+    /// The tenant's storage use, quota, and what the upload asked for (`quota_exceeded`).
+    used_bytes: Option<i64>,
+    max_bytes: Option<i64>,
+    requested_bytes: Option<i64>,
+    /// The route class and whose quota ran out, `address` or `key` (`rate_limited`).
+    class: Option<String>,
+    scope: Option<String>,
+    /// The readiness checks and their state (`not_ready`).
+    checks: Option<Object>,
 }
+
+/// A JSON object of named checks.
+type Object = std::collections::BTreeMap<String, String>;
 
 /// `POST /v1/reports` form (multipart/form-data).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -156,7 +186,7 @@ pub struct EmbeddingsForm {
         document,
         docs,
     ),
-    components(schemas(ErrorBody, ReportForm, SearchForm, EmbeddingsForm)),
+    components(schemas(ErrorBody, super::ErrorCode, ReportForm, SearchForm, EmbeddingsForm)),
     modifiers(&Security),
     tags(
         (name = "reports", description = "Reports with photos; embeddings are made in the background"),
