@@ -26,6 +26,27 @@ pub enum PipelineError {
     Gate(#[from] GateError),
 }
 
+impl PipelineError {
+    /// Whether waiting may help: the gate or the decoders are saturated (or closing), rather
+    /// than the photo bad or the model broken.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Imaging(_) => false,
+            PipelineError::DecodeBusy(_) => true,
+            PipelineError::Gate(g) => !matches!(g, GateError::Run(_)),
+        }
+    }
+
+    /// When to retry, for the errors that are about load.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PipelineError::Imaging(_) => None,
+            PipelineError::DecodeBusy(l) => Some(l.retry_after()),
+            PipelineError::Gate(g) => g.retry_after(),
+        }
+    }
+}
+
 /// Photo bytes in, embeddings out.
 #[derive(Clone)]
 pub struct Pipeline {

@@ -25,6 +25,14 @@ pub enum StorageError {
     Backend(String),
 }
 
+impl StorageError {
+    /// Whether waiting may help: the store failed, rather than the object being absent or the
+    /// configuration unusable.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Backend(_))
+    }
+}
+
 impl From<object_store::Error> for StorageError {
     fn from(e: object_store::Error) -> Self {
         match e {

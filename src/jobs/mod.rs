@@ -14,12 +14,16 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::JobsConfig;
-use crate::inference::{GateError, Priority};
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::inference::Priority;
+use crate::pipeline::Pipeline;
 use crate::search::{Matcher, SearchError};
 use crate::storage::Storage;
 use crate::store::jobs::JOBS_CHANNEL;
 use crate::store::{ClaimedJob, Store};
+
+mod payload;
+
+pub use payload::{EmbedJob, JobPayload, JobStatus, MatchJob};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -103,10 +107,25 @@ pub struct JobStatsSnapshot {
 /// Why one attempt did not finish the job.
 #[derive(Debug)]
 enum AttemptError {
-    /// The service is busy: try again later without counting the attempt.
+    /// The service is busy or a dependency is briefly away: try again later without counting
+    /// the attempt.
     Busy(Duration),
     /// The attempt failed.
     Failed(String),
+}
+
+/// How long a job waits after a transient error that names no better time.
+const TRANSIENT_RETRY: Duration = Duration::from_secs(2);
+
+impl AttemptError {
+    /// A database error: transient ones defer the job, others count as a failed attempt.
+    fn of_store(e: crate::store::StoreError) -> Self {
+        if e.is_transient() {
+            AttemptError::Busy(TRANSIENT_RETRY)
+        } else {
+            AttemptError::Failed(e.to_string())
+        }
+    }
 }
 
 /// The running workers of this process.
@@ -349,75 +368,62 @@ impl Worker {
     }
 
     async fn attempt(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
-        match job.kind.as_str() {
-            "embed" => self.embed(job).await,
-            "match" => self.refresh_matches(job).await,
-            other => Err(AttemptError::Failed(format!("unknown job kind `{other}`"))),
+        match JobPayload::parse(&job.kind, &job.payload).map_err(AttemptError::Failed)? {
+            JobPayload::Embed(embed) => self.embed(job, &embed).await,
+            JobPayload::Match(work) => self.refresh_matches(job, &work).await,
         }
     }
 
     /// Computes and stores a report's possible matches, then marks the job done.
-    async fn refresh_matches(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
+    async fn refresh_matches(&self, job: &ClaimedJob, work: &MatchJob) -> Result<(), AttemptError> {
         let ctx = &self.context;
-        let report_id = job.payload["report_id"]
-            .as_str()
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .ok_or_else(|| AttemptError::Failed("payload without report_id".into()))?;
-        match ctx.matcher.refresh(report_id).await {
+        match ctx.matcher.refresh(work.report_id).await {
             // The report was deleted meanwhile: nothing left to match.
             Ok(_) | Err(SearchError::NotFound) => {}
-            Err(SearchError::Store(crate::store::StoreError::Unavailable(_))) => {
-                return Err(AttemptError::Busy(Duration::from_secs(2)));
-            }
+            Err(SearchError::Store(e)) => return Err(AttemptError::of_store(e)),
             Err(e) => return Err(AttemptError::Failed(e.to_string())),
         }
-        match ctx.store.finish_job(job.id, &self.id).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(AttemptError::Failed(e.to_string())),
-        }
+        ctx.store
+            .finish_job(job.id, &self.id)
+            .await
+            .map(drop)
+            .map_err(AttemptError::of_store)
     }
 
     /// Embeds a stored photo and saves the vector, together with the job's completion.
-    async fn embed(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
+    async fn embed(&self, job: &ClaimedJob, work: &EmbedJob) -> Result<(), AttemptError> {
         let ctx = &self.context;
         let failed = |m: String| AttemptError::Failed(m);
-        let sha_hex = job.payload["sha256"]
-            .as_str()
-            .ok_or_else(|| failed("payload without sha256".into()))?;
-        let sha256 = hex::decode(sha_hex).map_err(|e| failed(format!("bad sha256: {e}")))?;
-        let model_id = job.payload["model_id"].as_i64().unwrap_or_default();
-        if model_id != i64::from(ctx.model_id) {
+        let sha256 = hex::decode(&work.sha256).map_err(|e| failed(format!("bad sha256: {e}")))?;
+        if work.model_id != ctx.model_id {
             return Err(failed(format!(
-                "job for model {model_id}, this process runs model {}",
-                ctx.model_id
+                "job for model {}, this process runs model {}",
+                work.model_id, ctx.model_id
             )));
         }
-        let busy = |e: &crate::store::StoreError| match e {
-            crate::store::StoreError::Unavailable(_) => AttemptError::Busy(Duration::from_secs(2)),
-            other => AttemptError::Failed(other.to_string()),
-        };
         let key = ctx
             .store
             .blob_key(&sha256)
             .await
-            .map_err(|e| busy(&e))?
+            .map_err(AttemptError::of_store)?
             .ok_or_else(|| failed("photo record missing".into()))?;
-        let bytes = ctx
-            .storage
-            .get(&key)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        let bytes = ctx.storage.get(&key).await.map_err(|e| {
+            if e.is_transient() {
+                AttemptError::Busy(TRANSIENT_RETRY)
+            } else {
+                failed(e.to_string())
+            }
+        })?;
         let embedded = ctx
             .pipeline
             .embed(bytes, Priority::Background)
             .await
-            .map_err(|e| match e {
-                PipelineError::Gate(GateError::Run(m)) => failed(m),
-                PipelineError::Gate(g) => {
-                    AttemptError::Busy(g.retry_after().unwrap_or(Duration::from_secs(1)))
+            .map_err(|e| {
+                if e.is_transient() {
+                    AttemptError::Busy(e.retry_after().unwrap_or(TRANSIENT_RETRY))
+                } else {
+                    failed(e.to_string())
                 }
-                PipelineError::DecodeBusy(l) => AttemptError::Busy(l.retry_after()),
-                PipelineError::Imaging(i) => failed(i.to_string()),
             })?;
         let saved = ctx
             .store
@@ -430,7 +436,7 @@ impl Worker {
                 job.max_attempts,
             )
             .await
-            .map_err(|e| busy(&e))?;
+            .map_err(AttemptError::of_store)?;
         if !saved {
             tracing::warn!(
                 job = job.id,

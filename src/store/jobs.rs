@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
 use super::{Store, StoreError};
+use crate::jobs::{JobPayload, JobStatus};
 
 /// The channel `NOTIFY`'d when jobs are enqueued.
 pub const JOBS_CHANNEL: &str = "lookalike_jobs";
@@ -37,8 +38,8 @@ pub struct JobRecord {
     /// Its parameters.
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
-    /// queued, running, done or failed.
-    pub status: String,
+    /// Where the job is in its life.
+    pub status: JobStatus,
     /// Attempts made.
     pub attempts: i32,
     /// Attempts allowed.
@@ -81,22 +82,20 @@ pub const JOB_COUNTS_SQL: &str = "SELECT
     coalesce((SELECT extract(epoch FROM now() - min(created_at))
               FROM jobs WHERE status IN ('queued', 'running') AND status = 'queued'), 0)::float8 AS age";
 
-/// Enqueues a job inside the caller's transaction; nothing happens if the same work
-/// (`dedupe_key`) is already known. Returns the new job's id.
+/// Enqueues `job` inside the caller's transaction; nothing happens if the same work (its dedupe
+/// key) is already known. Returns the new job's id.
 pub async fn enqueue(
     conn: &mut PgConnection,
-    kind: &str,
-    dedupe_key: &str,
-    payload: &serde_json::Value,
+    job: &JobPayload,
     max_attempts: u32,
 ) -> Result<Option<i64>, StoreError> {
     let id = sqlx::query_scalar(
         "INSERT INTO jobs (kind, dedupe_key, payload, max_attempts) VALUES ($1, $2, $3, $4)
          ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
     )
-    .bind(kind)
-    .bind(dedupe_key)
-    .bind(payload)
+    .bind(job.kind())
+    .bind(job.dedupe_key())
+    .bind(job.to_json())
     .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
     .fetch_optional(&mut *conn)
     .await?;
@@ -292,7 +291,14 @@ impl Store {
                 id: r.try_get("id")?,
                 kind: r.try_get("kind")?,
                 payload: r.try_get("payload")?,
-                status: r.try_get("status")?,
+                status: {
+                    let text: String = r.try_get("status")?;
+                    JobStatus::parse(&text).ok_or_else(|| {
+                        StoreError::Query(sqlx::Error::Decode(
+                            format!("unknown job status `{text}`").into(),
+                        ))
+                    })?
+                },
                 attempts: r.try_get("attempts")?,
                 max_attempts: r.try_get("max_attempts")?,
                 run_after: r.try_get("run_after")?,

@@ -38,6 +38,13 @@ pub enum StoreError {
     Query(sqlx::Error),
 }
 
+impl StoreError {
+    /// Whether waiting may help: the database was unreachable or busy, not the query wrong.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {

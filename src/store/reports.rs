@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::tenants::ReserveError;
 use super::{Store, StoreError, jobs, search};
+use crate::jobs::JobPayload;
 use crate::reports::{
     EmbeddingStatus, NewReport, Photo, Report, ReportFilter, ReportPatch, overall_status,
 };
@@ -52,11 +53,6 @@ pub struct CreatedReport {
     pub jobs: Vec<i64>,
     /// The report as stored.
     pub report: Report,
-}
-
-/// The embedding job's key for a blob and a model: one job per piece of work.
-pub fn embed_job_key(sha256: &[u8], model_id: i32) -> String {
-    format!("embed:{}:{model_id}", hex::encode(sha256))
 }
 
 /// What an owner-only action found.
@@ -138,11 +134,8 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             if !embedded {
-                let payload = serde_json::json!({ "sha256": hex::encode(photo.sha256), "model_id": model_id });
-                let key = embed_job_key(&photo.sha256, model_id);
-                if let Some(job) =
-                    jobs::enqueue(&mut tx, "embed", &key, &payload, max_attempts).await?
-                {
+                let job = JobPayload::embed(&photo.sha256, model_id);
+                if let Some(job) = jobs::enqueue(&mut tx, &job, max_attempts).await? {
                     jobs.push(job);
                 }
             }
@@ -415,7 +408,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO jobs (kind, dedupe_key, payload, max_attempts)
-             SELECT 'embed', 'embed:' || encode(b.sha256, 'hex') || ':' || $1::text,
+             SELECT 'embed', lookalike_embed_job_key(b.sha256, $1),
                     jsonb_build_object('sha256', encode(b.sha256, 'hex'), 'model_id', $1), $2
              FROM blobs b
              WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.sha256 = b.sha256 AND e.model_id = $1)
@@ -446,7 +439,7 @@ async fn photos_of<'e>(
          FROM photos p
          JOIN blobs b ON b.sha256 = p.sha256
          LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
-         LEFT JOIN jobs j ON j.dedupe_key = 'embed:' || encode(p.sha256, 'hex') || ':' || $2::text
+         LEFT JOIN jobs j ON j.dedupe_key = lookalike_embed_job_key(p.sha256, $2)
          WHERE p.report_id = ANY($1)
          ORDER BY p.report_id, p.position",
     )

@@ -6,6 +6,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{Store, StoreError, jobs};
+use crate::jobs::JobPayload;
 use crate::reports::{ReportKind, ReportStatus, Species};
 
 /// Which reports a search may return.
@@ -305,18 +306,9 @@ pub async fn enqueue_ready_matches(
         .fetch_one(&mut *conn)
         .await?;
         if ready {
-            let payload = serde_json::json!({ "report_id": id, "model_id": model_id });
-            let key = format!("match:{id}:{model_id}");
-            if jobs::enqueue(
-                conn,
-                "match",
-                &key,
-                &payload,
-                u32::try_from(max_attempts).unwrap_or(5),
-            )
-            .await?
-            .is_some()
-            {
+            let job = JobPayload::refresh_matches(id, model_id);
+            let attempts = u32::try_from(max_attempts).unwrap_or(5);
+            if jobs::enqueue(conn, &job, attempts).await?.is_some() {
                 queued += 1;
             }
         }

@@ -89,3 +89,19 @@ async fn a_lease_renewal_waiting_for_the_jobs_own_transaction_does_not_stall_it(
     assert_eq!(count(&app, "SELECT count(*) FROM embeddings").await, 1);
     workers.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn the_embedding_job_key_is_built_alike_in_rust_and_in_sql() {
+    let store = fresh_store().await;
+    let sha256 = [0x0f_u8, 0xa0, 0x33, 0xff];
+    let in_sql: String = sqlx::query_scalar("SELECT lookalike_embed_job_key($1, $2)")
+        .bind(&sha256[..])
+        .bind(42_i32)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        in_sql,
+        lookalike::jobs::JobPayload::embed(&sha256, 42).dedupe_key()
+    );
+}

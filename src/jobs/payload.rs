@@ -1,0 +1,170 @@
+//! What a job does: its kind, parameters and dedupe key, one type for whoever enqueues a job and
+//! the worker that runs it. Stored as the job's `kind` and `payload` columns.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A job's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobPayload {
+    /// Embed a stored photo with a model.
+    Embed(EmbedJob),
+    /// Find and store a report's possible matches with a model's embeddings.
+    Match(MatchJob),
+}
+
+/// Embed the blob `sha256` (hex) with model `model_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbedJob {
+    /// The blob's content hash, hex.
+    pub sha256: String,
+    /// The model's id in the database.
+    pub model_id: i32,
+}
+
+/// Refresh the possible matches of `report_id` with model `model_id`'s embeddings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchJob {
+    /// The report.
+    pub report_id: Uuid,
+    /// The model whose embeddings are compared.
+    pub model_id: i32,
+}
+
+impl JobPayload {
+    /// Embedding `sha256` with `model_id`.
+    pub fn embed(sha256: &[u8], model_id: i32) -> Self {
+        JobPayload::Embed(EmbedJob {
+            sha256: hex::encode(sha256),
+            model_id,
+        })
+    }
+
+    /// Matching `report_id` with `model_id`'s embeddings.
+    pub fn refresh_matches(report_id: Uuid, model_id: i32) -> Self {
+        JobPayload::Match(MatchJob {
+            report_id,
+            model_id,
+        })
+    }
+
+    /// The `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobPayload::Embed(_) => "embed",
+            JobPayload::Match(_) => "match",
+        }
+    }
+
+    /// One job per piece of work, whoever asks for it: the `dedupe_key` column. The embedding
+    /// key is also built in SQL, by `lookalike_embed_job_key` (migration 0007); a test checks
+    /// that the two agree.
+    pub fn dedupe_key(&self) -> String {
+        match self {
+            JobPayload::Embed(e) => format!("embed:{}:{}", e.sha256, e.model_id),
+            JobPayload::Match(m) => format!("match:{}:{}", m.report_id, m.model_id),
+        }
+    }
+
+    /// The model the work belongs to.
+    pub fn model_id(&self) -> i32 {
+        match self {
+            JobPayload::Embed(e) => e.model_id,
+            JobPayload::Match(m) => m.model_id,
+        }
+    }
+
+    /// The `payload` column.
+    pub fn to_json(&self) -> serde_json::Value {
+        let value = match self {
+            JobPayload::Embed(e) => serde_json::to_value(e),
+            JobPayload::Match(m) => serde_json::to_value(m),
+        };
+        // Plain structs of strings and integers always serialise.
+        value.unwrap_or_default()
+    }
+
+    /// The job stored as `kind` and `payload`, or why it cannot be run.
+    pub fn parse(kind: &str, payload: &serde_json::Value) -> Result<Self, String> {
+        let bad = |e: serde_json::Error| format!("bad {kind} job payload: {e}");
+        match kind {
+            "embed" => Ok(JobPayload::Embed(
+                serde_json::from_value(payload.clone()).map_err(bad)?,
+            )),
+            "match" => Ok(JobPayload::Match(
+                serde_json::from_value(payload.clone()).map_err(bad)?,
+            )),
+            other => Err(format!("unknown job kind `{other}`")),
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting to run (including a retry waiting for its backoff).
+    Queued,
+    /// Claimed by a worker.
+    Running,
+    /// Finished.
+    Done,
+    /// Given up after its attempts.
+    Failed,
+}
+
+impl JobStatus {
+    /// The `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    /// The status stored as `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Done,
+            JobStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_survive_their_columns_and_keep_their_keys() {
+        let report = Uuid::new_v4();
+        for job in [
+            JobPayload::embed(&[0xab, 0x01], 3),
+            JobPayload::refresh_matches(report, 3),
+        ] {
+            assert_eq!(
+                JobPayload::parse(job.kind(), &job.to_json()),
+                Ok(job.clone())
+            );
+            assert_eq!(job.model_id(), 3);
+        }
+        assert_eq!(
+            JobPayload::embed(&[0xab, 0x01], 3).dedupe_key(),
+            "embed:ab01:3"
+        );
+        assert_eq!(
+            JobPayload::refresh_matches(report, 3).dedupe_key(),
+            format!("match:{report}:3")
+        );
+        assert!(JobPayload::parse("resize", &serde_json::json!({})).is_err());
+        assert!(JobPayload::parse("embed", &serde_json::json!({"sha256": 1})).is_err());
+        assert_eq!(JobStatus::parse("done"), Some(JobStatus::Done));
+        assert_eq!(JobStatus::parse("lost"), None);
+    }
+}
