@@ -35,11 +35,13 @@ pub struct JobCountsCache {
 impl JobCountsCache {
     /// Counts at most a second old; while another request reads them, the previous ones.
     pub async fn get(&self, store: &Store) -> Option<JobCounts> {
-        if let Some(fresh) = self.cached(true) {
-            return fresh;
+        if let Some((at, counts)) = self.latest()
+            && at.elapsed() < JOB_COUNTS_TTL
+        {
+            return counts;
         }
         let Ok(_refreshing) = self.refreshing.try_lock() else {
-            return self.cached(false).flatten();
+            return self.latest().and_then(|(_, counts)| counts);
         };
         let counts = store.job_counts().await.ok();
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -47,12 +49,9 @@ impl JobCountsCache {
         counts
     }
 
-    /// The cached answer (only when younger than the TTL, if `fresh_only`).
-    fn cached(&self, fresh_only: bool) -> Option<Option<JobCounts>> {
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.as_ref()
-            .filter(|(at, _)| !fresh_only || at.elapsed() < JOB_COUNTS_TTL)
-            .map(|(_, counts)| counts.clone())
+    /// The last answer read, and when.
+    fn latest(&self) -> Option<(Instant, Option<JobCounts>)> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::process::{Service, http};
+use crate::common::process::{Service, http, split_response};
 use crate::common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,17 +14,9 @@ use tokio::net::TcpStream;
 
 /// Status and JSON body of a raw HTTP/1.1 answer.
 fn parse_answer(response: &[u8]) -> (u16, Value) {
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(response.len(), |p| p + 4);
-    let status = String::from_utf8_lossy(&response[..split])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
+    let (status, body) = split_response(response)
         .unwrap_or_else(|| panic!("no status in {:?}", String::from_utf8_lossy(response)));
-    let body = serde_json::from_slice(&response[split..]).unwrap_or(Value::Null);
-    (status, body)
+    (status, serde_json::from_slice(body).unwrap_or(Value::Null))
 }
 
 /// Reads until the server closes, at most `limit`; what it read, and whether it closed in time.

@@ -162,6 +162,20 @@ pub async fn http(
     stream.write_all(body).await?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
+    let (status, body) = split_response(&response).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "no HTTP status in the {} bytes answered to {method} {path}",
+                response.len()
+            ),
+        )
+    })?;
+    Ok((status, body.to_vec()))
+}
+
+/// The status and body of a raw HTTP/1.1 answer (`None` without a status line).
+pub fn split_response(response: &[u8]) -> Option<(u16, &[u8])> {
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -169,15 +183,6 @@ pub async fn http(
     let status = String::from_utf8_lossy(&response[..split])
         .split_whitespace()
         .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!(
-                    "no HTTP status in the {} bytes answered to {method} {path}",
-                    response.len()
-                ),
-            )
-        })?;
-    Ok((status, response[split..].to_vec()))
+        .and_then(|s| s.parse().ok())?;
+    Some((status, &response[split..]))
 }
