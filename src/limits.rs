@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::telemetry::prometheus::Exposition;
+
 /// Why a slot was not granted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LimitError {
@@ -61,6 +63,67 @@ pub struct LimitSnapshot {
     pub waiting: usize,
     /// Callers turned away since start.
     pub rejected_total: u64,
+}
+
+impl LimitSnapshot {
+    /// Prometheus lines for the limit called `name` (e.g. `decode`, `upload`).
+    pub fn render(&self, name: &str, out: &mut Exposition) {
+        let labels = [("limit", name)];
+        for (metric, kind, help, value) in [
+            (
+                "slots_in_use",
+                "gauge",
+                "Slots taken now.",
+                self.in_use as f64,
+            ),
+            (
+                "waiting",
+                "gauge",
+                "Callers waiting for a slot.",
+                self.waiting as f64,
+            ),
+            (
+                "rejections_total",
+                "counter",
+                "Callers turned away.",
+                self.rejected_total as f64,
+            ),
+        ] {
+            let metric = format!("lookalike_{name}_{metric}");
+            out.help(&metric, kind, help);
+            out.sample(&metric, &labels, value);
+        }
+    }
+}
+
+impl BudgetSnapshot {
+    /// Prometheus lines: the budget, what is reserved, who waits, who was refused.
+    pub fn render(&self, out: &mut Exposition) {
+        out.single(
+            "lookalike_body_memory_bytes",
+            "gauge",
+            "Memory for request bodies in all.",
+            self.total_bytes as f64,
+        );
+        out.single(
+            "lookalike_body_memory_reserved_bytes",
+            "gauge",
+            "Memory reserved now for request bodies being read.",
+            self.reserved_bytes as f64,
+        );
+        out.single(
+            "lookalike_body_memory_waiting",
+            "gauge",
+            "Requests waiting for body memory.",
+            self.waiting as f64,
+        );
+        out.single(
+            "lookalike_body_memory_rejections_total",
+            "counter",
+            "Requests refused (503) for want of body memory.",
+            self.rejected_total as f64,
+        );
+    }
 }
 
 impl ConcurrencyLimit {

@@ -20,6 +20,8 @@ use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 use serde::Serialize;
 
+use crate::telemetry::prometheus::Exposition;
+
 /// A rate such as `10/min`, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateSpec {
@@ -402,6 +404,30 @@ pub struct RateLimitSnapshot {
     pub rejected_table_full_total: u64,
     /// Clients tracked now (addresses and keys, all classes).
     pub tracked_clients: usize,
+}
+
+impl RateLimitSnapshot {
+    /// Prometheus lines: refusals by route class, and the clients tracked.
+    pub fn render(&self, out: &mut Exposition) {
+        out.help(
+            "lookalike_rate_limited_total",
+            "counter",
+            "Requests refused with 429 by the rate limits, by route class.",
+        );
+        for (class, n) in RouteClass::ALL.iter().zip(self.rejected_total) {
+            out.sample(
+                "lookalike_rate_limited_total",
+                &[("class", class.as_str())],
+                n as f64,
+            );
+        }
+        out.single(
+            "lookalike_rate_limit_tracked_clients",
+            "gauge",
+            "Clients (addresses and keys) the rate limiters track now.",
+            self.tracked_clients as f64,
+        );
+    }
 }
 
 /// The service's rate limits; share one behind an `Arc`.

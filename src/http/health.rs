@@ -15,7 +15,7 @@ use crate::inference::GateSnapshot;
 use crate::jobs::{JobStatsSnapshot, snapshot};
 use crate::limits::BudgetSnapshot;
 use crate::limits::LimitSnapshot;
-use crate::rate_limit::{RateLimitSnapshot, RouteClass};
+use crate::rate_limit::RateLimitSnapshot;
 use crate::store::{JobCounts, Store};
 use crate::telemetry::prometheus::Exposition;
 
@@ -184,229 +184,29 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
     let mut out = Exposition::default();
-    let gate = app.pipeline.gate().snapshot();
     out.single(
         "lookalike_uptime_seconds",
         "gauge",
         "Seconds since the service started.",
         app.started.elapsed().as_secs_f64(),
     );
-    out.single(
-        "lookalike_gate_permits",
-        "gauge",
-        "Model runs allowed at once.",
-        gate.permits as f64,
-    );
-    out.single(
-        "lookalike_gate_permits_in_use",
-        "gauge",
-        "Gate permits held now.",
-        gate.permits_in_use as f64,
-    );
-    out.help(
-        "lookalike_gate_waiting",
-        "gauge",
-        "Requests waiting for the model, by priority.",
-    );
-    out.sample(
-        "lookalike_gate_waiting",
-        &[("priority", "interactive")],
-        gate.waiting_interactive as f64,
-    );
-    out.sample(
-        "lookalike_gate_waiting",
-        &[("priority", "background")],
-        gate.waiting_background as f64,
-    );
-    out.help(
-        "lookalike_gate_admitted",
-        "gauge",
-        "Requests admitted to the gate (decoding, waiting or running), by priority.",
-    );
-    out.sample(
-        "lookalike_gate_admitted",
-        &[("priority", "interactive")],
-        gate.admitted_interactive as f64,
-    );
-    out.sample(
-        "lookalike_gate_admitted",
-        &[("priority", "background")],
-        gate.admitted_background as f64,
-    );
-    out.single(
-        "lookalike_gate_runs_total",
-        "counter",
-        "Model runs.",
-        gate.runs_total as f64,
-    );
-    out.single(
-        "lookalike_gate_images_total",
-        "counter",
-        "Photos embedded.",
-        gate.images_total as f64,
-    );
-    out.single(
-        "lookalike_gate_failed_runs_total",
-        "counter",
-        "Model runs that failed.",
-        gate.failed_runs_total as f64,
-    );
-    out.single(
-        "lookalike_gate_cancelled_total",
-        "counter",
-        "Requests whose caller left before their run.",
-        gate.cancelled_total as f64,
-    );
-    out.help(
-        "lookalike_gate_rejections_total",
-        "counter",
-        "Requests the gate turned away, by reason.",
-    );
-    out.sample(
-        "lookalike_gate_rejections_total",
-        &[("reason", "queue_full")],
-        gate.rejected_queue_full_total as f64,
-    );
-    out.sample(
-        "lookalike_gate_rejections_total",
-        &[("reason", "wait_timeout")],
-        gate.rejected_wait_timeout_total as f64,
-    );
-    out.help(
-        "lookalike_gate_wait_seconds",
-        "histogram",
-        "Wait for a model run, by priority.",
-    );
-    out.histogram(
-        "lookalike_gate_wait_seconds",
-        &[("priority", "interactive")],
-        &gate.wait_seconds_interactive,
-    );
-    out.histogram(
-        "lookalike_gate_wait_seconds",
-        &[("priority", "background")],
-        &gate.wait_seconds_background,
-    );
-    out.help(
-        "lookalike_gate_run_seconds",
-        "histogram",
-        "Duration of model runs.",
-    );
-    out.histogram("lookalike_gate_run_seconds", &[], &gate.run_seconds);
-    out.help(
-        "lookalike_gate_batch_size",
-        "histogram",
-        "Photos per model run.",
-    );
-    out.histogram("lookalike_gate_batch_size", &[], &gate.batch_size);
-    for (name, limit) in [
-        ("decode", app.pipeline.decode_limit().snapshot()),
-        ("upload", app.reports.upload_limit().snapshot()),
-    ] {
-        let labels = [("limit", name)];
-        out.help(
-            &format!("lookalike_{name}_slots_in_use"),
-            "gauge",
-            "Slots taken now.",
-        );
-        out.sample(
-            &format!("lookalike_{name}_slots_in_use"),
-            &labels,
-            limit.in_use as f64,
-        );
-        out.help(
-            &format!("lookalike_{name}_waiting"),
-            "gauge",
-            "Callers waiting for a slot.",
-        );
-        out.sample(
-            &format!("lookalike_{name}_waiting"),
-            &labels,
-            limit.waiting as f64,
-        );
-        out.help(
-            &format!("lookalike_{name}_rejections_total"),
-            "counter",
-            "Callers turned away.",
-        );
-        out.sample(
-            &format!("lookalike_{name}_rejections_total"),
-            &labels,
-            limit.rejected_total as f64,
-        );
-    }
+    app.pipeline.gate().snapshot().render(&mut out);
+    app.pipeline
+        .decode_limit()
+        .snapshot()
+        .render("decode", &mut out);
+    app.reports
+        .upload_limit()
+        .snapshot()
+        .render("upload", &mut out);
     if let Some(queue) = app.job_counts.get(&app.store).await {
-        out.help(
-            "lookalike_jobs",
-            "gauge",
-            "Unfinished and failed jobs, by state (all processes; done jobs are pruned).",
-        );
-        for (state, n) in [
-            ("queued", queue.queued),
-            ("running", queue.running),
-            ("failed", queue.failed),
-        ] {
-            out.sample("lookalike_jobs", &[("state", state)], n as f64);
-        }
-        out.single(
-            "lookalike_jobs_oldest_queued_age_seconds",
-            "gauge",
-            "Age of the oldest queued job.",
-            queue.oldest_queued_age_seconds,
-        );
+        render_job_counts(&queue, &mut out);
     }
     if let Some((stats, workers)) = &app.job_stats {
-        let s = snapshot(stats, *workers);
-        out.single(
-            "lookalike_job_workers",
-            "gauge",
-            "Job workers in this process.",
-            s.workers as f64,
-        );
-        out.help(
-            "lookalike_job_outcomes_total",
-            "counter",
-            "Job attempts of this process's workers, by outcome.",
-        );
-        for (outcome, n) in [
-            ("done", s.done_total),
-            ("retried", s.retried_total),
-            ("failed", s.failed_total),
-            ("deferred", s.deferred_total),
-        ] {
-            out.sample(
-                "lookalike_job_outcomes_total",
-                &[("outcome", outcome)],
-                n as f64,
-            );
-        }
+        snapshot(stats, *workers).render(&mut out);
     }
     app.connections.snapshot().render(&mut out);
-    let budget = app.body_budget.snapshot();
-    out.single(
-        "lookalike_body_memory_bytes",
-        "gauge",
-        "Memory for request bodies in all.",
-        budget.total_bytes as f64,
-    );
-    out.single(
-        "lookalike_body_memory_reserved_bytes",
-        "gauge",
-        "Memory reserved now for request bodies being read.",
-        budget.reserved_bytes as f64,
-    );
-    out.single(
-        "lookalike_body_memory_waiting",
-        "gauge",
-        "Requests waiting for body memory.",
-        budget.waiting as f64,
-    );
-    out.single(
-        "lookalike_body_memory_rejections_total",
-        "counter",
-        "Requests refused (503) for want of body memory.",
-        budget.rejected_total as f64,
-    );
+    app.body_budget.snapshot().render(&mut out);
     let (connections, idle) = app.store.pool_usage();
     out.single(
         "lookalike_db_connections",
@@ -420,25 +220,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
         "Idle database connections.",
         idle as f64,
     );
-    let limits = app.protection.limits.snapshot();
-    out.help(
-        "lookalike_rate_limited_total",
-        "counter",
-        "Requests refused with 429 by the rate limits, by route class.",
-    );
-    for (class, n) in RouteClass::ALL.iter().zip(limits.rejected_total) {
-        out.sample(
-            "lookalike_rate_limited_total",
-            &[("class", class.as_str())],
-            n as f64,
-        );
-    }
-    out.single(
-        "lookalike_rate_limit_tracked_clients",
-        "gauge",
-        "Clients (addresses and keys) the rate limiters track now.",
-        limits.tracked_clients as f64,
-    );
+    app.protection.limits.snapshot().render(&mut out);
     out.single(
         "lookalike_quota_rejected_total",
         "counter",
@@ -453,4 +235,26 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
         )],
         out.finish(),
     )
+}
+
+/// Prometheus lines of the job queue (all processes).
+fn render_job_counts(queue: &JobCounts, out: &mut Exposition) {
+    out.help(
+        "lookalike_jobs",
+        "gauge",
+        "Unfinished and failed jobs, by state (all processes; done jobs are pruned).",
+    );
+    for (state, n) in [
+        ("queued", queue.queued),
+        ("running", queue.running),
+        ("failed", queue.failed),
+    ] {
+        out.sample("lookalike_jobs", &[("state", state)], n as f64);
+    }
+    out.single(
+        "lookalike_jobs_oldest_queued_age_seconds",
+        "gauge",
+        "Age of the oldest queued job.",
+        queue.oldest_queued_age_seconds,
+    );
 }

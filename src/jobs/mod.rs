@@ -20,6 +20,7 @@ use crate::search::{Matcher, SearchError};
 use crate::storage::Storage;
 use crate::store::jobs::JOBS_CHANNEL;
 use crate::store::{ClaimedJob, Store};
+use crate::telemetry::prometheus::Exposition;
 
 mod payload;
 
@@ -102,6 +103,35 @@ pub struct JobStatsSnapshot {
     pub failed_total: u64,
     /// Jobs put back because the model was busy.
     pub deferred_total: u64,
+}
+
+impl JobStatsSnapshot {
+    /// Prometheus lines: this process's workers and their jobs' outcomes.
+    pub fn render(&self, out: &mut Exposition) {
+        out.single(
+            "lookalike_job_workers",
+            "gauge",
+            "Job workers in this procesself.",
+            self.workers as f64,
+        );
+        out.help(
+            "lookalike_job_outcomes_total",
+            "counter",
+            "Job attempts of this process's workers, by outcome.",
+        );
+        for (outcome, n) in [
+            ("done", self.done_total),
+            ("retried", self.retried_total),
+            ("failed", self.failed_total),
+            ("deferred", self.deferred_total),
+        ] {
+            out.sample(
+                "lookalike_job_outcomes_total",
+                &[("outcome", outcome)],
+                n as f64,
+            );
+        }
+    }
 }
 
 /// Why one attempt did not finish the job.
