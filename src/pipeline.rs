@@ -129,7 +129,7 @@ impl Pipeline {
         ticket: Ticket,
         bytes: impl AsRef<[u8]> + Send + 'static,
     ) -> Result<EmbeddedPhoto, PipelineError> {
-        let pre = self.gate.embedder().preprocessing();
+        let pre = self.gate.model().manifest().preprocessing();
         let limits = self.limits;
         let decoding = self
             .decode

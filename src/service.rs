@@ -193,7 +193,7 @@ pub async fn open_parts(
         .await
         .context("connecting to the database")?;
     store.migrate().await?;
-    let model_id = store.register_model(gate.embedder().manifest()).await?;
+    let model_id = store.register_model(gate.model().manifest()).await?;
     Ok(Parts {
         store,
         gate,

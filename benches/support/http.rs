@@ -82,7 +82,7 @@ pub async fn start_server(
     if database_url.is_some() {
         store.migrate().await.expect("migrations");
         model_id = store
-            .register_model(gate.embedder().manifest())
+            .register_model(gate.model().manifest())
             .await
             .expect("model registered");
     }

@@ -55,7 +55,7 @@ pub async fn create(
     let _memory = app.body_budget.reserve(size.to_reserve()).await?;
     let photos = read_photos(multipart?, "photos", app.photo_limits).await?;
     let embedded = app.pipeline.embed_all_admitted(ticket, photos).await?;
-    let manifest = app.pipeline.gate().embedder().manifest();
+    let manifest = app.pipeline.gate().model().manifest();
     Ok(Json(EmbeddingsResponse {
         model: ModelRef {
             name: manifest.name.clone(),

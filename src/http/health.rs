@@ -67,7 +67,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
     responses((status = 200, description = "The database answers and the model is loaded", body = Object),
         (status = 503, description = "Not ready (`not_ready`), with the failing check", body = crate::http::openapi::ErrorBody)))]
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let model = app.pipeline.gate().embedder().manifest();
+    let model = app.pipeline.gate().model().manifest();
     match app.store.ping().await {
         Ok(()) => Ok(Json(json!({
             "status": "ready",
@@ -143,7 +143,7 @@ struct DatabaseStatus {
     responses((status = 200, description = "Load right now: gate permits and waiters, estimated wait, upload slots, jobs by state and the oldest queued job's age, database pool, rate limits, model, uptime and version", body = Object),
         (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody)))]
 pub async fn status(State(app): State<AppState>) -> Json<Status> {
-    let manifest = app.pipeline.gate().embedder().manifest();
+    let manifest = app.pipeline.gate().model().manifest();
     let (connections, idle) = app.store.pool_usage();
     Json(Status {
         version: env!("CARGO_PKG_VERSION"),

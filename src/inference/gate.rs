@@ -11,8 +11,11 @@
 //! - A request whose caller went away (future dropped) leaves the queue before it runs. The permit
 //!   travels into the blocking task, so it is released when the run ends, whatever happens to the
 //!   caller, and never more runs proceed than there are permits.
+//!
+//! The queue's policy (priorities, batch taking, removal by id) lives in `queue`, apart from any
+//! model or clock; the model is a `BatchRunner`. So the behaviours above are unit-tested here with
+//! a fake model and paused time.
 
-use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,30 +25,14 @@ use ndarray::Array3;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::embedder::{Embedder, Embedding};
+use super::embedder::Embedding;
+pub use super::queue::Priority;
+use super::queue::{GateQueue, QueueId};
+use super::runner::BatchRunner;
 use crate::config::GateConfig;
 use crate::telemetry::histogram::{self, Histogram, HistogramSnapshot};
 use crate::telemetry::prometheus::Exposition;
 use crate::telemetry::timing::{self, Stage};
-
-/// Who is asking: interactive requests (search, embeddings endpoint) go before background jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    /// A person is waiting for the answer.
-    Interactive,
-    /// Background work (report embedding jobs).
-    Background,
-}
-
-impl Priority {
-    fn index(self) -> usize {
-        match self {
-            Priority::Interactive => 0,
-            Priority::Background => 1,
-        }
-    }
-}
 
 /// Why the gate did not produce an embedding.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -124,17 +111,10 @@ pub fn default_permits() -> usize {
 type Reply = Result<(Embedding, Duration), GateError>;
 
 struct Waiter {
-    id: u64,
     priority: Priority,
     tensor: Array3<f32>,
     enqueued: Instant,
     reply: oneshot::Sender<Reply>,
-}
-
-#[derive(Default)]
-struct Queues {
-    by_priority: [VecDeque<Waiter>; 2],
-    next_id: u64,
 }
 
 #[derive(Debug)]
@@ -155,12 +135,12 @@ struct Stats {
 }
 
 struct Inner {
-    embedder: Arc<Embedder>,
+    runner: Arc<dyn BatchRunner>,
     semaphore: Arc<Semaphore>,
     settings: GateSettings,
     /// Requests admitted per priority (decoding, waiting or running): bounded by `max_waiters`.
     admitted: [AtomicUsize; 2],
-    queues: Mutex<Queues>,
+    queue: Mutex<GateQueue<Waiter>>,
     stats: Stats,
 }
 
@@ -355,19 +335,20 @@ impl GateSnapshot {
 }
 
 impl Gate {
-    /// A gate in front of `embedder`. The embedder should have one session per permit.
-    pub fn new(embedder: Arc<Embedder>, settings: GateSettings) -> Self {
+    /// A gate in front of `runner`, which should be able to run one batch per permit at once
+    /// (the `Embedder` has one session per permit).
+    pub fn new(runner: Arc<dyn BatchRunner>, settings: GateSettings) -> Self {
         let permits = settings.permits.max(1);
         Gate {
             inner: Arc::new(Inner {
-                embedder,
+                runner,
                 semaphore: Arc::new(Semaphore::new(permits)),
                 settings: GateSettings {
                     permits,
                     ..settings
                 },
                 admitted: [AtomicUsize::new(0), AtomicUsize::new(0)],
-                queues: Mutex::new(Queues::default()),
+                queue: Mutex::new(GateQueue::default()),
                 stats: Stats {
                     running: AtomicUsize::new(0),
                     max_running: AtomicUsize::new(0),
@@ -390,8 +371,8 @@ impl Gate {
     }
 
     /// The model behind the gate.
-    pub fn embedder(&self) -> &Arc<Embedder> {
-        &self.inner.embedder
+    pub fn model(&self) -> &Arc<dyn BatchRunner> {
+        &self.inner.runner
     }
 
     /// The settings in force.
@@ -452,13 +433,9 @@ impl Gate {
         };
         let (id, mut reply) = self.enqueue(tensor, priority);
         // Leaves the queue if this future is dropped before its run (the caller went away).
-        let _guard = LeaveQueueOnDrop {
-            inner,
-            id,
-            priority,
-        };
+        let _guard = LeaveQueueOnDrop { inner, id };
         loop {
-            if !inner.is_queued(id, priority) {
+            if !inner.is_queued(id) {
                 // Taken into a batch that is running now: its reply comes within one run.
                 return answered(reply.await);
             }
@@ -473,7 +450,7 @@ impl Gate {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    if inner.remove(id, priority).is_some() {
+                    if inner.remove(id).is_some() {
                         inner.stats.rejected_wait_timeout.fetch_add(1, Ordering::Relaxed);
                         return Err(GateError::WaitTimeout { waited: max_wait, retry_after: inner.retry_after(priority) });
                     }
@@ -482,18 +459,21 @@ impl Gate {
         }
     }
 
-    fn enqueue(&self, tensor: Array3<f32>, priority: Priority) -> (u64, oneshot::Receiver<Reply>) {
-        let mut queues = self.inner.lock_queues();
-        let id = queues.next_id;
-        queues.next_id += 1;
+    fn enqueue(
+        &self,
+        tensor: Array3<f32>,
+        priority: Priority,
+    ) -> (QueueId, oneshot::Receiver<Reply>) {
         let (tx, rx) = oneshot::channel();
-        queues.by_priority[priority.index()].push_back(Waiter {
-            id,
+        let id = self.inner.lock_queue().push(
             priority,
-            tensor,
-            enqueued: Instant::now(),
-            reply: tx,
-        });
+            Waiter {
+                priority,
+                tensor,
+                enqueued: Instant::now(),
+                reply: tx,
+            },
+        );
         (id, rx)
     }
 
@@ -514,8 +494,8 @@ impl Gate {
         let inner = &self.inner;
         let s = &inner.stats;
         let (waiting_interactive, waiting_background) = {
-            let q = inner.lock_queues();
-            (q.by_priority[0].len(), q.by_priority[1].len())
+            let q = inner.lock_queue();
+            (q.len(Priority::Interactive), q.len(Priority::Background))
         };
         GateSnapshot {
             permits: inner.settings.permits,
@@ -547,39 +527,28 @@ impl Gate {
 }
 
 impl Inner {
-    fn lock_queues(&self) -> MutexGuard<'_, Queues> {
+    fn lock_queue(&self) -> MutexGuard<'_, GateQueue<Waiter>> {
         // The queue holds plain data and no code panics while holding it; a poisoned lock is usable.
-        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn is_queued(&self, id: u64, priority: Priority) -> bool {
-        self.lock_queues().by_priority[priority.index()]
-            .iter()
-            .any(|w| w.id == id)
+    fn is_queued(&self, id: QueueId) -> bool {
+        self.lock_queue().contains(id)
     }
 
-    fn remove(&self, id: u64, priority: Priority) -> Option<Waiter> {
-        let mut q = self.lock_queues();
-        let queue = &mut q.by_priority[priority.index()];
-        let pos = queue.iter().position(|w| w.id == id)?;
-        queue.remove(pos)
+    fn remove(&self, id: QueueId) -> Option<Waiter> {
+        self.lock_queue().remove(id)
     }
 
     /// Up to `max_batch` waiters, interactive first, skipping callers that already left.
     fn take_batch(&self) -> Vec<Waiter> {
-        let mut q = self.lock_queues();
-        let mut batch = Vec::with_capacity(self.settings.max_batch);
-        for queue in q.by_priority.iter_mut() {
-            while batch.len() < self.settings.max_batch {
-                let Some(w) = queue.pop_front() else { break };
-                if w.reply.is_closed() {
-                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                batch.push(w);
-            }
-        }
-        batch
+        let batch = self
+            .lock_queue()
+            .take_batch(self.settings.max_batch, |w| !w.reply.is_closed());
+        self.stats
+            .cancelled
+            .fetch_add(batch.cancelled as u64, Ordering::Relaxed);
+        batch.waiters
     }
 
     /// One model run for `batch`, on the calling (blocking) thread; every waiter gets a reply.
@@ -591,8 +560,7 @@ impl Inner {
         self.stats.max_running.fetch_max(running, Ordering::SeqCst);
         let started = Instant::now();
         let views: Vec<_> = batch.iter().map(|w| w.tensor.view()).collect();
-        let result =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.embedder.embed_batch(&views)));
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.runner.run(&views)));
         let elapsed = started.elapsed();
         self.stats.running.fetch_sub(1, Ordering::SeqCst);
 
@@ -655,13 +623,7 @@ impl Inner {
 
     /// `Retry-After` for a rejected request: the current backlog ahead of it, at least one second.
     fn retry_after(&self, priority: Priority) -> Duration {
-        let backlog = {
-            let q = self.lock_queues();
-            match priority {
-                Priority::Interactive => q.by_priority[0].len(),
-                Priority::Background => q.by_priority[0].len() + q.by_priority[1].len(),
-            }
-        };
+        let backlog = self.lock_queue().ahead_of(priority);
         let secs = self.estimated_wait(backlog).as_secs_f64().ceil().max(1.0);
         Duration::from_secs(secs as u64)
     }
@@ -670,14 +632,241 @@ impl Inner {
 /// Removes a waiter from its queue when its `embed` future is dropped before the run.
 struct LeaveQueueOnDrop<'a> {
     inner: &'a Inner,
-    id: u64,
-    priority: Priority,
+    id: QueueId,
 }
 
 impl Drop for LeaveQueueOnDrop<'_> {
     fn drop(&mut self) {
-        if self.inner.remove(self.id, self.priority).is_some() {
+        if self.inner.remove(self.id).is_some() {
             self.inner.stats.cancelled.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The gate's behaviour with a fake model and paused time: milliseconds, no model, no sleeps.
+
+    use std::sync::Condvar;
+
+    use ndarray::ArrayView3;
+
+    use std::path::Path;
+
+    use super::*;
+    use crate::inference::{EmbedderError, ModelManifest};
+
+    /// A model that embeds a photo as its marker (the tensor's first value), records the batches
+    /// it ran, runs only while the test lets it, and panics on the marker `panic_on`.
+    struct FakeModel {
+        manifest: ModelManifest,
+        batches: Mutex<Vec<Vec<u32>>>,
+        open: Mutex<bool>,
+        opened: Condvar,
+        panic_on: Option<u32>,
+    }
+
+    impl FakeModel {
+        fn new(open: bool, panic_on: Option<u32>) -> Arc<Self> {
+            let model =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("models/efficientnet_lite0.onnx");
+            Arc::new(FakeModel {
+                manifest: ModelManifest::load_for(&model).expect("the committed manifest"),
+                batches: Mutex::default(),
+                open: Mutex::new(open),
+                opened: Condvar::new(),
+                panic_on,
+            })
+        }
+
+        fn set_open(&self, open: bool) {
+            *self.open.lock().unwrap() = open;
+            self.opened.notify_all();
+        }
+
+        fn batches(&self) -> Vec<Vec<u32>> {
+            self.batches.lock().unwrap().clone()
+        }
+    }
+
+    impl BatchRunner for FakeModel {
+        fn manifest(&self) -> &ModelManifest {
+            &self.manifest
+        }
+
+        fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<Embedding>, EmbedderError> {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            drop(open);
+            let markers: Vec<u32> = photos.iter().map(|p| p[[0, 0, 0]] as u32).collect();
+            self.batches.lock().unwrap().push(markers.clone());
+            if self.panic_on.is_some_and(|m| markers.contains(&m)) {
+                panic!("the fake model panics on this photo");
+            }
+            Ok(markers.iter().map(|&m| vec![m as f32]).collect())
+        }
+    }
+
+    fn photo(marker: u32) -> Array3<f32> {
+        Array3::from_elem((3, 2, 2), marker as f32)
+    }
+
+    fn settings(max_batch: usize, max_wait: Duration) -> GateSettings {
+        GateSettings {
+            permits: 1,
+            max_batch,
+            max_waiters: [8, 8],
+            max_wait: [max_wait, max_wait],
+        }
+    }
+
+    /// Lets the tasks spawned so far run until they wait.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Starts `embed(marker)` at `priority` and lets it reach the queue.
+    async fn ask(
+        gate: &Gate,
+        marker: u32,
+        priority: Priority,
+    ) -> tokio::task::JoinHandle<Result<Embedding, GateError>> {
+        let gate = gate.clone();
+        let task = tokio::spawn(async move { gate.embed(photo(marker), priority).await });
+        settle().await;
+        task
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_request_runs_at_once_alone() {
+        let model = FakeModel::new(true, None);
+        let gate = Gate::new(model.clone(), settings(4, Duration::from_millis(20)));
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            gate.embed(photo(7), Priority::Interactive).await.unwrap(),
+            [7.0]
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO, "no added delay");
+        assert_eq!(model.batches(), [vec![7]]);
+        assert_eq!(gate.snapshot().permits_in_use, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interactive_goes_before_a_background_backlog_and_a_crowd_shares_runs() {
+        let model = FakeModel::new(false, None);
+        let gate = Gate::new(model.clone(), settings(2, Duration::from_secs(3600)));
+        // One background run holds the only permit while others queue behind it.
+        let first = ask(&gate, 1, Priority::Background).await;
+        let backlog = [
+            ask(&gate, 2, Priority::Background).await,
+            ask(&gate, 3, Priority::Background).await,
+            ask(&gate, 4, Priority::Background).await,
+        ];
+        let interactive = ask(&gate, 9, Priority::Interactive).await;
+        let snapshot = gate.snapshot();
+        assert_eq!(
+            (snapshot.waiting_interactive, snapshot.waiting_background),
+            (1, 3)
+        );
+        model.set_open(true);
+        assert_eq!(interactive.await.unwrap().unwrap(), [9.0]);
+        first.await.unwrap().unwrap();
+        for task in backlog {
+            task.await.unwrap().unwrap();
+        }
+        // The interactive request waited for the run in progress only, and shared the next run
+        // with the oldest background one; the rest ran in arrival order.
+        assert_eq!(model.batches(), [vec![1], vec![9, 2], vec![3, 4]]);
+        assert_eq!(gate.snapshot().permits_in_use, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_waits_too_long_is_refused_with_a_retry_after() {
+        let model = FakeModel::new(false, None);
+        let gate = Gate::new(model.clone(), settings(1, Duration::from_millis(20)));
+        let running = ask(&gate, 1, Priority::Interactive).await;
+        let waiting = ask(&gate, 2, Priority::Interactive).await;
+        // The run holds time still; move it past the waiter's 20 ms.
+        tokio::time::advance(Duration::from_millis(25)).await;
+        settle().await;
+        match waiting.await.unwrap() {
+            Err(GateError::WaitTimeout { retry_after, .. }) => {
+                assert!(retry_after >= Duration::from_secs(1))
+            }
+            other => panic!("expected a wait timeout, got {other:?}"),
+        }
+        model.set_open(true);
+        running.await.unwrap().unwrap();
+        let snapshot = gate.snapshot();
+        assert_eq!(snapshot.rejected_wait_timeout_total, 1);
+        assert_eq!(
+            (snapshot.permits_in_use, snapshot.admitted_interactive),
+            (0, 0)
+        );
+        assert_eq!(model.batches(), [vec![1]], "the refused photo never ran");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_leaves_is_dropped_before_its_run() {
+        let model = FakeModel::new(false, None);
+        let gate = Gate::new(model.clone(), settings(4, Duration::from_secs(3600)));
+        let running = ask(&gate, 1, Priority::Interactive).await;
+        let leaving = ask(&gate, 2, Priority::Interactive).await;
+        let staying = ask(&gate, 3, Priority::Interactive).await;
+        leaving.abort();
+        settle().await;
+        model.set_open(true);
+        running.await.unwrap().unwrap();
+        staying.await.unwrap().unwrap();
+        assert_eq!(model.batches(), [vec![1], vec![3]]);
+        let snapshot = gate.snapshot();
+        assert_eq!(snapshot.cancelled_total, 1);
+        assert_eq!(
+            (snapshot.permits_in_use, snapshot.admitted_interactive),
+            (0, 0)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_run_answers_its_batch_and_returns_the_permit() {
+        let model = FakeModel::new(true, Some(2));
+        let gate = Gate::new(model.clone(), settings(1, Duration::from_secs(1)));
+        assert!(matches!(
+            gate.embed(photo(2), Priority::Interactive).await,
+            Err(GateError::Run(_))
+        ));
+        assert_eq!(
+            gate.embed(photo(3), Priority::Interactive).await.unwrap(),
+            [3.0]
+        );
+        let snapshot = gate.snapshot();
+        assert_eq!(
+            (snapshot.failed_runs_total, snapshot.permits_in_use),
+            (1, 0)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_beyond_the_waiters_is_refused_at_once() {
+        let model = FakeModel::new(true, None);
+        let mut limits = settings(1, Duration::from_secs(1));
+        limits.max_waiters = [1, 0];
+        let gate = Gate::new(model, limits);
+        let held = gate.admit(Priority::Interactive).unwrap();
+        assert!(matches!(
+            gate.admit(Priority::Interactive),
+            Err(GateError::QueueFull { .. })
+        ));
+        assert!(matches!(
+            gate.admit(Priority::Background),
+            Err(GateError::QueueFull { .. })
+        ));
+        drop(held);
+        assert!(gate.admit(Priority::Interactive).is_ok());
+        assert_eq!(gate.snapshot().rejected_queue_full_total, 2);
     }
 }

@@ -4,9 +4,13 @@
 mod embedder;
 mod gate;
 mod manifest;
+mod queue;
+mod runner;
 
 pub use embedder::{
     Embedder, EmbedderError, Embedding, RuntimeError, cosine, init_runtime, l2_normalize,
 };
 pub use gate::{Gate, GateError, GateSettings, GateSnapshot, Priority, Ticket, default_permits};
 pub use manifest::{ManifestError, ModelManifest, Preprocessing};
+pub use queue::{Batch, GateQueue, QueueId};
+pub use runner::BatchRunner;

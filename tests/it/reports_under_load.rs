@@ -18,7 +18,7 @@ async fn creating_a_report_does_not_wait_for_a_saturated_model() {
     let gate = app.state.pipeline.gate().clone();
     let tensor = lookalike::imaging::prepare(
         &sample("chelsea.png"),
-        &gate.embedder().preprocessing(),
+        &gate.model().manifest().preprocessing(),
         &lookalike::imaging::DecodeLimits::default(),
     )
     .unwrap()

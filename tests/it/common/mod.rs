@@ -208,10 +208,7 @@ pub async fn parts(store: Store, settings: GateSettings) -> (Parts, PathBuf) {
     let dir = temp_dir("storage");
     let storage = Storage::local(&dir).unwrap();
     let gate = gate(settings);
-    let model_id = store
-        .register_model(gate.embedder().manifest())
-        .await
-        .unwrap();
+    let model_id = store.register_model(gate.model().manifest()).await.unwrap();
     (
         Parts {
             store,
