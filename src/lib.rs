@@ -1,9 +1,24 @@
 //! lookalike: turns photos into embeddings and finds look-alike photos.
 //!
-//! The modules follow the architecture: `config` (typed settings), `telemetry` (logs), `imaging`
-//! (bytes → model input), `inference` (the ONNX model and the gate every run passes), `store`
-//! (PostgreSQL + pgvector), `rate_limit` and `tenants` (protection), `http` (the axum service), and
-//! `service` (wiring them together).
+//! The modules, from the foundations up. HTTP stays at the edge: nothing below `http` knows
+//! axum, and nothing below `store`/`storage` runs SQL or touches photo bytes. The store returns
+//! domain types, so it names some of `reports`' and `jobs`' types (never the other way round for
+//! SQL).
+//!
+//! - **Foundations**: `config` (typed settings, every one a flag and an env variable) and
+//!   `telemetry` (logs, histograms, Prometheus text, per-request timing).
+//! - **Bounded resources**: `limits` (slots for decoding and uploads, the byte budget for request
+//!   bodies) and `rate_limit` (per-client quotas per route class); `tenants` (API keys).
+//! - **Model**: `imaging` (bytes → model input, pure functions) and `inference` (the model behind
+//!   a `BatchRunner`, and the gate every run passes: a pure queue plus permits).
+//! - **Persistence**: `store` (PostgreSQL + pgvector; all SQL lives here) and `storage` (photo
+//!   bytes and thumbnails in an object store).
+//! - **Domain**: `pipeline` (a photo's path to its embedding), `reports` (reports and their
+//!   photos), `search` (nearest reports, matches), `jobs` (durable background work and its typed
+//!   payloads).
+//! - **Edge**: `http` (the connection loop, body limits and deadlines, thin handlers, the one
+//!   error → response mapping, the OpenAPI document).
+//! - **Wiring**: `service` (parts → state → serve, graceful shutdown); `main.rs` is the CLI.
 
 pub mod config;
 pub mod http;

@@ -183,15 +183,20 @@ impl Matcher {
                 if hit.score < threshold {
                     continue;
                 }
-                let candidate = (hit.report_id, hit.score, photo_id, hit.photo_id);
+                let candidate = NewMatch {
+                    other: hit.report_id,
+                    score: hit.score,
+                    photo_id,
+                    other_photo_id: hit.photo_id,
+                };
                 let entry = best.entry(hit.report_id).or_insert(candidate);
-                if hit.score > entry.1 {
+                if hit.score > entry.score {
                     *entry = candidate;
                 }
             }
         }
         let mut ranked: Vec<NewMatch> = best.into_values().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.other.cmp(&b.other)));
         ranked.truncate(limit);
         Ok(ranked)
     }

@@ -12,7 +12,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::server::ConnectionSnapshot;
 use crate::inference::GateSnapshot;
-use crate::jobs::{JobStatsSnapshot, snapshot};
+use crate::jobs::{JobStatsSnapshot, WorkerStats};
 use crate::limits::BudgetSnapshot;
 use crate::limits::LimitSnapshot;
 use crate::rate_limit::RateLimitSnapshot;
@@ -144,7 +144,7 @@ struct DatabaseStatus {
         (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody)))]
 pub async fn status(State(app): State<AppState>) -> Json<Status> {
     let manifest = app.pipeline.gate().model().manifest();
-    let (connections, idle) = app.store.pool_usage();
+    let pool = app.store.pool_usage();
     Json(Status {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: app.started.elapsed().as_secs(),
@@ -160,15 +160,12 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
         connections: app.connections.snapshot(),
         jobs: JobsStatus {
             queue: app.job_counts.get(&app.store).await,
-            workers: app
-                .job_stats
-                .as_ref()
-                .map(|(stats, workers)| snapshot(stats, *workers)),
+            workers: app.job_stats.as_ref().map(WorkerStats::snapshot),
         },
         database: DatabaseStatus {
-            connections,
-            in_use: (connections as usize).saturating_sub(idle),
-            idle,
+            connections: pool.open,
+            in_use: (pool.open as usize).saturating_sub(pool.idle),
+            idle: pool.idle,
         },
         protection: ProtectionStatus {
             api_keys: app.protection.keys.enabled(),
@@ -202,23 +199,23 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
     if let Some(queue) = app.job_counts.get(&app.store).await {
         render_job_counts(&queue, &mut out);
     }
-    if let Some((stats, workers)) = &app.job_stats {
-        snapshot(stats, *workers).render(&mut out);
+    if let Some(workers) = &app.job_stats {
+        workers.snapshot().render(&mut out);
     }
     app.connections.snapshot().render(&mut out);
     app.body_budget.snapshot().render(&mut out);
-    let (connections, idle) = app.store.pool_usage();
+    let pool = app.store.pool_usage();
     out.single(
         "lookalike_db_connections",
         "gauge",
         "Open database connections.",
-        f64::from(connections),
+        f64::from(pool.open),
     );
     out.single(
         "lookalike_db_connections_idle",
         "gauge",
         "Idle database connections.",
-        idle as f64,
+        pool.idle as f64,
     );
     app.protection.limits.snapshot().render(&mut out);
     out.single(

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
 
-use crate::jobs::JobStats;
+use crate::jobs::WorkerStats;
 use crate::limits::ByteBudget;
 use crate::reports::ReportService;
 use crate::search::SearchService;
@@ -49,8 +49,8 @@ pub struct AppState {
     pub photo_limits: PhotoLimits,
     /// Most photos per report.
     pub max_report_photos: usize,
-    /// This process's job workers' counters, and how many workers run.
-    pub job_stats: Option<(Arc<JobStats>, usize)>,
+    /// This process's job workers' counters (none without workers).
+    pub job_stats: Option<WorkerStats>,
     /// When the service started.
     pub started: Instant,
     /// Requests by route, method and status.

@@ -255,12 +255,12 @@ pub async fn matches(
         report_id,
         matches: found
             .into_iter()
-            .map(|(other, score, photo_id, matched_photo_id)| MatchBody {
-                report_id: other,
-                score,
-                photo_id,
-                matched_photo_id,
-                matched_thumbnail_url: format!("/v1/photos/{matched_photo_id}/thumbnail"),
+            .map(|m| MatchBody {
+                report_id: m.other,
+                score: m.score,
+                photo_id: m.photo_id,
+                matched_photo_id: m.other_photo_id,
+                matched_thumbnail_url: format!("/v1/photos/{}/thumbnail", m.other_photo_id),
             })
             .collect(),
     }))

@@ -134,6 +134,23 @@ impl JobStatsSnapshot {
     }
 }
 
+/// This process's workers' counters, and how many workers there are: what status and metrics
+/// read, also after the workers stopped.
+#[derive(Debug, Clone)]
+pub struct WorkerStats {
+    /// The counters the workers update.
+    pub counters: Arc<JobStats>,
+    /// Workers started.
+    pub workers: usize,
+}
+
+impl WorkerStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> JobStatsSnapshot {
+        snapshot(&self.counters, self.workers)
+    }
+}
+
 /// Why one attempt did not finish the job.
 #[derive(Debug)]
 enum AttemptError {
@@ -213,8 +230,11 @@ impl Workers {
     }
 
     /// A handle on the counters that outlives `stop`.
-    pub fn stats_handle(&self) -> (Arc<JobStats>, usize) {
-        (self.stats.clone(), self.tasks.len())
+    pub fn stats_handle(&self) -> WorkerStats {
+        WorkerStats {
+            counters: self.stats.clone(),
+            workers: self.tasks.len(),
+        }
     }
 
     /// Stops claiming, lets running jobs finish within `grace`, then hands back what is left.

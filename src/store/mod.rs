@@ -38,6 +38,15 @@ pub enum StoreError {
     Query(sqlx::Error),
 }
 
+/// The database connection pool's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    /// Connections open.
+    pub open: u32,
+    /// Of those, idle in the pool.
+    pub idle: usize,
+}
+
 impl StoreError {
     /// Whether waiting may help: the database was unreachable or busy, not the query wrong.
     pub fn is_transient(&self) -> bool {
@@ -150,9 +159,12 @@ impl Store {
         Ok(id)
     }
 
-    /// Connections open, and how many of them are idle.
-    pub fn pool_usage(&self) -> (u32, usize) {
-        (self.pool.size(), self.pool.num_idle())
+    /// The connection pool now.
+    pub fn pool_usage(&self) -> PoolUsage {
+        PoolUsage {
+            open: self.pool.size(),
+            idle: self.pool.num_idle(),
+        }
     }
 
     /// Closes the pool, waiting for connections in use to be returned.

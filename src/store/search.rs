@@ -68,8 +68,18 @@ pub struct StoredMatch {
     pub matched_photo_id: Uuid,
 }
 
-/// A match to store: (other report, score, this report's photo, the other's photo).
-pub type NewMatch = (Uuid, f32, Uuid, Uuid);
+/// A possible match of a report, as found and stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NewMatch {
+    /// The other report.
+    pub other: Uuid,
+    /// Cosine similarity of the best pair of photos.
+    pub score: f32,
+    /// This report's photo of that pair.
+    pub photo_id: Uuid,
+    /// The other report's photo of that pair.
+    pub other_photo_id: Uuid,
+}
 
 impl Store {
     /// The photos nearest to `query` among reports passing `filter`, nearest first.
@@ -215,10 +225,10 @@ impl Store {
             .bind(model_id)
             .execute(&mut *tx)
             .await?;
-        for (other, score, photo, other_photo) in matches {
+        for m in matches {
             for (from, to, from_photo, to_photo) in [
-                (report_id, *other, *photo, *other_photo),
-                (*other, report_id, *other_photo, *photo),
+                (report_id, m.other, m.photo_id, m.other_photo_id),
+                (m.other, report_id, m.other_photo_id, m.photo_id),
             ] {
                 sqlx::query(
                     "INSERT INTO report_matches (report_id, matched_report_id, model_id, score, photo_id, matched_photo_id)
@@ -231,7 +241,7 @@ impl Store {
                 .bind(from)
                 .bind(to)
                 .bind(model_id)
-                .bind(score)
+                .bind(m.score)
                 .bind(from_photo)
                 .bind(to_photo)
                 .bind(report_id)
