@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,14 +13,11 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, header, request::Parts};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::MethodRouter;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
-
-use super::error::ApiError;
-use super::server::ConnectionStats;
 
 /// Framing and text fields of a multipart body, on top of its photos.
 pub const MULTIPART_OVERHEAD: usize = 256 * 1024;
@@ -65,12 +62,13 @@ pub struct DeadlineBody {
     pause: Option<Pin<Box<Sleep>>>,
     waiting: bool,
     expired: bool,
-    stats: Arc<ConnectionStats>,
+    /// Bodies cut at their deadline (shown as `lookalike_body_timeouts_total`).
+    timeouts: Arc<AtomicU64>,
 }
 
 impl DeadlineBody {
-    /// `inner` under `deadlines`; cuts are counted in `stats`.
-    pub fn new(inner: Incoming, deadlines: BodyDeadlines, stats: Arc<ConnectionStats>) -> Self {
+    /// `inner` under `deadlines`; cuts are counted in `timeouts`.
+    pub fn new(inner: Incoming, deadlines: BodyDeadlines, timeouts: Arc<AtomicU64>) -> Self {
         DeadlineBody {
             inner,
             deadlines,
@@ -78,13 +76,13 @@ impl DeadlineBody {
             pause: None,
             waiting: false,
             expired: false,
-            stats,
+            timeouts,
         }
     }
 
     fn expire(&mut self, what: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.expired = true;
-        self.stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
         Poll::Ready(Some(Err(Box::new(BodyTimeout { what }))))
     }
 }
@@ -200,21 +198,27 @@ async fn check_declared_size(
     State(BodyLimit(max)): State<BodyLimit>,
     mut request: Request,
     next: Next,
-) -> Response {
+) -> Result<Response, BodyTooLarge> {
     // The header, or the body's own exact size (a body built in-process has no header).
     let declared = content_length(request.headers()).or(request.body().size_hint().exact());
     if let Some(size) = declared.filter(|&size| size > max as u64) {
-        return ApiError::too_large(format!(
-            "the request body ({size} bytes) is larger than this route accepts ({max} bytes)"
-        ))
-        .with("max_body_bytes", max)
-        .into_response();
+        return Err(BodyTooLarge { size, max });
     }
     request.extensions_mut().insert(BodySize {
         declared,
         limit: max,
     });
-    next.run(request).await
+    Ok(next.run(request).await)
+}
+
+/// A body whose declared size is over its route's limit (answered 413 before it is read).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body ({size} bytes) is larger than this route accepts ({max} bytes)")]
+pub struct BodyTooLarge {
+    /// The declared size.
+    pub size: u64,
+    /// The route's limit.
+    pub max: usize,
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

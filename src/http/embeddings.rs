@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartRejection};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::body::BodySize;
@@ -37,14 +38,14 @@ struct PhotoEmbedding {
 
 /// Embeds 1..N photos sent in the multipart field `photos`, at interactive priority.
 #[utoipa::path(post, path = "/v1/embeddings", operation_id = "create_embeddings", tag = "embeddings",
-    request_body(content = crate::http::openapi::EmbeddingsForm, content_type = "multipart/form-data"),
+    request_body(content = EmbeddingsForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "One embedding per photo, in order", body = EmbeddingsResponse),
-        (status = 400, description = "Malformed multipart body (`invalid_multipart`)", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "A photo or the body is too large (`payload_too_large`)", body = crate::http::openapi::ErrorBody),
-        (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::openapi::ErrorBody),
-        (status = 422, description = "A photo cannot be decoded (`invalid_image`) or is too large in pixels (`image_too_large`), or a field is wrong (`validation_failed`)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "The model is saturated (`overloaded`, with `reason`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 400, description = "Malformed multipart body (`invalid_multipart`)", body = crate::http::error::ErrorBody),
+        (status = 413, description = "A photo or the body is too large (`payload_too_large`)", body = crate::http::error::ErrorBody),
+        (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::error::ErrorBody),
+        (status = 422, description = "A photo cannot be decoded (`invalid_image`) or is too large in pixels (`image_too_large`), or a field is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody),
+        (status = 503, description = "The model is saturated (`overloaded`, with `reason`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn create(
     State(app): State<AppState>,
     size: BodySize,
@@ -74,4 +75,14 @@ pub async fn create(
             })
             .collect(),
     }))
+}
+
+/// `POST /v1/embeddings` form (multipart/form-data).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // describes a multipart body; never built
+pub struct EmbeddingsForm {
+    /// 1 to 8 photos (JPEG, PNG or WebP), one part each.
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1, max_items = 8)]
+    photos: Vec<Vec<u8>>,
 }

@@ -7,7 +7,9 @@ use axum::Json;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 use crate::imaging::{ACCEPTED_TYPES, ImagingError};
 use crate::inference::GateError;
@@ -18,9 +20,8 @@ use crate::reports::{ReportError, ValidationError};
 use crate::storage::StorageError;
 use crate::store::{ReserveError, StoreError};
 
-use super::body::BodyTimeout;
+use super::body::{BodyTimeout, BodyTooLarge};
 pub use super::error_code::ErrorCode;
-use super::protect::seconds_up;
 
 /// The cause behind an error: logged with the request id for server errors, never sent.
 type Cause = Box<dyn std::error::Error + Send + Sync>;
@@ -165,6 +166,23 @@ fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
         next = e.source();
     }
     chain
+}
+
+/// Whole seconds, rounded up.
+pub(super) fn seconds_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl From<BodyTooLarge> for ApiError {
+    fn from(e: BodyTooLarge) -> Self {
+        ApiError::too_large(e.to_string()).with("max_body_bytes", e.max)
+    }
+}
+
+impl IntoResponse for BodyTooLarge {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
 }
 
 impl From<ImagingError> for ApiError {
@@ -364,3 +382,48 @@ impl From<Limited> for ApiError {
         error
     }
 }
+
+/// Every error answer: a stable `code`, a message for people, and the details its code carries.
+/// Each detail is present only with the codes named in its description.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // describes the body `ApiError` writes; never built
+pub struct ErrorBody {
+    /// Stable and machine-readable.
+    code: ErrorCode,
+    /// What went wrong, for people (not stable: do not parse it).
+    message: String,
+    /// Seconds to wait before retrying (`rate_limited`, `overloaded`, `unavailable`; also in
+    /// `Retry-After`).
+    retry_after_seconds: Option<u64>,
+    /// The offending field (`validation_failed`, an unknown multipart field).
+    field: Option<String>,
+    /// Why the service is saturated (`overloaded`): `queue_full`, `wait_timeout` or `connections`.
+    reason: Option<String>,
+    /// The photo's position in the request, from 0 (photo errors of `POST /v1/reports`).
+    photo_index: Option<u64>,
+    /// The formats accepted, and the one detected (`unsupported_media_type`).
+    accepted: Option<Vec<String>>,
+    detected: Option<String>,
+    /// The photo's size and the most allowed (`image_too_large`).
+    width: Option<u32>,
+    height: Option<u32>,
+    max_megapixels: Option<f64>,
+    /// The most photos per request (`validation_failed`).
+    max_photos: Option<u64>,
+    /// The largest photo accepted, in bytes (`payload_too_large`).
+    max_photo_bytes: Option<u64>,
+    /// The largest body the route accepts, in bytes (`payload_too_large`).
+    max_body_bytes: Option<u64>,
+    /// The tenant's storage use, quota, and what the upload asked for (`quota_exceeded`).
+    used_bytes: Option<i64>,
+    max_bytes: Option<i64>,
+    requested_bytes: Option<i64>,
+    /// The route class and whose quota ran out, `address` or `key` (`rate_limited`).
+    class: Option<String>,
+    scope: Option<String>,
+    /// The readiness checks and their state (`not_ready`).
+    checks: Option<Object>,
+}
+
+/// A JSON object of named checks.
+type Object = std::collections::BTreeMap<String, String>;

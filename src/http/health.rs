@@ -65,7 +65,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// `GET /readyz`: the database answers and the model is loaded; 503 with the reason otherwise.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses((status = 200, description = "The database answers and the model is loaded", body = Object),
-        (status = 503, description = "Not ready (`not_ready`), with the failing check", body = crate::http::openapi::ErrorBody)))]
+        (status = 503, description = "Not ready (`not_ready`), with the failing check", body = crate::http::error::ErrorBody)))]
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let model = app.pipeline.gate().model().manifest();
     match app.store.ping().await {
@@ -141,7 +141,7 @@ struct DatabaseStatus {
 /// `GET /v1/status`: the service's load right now.
 #[utoipa::path(get, path = "/v1/status", operation_id = "get_status", tag = "operations",
     responses((status = 200, description = "Load right now: gate permits and waiters, estimated wait, upload slots, jobs by state and the oldest queued job's age, database pool, rate limits, model, uptime and version", body = Object),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody)))]
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody)))]
 pub async fn status(State(app): State<AppState>) -> Json<Status> {
     let manifest = app.pipeline.gate().model().manifest();
     let pool = app.store.pool_usage();

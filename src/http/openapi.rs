@@ -6,156 +6,16 @@ use std::sync::OnceLock;
 use axum::Json;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr, Required};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use super::{embeddings, health, reports, search};
-
-/// Every error answer: a stable `code`, a message for people, and the details its code carries.
-/// Each detail is present only with the codes named in its description.
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)] // describes the body `ApiError` writes; never built
-pub struct ErrorBody {
-    /// Stable and machine-readable.
-    code: super::ErrorCode,
-    /// What went wrong, for people (not stable: do not parse it).
-    message: String,
-    /// Seconds to wait before retrying (`rate_limited`, `overloaded`, `unavailable`; also in
-    /// `Retry-After`).
-    retry_after_seconds: Option<u64>,
-    /// The offending field (`validation_failed`, an unknown multipart field).
-    field: Option<String>,
-    /// Why the service is saturated (`overloaded`): `queue_full`, `wait_timeout` or `connections`.
-    reason: Option<String>,
-    /// The photo's position in the request, from 0 (photo errors of `POST /v1/reports`).
-    photo_index: Option<u64>,
-    /// The formats accepted, and the one detected (`unsupported_media_type`).
-    accepted: Option<Vec<String>>,
-    detected: Option<String>,
-    /// The photo's size and the most allowed (`image_too_large`).
-    width: Option<u32>,
-    height: Option<u32>,
-    max_megapixels: Option<f64>,
-    /// The most photos per request (`validation_failed`).
-    max_photos: Option<u64>,
-    /// The largest photo accepted, in bytes (`payload_too_large`).
-    max_photo_bytes: Option<u64>,
-    /// The largest body the route accepts, in bytes (`payload_too_large`).
-    max_body_bytes: Option<u64>,
-    /// The tenant's storage use, quota, and what the upload asked for (`quota_exceeded`).
-    used_bytes: Option<i64>,
-    max_bytes: Option<i64>,
-    requested_bytes: Option<i64>,
-    /// The route class and whose quota ran out, `address` or `key` (`rate_limited`).
-    class: Option<String>,
-    scope: Option<String>,
-    /// The readiness checks and their state (`not_ready`).
-    checks: Option<Object>,
-}
-
-/// A JSON object of named checks.
-type Object = std::collections::BTreeMap<String, String>;
-
-/// `POST /v1/reports` form (multipart/form-data).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // describes a multipart body; never built
-pub struct ReportForm {
-    /// lost, found or sighting.
-    #[schema(value_type = crate::reports::ReportKind)]
-    kind: String,
-    /// dog, cat or other.
-    #[schema(value_type = crate::reports::Species)]
-    species: String,
-    /// Short title (at most 200 characters, not blank).
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
-    title: String,
-    /// Free text (at most 5000 characters).
-    #[schema(max_length = 5000)]
-    #[serde(default)]
-    description: String,
-    /// Latitude in degrees (with longitude).
-    #[schema(minimum = -90, maximum = 90)]
-    #[serde(default)]
-    latitude: f64,
-    /// Longitude in degrees (with latitude).
-    #[schema(minimum = -180, maximum = 180)]
-    #[serde(default)]
-    longitude: f64,
-    /// How to reach the author (at most 200 characters).
-    #[schema(max_length = 200)]
-    #[serde(default)]
-    contact: String,
-    /// 1 to 5 photos (JPEG, PNG or WebP), one part each.
-    #[schema(value_type = Vec<String>, format = Binary, min_items = 1, max_items = 5)]
-    photos: Vec<Vec<u8>>,
-}
-
-/// `POST /v1/search` form (multipart/form-data).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // describes a multipart body; never built
-pub struct SearchForm {
-    /// The query photo (JPEG, PNG or WebP).
-    #[schema(value_type = String, format = Binary)]
-    photo: Vec<u8>,
-    /// Reports wanted (1 to 100; default 20).
-    #[schema(minimum = 1, maximum = 100)]
-    #[serde(default)]
-    k: u32,
-    /// Only these kinds, comma-separated (lost, found, sighting).
-    #[schema(pattern = "^\\s*(lost|found|sighting)\\s*(,\\s*(lost|found|sighting)\\s*)*$")]
-    #[serde(default)]
-    kind: String,
-    /// Only this species.
-    #[schema(value_type = crate::reports::Species)]
-    #[serde(default)]
-    species: String,
-    /// open (default), resolved or any.
-    #[schema(value_type = StatusFilter)]
-    #[serde(default)]
-    status: String,
-    /// Only reports created at or after this time (RFC 3339).
-    #[schema(value_type = chrono::DateTime<chrono::Utc>)]
-    #[serde(default)]
-    since: String,
-    /// With longitude and radius_km: only reports within the radius.
-    #[schema(minimum = -90, maximum = 90)]
-    #[serde(default)]
-    latitude: f64,
-    /// See latitude.
-    #[schema(minimum = -180, maximum = 180)]
-    #[serde(default)]
-    longitude: f64,
-    /// See latitude (kilometres, more than 0).
-    #[schema(exclusive_minimum = 0)]
-    #[serde(default)]
-    radius_km: f64,
-}
-
-/// Which reports a search considers, by status.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StatusFilter {
-    /// Open reports only (the default).
-    Open,
-    /// Resolved reports only.
-    Resolved,
-    /// Every report.
-    Any,
-}
-
-/// `POST /v1/embeddings` form (multipart/form-data).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // describes a multipart body; never built
-pub struct EmbeddingsForm {
-    /// 1 to 8 photos (JPEG, PNG or WebP), one part each.
-    #[schema(value_type = Vec<String>, format = Binary, min_items = 1, max_items = 8)]
-    photos: Vec<Vec<u8>>,
-}
+use super::embeddings::{self, EmbeddingsForm};
+use super::error::{ErrorBody, ErrorCode};
+use super::health;
+use super::reports::{self, ReportForm};
+use super::search::{self, SearchForm};
 
 /// The document.
 #[derive(OpenApi)]
@@ -186,7 +46,7 @@ pub struct EmbeddingsForm {
         document,
         docs,
     ),
-    components(schemas(ErrorBody, super::ErrorCode, ReportForm, SearchForm, EmbeddingsForm)),
+    components(schemas(ErrorBody, ErrorCode, ReportForm, SearchForm, EmbeddingsForm)),
     modifiers(&Security),
     tags(
         (name = "reports", description = "Reports with photos; embeddings are made in the background"),

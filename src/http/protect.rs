@@ -3,7 +3,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
@@ -12,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, seconds_up};
 use crate::rate_limit::{Allowed, IpNet, RateLimits, RouteClass};
 use crate::tenants::{ApiKeys, Tenant};
 
@@ -183,11 +182,6 @@ fn set_rate_headers(headers: &mut HeaderMap, allowed: &Allowed) {
     ] {
         headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
-}
-
-/// Whole seconds, rounded up.
-pub(super) fn seconds_up(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 #[cfg(test)]

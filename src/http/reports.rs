@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
@@ -62,14 +63,14 @@ pub struct CreatedBody {
 
 /// `POST /v1/reports`: fields + 1..N photos (multipart); answers 201 at once, embeddings follow.
 #[utoipa::path(post, path = "/v1/reports", operation_id = "create_report", tag = "reports",
-    request_body(content = crate::http::openapi::ReportForm, content_type = "multipart/form-data"),
+    request_body(content = ReportForm, content_type = "multipart/form-data"),
     responses((status = 201, description = "Stored; embeddings follow in the background. The owner token is shown only here.", body = CreatedBody),
-        (status = 400, description = "Malformed multipart body (`invalid_multipart`)", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "The photos do not fit the API key's storage quota (`quota_exceeded`, with used/max/requested bytes)", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "A photo or the body is too large (`payload_too_large`)", body = crate::http::openapi::ErrorBody),
-        (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::openapi::ErrorBody),
-        (status = 422, description = "A field is missing or wrong (`validation_failed`, with `field`), or a photo cannot be decoded (`invalid_image`, `image_too_large`, with `photo_index`)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 400, description = "Malformed multipart body (`invalid_multipart`)", body = crate::http::error::ErrorBody),
+        (status = 409, description = "The photos do not fit the API key's storage quota (`quota_exceeded`, with used/max/requested bytes)", body = crate::http::error::ErrorBody),
+        (status = 413, description = "A photo or the body is too large (`payload_too_large`)", body = crate::http::error::ErrorBody),
+        (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::error::ErrorBody),
+        (status = 422, description = "A field is missing or wrong (`validation_failed`, with `field`), or a photo cannot be decoded (`invalid_image`, `image_too_large`, with `photo_index`)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
@@ -103,8 +104,8 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/reports/{id}", operation_id = "get_report", tag = "reports",
     params(("id" = Uuid, Path, description = "Report id")),
     responses((status = 200, description = "The report, its photos' embedding state and its possible matches", body = ReportBody),
-        (status = 404, description = "No such report (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
@@ -148,8 +149,8 @@ pub struct ReportPage {
 #[utoipa::path(get, path = "/v1/reports", operation_id = "list_reports", tag = "reports",
     params(ListQuery),
     responses((status = 200, description = "A page of reports, newest first", body = ReportPage),
-        (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -188,10 +189,10 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "Report id")),
     security(("owner_token" = [])),
     responses((status = 204, description = "Deleted; its photo bytes go back to the storage quota"),
-        (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "No such report (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "Rate limited (`rate_limited`)", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::error::ErrorBody),
+        (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Rate limited (`rate_limited`)", body = crate::http::error::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn delete(
     State(app): State<AppState>,
     caller: Caller,
@@ -211,11 +212,11 @@ pub async fn delete(
     request_body(content = crate::reports::ReportPatch, content_type = "application/json"),
     security(("owner_token" = [])),
     responses((status = 200, description = "The changed report", body = ReportBody),
-        (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "No such report (`not_found`)", body = crate::http::openapi::ErrorBody),
-        (status = 422, description = "The body or id is wrong (`validation_failed`)", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "Rate limited (`rate_limited`)", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::error::ErrorBody),
+        (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody),
+        (status = 422, description = "The body or id is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Rate limited (`rate_limited`)", body = crate::http::error::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn update(
     State(app): State<AppState>,
     caller: Caller,
@@ -238,8 +239,8 @@ pub async fn update(
 #[utoipa::path(get, path = "/v1/photos/{id}", operation_id = "get_photo", tag = "reports",
     params(("id" = Uuid, Path, description = "Photo id")),
     responses((status = 200, description = "The photo as uploaded", content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "image/webp"))),
-        (status = 404, description = "No such photo (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 404, description = "No such photo (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn photo(
     State(app): State<AppState>,
     caller: Caller,
@@ -254,8 +255,8 @@ pub async fn photo(
 #[utoipa::path(get, path = "/v1/photos/{id}/thumbnail", operation_id = "get_thumbnail", tag = "reports",
     params(("id" = Uuid, Path, description = "Photo id")),
     responses((status = 200, description = "JPEG, longer side 256 px", content_type = "image/jpeg", body = Vec<u8>),
-        (status = 404, description = "No such photo (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 404, description = "No such photo (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn thumbnail(
     State(app): State<AppState>,
     caller: Caller,
@@ -272,8 +273,8 @@ pub async fn thumbnail(
 /// `GET /v1/usage`: the caller's storage use and quota (with API keys only).
 #[utoipa::path(get, path = "/v1/usage", operation_id = "get_usage", tag = "reports",
     responses((status = 200, description = "The API key's storage use and quota", body = UsageBody),
-        (status = 404, description = "The service runs without API keys (`not_found`)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 404, description = "The service runs without API keys (`not_found`)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn usage(
     State(app): State<AppState>,
     caller: Caller,
@@ -301,8 +302,8 @@ pub struct UsageBody {
 #[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "reports",
     params(("id" = i64, Path, description = "Job id (a photo's job_id)")),
     responses((status = 200, description = "The job", body = crate::store::JobRecord),
-        (status = 404, description = "No such job (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "The id is not an integer (`validation_failed`)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 404, description = "No such job (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not an integer (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn job(
     State(app): State<AppState>,
     caller: Caller,
@@ -367,4 +368,39 @@ fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
     let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
     Ok((created_at, Uuid::parse_str(id).map_err(|_| invalid())?))
+}
+
+/// `POST /v1/reports` form (multipart/form-data).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // describes a multipart body; never built
+pub struct ReportForm {
+    /// lost, found or sighting.
+    #[schema(value_type = crate::reports::ReportKind)]
+    kind: String,
+    /// dog, cat or other.
+    #[schema(value_type = crate::reports::Species)]
+    species: String,
+    /// Short title (at most 200 characters, not blank).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    title: String,
+    /// Free text (at most 5000 characters).
+    #[schema(max_length = 5000)]
+    #[serde(default)]
+    description: String,
+    /// Latitude in degrees (with longitude).
+    #[schema(minimum = -90, maximum = 90)]
+    #[serde(default)]
+    latitude: f64,
+    /// Longitude in degrees (with latitude).
+    #[schema(minimum = -180, maximum = 180)]
+    #[serde(default)]
+    longitude: f64,
+    /// How to reach the author (at most 200 characters).
+    #[schema(max_length = 200)]
+    #[serde(default)]
+    contact: String,
+    /// 1 to 5 photos (JPEG, PNG or WebP), one part each.
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1, max_items = 5)]
+    photos: Vec<Vec<u8>>,
 }

@@ -6,6 +6,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
@@ -54,14 +55,14 @@ pub struct SearchResponse {
 /// `species`, `status` (open by default; `any` for all), `since` (RFC 3339), `latitude` +
 /// `longitude` + `radius_km`, and `k` (1..100, default 20). Results are grouped per report.
 #[utoipa::path(post, path = "/v1/search", operation_id = "search", tag = "search",
-    request_body(content = crate::http::openapi::SearchForm, content_type = "multipart/form-data"),
+    request_body(content = SearchForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "The k most similar reports, best first", body = SearchResponse),
-        (status = 400, description = "Malformed multipart body (`invalid_multipart`)", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "The photo or the body is too large (`payload_too_large`)", body = crate::http::openapi::ErrorBody),
-        (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::openapi::ErrorBody),
-        (status = 422, description = "A field is wrong (`validation_failed`), or the photo cannot be decoded (`invalid_image`, `image_too_large`)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "The model is saturated (`overloaded`) or the database unavailable (`unavailable`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 400, description = "Malformed multipart body (`invalid_multipart`)", body = crate::http::error::ErrorBody),
+        (status = 413, description = "The photo or the body is too large (`payload_too_large`)", body = crate::http::error::ErrorBody),
+        (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::error::ErrorBody),
+        (status = 422, description = "A field is wrong (`validation_failed`), or the photo cannot be decoded (`invalid_image`, `image_too_large`)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody),
+        (status = 503, description = "The model is saturated (`overloaded`) or the database unavailable (`unavailable`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn search(
     State(app): State<AppState>,
     caller: Caller,
@@ -217,8 +218,8 @@ pub struct MatchesResponse {
 #[utoipa::path(get, path = "/v1/reports/{id}/matches", operation_id = "get_matches", tag = "search",
     params(("id" = Uuid, Path, description = "Report id"), MatchesQuery),
     responses((status = 200, description = "Open reports similar to this one's photos", body = MatchesResponse),
-        (status = 404, description = "No such report (`not_found`)", body = crate::http::openapi::ErrorBody), (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::openapi::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::openapi::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::openapi::ErrorBody)))]
+        (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "API key missing or invalid (with API keys configured)", body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited (`rate_limited`): see Retry-After and RateLimit-* headers", body = crate::http::error::ErrorBody), (status = 503, description = "Database unavailable (`unavailable`) or overloaded (`overloaded`); see Retry-After", body = crate::http::error::ErrorBody)))]
 pub async fn matches(
     State(app): State<AppState>,
     caller: Caller,
@@ -274,4 +275,58 @@ impl From<SearchError> for ApiError {
             SearchError::NotFound => ApiError::not_found("no such report"),
         }
     }
+}
+
+/// `POST /v1/search` form (multipart/form-data).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // describes a multipart body; never built
+pub struct SearchForm {
+    /// The query photo (JPEG, PNG or WebP).
+    #[schema(value_type = String, format = Binary)]
+    photo: Vec<u8>,
+    /// Reports wanted (1 to 100; default 20).
+    #[schema(minimum = 1, maximum = 100)]
+    #[serde(default)]
+    k: u32,
+    /// Only these kinds, comma-separated (lost, found, sighting).
+    #[schema(pattern = "^\\s*(lost|found|sighting)\\s*(,\\s*(lost|found|sighting)\\s*)*$")]
+    #[serde(default)]
+    kind: String,
+    /// Only this species.
+    #[schema(value_type = crate::reports::Species)]
+    #[serde(default)]
+    species: String,
+    /// open (default), resolved or any.
+    #[schema(value_type = StatusFilter)]
+    #[serde(default)]
+    status: String,
+    /// Only reports created at or after this time (RFC 3339).
+    #[schema(value_type = chrono::DateTime<chrono::Utc>)]
+    #[serde(default)]
+    since: String,
+    /// With longitude and radius_km: only reports within the radius.
+    #[schema(minimum = -90, maximum = 90)]
+    #[serde(default)]
+    latitude: f64,
+    /// See latitude.
+    #[schema(minimum = -180, maximum = 180)]
+    #[serde(default)]
+    longitude: f64,
+    /// See latitude (kilometres, more than 0).
+    #[schema(exclusive_minimum = 0)]
+    #[serde(default)]
+    radius_km: f64,
+}
+
+/// Which reports a search considers, by status.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusFilter {
+    /// Open reports only (the default).
+    Open,
+    /// Resolved reports only.
+    Resolved,
+    /// Every report.
+    Any,
 }

@@ -89,7 +89,7 @@ pub struct ConnectionStats {
     header_timeouts: AtomicU64,
     idle_closed: AtomicU64,
     /// Request bodies cut at their deadline (counted by `DeadlineBody`).
-    pub(super) body_timeouts: AtomicU64,
+    body_timeouts: Arc<AtomicU64>,
     lingered_bytes: AtomicU64,
     linger_cut: AtomicU64,
 }
@@ -125,7 +125,7 @@ impl ConnectionStats {
             refused_total: get(&self.refused),
             header_timeouts_total: get(&self.header_timeouts),
             idle_closed_total: get(&self.idle_closed),
-            body_timeouts_total: get(&self.body_timeouts),
+            body_timeouts_total: self.body_timeouts.load(Ordering::Relaxed),
             lingered_bytes_total: get(&self.lingered_bytes),
             linger_cut_total: get(&self.linger_cut),
         }
@@ -301,14 +301,17 @@ impl Connection {
             closing: Closing::Open,
         };
         let service = {
-            let (router, activity, stats) =
-                (self.router.clone(), activity.clone(), self.stats.clone());
+            let (router, activity, timeouts) = (
+                self.router.clone(),
+                activity.clone(),
+                self.stats.body_timeouts.clone(),
+            );
             let (peer, deadlines) = (self.peer, self.settings.body);
             hyper::service::service_fn(move |request: Request<Incoming>| {
                 let busy = activity.begin_request();
                 let mut router = router.clone();
                 let mut request = request
-                    .map(|body| Body::new(DeadlineBody::new(body, deadlines, stats.clone())));
+                    .map(|body| Body::new(DeadlineBody::new(body, deadlines, timeouts.clone())));
                 request.extensions_mut().insert(ConnectInfo(peer));
                 async move {
                     let response = router.call(request).await?;
