@@ -1,8 +1,5 @@
 //! Liveness, readiness and status.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -16,44 +13,8 @@ use crate::jobs::{JobStatsSnapshot, WorkerStats};
 use crate::limits::BudgetSnapshot;
 use crate::limits::LimitSnapshot;
 use crate::rate_limit::RateLimitSnapshot;
-use crate::store::{JobCounts, Store};
+use crate::store::JobCounts;
 use crate::telemetry::prometheus::Exposition;
-
-/// How long job counts are reused before the database is asked again.
-const JOB_COUNTS_TTL: Duration = Duration::from_secs(1);
-
-/// Job counts across all processes, read from the database at most once a second and by one
-/// request at a time, however many scrapes and status calls arrive: they cannot tie up the pool.
-#[derive(Debug, Default)]
-pub struct JobCountsCache {
-    /// The last answer and when it was read (`None` inside: the database did not answer).
-    last: Mutex<Option<(Instant, Option<JobCounts>)>>,
-    /// Held while one request reads fresh counts.
-    refreshing: tokio::sync::Mutex<()>,
-}
-
-impl JobCountsCache {
-    /// Counts at most a second old; while another request reads them, the previous ones.
-    pub async fn get(&self, store: &Store) -> Option<JobCounts> {
-        if let Some((at, counts)) = self.latest()
-            && at.elapsed() < JOB_COUNTS_TTL
-        {
-            return counts;
-        }
-        let Ok(_refreshing) = self.refreshing.try_lock() else {
-            return self.latest().and_then(|(_, counts)| counts);
-        };
-        let counts = store.job_counts().await.ok();
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Instant::now(), counts.clone()));
-        counts
-    }
-
-    /// The last answer read, and when.
-    fn latest(&self) -> Option<(Instant, Option<JobCounts>)> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
 
 /// `GET /healthz`: the process is alive.
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",

@@ -4,13 +4,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::error::{ApiError, seconds_up};
 use crate::rate_limit::{Allowed, IpNet, RateLimits, RouteClass};
 use crate::tenants::{ApiKeys, Tenant};
@@ -84,53 +83,44 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<Protection>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
     /// The caller `protect` found. Without one (a route it did not see) there is no tenant,
     /// which is refused when keys are required rather than taken for the open service's caller.
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Caller>() {
             Some(caller) => Ok(caller.clone()),
-            None if app.protection.keys.enabled() => Err(ApiError::unauthenticated(false)),
+            None if Arc::<Protection>::from_ref(state).keys.enabled() => {
+                Err(ApiError::unauthenticated(false))
+            }
             None => Ok(Caller::default()),
         }
     }
 }
 
-/// The route class of a request; `None` for routes outside `/v1/` (health, metrics, docs).
-fn route_class(method: &Method, route: &str) -> Option<RouteClass> {
-    if !route.starts_with("/v1/") {
-        return None;
-    }
-    Some(match (method, route) {
-        (&Method::POST, "/v1/reports") => RouteClass::Upload,
-        (&Method::POST, "/v1/search" | "/v1/embeddings") | (_, "/v1/reports/{id}/matches") => {
-            RouteClass::Search
-        }
-        _ => RouteClass::Read,
-    })
+/// What guards one route: the service's keys and limits, and the route's rate-limit class.
+#[derive(Clone)]
+pub struct Guard {
+    protection: Arc<Protection>,
+    class: RouteClass,
 }
 
-/// Authenticates and rate-limits `/v1/` requests; adds `RateLimit-*` headers to the answer.
-pub async fn protect(
-    State(protection): State<Arc<Protection>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let Some(class) = route
-        .as_deref()
-        .and_then(|r| route_class(request.method(), r))
-    else {
-        return next.run(request).await;
-    };
+impl Guard {
+    /// Guards a route of `class`.
+    pub fn new(protection: Arc<Protection>, class: RouteClass) -> Self {
+        Guard { protection, class }
+    }
+}
+
+/// Authenticates and rate-limits a `/v1/` request by its route's class, before any body is read;
+/// adds `RateLimit-*` headers to the answer.
+pub async fn protect(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    let Guard { protection, class } = guard;
     // Without connection info (a router driven in-process) every request shares one address.
     let peer = request
         .extensions()
@@ -209,27 +199,5 @@ mod tests {
         // No header: the proxy itself.
         assert_eq!(protection.client_address(proxy, &HeaderMap::new()), proxy);
         Ok(())
-    }
-
-    #[test]
-    fn routes_fall_in_classes() {
-        assert_eq!(
-            route_class(&Method::POST, "/v1/reports"),
-            Some(RouteClass::Upload)
-        );
-        assert_eq!(
-            route_class(&Method::GET, "/v1/reports"),
-            Some(RouteClass::Read)
-        );
-        assert_eq!(
-            route_class(&Method::POST, "/v1/search"),
-            Some(RouteClass::Search)
-        );
-        assert_eq!(
-            route_class(&Method::GET, "/v1/reports/{id}/matches"),
-            Some(RouteClass::Search)
-        );
-        assert_eq!(route_class(&Method::GET, "/metrics"), None);
-        assert_eq!(route_class(&Method::GET, "/healthz"), None);
     }
 }
