@@ -17,6 +17,54 @@ use super::health;
 use super::reports::{self, ReportForm};
 use super::search::{self, SearchForm};
 
+/// The answers many routes share, stated once under `components/responses`.
+macro_rules! shared_response {
+    ($name:ident, $description:literal, $retry_after:literal) => {
+        #[doc = $description]
+        pub struct $name;
+
+        impl<'r> utoipa::ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {
+                use utoipa::openapi::content::ContentBuilder;
+                use utoipa::openapi::header::HeaderBuilder;
+                use utoipa::openapi::{ObjectBuilder, Ref, ResponseBuilder, Type};
+                let mut response = ResponseBuilder::new().description($description).content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                );
+                if $retry_after {
+                    response = response.header(
+                        "Retry-After",
+                        HeaderBuilder::new()
+                            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                            .description(Some("Seconds to wait before retrying."))
+                            .build(),
+                    );
+                }
+                (stringify!($name), response.build().into())
+            }
+        }
+    };
+}
+
+shared_response!(
+    ApiKeyRefused,
+    "The service has API keys and none was sent (`api_key_required`) or it is not valid (`invalid_api_key`).",
+    false
+);
+shared_response!(
+    RateLimited,
+    "Over a rate limit (`rate_limited`, with `class` and `scope`); the `RateLimit-*` headers say the quota.",
+    true
+);
+shared_response!(
+    RetryLater,
+    "The service is saturated (`overloaded`, with `reason`) or the database or photo store is unavailable (`unavailable`).",
+    true
+);
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -46,7 +94,10 @@ use super::search::{self, SearchForm};
         document,
         docs,
     ),
-    components(schemas(ErrorBody, ErrorCode, ReportForm, SearchForm, EmbeddingsForm)),
+    components(
+        schemas(ErrorBody, ErrorCode, ReportForm, SearchForm, EmbeddingsForm),
+        responses(ApiKeyRefused, RateLimited, RetryLater)
+    ),
     modifiers(&Security),
     tags(
         (name = "reports", description = "Reports with photos; embeddings are made in the background"),
@@ -198,7 +249,21 @@ fn render(doc: &Document) -> String {
             for (status, response) in &op.responses.responses {
                 let description = match response {
                     RefOr::T(r) => r.description.clone(),
-                    RefOr::Ref(r) => r.ref_location.clone(),
+                    // A shared answer: its description, from the components.
+                    RefOr::Ref(r) => doc
+                        .components
+                        .as_ref()
+                        .and_then(|c| {
+                            c.responses
+                                .get(r.ref_location.trim_start_matches("#/components/responses/"))
+                        })
+                        .map_or_else(
+                            || r.ref_location.clone(),
+                            |shared| match shared {
+                                RefOr::T(shared) => shared.description.clone(),
+                                RefOr::Ref(other) => other.ref_location.clone(),
+                            },
+                        ),
                 };
                 out.push_str(&format!(
                     "<tr><td>{}</td><td>{}</td></tr>",
