@@ -17,8 +17,8 @@ use super::body::{BodySize, BodyTimeout};
 use super::error::ApiError;
 use super::multipart::{PhotoLimits, read_form};
 use super::protect::Caller;
+use crate::jobs::JobRecord;
 use crate::reports::{NewReport, REPORT_FIELDS, Report, ReportFilter, ReportPatch};
-use crate::store::JobRecord;
 
 /// Most reports per page.
 const MAX_PAGE: u32 = 100;
@@ -301,7 +301,7 @@ pub struct UsageBody {
 /// `GET /v1/jobs/{id}`.
 #[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "reports",
     params(("id" = i64, Path, description = "Job id (a photo's job_id)")),
-    responses((status = 200, description = "The job", body = crate::store::JobRecord),
+    responses((status = 200, description = "The job", body = JobRecord),
         (status = 404, description = "No such job (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not an integer (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
 pub async fn job(

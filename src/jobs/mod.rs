@@ -24,7 +24,7 @@ use crate::telemetry::prometheus::Exposition;
 
 mod payload;
 
-pub use payload::{EmbedJob, JobPayload, JobStatus, MatchJob};
+pub use payload::{EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob};
 
 /// Worker settings.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! What a job does: its kind, parameters and dedupe key, one type for whoever enqueues a job and
 //! the worker that runs it. Stored as the job's `kind` and `payload` columns.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -135,6 +136,36 @@ impl JobStatus {
         .into_iter()
         .find(|s| s.as_str() == text)
     }
+}
+
+/// A job and its state, as `GET /v1/jobs/{id}` shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct JobRecord {
+    /// Job id.
+    pub id: i64,
+    /// What it does.
+    pub kind: String,
+    /// Its parameters.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Where the job is in its life.
+    pub status: JobStatus,
+    /// Attempts made.
+    pub attempts: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Not run before this time.
+    pub run_after: DateTime<Utc>,
+    /// Lease end while running.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// The worker holding it.
+    pub locked_by: Option<String>,
+    /// Error of the last failed attempt.
+    pub last_error: Option<String>,
+    /// Enqueued at.
+    pub created_at: DateTime<Utc>,
+    /// Done or failed at.
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -313,7 +313,7 @@ pub struct Report {
     /// Similar reports of the opposite kind, found in the background once the embeddings are
     /// ready (shown on a single report, not in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub possible_matches: Option<Vec<crate::store::StoredMatch>>,
+    pub possible_matches: Option<Vec<PossibleMatch>>,
 }
 
 /// The report's embedding state from its photos'.
@@ -348,6 +348,23 @@ pub struct ReportFilter {
     pub limit: u32,
     /// Only reports of this tenant (`None`: of no tenant, when the service runs without API keys).
     pub tenant: Option<String>,
+}
+
+/// A possible match of a report, as stored by its matching job and shown with the report.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PossibleMatch {
+    /// The other report.
+    pub report_id: Uuid,
+    /// Its kind.
+    pub kind: ReportKind,
+    /// Its title.
+    pub title: String,
+    /// Similarity (cosine) of the best pair of photos.
+    pub score: f32,
+    /// This report's photo of that pair.
+    pub photo_id: Uuid,
+    /// The other report's photo of that pair.
+    pub matched_photo_id: Uuid,
 }
 
 #[cfg(test)]

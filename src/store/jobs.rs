@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
 use super::{Store, StoreError};
-use crate::jobs::{JobPayload, JobStatus};
+use crate::jobs::{JobPayload, JobRecord, JobStatus};
 
 /// The channel `NOTIFY`'d when jobs are enqueued.
 pub const JOBS_CHANNEL: &str = "lookalike_jobs";
@@ -26,36 +25,6 @@ pub struct ClaimedJob {
     pub attempt: i32,
     /// Attempts allowed.
     pub max_attempts: i32,
-}
-
-/// A job as `GET /v1/jobs/{id}` shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct JobRecord {
-    /// Job id.
-    pub id: i64,
-    /// What it does.
-    pub kind: String,
-    /// Its parameters.
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
-    /// Where the job is in its life.
-    pub status: JobStatus,
-    /// Attempts made.
-    pub attempts: i32,
-    /// Attempts allowed.
-    pub max_attempts: i32,
-    /// Not run before this time.
-    pub run_after: DateTime<Utc>,
-    /// Lease end while running.
-    pub locked_until: Option<DateTime<Utc>>,
-    /// The worker holding it.
-    pub locked_by: Option<String>,
-    /// Error of the last failed attempt.
-    pub last_error: Option<String>,
-    /// Enqueued at.
-    pub created_at: DateTime<Utc>,
-    /// Done or failed at.
-    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// Unfinished and failed jobs, and the age of the oldest one waiting. Done jobs are not counted:

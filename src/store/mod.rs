@@ -10,9 +10,9 @@ pub mod reports;
 pub mod search;
 pub mod tenants;
 
-pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts, JobRecord};
+pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
 pub use reports::{CreatedReport, NewPhoto, OwnerCheck, StorageCharge};
-pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode, StoredMatch};
+pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode};
 pub use tenants::{ReserveError, StorageUsage};
 
 use crate::config::DatabaseConfig;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError, jobs};
 use crate::jobs::JobPayload;
-use crate::reports::{ReportKind, ReportStatus, Species};
+use crate::reports::{PossibleMatch, ReportKind, ReportStatus, Species};
 
 /// Which reports a search may return.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -49,23 +49,6 @@ pub enum SearchMode {
     },
     /// A full scan: exact, for small sets and for measuring the index's recall.
     Exact,
-}
-
-/// A stored possible match of a report.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct StoredMatch {
-    /// The other report.
-    pub report_id: Uuid,
-    /// Its kind.
-    pub kind: ReportKind,
-    /// Its title.
-    pub title: String,
-    /// Similarity (cosine) of the best pair of photos.
-    pub score: f32,
-    /// This report's photo of that pair.
-    pub photo_id: Uuid,
-    /// The other report's photo of that pair.
-    pub matched_photo_id: Uuid,
 }
 
 /// A possible match of a report, as found and stored.
@@ -258,7 +241,7 @@ impl Store {
         &self,
         report_id: Uuid,
         model_id: i32,
-    ) -> Result<Vec<StoredMatch>, StoreError> {
+    ) -> Result<Vec<PossibleMatch>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.matched_report_id, r.kind, r.title, m.score, m.photo_id, m.matched_photo_id
              FROM report_matches m JOIN reports r ON r.id = m.matched_report_id
@@ -274,7 +257,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let kind: String = r.try_get("kind")?;
-                Ok(StoredMatch {
+                Ok(PossibleMatch {
                     report_id: r.try_get("matched_report_id")?,
                     kind: kind.parse().unwrap_or(ReportKind::Sighting),
                     title: r.try_get("title")?,
