@@ -99,7 +99,7 @@ pub struct ImportConfig {
     #[command(flatten)]
     pub uploads: UploadConfig,
     #[command(flatten)]
-    pub storage: StorageConfig,
+    pub storage: PhotoStoreConfig,
     #[command(flatten)]
     pub jobs: JobsConfig,
     #[command(flatten)]
@@ -144,7 +144,7 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub uploads: UploadConfig,
     #[command(flatten)]
-    pub storage: StorageConfig,
+    pub storage: PhotoStoreConfig,
     #[command(flatten)]
     pub jobs: JobsConfig,
     #[command(flatten)]
@@ -193,7 +193,7 @@ pub struct ReindexConfig {
 
 /// Where photo bytes and thumbnails live.
 #[derive(Debug, Clone, Args, Serialize)]
-pub struct StorageConfig {
+pub struct PhotoStoreConfig {
     /// Folder of the local photo store (used unless `--storage-url` is set).
     #[arg(
         id = "storage_dir",

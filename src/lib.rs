@@ -1,9 +1,9 @@
 //! lookalike: turns photos into embeddings and finds look-alike photos.
 //!
 //! The modules, from the foundations up. HTTP stays at the edge: nothing below `http` knows
-//! axum, and nothing below `store`/`storage` runs SQL or touches photo bytes. The store returns
-//! domain types, so it names some of `reports`' and `jobs`' types (never the other way round for
-//! SQL).
+//! axum; only `store` runs SQL and only `photo_store` touches stored photo bytes. The store
+//! returns domain types, so it names some of `reports`' and `jobs`' types, never the other way
+//! round.
 //!
 //! - **Foundations**: `config` (typed settings, every one a flag and an env variable) and
 //!   `telemetry` (logs, histograms, Prometheus text, per-request timing).
@@ -11,8 +11,8 @@
 //!   bodies) and `rate_limit` (per-client quotas per route class); `tenants` (API keys).
 //! - **Model**: `imaging` (bytes → model input, pure functions) and `inference` (the model behind
 //!   a `BatchRunner`, and the gate every run passes: a pure queue plus permits).
-//! - **Persistence**: `store` (PostgreSQL + pgvector; all SQL lives here) and `storage` (photo
-//!   bytes and thumbnails in an object store).
+//! - **Persistence**: `store` (PostgreSQL + pgvector; all SQL lives here) and `photo_store`
+//!   (photo bytes and thumbnails in an object store).
 //! - **Domain**: `pipeline` (a photo's path to its embedding), `reports` (reports and their
 //!   photos), `search` (nearest reports, matches), `jobs` (durable background work and its typed
 //!   payloads).
@@ -26,12 +26,12 @@ pub mod imaging;
 pub mod inference;
 pub mod jobs;
 pub mod limits;
+pub mod photo_store;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod reports;
 pub mod search;
 pub mod service;
-pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;

@@ -8,19 +8,19 @@ use tokio::net::TcpListener;
 
 use crate::config::{
     AccessConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, DatabaseConfig,
-    GateConfig, ImagingConfig, ModelConfig, RateLimitConfig, SearchConfig, ServeConfig,
-    StorageConfig, UploadConfig,
+    GateConfig, ImagingConfig, ModelConfig, PhotoStoreConfig, RateLimitConfig, SearchConfig,
+    ServeConfig, UploadConfig,
 };
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoLimits, Protection};
 use crate::inference::{Embedder, Gate, GateSettings};
 use crate::jobs::{JobContext, JobSettings, Workers};
 use crate::limits::{ByteBudget, ConcurrencyLimit};
+use crate::photo_store::PhotoStore;
 use crate::pipeline::Pipeline;
 use crate::rate_limit::RateLimits;
 use crate::reports::{ReportService, ReportSettings};
 use crate::search::{Matcher, SearchService, SearchSettings};
-use crate::storage::Storage;
 use crate::store::Store;
 use crate::tenants::ApiKeys;
 
@@ -51,7 +51,7 @@ pub struct Parts {
     /// The model behind its gate.
     pub gate: Gate,
     /// The photo store.
-    pub storage: Storage,
+    pub storage: PhotoStore,
     /// The model's id in the database.
     pub model_id: i32,
 }
@@ -160,7 +160,7 @@ pub async fn protection(
 /// Starts the job workers over the state's parts (none when `workers` is 0).
 pub fn start_workers(
     state: &mut AppState,
-    storage: Storage,
+    storage: PhotoStore,
     model_id: i32,
     settings: JobSettings,
 ) -> Option<Workers> {
@@ -184,11 +184,11 @@ pub fn start_workers(
 pub async fn open_parts(
     model: &ModelConfig,
     gate: &GateConfig,
-    storage: &StorageConfig,
+    storage: &PhotoStoreConfig,
     database: &DatabaseConfig,
 ) -> anyhow::Result<Parts> {
     let gate = load_gate(model, gate).await?;
-    let storage = Storage::from_config(storage)?;
+    let storage = PhotoStore::from_config(storage)?;
     let store = Store::connect(database)
         .await
         .context("connecting to the database")?;

@@ -86,8 +86,8 @@ pub async fn start_server(
             .await
             .expect("model registered");
     }
-    let storage =
-        lookalike::storage::Storage::local(&storage_dir()).expect("a temporary photo folder");
+    let storage = lookalike::photo_store::PhotoStore::local(&storage_dir())
+        .expect("a temporary photo folder");
     let parts = lookalike::service::Parts {
         store,
         gate,

@@ -14,10 +14,10 @@ use utoipa::ToSchema;
 use crate::imaging::{ACCEPTED_TYPES, ImagingError};
 use crate::inference::GateError;
 use crate::limits::LimitError;
+use crate::photo_store::PhotoStoreError;
 use crate::pipeline::PipelineError;
 use crate::rate_limit::{LimitScope, Limited};
 use crate::reports::{ReportError, ValidationError};
-use crate::storage::StorageError;
 use crate::store::{ReserveError, StoreError};
 
 use super::body::{BodyTimeout, BodyTooLarge};
@@ -299,10 +299,10 @@ impl From<ValidationError> for ApiError {
     }
 }
 
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
+impl From<PhotoStoreError> for ApiError {
+    fn from(e: PhotoStoreError) -> Self {
         match e {
-            StorageError::NotFound(_) => ApiError::not_found("the stored photo is missing"),
+            PhotoStoreError::NotFound(_) => ApiError::not_found("the stored photo is missing"),
             _ => ApiError::new(ErrorCode::Unavailable, "the photo store is unavailable")
                 .retry_after(Duration::from_secs(2))
                 .caused_by(e),
@@ -317,7 +317,7 @@ impl From<ReportError> for ApiError {
             ReportError::Photo { index, error } => ApiError::from(error).with("photo_index", index),
             ReportError::Busy(l) => l.into(),
             ReportError::Store(s) => s.into(),
-            ReportError::Storage(s) => s.into(),
+            ReportError::PhotoStore(s) => s.into(),
             ReportError::NotFound(what) => ApiError::not_found(format!("no such {what}")),
             ReportError::Unauthorized => ApiError::new(ErrorCode::Unauthorized, e.to_string()),
             ReportError::Forbidden => ApiError::new(ErrorCode::Forbidden, e.to_string()),

@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::JobsConfig;
 use crate::inference::Priority;
+use crate::photo_store::PhotoStore;
 use crate::pipeline::Pipeline;
 use crate::search::{Matcher, SearchError};
-use crate::storage::Storage;
 use crate::store::jobs::JOBS_CHANNEL;
 use crate::store::{ClaimedJob, Store};
 use crate::telemetry::prometheus::Exposition;
@@ -72,7 +72,7 @@ pub struct JobContext {
     /// The database.
     pub store: Store,
     /// The photo store.
-    pub storage: Storage,
+    pub storage: PhotoStore,
     /// Photos → embeddings (jobs run at background priority).
     pub pipeline: Pipeline,
     /// Matches between reports (for the `match` jobs).

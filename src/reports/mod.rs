@@ -16,7 +16,7 @@ pub use model::*;
 
 use crate::imaging::{self, DecodeLimits, ImagingError, THUMBNAIL_SIDE};
 use crate::limits::{ConcurrencyLimit, LimitError};
-use crate::storage::{self, Storage, StorageError};
+use crate::photo_store::{self, PhotoStore, PhotoStoreError};
 use crate::store::{
     NewPhoto, OwnerCheck, ReserveError, StorageCharge, StorageUsage, Store, StoreError,
 };
@@ -39,7 +39,7 @@ pub enum ReportError {
     Store(#[from] StoreError),
     /// The photo store failed.
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    PhotoStore(#[from] PhotoStoreError),
     /// No such report or photo.
     #[error("no such {0}")]
     NotFound(&'static str),
@@ -67,7 +67,7 @@ pub struct Created {
 #[derive(Clone)]
 pub struct ReportService {
     store: Store,
-    storage: Storage,
+    storage: PhotoStore,
     decode: Arc<ConcurrencyLimit>,
     uploads: Arc<ConcurrencyLimit>,
     limits: DecodeLimits,
@@ -91,7 +91,7 @@ impl ReportService {
     /// The service over its parts; `decode` is shared with the embedding pipeline.
     pub fn new(
         store: Store,
-        storage: Storage,
+        storage: PhotoStore,
         decode: Arc<ConcurrencyLimit>,
         uploads: Arc<ConcurrencyLimit>,
         settings: ReportSettings,
@@ -188,8 +188,8 @@ impl ReportService {
             let hex = hex::encode(sha256);
             let new_photo = NewPhoto {
                 sha256,
-                storage_key: storage::photo_key(&hex),
-                thumbnail_key: storage::thumbnail_key(&hex),
+                storage_key: photo_store::photo_key(&hex),
+                thumbnail_key: photo_store::thumbnail_key(&hex),
                 format: format!("{:?}", photo.format).to_lowercase(),
                 width: photo.width,
                 height: photo.height,

@@ -133,7 +133,7 @@ async fn readiness_fails_with_the_reason_when_the_database_is_unreachable() {
     let mut config = database_config("postgres://postgres@127.0.0.1:1/none?sslmode=disable".into());
     config.acquire_timeout_ms = 500;
     let store = Store::connect_lazy(&config).unwrap();
-    let storage = lookalike::storage::Storage::local(&temp_dir("storage")).unwrap();
+    let storage = lookalike::photo_store::PhotoStore::local(&temp_dir("storage")).unwrap();
     let parts = lookalike::service::Parts {
         store,
         gate: gate(default_gate_settings()),

@@ -112,7 +112,7 @@ async fn an_undecodable_stored_photo_fails_after_its_attempts_with_the_error_vis
     let mut app = app(default_gate_settings(), uploads()).await;
     let created = create(&app.router, "lost", &distinct_photos(1, 300)).await;
     let sha = created["photos"][0]["sha256"].as_str().unwrap();
-    let stored = app.storage_dir.join(lookalike::storage::photo_key(sha));
+    let stored = app.storage_dir.join(lookalike::photo_store::photo_key(sha));
     std::fs::write(&stored, b"\x89PNG\r\n\x1a\n but the rest is gone").unwrap();
     let workers = app.start_workers(job_settings(1));
     let id = created["id"].as_str().unwrap().to_owned();

@@ -13,8 +13,8 @@ use lookalike::config::{
 use lookalike::http::{AppState, router};
 use lookalike::inference::{Embedder, Gate, GateSettings};
 use lookalike::jobs::{JobSettings, Workers};
+use lookalike::photo_store::PhotoStore;
 use lookalike::service::{Parts, app_state, start_workers};
-use lookalike::storage::Storage;
 use lookalike::store::Store;
 use sqlx::Connection;
 
@@ -170,7 +170,7 @@ pub struct TestApp {
     /// Its state.
     pub state: AppState,
     /// The photo store.
-    pub storage: Storage,
+    pub storage: PhotoStore,
     /// The photo store's folder.
     pub storage_dir: PathBuf,
     /// The model's id.
@@ -206,7 +206,7 @@ pub fn job_settings(workers: usize) -> JobSettings {
 /// The parts over a store, with photos in a fresh temporary folder.
 pub async fn parts(store: Store, settings: GateSettings) -> (Parts, PathBuf) {
     let dir = temp_dir("storage");
-    let storage = Storage::local(&dir).unwrap();
+    let storage = PhotoStore::local(&dir).unwrap();
     let gate = gate(settings);
     let model_id = store.register_model(gate.model().manifest()).await.unwrap();
     (

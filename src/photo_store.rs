@@ -9,11 +9,11 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::config::StorageConfig;
+use crate::config::PhotoStoreConfig;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
-pub enum StorageError {
+pub enum PhotoStoreError {
     /// The configuration cannot be used.
     #[error("invalid storage configuration: {0}")]
     Config(String),
@@ -25,32 +25,32 @@ pub enum StorageError {
     Backend(String),
 }
 
-impl StorageError {
+impl PhotoStoreError {
     /// Whether waiting may help: the store failed, rather than the object being absent or the
     /// configuration unusable.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StorageError::Backend(_))
+        matches!(self, PhotoStoreError::Backend(_))
     }
 }
 
-impl From<object_store::Error> for StorageError {
+impl From<object_store::Error> for PhotoStoreError {
     fn from(e: object_store::Error) -> Self {
         match e {
-            object_store::Error::NotFound { path, .. } => StorageError::NotFound(path),
-            other => StorageError::Backend(other.to_string()),
+            object_store::Error::NotFound { path, .. } => PhotoStoreError::NotFound(path),
+            other => PhotoStoreError::Backend(other.to_string()),
         }
     }
 }
 
 /// The photo store; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Storage {
+pub struct PhotoStore {
     store: Arc<dyn ObjectStore>,
 }
 
-impl Storage {
+impl PhotoStore {
     /// Opens the configured store (creating the local folder if needed).
-    pub fn from_config(config: &StorageConfig) -> Result<Self, StorageError> {
+    pub fn from_config(config: &PhotoStoreConfig) -> Result<Self, PhotoStoreError> {
         match &config.url {
             Some(url) => Self::from_url(url),
             None => Self::local(&config.dir),
@@ -58,39 +58,39 @@ impl Storage {
     }
 
     /// A store in a local folder.
-    pub fn local(dir: &std::path::Path) -> Result<Self, StorageError> {
+    pub fn local(dir: &std::path::Path) -> Result<Self, PhotoStoreError> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| StorageError::Config(format!("creating {}: {e}", dir.display())))?;
+            .map_err(|e| PhotoStoreError::Config(format!("creating {}: {e}", dir.display())))?;
         let fs = LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| StorageError::Config(e.to_string()))?;
-        Ok(Storage {
+            .map_err(|e| PhotoStoreError::Config(e.to_string()))?;
+        Ok(PhotoStore {
             store: Arc::new(fs),
         })
     }
 
     #[cfg(feature = "s3")]
-    fn from_url(url: &str) -> Result<Self, StorageError> {
+    fn from_url(url: &str) -> Result<Self, PhotoStoreError> {
         let parsed =
-            url::Url::parse(url).map_err(|e| StorageError::Config(format!("{url}: {e}")))?;
+            url::Url::parse(url).map_err(|e| PhotoStoreError::Config(format!("{url}: {e}")))?;
         let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())
-            .map_err(|e| StorageError::Config(e.to_string()))?;
+            .map_err(|e| PhotoStoreError::Config(e.to_string()))?;
         let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
             Arc::from(store)
         } else {
             Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
         };
-        Ok(Storage { store })
+        Ok(PhotoStore { store })
     }
 
     #[cfg(not(feature = "s3"))]
-    fn from_url(url: &str) -> Result<Self, StorageError> {
-        Err(StorageError::Config(format!(
+    fn from_url(url: &str) -> Result<Self, PhotoStoreError> {
+        Err(PhotoStoreError::Config(format!(
             "{url}: this build stores photos in a local folder only; build with `--features s3` for object stores"
         )))
     }
 
     /// Writes an object.
-    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), PhotoStoreError> {
         self.store
             .put(&ObjectPath::from(key), PutPayload::from_bytes(bytes))
             .await?;
@@ -98,7 +98,7 @@ impl Storage {
     }
 
     /// Reads an object.
-    pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+    pub async fn get(&self, key: &str) -> Result<Bytes, PhotoStoreError> {
         Ok(self
             .store
             .get(&ObjectPath::from(key))
