@@ -264,7 +264,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
-    let router = http::routes(state.clone(), config.metrics_listen.is_none());
+    let metrics = match config.metrics_listen {
+        Some(_) => http::MetricsRoute::Elsewhere,
+        None => http::MetricsRoute::WithTheApi,
+    };
+    let router = http::routes(state.clone(), metrics);
     let server = server::serve(
         listener,
         router,

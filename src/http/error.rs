@@ -92,16 +92,17 @@ impl ApiError {
         ApiError::new(ErrorCode::NotFound, message)
     }
 
-    /// 401: no API key (`api_key_required`) or an unknown one (`invalid_api_key`).
-    pub fn unauthenticated(presented: bool) -> Self {
-        if presented {
-            ApiError::new(ErrorCode::InvalidApiKey, "the API key is not valid")
-        } else {
-            ApiError::new(
-                ErrorCode::ApiKeyRequired,
-                "this service needs an API key (header X-API-Key)",
-            )
-        }
+    /// 401 `api_key_required`: the service has keys and none was sent.
+    pub fn api_key_required() -> Self {
+        ApiError::new(
+            ErrorCode::ApiKeyRequired,
+            "this service needs an API key (header X-API-Key)",
+        )
+    }
+
+    /// 401 `invalid_api_key`: the key sent is not one of the service's.
+    pub fn invalid_api_key() -> Self {
+        ApiError::new(ErrorCode::InvalidApiKey, "the API key is not valid")
     }
 
     /// The status code.
@@ -340,7 +341,7 @@ impl From<ReserveError> for ApiError {
             .with("used_bytes", usage.used_bytes)
             .with("max_bytes", usage.max_bytes)
             .with("requested_bytes", requested),
-            ReserveError::UnknownTenant => ApiError::unauthenticated(true),
+            ReserveError::UnknownTenant => ApiError::invalid_api_key(),
             ReserveError::Store(s) => s.into(),
         }
     }

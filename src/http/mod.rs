@@ -21,5 +21,5 @@ mod state;
 pub use error::{ApiError, ErrorCode};
 pub use multipart::PhotoLimits;
 pub use protect::{Caller, Protection};
-pub use router::{metrics_router, router, routes};
+pub use router::{MetricsRoute, metrics_router, router, routes};
 pub use state::AppState;

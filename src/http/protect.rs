@@ -96,7 +96,7 @@ where
         match parts.extensions.get::<Caller>() {
             Some(caller) => Ok(caller.clone()),
             None if Arc::<Protection>::from_ref(state).keys.enabled() => {
-                Err(ApiError::unauthenticated(false))
+                Err(ApiError::api_key_required())
             }
             None => Ok(Caller::default()),
         }
@@ -143,7 +143,11 @@ pub async fn protect(State(guard): State<Guard>, mut request: Request, next: Nex
                 if let Err(limited) = protection.limits.check(class, address, None) {
                     return ApiError::from(limited).into_response();
                 }
-                return ApiError::unauthenticated(refused.is_some()).into_response();
+                let refusal = match refused {
+                    Some(_) => ApiError::invalid_api_key(),
+                    None => ApiError::api_key_required(),
+                };
+                return refusal.into_response();
             }
         }
     } else {

@@ -14,9 +14,18 @@ use crate::rate_limit::RouteClass;
 /// Body limit of routes that take no body (or a small JSON one).
 const SMALL_BODY: usize = 32 * 1024;
 
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsRoute {
+    /// Beside the API, on the public listener.
+    WithTheApi,
+    /// On a listener of its own (`metrics_router`), not beside the API.
+    Elsewhere,
+}
+
 /// The service's routes, `/metrics` included.
 pub fn router(state: AppState) -> Router {
-    routes(state, true)
+    routes(state, MetricsRoute::WithTheApi)
 }
 
 /// `/metrics` alone, for an operators' listener of its own (`--metrics-listen`).
@@ -30,9 +39,9 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every route; `/metrics` only when `with_metrics`. Each `/v1/` route states its rate-limit
+/// Every route, `/metrics` where `metrics` says. Each `/v1/` route states its rate-limit
 /// class where it is declared (`upload`, `search`, `read`); health, metrics and docs have none.
-pub fn routes(state: AppState, with_metrics: bool) -> Router {
+pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
     // Each body route is limited to what it can hold: its photos and the multipart framing.
     let photos = state.photo_limits;
     let embeddings_max = photos.max_bytes.saturating_mul(photos.max_count);
@@ -95,7 +104,7 @@ pub fn routes(state: AppState, with_metrics: bool) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::docs));
-    let routes = if with_metrics {
+    let routes = if metrics == MetricsRoute::WithTheApi {
         routes.route("/metrics", get(health::metrics))
     } else {
         routes
