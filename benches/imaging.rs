@@ -3,7 +3,7 @@
 mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lookalike::imaging::{self, DecodeLimits};
+use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::Preprocessing;
 
 fn imaging_cost(c: &mut Criterion) {
@@ -19,9 +19,9 @@ fn imaging_cost(c: &mut Criterion) {
     for megapixels in [0.5, 3.0, 12.0] {
         let jpeg = support::jpeg_of_megapixels(megapixels);
         for dct in [true, false] {
-            let limits = DecodeLimits {
+            let limits = DecodeCaps {
                 jpeg_dct_scaling: dct,
-                ..DecodeLimits::default()
+                ..DecodeCaps::default()
             };
             let name = if dct { "jpeg_dct_scaled" } else { "jpeg_full" };
             group.bench_with_input(
@@ -33,7 +33,7 @@ fn imaging_cost(c: &mut Criterion) {
     }
     let png = support::sample("astronaut.png");
     group.bench_function("png_0.26MP", |b| {
-        b.iter(|| imaging::prepare(&png, &pre, &DecodeLimits::default()).expect("decodes"))
+        b.iter(|| imaging::prepare(&png, &pre, &DecodeCaps::default()).expect("decodes"))
     });
     group.finish();
 }

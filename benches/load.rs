@@ -14,7 +14,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use lookalike::config::GateConfig;
-use lookalike::imaging::{self, DecodeLimits};
+use lookalike::imaging::{self, DecodeCaps};
 use support::http::{drive, multipart, post_request, start_server};
 
 struct Args {
@@ -146,7 +146,7 @@ fn gate_defaults(max_batch: usize) -> GateConfig {
 fn bare_photos_per_second(photo: &[u8]) -> f64 {
     let embedder = support::embedder(1, 0);
     let pre = embedder.preprocessing();
-    let limits = DecodeLimits::default();
+    let limits = DecodeCaps::default();
     let run = || {
         let p = imaging::prepare(photo, &pre, &limits).expect("the photo decodes");
         embedder

@@ -13,7 +13,7 @@ mod support;
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, RgbImage};
-use lookalike::imaging::{self, DecodeLimits};
+use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::{Embedder, cosine};
 
 /// Real photos among the samples (the synthetic, binary and text images are left out; the right
@@ -118,7 +118,7 @@ fn edits(img: &DynamicImage) -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn embed(embedder: &Embedder, bytes: &[u8]) -> Vec<f32> {
-    let photo = imaging::prepare(bytes, &embedder.preprocessing(), &DecodeLimits::default())
+    let photo = imaging::prepare(bytes, &embedder.preprocessing(), &DecodeCaps::default())
         .expect("decodes");
     embedder
         .embed_batch(&[photo.tensor.view()])

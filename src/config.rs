@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::limits::ByteBudget;
+use crate::capacity::ByteBudget;
 use crate::rate_limit::{ClassRates, IpNet, RateLimitSettings, RateSpec};
 
 /// The local development database started by `scripts/pg.sh`.
@@ -600,7 +600,7 @@ pub struct ImagingConfig {
     pub decode_max_waiters: usize,
 }
 
-/// Upload limits.
+/// Upload caps and slots.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct UploadConfig {
     /// Largest photo accepted, in bytes (413 beyond).

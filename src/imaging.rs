@@ -83,7 +83,7 @@ fn unsupported_message(detected: &Option<&'static str>) -> String {
 
 /// Limits and options of decoding.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DecodeLimits {
+pub struct DecodeCaps {
     /// Most pixels (width × height) of the stored photo.
     pub max_pixels: u64,
     /// Most bytes one decode may allocate.
@@ -92,10 +92,10 @@ pub struct DecodeLimits {
     pub jpeg_dct_scaling: bool,
 }
 
-impl DecodeLimits {
+impl DecodeCaps {
     /// Limits from the configuration.
     pub fn from_config(c: &ImagingConfig) -> Self {
-        DecodeLimits {
+        DecodeCaps {
             max_pixels: (c.max_megapixels * 1e6) as u64,
             max_alloc_bytes: c.max_decode_mib * 1024 * 1024,
             jpeg_dct_scaling: c.jpeg_dct_scaling,
@@ -103,9 +103,9 @@ impl DecodeLimits {
     }
 }
 
-impl Default for DecodeLimits {
+impl Default for DecodeCaps {
     fn default() -> Self {
-        DecodeLimits {
+        DecodeCaps {
             max_pixels: 50_000_000,
             max_alloc_bytes: 512 * 1024 * 1024,
             jpeg_dct_scaling: true,
@@ -188,7 +188,7 @@ fn detect_other(bytes: &[u8]) -> Option<&'static str> {
 /// much larger than it are decoded at the smallest DCT scale that still covers it.
 pub fn decode(
     bytes: &[u8],
-    limits: &DecodeLimits,
+    limits: &DecodeCaps,
     target: (u32, u32),
 ) -> Result<DecodedPhoto, ImagingError> {
     let format = sniff(bytes)?;
@@ -204,7 +204,7 @@ pub fn decode(
 pub fn prepare(
     bytes: &[u8],
     pre: &Preprocessing,
-    limits: &DecodeLimits,
+    limits: &DecodeCaps,
 ) -> Result<PreparedPhoto, ImagingError> {
     let photo = decode(bytes, limits, (pre.width, pre.height))?;
     let tensor = to_tensor(&photo.pixels, pre)?;
@@ -216,7 +216,7 @@ pub fn prepare(
     })
 }
 
-fn check_pixels(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), ImagingError> {
+fn check_pixels(width: u32, height: u32, limits: &DecodeCaps) -> Result<(), ImagingError> {
     if width == 0 || height == 0 {
         return Err(ImagingError::Decode(format!(
             "the photo has no pixels ({width}x{height})"
@@ -240,7 +240,7 @@ fn decode_error(e: impl std::fmt::Display) -> ImagingError {
 fn decode_full(
     bytes: &[u8],
     format: PhotoFormat,
-    limits: &DecodeLimits,
+    limits: &DecodeCaps,
 ) -> Result<DecodedPhoto, ImagingError> {
     let image_format = match format {
         PhotoFormat::Jpeg => image::ImageFormat::Jpeg,
@@ -271,7 +271,7 @@ fn decode_full(
 /// twice the target size. Returns `None` for pixel formats other than RGB and greyscale (CMYK).
 fn decode_jpeg(
     bytes: &[u8],
-    limits: &DecodeLimits,
+    limits: &DecodeCaps,
     target: (u32, u32),
 ) -> Result<Option<DecodedPhoto>, ImagingError> {
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
@@ -458,7 +458,7 @@ mod tests {
             image::ImageFormat::WebP,
         ] {
             let bytes = encode(&gradient(640, 480), format);
-            let p = prepare(&bytes, &PRE, &DecodeLimits::default()).unwrap();
+            let p = prepare(&bytes, &PRE, &DecodeCaps::default()).unwrap();
             assert_eq!(p.tensor.dim(), (3, 224, 224), "{format:?}");
             assert_eq!((p.width, p.height), (640, 480));
             // Normalised into [-1, 1]: (0-127)/128 .. (255-127)/128.
@@ -469,12 +469,12 @@ mod tests {
     #[test]
     fn dct_scaling_decodes_smaller_but_reports_the_original_size() {
         let bytes = encode(&gradient(2000, 1500), image::ImageFormat::Jpeg);
-        let scaled = decode(&bytes, &DecodeLimits::default(), (224, 224)).unwrap();
+        let scaled = decode(&bytes, &DecodeCaps::default(), (224, 224)).unwrap();
         assert_eq!((scaled.width, scaled.height), (2000, 1500));
         assert_eq!(scaled.pixels.dimensions(), (500, 375));
         let full = decode(
             &bytes,
-            &DecodeLimits {
+            &DecodeCaps {
                 jpeg_dct_scaling: false,
                 ..Default::default()
             },
@@ -492,7 +492,7 @@ mod tests {
     #[test]
     fn refuses_too_many_pixels_before_decoding() {
         let bytes = encode(&gradient(300, 200), image::ImageFormat::Png);
-        let limits = DecodeLimits {
+        let limits = DecodeCaps {
             max_pixels: 50_000,
             ..Default::default()
         };
@@ -515,7 +515,7 @@ mod tests {
         ] {
             let bytes = encode(&gradient(640, 480), format);
             for cut in [bytes.len() / 2, 40] {
-                let err = prepare(&bytes[..cut], &PRE, &DecodeLimits::default()).unwrap_err();
+                let err = prepare(&bytes[..cut], &PRE, &DecodeCaps::default()).unwrap_err();
                 assert!(
                     matches!(err, ImagingError::Decode(_)),
                     "{format:?} cut at {cut}: {err:?}"

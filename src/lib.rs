@@ -7,8 +7,8 @@
 //!
 //! - **Foundations**: `config` (typed settings, every one a flag and an env variable) and
 //!   `telemetry` (logs, histograms, Prometheus text, per-request timing).
-//! - **Bounded resources**: `limits` (slots for decoding and uploads, the byte budget for request
-//!   bodies) and `rate_limit` (per-client quotas per route class); `tenants` (API keys).
+//! - **Bounded resources**: `capacity` (slots for decoding and uploads, the byte budget for
+//!   request bodies) and `rate_limit` (per-client quotas per route class); `tenants` (API keys).
 //! - **Model**: `imaging` (bytes → model input, pure functions) and `inference` (the model behind
 //!   a `BatchRunner`, and the gate every run passes: a pure queue plus permits).
 //! - **Persistence**: `store` (PostgreSQL + pgvector; all SQL lives here) and `photo_store`
@@ -20,12 +20,12 @@
 //!   error → response mapping, the OpenAPI document).
 //! - **Wiring**: `service` (parts → state → serve, graceful shutdown); `main.rs` is the CLI.
 
+pub mod capacity;
 pub mod config;
 pub mod http;
 pub mod imaging;
 pub mod inference;
 pub mod jobs;
-pub mod limits;
 pub mod photo_store;
 pub mod pipeline;
 pub mod rate_limit;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use lookalike::config::{
     Cli, Command, EmbedConfig, ImportConfig, MigrateConfig, ReindexConfig, SearchCliConfig,
 };
-use lookalike::imaging::{self, DecodeLimits};
+use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::{Embedder, ModelManifest};
 use lookalike::jobs::JobSettings;
 use lookalike::reports::{NewReport, ReportKind};
@@ -87,7 +87,7 @@ async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
     let photo = imaging::prepare(
         &bytes,
         &embedder.preprocessing(),
-        &DecodeLimits::from_config(&config.imaging),
+        &DecodeCaps::from_config(&config.imaging),
     )?;
     let query = embedder.embed_batch(&[photo.tensor.view()])?.remove(0);
     let store = Store::connect(&config.database).await?;
@@ -240,7 +240,7 @@ fn progress(label: &str, done: usize, total: usize) {
 fn embed(config: EmbedConfig) -> anyhow::Result<()> {
     let m = &config.model;
     let embedder = Embedder::load(&m.ort_library, &m.path, 1, m.intra_threads)?;
-    let limits = DecodeLimits::from_config(&config.imaging);
+    let limits = DecodeCaps::from_config(&config.imaging);
     let pre = embedder.preprocessing();
     let mut failed = 0;
     for path in &config.files {

@@ -1,15 +1,15 @@
-//! The path of a photo to its embedding: decode under the decode limit, then the inference gate.
-//! Shared by the embeddings endpoint (and later search and the background jobs).
+//! The path of a photo to its embedding: a decode slot, then the inference gate.
+//! Shared by the embeddings endpoint, search and the background jobs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
 
+use crate::capacity::{CapacityError, Slots};
 use crate::config::ImagingConfig;
-use crate::imaging::{self, DecodeLimits, ImagingError, PhotoFormat};
+use crate::imaging::{self, DecodeCaps, ImagingError, PhotoFormat};
 use crate::inference::{Embedding, Gate, GateError, Priority, Ticket};
-use crate::limits::{ConcurrencyLimit, LimitError};
 use crate::telemetry::timing::{self, Stage};
 
 /// Why a photo got no embedding.
@@ -20,7 +20,7 @@ pub enum PipelineError {
     Imaging(#[from] ImagingError),
     /// The decoders are saturated.
     #[error(transparent)]
-    DecodeBusy(#[from] LimitError),
+    DecodeBusy(#[from] CapacityError),
     /// The model gate refused or failed.
     #[error(transparent)]
     Gate(#[from] GateError),
@@ -51,8 +51,8 @@ impl PipelineError {
 #[derive(Clone)]
 pub struct Pipeline {
     gate: Gate,
-    decode: Arc<ConcurrencyLimit>,
-    limits: DecodeLimits,
+    decode: Arc<Slots>,
+    limits: DecodeCaps,
 }
 
 /// One embedded photo.
@@ -77,7 +77,7 @@ impl Pipeline {
             config.decode_permits
         };
         // Decoding a photo takes milliseconds; a decode wait beyond a few seconds means overload.
-        let decode = ConcurrencyLimit::new(
+        let decode = Slots::new(
             "decode",
             permits,
             config.decode_max_waiters,
@@ -86,7 +86,7 @@ impl Pipeline {
         Pipeline {
             gate,
             decode: Arc::new(decode),
-            limits: DecodeLimits::from_config(config),
+            limits: DecodeCaps::from_config(config),
         }
     }
 
@@ -95,13 +95,13 @@ impl Pipeline {
         &self.gate
     }
 
-    /// The decode limit (shared with report uploads, shown on status).
-    pub fn decode_limit(&self) -> &Arc<ConcurrencyLimit> {
+    /// The decode slots (shared with report uploads, shown on status).
+    pub fn decode_slots(&self) -> &Arc<Slots> {
         &self.decode
     }
 
-    /// The decoding limits in force.
-    pub fn decode_limits(&self) -> DecodeLimits {
+    /// The caps a decode works under (pixels, memory).
+    pub fn decode_caps(&self) -> DecodeCaps {
         self.limits
     }
 

@@ -6,16 +6,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::capacity::{ByteBudget, Slots};
 use crate::config::{
     AccessConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, DatabaseConfig,
     GateConfig, ImagingConfig, ModelConfig, PhotoStoreConfig, RateLimitConfig, SearchConfig,
     ServeConfig, UploadConfig,
 };
 use crate::http::server::{self, ServerSettings};
-use crate::http::{self, AppState, PhotoLimits, Protection};
+use crate::http::{self, AppState, PhotoCaps, Protection};
 use crate::inference::{Embedder, Gate, GateSettings};
 use crate::jobs::{JobContext, JobSettings, Workers};
-use crate::limits::{ByteBudget, ConcurrencyLimit};
 use crate::photo_store::PhotoStore;
 use crate::pipeline::Pipeline;
 use crate::rate_limit::RateLimits;
@@ -80,7 +80,7 @@ pub fn app_state(
         parts.model_id,
         search_settings(search, uploads.max_report_photos),
     );
-    let upload_limit = ConcurrencyLimit::new(
+    let upload_limit = Slots::new(
         "upload",
         uploads.upload_permits,
         uploads.upload_max_waiters,
@@ -89,10 +89,10 @@ pub fn app_state(
     let reports = ReportService::new(
         parts.store.clone(),
         parts.storage,
-        pipeline.decode_limit().clone(),
+        pipeline.decode_slots().clone(),
         Arc::new(upload_limit),
         ReportSettings {
-            limits: pipeline.decode_limits(),
+            limits: pipeline.decode_caps(),
             model_id: parts.model_id,
             max_attempts,
         },
@@ -102,7 +102,7 @@ pub fn app_state(
         store: parts.store,
         pipeline,
         reports,
-        photo_limits: PhotoLimits {
+        photo_limits: PhotoCaps {
             max_bytes: uploads.max_photo_bytes,
             max_count: uploads.max_photos.max(1),
         },

@@ -40,7 +40,7 @@ pub fn embedder(sessions: usize, threads: usize) -> Embedder {
 
 /// A real photo (chelsea.png) prepared as the model's input.
 pub fn sample_tensor(embedder: &Embedder) -> ndarray::Array3<f32> {
-    let limits = lookalike::imaging::DecodeLimits::default();
+    let limits = lookalike::imaging::DecodeCaps::default();
     lookalike::imaging::prepare(&sample("chelsea.png"), &embedder.preprocessing(), &limits)
         .expect("sample decodes")
         .tensor

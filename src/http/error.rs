@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use crate::capacity::CapacityError;
 use crate::imaging::{ACCEPTED_TYPES, ImagingError};
 use crate::inference::GateError;
-use crate::limits::LimitError;
 use crate::photo_store::PhotoStoreError;
 use crate::pipeline::PipelineError;
 use crate::rate_limit::{LimitScope, Limited};
@@ -229,11 +229,11 @@ impl From<GateError> for ApiError {
     }
 }
 
-impl From<LimitError> for ApiError {
-    fn from(e: LimitError) -> Self {
+impl From<CapacityError> for ApiError {
+    fn from(e: CapacityError) -> Self {
         let reason = match e {
-            LimitError::Full { .. } => "queue_full",
-            LimitError::Timeout { .. } => "wait_timeout",
+            CapacityError::Full { .. } => "queue_full",
+            CapacityError::Timeout { .. } => "wait_timeout",
         };
         overloaded(e.to_string(), reason, e.retry_after())
     }

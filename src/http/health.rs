@@ -8,10 +8,10 @@ use serde_json::json;
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::server::ConnectionSnapshot;
+use crate::capacity::BudgetSnapshot;
+use crate::capacity::SlotsSnapshot;
 use crate::inference::GateSnapshot;
 use crate::jobs::{JobStatsSnapshot, WorkerStats};
-use crate::limits::BudgetSnapshot;
-use crate::limits::LimitSnapshot;
 use crate::rate_limit::RateLimitSnapshot;
 use crate::store::JobCounts;
 use crate::telemetry::prometheus::Exposition;
@@ -52,8 +52,8 @@ pub struct Status {
     uptime_seconds: u64,
     model: ModelStatus,
     gate: GateSnapshot,
-    decode: LimitSnapshot,
-    uploads: LimitSnapshot,
+    decode: SlotsSnapshot,
+    uploads: SlotsSnapshot,
     /// Memory reserved for request bodies being read.
     body_memory: BudgetSnapshot,
     /// Client connections.
@@ -115,8 +115,8 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
             dim: manifest.dim,
         },
         gate: app.pipeline.gate().snapshot(),
-        decode: app.pipeline.decode_limit().snapshot(),
-        uploads: app.reports.upload_limit().snapshot(),
+        decode: app.pipeline.decode_slots().snapshot(),
+        uploads: app.reports.upload_slots().snapshot(),
         body_memory: app.body_budget.snapshot(),
         connections: app.connections.snapshot(),
         jobs: JobsStatus {
@@ -150,11 +150,11 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
     );
     app.pipeline.gate().snapshot().render(&mut out);
     app.pipeline
-        .decode_limit()
+        .decode_slots()
         .snapshot()
         .render("decode", &mut out);
     app.reports
-        .upload_limit()
+        .upload_slots()
         .snapshot()
         .render("upload", &mut out);
     if let Some(queue) = app.job_counts.get(&app.store).await {

@@ -19,7 +19,7 @@ pub mod server;
 mod state;
 
 pub use error::{ApiError, ErrorCode};
-pub use multipart::PhotoLimits;
+pub use multipart::PhotoCaps;
 pub use protect::{Caller, Protection};
 pub use router::{MetricsRoute, metrics_router, router, routes};
 pub use state::AppState;

@@ -9,9 +9,9 @@ use axum::extract::Multipart;
 
 use super::error::ApiError;
 
-/// Limits of one upload.
+/// Caps on the photos of one request: bytes per photo, and how many.
 #[derive(Debug, Clone, Copy)]
-pub struct PhotoLimits {
+pub struct PhotoCaps {
     /// Largest photo, bytes.
     pub max_bytes: usize,
     /// Most photos.
@@ -36,7 +36,7 @@ pub struct Form {
 pub async fn read_form(
     mut multipart: Multipart,
     photo_field: &str,
-    limits: PhotoLimits,
+    limits: PhotoCaps,
     text_fields: &[&str],
 ) -> Result<Form, ApiError> {
     let mut form = Form::default();
@@ -115,7 +115,7 @@ pub async fn read_form(
 pub async fn read_photos(
     multipart: Multipart,
     field: &str,
-    limits: PhotoLimits,
+    limits: PhotoCaps,
 ) -> Result<Vec<Bytes>, ApiError> {
     Ok(read_form(multipart, field, limits, &[]).await?.photos)
 }

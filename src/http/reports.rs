@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::body::{BodySize, BodyTimeout};
 use super::error::ApiError;
-use super::multipart::{PhotoLimits, read_form};
+use super::multipart::{PhotoCaps, read_form};
 use super::protect::Caller;
 use crate::jobs::JobRecord;
 use crate::reports::{NewReport, REPORT_FIELDS, Report, ReportFilter, ReportPatch};
@@ -81,7 +81,7 @@ pub async fn create(
     // stalls loses both at its deadline.
     let _slot = app.reports.upload_slot().await?;
     let _memory = app.body_budget.reserve(size.to_reserve()).await?;
-    let limits = PhotoLimits {
+    let limits = PhotoCaps {
         max_bytes: app.photo_limits.max_bytes,
         max_count: app.max_report_photos,
     };

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::body::BodySize;
 use super::error::ApiError;
-use super::multipart::{PhotoLimits, read_form};
+use super::multipart::{PhotoCaps, read_form};
 use super::protect::Caller;
 use super::reports::ReportBody;
 use crate::inference::Priority;
@@ -72,7 +72,7 @@ pub async fn search(
     // A place in the gate, then memory for the body, and only then the body.
     let ticket = app.pipeline.admit(Priority::Interactive)?;
     let _memory = app.body_budget.reserve(size.to_reserve()).await?;
-    let limits = PhotoLimits {
+    let limits = PhotoCaps {
         max_bytes: app.photo_limits.max_bytes,
         max_count: 1,
     };

@@ -6,11 +6,11 @@ use std::time::Instant;
 use axum::extract::FromRef;
 
 use super::job_counts::JobCountsCache;
-use super::multipart::PhotoLimits;
+use super::multipart::PhotoCaps;
 use super::protect::Protection;
 use super::server::ConnectionStats;
+use crate::capacity::ByteBudget;
 use crate::jobs::WorkerStats;
-use crate::limits::ByteBudget;
 use crate::pipeline::Pipeline;
 use crate::reports::ReportService;
 use crate::search::SearchService;
@@ -28,8 +28,8 @@ pub struct AppState {
     pub reports: ReportService,
     /// Search by photo, matches between reports.
     pub search: SearchService,
-    /// Upload limits (per photo, photos per `/v1/embeddings` request).
-    pub photo_limits: PhotoLimits,
+    /// Caps on the photos of one request (bytes per photo, photos per `/v1/embeddings` request).
+    pub photo_limits: PhotoCaps,
     /// Most photos per report.
     pub max_report_photos: usize,
     /// This process's job workers' counters (none without workers).

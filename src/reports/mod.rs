@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 pub use model::*;
 
-use crate::imaging::{self, DecodeLimits, ImagingError, THUMBNAIL_SIDE};
-use crate::limits::{ConcurrencyLimit, LimitError};
+use crate::capacity::{CapacityError, Slots};
+use crate::imaging::{self, DecodeCaps, ImagingError, THUMBNAIL_SIDE};
 use crate::photo_store::{self, PhotoStore, PhotoStoreError};
 use crate::store::{
     NewPhoto, OwnerCheck, ReserveError, StorageCharge, StorageUsage, Store, StoreError,
@@ -33,7 +33,7 @@ pub enum ReportError {
     Photo { index: usize, error: ImagingError },
     /// Too many uploads or decodes at once.
     #[error(transparent)]
-    Busy(#[from] LimitError),
+    Busy(#[from] CapacityError),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -68,9 +68,9 @@ pub struct Created {
 pub struct ReportService {
     store: Store,
     storage: PhotoStore,
-    decode: Arc<ConcurrencyLimit>,
-    uploads: Arc<ConcurrencyLimit>,
-    limits: DecodeLimits,
+    decode: Arc<Slots>,
+    uploads: Arc<Slots>,
+    limits: DecodeCaps,
     model_id: i32,
     max_attempts: u32,
     quota_rejections: Arc<AtomicU64>,
@@ -79,8 +79,8 @@ pub struct ReportService {
 /// Settings of the report service.
 #[derive(Debug, Clone)]
 pub struct ReportSettings {
-    /// Decoding limits for uploaded photos.
-    pub limits: DecodeLimits,
+    /// Caps on decoding uploaded photos.
+    pub limits: DecodeCaps,
     /// The current model's id (from `Store::register_model`).
     pub model_id: i32,
     /// Attempts per embedding job.
@@ -92,8 +92,8 @@ impl ReportService {
     pub fn new(
         store: Store,
         storage: PhotoStore,
-        decode: Arc<ConcurrencyLimit>,
-        uploads: Arc<ConcurrencyLimit>,
+        decode: Arc<Slots>,
+        uploads: Arc<Slots>,
         settings: ReportSettings,
     ) -> Self {
         ReportService {
@@ -109,7 +109,7 @@ impl ReportService {
     }
 
     /// The upload slots (for status).
-    pub fn upload_limit(&self) -> &ConcurrencyLimit {
+    pub fn upload_slots(&self) -> &Slots {
         &self.uploads
     }
 
@@ -124,7 +124,7 @@ impl ReportService {
     }
 
     /// Waits (bounded) for an upload slot; hold it while the upload is read, checked and stored.
-    pub async fn upload_slot(&self) -> Result<OwnedSemaphorePermit, LimitError> {
+    pub async fn upload_slot(&self) -> Result<OwnedSemaphorePermit, CapacityError> {
         self.uploads.acquire().await
     }
 

@@ -6,7 +6,7 @@ use crate::common::*;
 use axum::http::StatusCode;
 use image::{DynamicImage, ImageFormat};
 use lookalike::config::UploadConfig;
-use lookalike::imaging::{self, DecodeLimits};
+use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::cosine;
 use serde_json::Value;
 
@@ -32,7 +32,7 @@ fn embedding_of(body: &Value, i: usize) -> Vec<f32> {
 
 fn direct_embedding(bytes: &[u8]) -> Vec<f32> {
     let e = embedder();
-    let p = imaging::prepare(bytes, &e.preprocessing(), &DecodeLimits::default()).unwrap();
+    let p = imaging::prepare(bytes, &e.preprocessing(), &DecodeCaps::default()).unwrap();
     e.embed_batch(&[p.tensor.view()]).unwrap().remove(0)
 }
 

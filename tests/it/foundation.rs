@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::common::*;
 use axum::http::StatusCode;
-use lookalike::imaging::{self, DecodeLimits};
+use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::{Embedder, EmbedderError, ManifestError, cosine};
 use lookalike::store::Store;
 use pgvector::Vector;
@@ -13,7 +13,7 @@ use pgvector::Vector;
 fn embed_sample(name: &str) -> Vec<f32> {
     let e = embedder();
     let photo =
-        imaging::prepare(&sample(name), &e.preprocessing(), &DecodeLimits::default()).unwrap();
+        imaging::prepare(&sample(name), &e.preprocessing(), &DecodeCaps::default()).unwrap();
     e.embed_batch(&[photo.tensor.view()]).unwrap().remove(0)
 }
 
@@ -46,7 +46,7 @@ fn a_batch_gives_the_same_vectors_as_single_runs() {
     let photos: Vec<_> = ["chelsea.png", "coffee.png", "rocket.jpg"]
         .iter()
         .map(|n| {
-            imaging::prepare(&sample(n), &pre, &DecodeLimits::default())
+            imaging::prepare(&sample(n), &pre, &DecodeCaps::default())
                 .unwrap()
                 .tensor
         })

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::common::*;
-use lookalike::imaging::{self, DecodeLimits};
+use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::{Gate, GateError, Priority, cosine};
 use ndarray::Array3;
 
@@ -14,7 +14,7 @@ fn tensor(name: &str) -> Array3<f32> {
     imaging::prepare(
         &sample(name),
         &embedder().preprocessing(),
-        &DecodeLimits::default(),
+        &DecodeCaps::default(),
     )
     .unwrap()
     .tensor

@@ -462,7 +462,7 @@ async fn uploads_beyond_the_concurrency_limit_wait_then_get_503() {
     );
     assert!(headers.contains_key("retry-after"));
     assert_eq!(
-        app.state.reports.upload_limit().snapshot().rejected_total,
+        app.state.reports.upload_slots().snapshot().rejected_total,
         1
     );
     drop(held);

@@ -19,7 +19,7 @@ async fn creating_a_report_does_not_wait_for_a_saturated_model() {
     let tensor = lookalike::imaging::prepare(
         &sample("chelsea.png"),
         &gate.model().manifest().preprocessing(),
-        &lookalike::imaging::DecodeLimits::default(),
+        &lookalike::imaging::DecodeCaps::default(),
     )
     .unwrap()
     .tensor;

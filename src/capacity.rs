@@ -13,7 +13,7 @@ use crate::telemetry::prometheus::Exposition;
 
 /// Why a slot was not granted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LimitError {
+pub enum CapacityError {
     /// Too many already wait.
     #[error("too many {name} requests are waiting")]
     Full {
@@ -29,20 +29,19 @@ pub enum LimitError {
     },
 }
 
-impl LimitError {
+impl CapacityError {
     /// When to retry.
     pub fn retry_after(&self) -> Duration {
         match self {
-            LimitError::Full { retry_after, .. } | LimitError::Timeout { retry_after, .. } => {
-                *retry_after
-            }
+            CapacityError::Full { retry_after, .. }
+            | CapacityError::Timeout { retry_after, .. } => *retry_after,
         }
     }
 }
 
 /// A named, bounded semaphore with metrics.
 #[derive(Debug)]
-pub struct ConcurrencyLimit {
+pub struct Slots {
     name: &'static str,
     semaphore: Arc<Semaphore>,
     permits: usize,
@@ -54,7 +53,7 @@ pub struct ConcurrencyLimit {
 
 /// The state of a limit.
 #[derive(Debug, Clone, Serialize)]
-pub struct LimitSnapshot {
+pub struct SlotsSnapshot {
     /// Slots in all.
     pub permits: usize,
     /// Slots taken now.
@@ -65,7 +64,7 @@ pub struct LimitSnapshot {
     pub rejected_total: u64,
 }
 
-impl LimitSnapshot {
+impl SlotsSnapshot {
     /// Prometheus lines for the limit called `name` (e.g. `decode`, `upload`).
     pub fn render(&self, name: &str, out: &mut Exposition) {
         let labels = [("limit", name)];
@@ -126,11 +125,11 @@ impl BudgetSnapshot {
     }
 }
 
-impl ConcurrencyLimit {
+impl Slots {
     /// A limit of `permits` slots (at least one).
     pub fn new(name: &'static str, permits: usize, max_waiters: usize, max_wait: Duration) -> Self {
         let permits = permits.max(1);
-        ConcurrencyLimit {
+        Slots {
             name,
             semaphore: Arc::new(Semaphore::new(permits)),
             permits,
@@ -142,7 +141,7 @@ impl ConcurrencyLimit {
     }
 
     /// Waits (bounded) for a slot.
-    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit, LimitError> {
+    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit, CapacityError> {
         let retry_after = Duration::from_secs(1);
         if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
             return Ok(permit);
@@ -151,7 +150,7 @@ impl ConcurrencyLimit {
         let _leave = DecrementOnDrop(&self.waiting);
         if waiting >= self.max_waiters {
             self.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(LimitError::Full {
+            return Err(CapacityError::Full {
                 name: self.name,
                 retry_after,
             });
@@ -161,7 +160,7 @@ impl ConcurrencyLimit {
             // The semaphore is never closed; treat it like a timeout if it ever is.
             Ok(Err(_)) | Err(_) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
-                Err(LimitError::Timeout {
+                Err(CapacityError::Timeout {
                     name: self.name,
                     waited: self.max_wait,
                     retry_after,
@@ -175,7 +174,7 @@ impl ConcurrencyLimit {
     pub async fn run_blocking<T, F>(
         &self,
         work: F,
-    ) -> Result<Result<T, tokio::task::JoinError>, LimitError>
+    ) -> Result<Result<T, tokio::task::JoinError>, CapacityError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -189,8 +188,8 @@ impl ConcurrencyLimit {
     }
 
     /// The current state.
-    pub fn snapshot(&self) -> LimitSnapshot {
-        LimitSnapshot {
+    pub fn snapshot(&self) -> SlotsSnapshot {
+        SlotsSnapshot {
             permits: self.permits,
             in_use: self.permits - self.semaphore.available_permits().min(self.permits),
             waiting: self.waiting.load(Ordering::Relaxed),
@@ -245,7 +244,7 @@ impl ByteBudget {
 
     /// Reserves `bytes` (a request larger than the whole budget takes all of it), waiting at most
     /// the budget's `max_wait` for others to finish.
-    pub async fn reserve(&self, bytes: u64) -> Result<BytesReserved, LimitError> {
+    pub async fn reserve(&self, bytes: u64) -> Result<BytesReserved, CapacityError> {
         let kib = u32::try_from(bytes.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .clamp(1, self.total_kib);
@@ -259,7 +258,7 @@ impl ByteBudget {
             Ok(Ok(permit)) => Ok(BytesReserved { _permit: permit }),
             Ok(Err(_)) | Err(_) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
-                Err(LimitError::Timeout {
+                Err(CapacityError::Timeout {
                     name: "body memory",
                     waited: self.max_wait,
                     retry_after: Duration::from_secs(1),
@@ -297,12 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn bounds_waiters_and_wait_time() {
-        let limit = Arc::new(ConcurrencyLimit::new(
-            "test",
-            1,
-            1,
-            Duration::from_millis(50),
-        ));
+        let limit = Arc::new(Slots::new("test", 1, 1, Duration::from_millis(50)));
         let held = limit.acquire().await.unwrap();
         let waiter = {
             let limit = limit.clone();
@@ -311,11 +305,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(matches!(
             limit.acquire().await,
-            Err(LimitError::Full { .. })
+            Err(CapacityError::Full { .. })
         ));
         assert!(matches!(
             waiter.await.unwrap(),
-            Err(LimitError::Timeout { .. })
+            Err(CapacityError::Timeout { .. })
         ));
         drop(held);
         assert!(limit.acquire().await.is_ok());
@@ -331,7 +325,7 @@ mod tests {
         // 2 MiB more do not fit: the wait ends at max_wait.
         assert!(matches!(
             budget.reserve(2 << 20).await,
-            Err(LimitError::Timeout { .. })
+            Err(CapacityError::Timeout { .. })
         ));
         // They fit as soon as the first reservation is dropped while waiting.
         let waiter = {
