@@ -44,8 +44,8 @@ struct PhotoEmbedding {
         (status = 413, description = "A photo or the body is too large (`payload_too_large`)", body = crate::http::error::ErrorBody),
         (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::error::ErrorBody),
         (status = 422, description = "A photo cannot be decoded (`invalid_image`) or is too large in pixels (`image_too_large`), or a field is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited),
-        (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited),
+        (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn create(
     State(app): State<AppState>,
     size: BodySize,

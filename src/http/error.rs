@@ -428,3 +428,51 @@ pub struct ErrorBody {
 
 /// A JSON object of named checks.
 type Object = std::collections::BTreeMap<String, String>;
+
+/// The answers many routes share, stated once under `components/responses`.
+macro_rules! shared_response {
+    ($name:ident, $description:literal, $retry_after:literal) => {
+        #[doc = $description]
+        pub struct $name;
+
+        impl<'r> utoipa::ToResponse<'r> for $name {
+            fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+                use utoipa::openapi::content::ContentBuilder;
+                use utoipa::openapi::header::HeaderBuilder;
+                use utoipa::openapi::{ObjectBuilder, Ref, ResponseBuilder, Type};
+                let mut response = ResponseBuilder::new().description($description).content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                );
+                if $retry_after {
+                    response = response.header(
+                        "Retry-After",
+                        HeaderBuilder::new()
+                            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                            .description(Some("Seconds to wait before retrying."))
+                            .build(),
+                    );
+                }
+                (stringify!($name), response.build().into())
+            }
+        }
+    };
+}
+
+shared_response!(
+    ApiKeyRefused,
+    "The service has API keys and none was sent (`api_key_required`) or it is not valid (`invalid_api_key`).",
+    false
+);
+shared_response!(
+    RateLimited,
+    "Over a rate limit (`rate_limited`, with `class` and `scope`); the `RateLimit-*` headers say the quota.",
+    true
+);
+shared_response!(
+    RetryLater,
+    "The service is saturated (`overloaded`, with `reason`) or the database or photo store is unavailable (`unavailable`).",
+    true
+);

@@ -102,7 +102,7 @@ struct DatabaseStatus {
 /// `GET /v1/status`: the service's load right now.
 #[utoipa::path(get, path = "/v1/status", operation_id = "get_status", tag = "operations",
     responses((status = 200, description = "Load right now: gate permits and waiters, estimated wait, upload slots, jobs by state and the oldest queued job's age, database pool, rate limits, model, uptime and version", body = Object),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited)))]
 pub async fn status(State(app): State<AppState>) -> Json<Status> {
     let manifest = app.pipeline.gate().model().manifest();
     let pool = app.store.pool_usage();

@@ -70,7 +70,7 @@ pub struct CreatedBody {
         (status = 413, description = "A photo or the body is too large (`payload_too_large`)", body = crate::http::error::ErrorBody),
         (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::error::ErrorBody),
         (status = 422, description = "A field is missing or wrong (`validation_failed`, with `field`), or a photo cannot be decoded (`invalid_image`, `image_too_large`, with `photo_index`)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
@@ -105,7 +105,7 @@ pub async fn create(
     params(("id" = Uuid, Path, description = "Report id")),
     responses((status = 200, description = "The report, its photos' embedding state and its possible matches", body = ReportBody),
         (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
@@ -150,7 +150,7 @@ pub struct ReportPage {
     params(ListQuery),
     responses((status = 200, description = "A page of reports, newest first", body = ReportPage),
         (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -192,7 +192,7 @@ pub async fn list(
         (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::error::ErrorBody),
         (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
-        (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn delete(
     State(app): State<AppState>,
     caller: Caller,
@@ -216,7 +216,7 @@ pub async fn delete(
         (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody),
         (status = 422, description = "The body or id is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
-        (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn update(
     State(app): State<AppState>,
     caller: Caller,
@@ -240,7 +240,7 @@ pub async fn update(
     params(("id" = Uuid, Path, description = "Photo id")),
     responses((status = 200, description = "The photo as uploaded", content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "image/webp"))),
         (status = 404, description = "No such photo (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn photo(
     State(app): State<AppState>,
     caller: Caller,
@@ -256,7 +256,7 @@ pub async fn photo(
     params(("id" = Uuid, Path, description = "Photo id")),
     responses((status = 200, description = "JPEG, longer side 256 px", content_type = "image/jpeg", body = Vec<u8>),
         (status = 404, description = "No such photo (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn thumbnail(
     State(app): State<AppState>,
     caller: Caller,
@@ -274,7 +274,7 @@ pub async fn thumbnail(
 #[utoipa::path(get, path = "/v1/usage", operation_id = "get_usage", tag = "reports",
     responses((status = 200, description = "The API key's storage use and quota", body = UsageBody),
         (status = 404, description = "The service runs without API keys (`not_found`)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn usage(
     State(app): State<AppState>,
     caller: Caller,
@@ -303,7 +303,7 @@ pub struct UsageBody {
     params(("id" = i64, Path, description = "Job id (a photo's job_id)")),
     responses((status = 200, description = "The job", body = JobRecord),
         (status = 404, description = "No such job (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not an integer (`validation_failed`)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn job(
     State(app): State<AppState>,
     caller: Caller,

@@ -61,8 +61,8 @@ pub struct SearchResponse {
         (status = 413, description = "The photo or the body is too large (`payload_too_large`)", body = crate::http::error::ErrorBody),
         (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::error::ErrorBody),
         (status = 422, description = "A field is wrong (`validation_failed`), or the photo cannot be decoded (`invalid_image`, `image_too_large`)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited),
-        (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited),
+        (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn search(
     State(app): State<AppState>,
     caller: Caller,
@@ -219,7 +219,7 @@ pub struct MatchesResponse {
     params(("id" = Uuid, Path, description = "Report id"), MatchesQuery),
     responses((status = 200, description = "Open reports similar to this one's photos", body = MatchesResponse),
         (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::openapi::ApiKeyRefused), (status = 429, response = crate::http::openapi::RateLimited), (status = 503, response = crate::http::openapi::RetryLater)))]
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn matches(
     State(app): State<AppState>,
     caller: Caller,
