@@ -73,6 +73,7 @@ async fn assert_exactly_one_embedding_per_photo(store: &Store, total: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_jobs_run_loses_and_duplicates_nothing() {
+    let _machine = whole_machine().await;
     const REPORTS: usize = 100;
     let url = fresh_database().await;
     let storage = temp_dir("crash-storage");
@@ -122,6 +123,7 @@ async fn kill_9_while_jobs_run_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_the_queue_and_run_each_job_once() {
+    let _machine = whole_machine().await;
     const REPORTS: usize = 60;
     let url = fresh_database().await;
     let storage = temp_dir("shared-storage");

@@ -133,6 +133,7 @@ fn json(body: &[u8]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_during_uploads_loses_no_accepted_report() {
+    let _machine = whole_machine().await;
     const REPORTS: usize = 40;
     const PHOTOS: usize = 3;
     const GRACE_SECS: u64 = 2;
@@ -624,6 +625,7 @@ impl Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_stop_and_restart_under_load_recovers() {
+    let _machine = whole_machine().await;
     const CLIENTS: usize = 4;
     let cluster = Cluster::create();
     let url = cluster.create_database("lookalike").await;

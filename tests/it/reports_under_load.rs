@@ -12,6 +12,7 @@ static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn creating_a_report_does_not_wait_for_a_saturated_model() {
+    let _machine = whole_machine().await;
     let _alone = ALONE.lock().await;
     // One permit, no batching, room for every waiter: 300 queued runs keep the model busy for seconds.
     let app = app(gate_settings(1), uploads()).await;
@@ -58,6 +59,7 @@ async fn creating_a_report_does_not_wait_for_a_saturated_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_search_is_answered_in_bounded_time_while_200_jobs_are_queued() {
+    let _machine = whole_machine().await;
     let _alone = ALONE.lock().await;
     let mut app = app(default_gate_settings(), uploads()).await;
     for photo in distinct_photos(200, 320) {

@@ -18,6 +18,16 @@ use lookalike::service::{Parts, app_state, start_workers};
 use lookalike::store::Store;
 use sqlx::Connection;
 
+/// Held by the tests that load the whole machine with service processes and time their
+/// leases or latencies (crash, lifecycle, reports under load): in one test binary they would
+/// otherwise overlap, and a 2 s job lease can expire under the other's load.
+static MACHINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits until no other machine-loading test runs; hold the guard for the whole test.
+pub async fn whole_machine() -> tokio::sync::MutexGuard<'static, ()> {
+    MACHINE.lock().await
+}
+
 /// A path inside the repository.
 pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
