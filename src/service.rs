@@ -132,21 +132,12 @@ pub async fn protection(
         access.api_keys.as_deref(),
         access.tenant_max_storage_bytes,
     )?;
-    let tenants: Vec<(String, i64)> = keys
-        .tenants()
-        .map(|t| {
-            (
-                t.id.to_string(),
-                i64::try_from(t.max_storage_bytes).unwrap_or(i64::MAX),
-            )
-        })
-        .collect();
     store
-        .sync_tenants(&tenants)
+        .sync_tenants(keys.tenants())
         .await
         .context("recording the tenants")?;
     if keys.enabled() {
-        tracing::info!(tenants = tenants.len(), "API keys required");
+        tracing::info!(tenants = keys.tenants().count(), "API keys required");
     } else {
         tracing::info!("no API keys configured: the service is open");
     }

@@ -300,27 +300,27 @@ impl ReportService {
         id: Uuid,
         tenant: Option<&str>,
     ) -> Result<(Bytes, &'static str), ReportError> {
-        let (key, _, format) = self
+        let keys = self
             .store
             .photo_keys(id, tenant)
             .await?
             .ok_or(ReportError::NotFound("photo"))?;
-        let mime = match format.as_str() {
+        let mime = match keys.format.as_str() {
             "png" => "image/png",
             "webp" => "image/webp",
             _ => "image/jpeg",
         };
-        Ok((self.storage.get(&key).await?, mime))
+        Ok((self.storage.get(&keys.photo).await?, mime))
     }
 
     /// A photo's thumbnail (JPEG).
     pub async fn thumbnail(&self, id: Uuid, tenant: Option<&str>) -> Result<Bytes, ReportError> {
-        let (_, key, _) = self
+        let keys = self
             .store
             .photo_keys(id, tenant)
             .await?
             .ok_or(ReportError::NotFound("photo"))?;
-        Ok(self.storage.get(&key).await?)
+        Ok(self.storage.get(&keys.thumbnail).await?)
     }
 }
 

@@ -11,7 +11,7 @@ pub mod search;
 pub mod tenants;
 
 pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
-pub use reports::{CreatedReport, NewPhoto, OwnerCheck, StorageCharge};
+pub use reports::{CreatedReport, NewPhoto, OwnerCheck, PhotoKeys, StorageCharge};
 pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode};
 pub use tenants::{ReserveError, StorageUsage};
 

@@ -55,6 +55,17 @@ pub struct CreatedReport {
     pub report: Report,
 }
 
+/// Where a stored photo's bytes and thumbnail are, and its format.
+#[derive(Debug, Clone)]
+pub struct PhotoKeys {
+    /// The photo store's key of the bytes as uploaded.
+    pub photo: String,
+    /// The photo store's key of the thumbnail.
+    pub thumbnail: String,
+    /// `jpeg`, `png` or `webp`.
+    pub format: String,
+}
+
 /// What an owner-only action found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerCheck {
@@ -339,12 +350,12 @@ impl Store {
         }
     }
 
-    /// Storage keys (photo, thumbnail) and format of a photo of a report of `tenant`.
+    /// Where a photo of a report of `tenant` is stored, and its format.
     pub async fn photo_keys(
         &self,
         photo_id: Uuid,
         tenant: Option<&str>,
-    ) -> Result<Option<(String, String, String)>, StoreError> {
+    ) -> Result<Option<PhotoKeys>, StoreError> {
         let row = sqlx::query(
             "SELECT b.storage_key, b.thumbnail_key, b.format
              FROM photos p JOIN blobs b ON b.sha256 = p.sha256 JOIN reports r ON r.id = p.report_id
@@ -354,8 +365,14 @@ impl Store {
         .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .transpose()
+        row.map(|r| {
+            Ok(PhotoKeys {
+                photo: r.try_get(0)?,
+                thumbnail: r.try_get(1)?,
+                format: r.try_get(2)?,
+            })
+        })
+        .transpose()
     }
 
     /// The storage key of a blob.

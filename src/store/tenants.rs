@@ -6,6 +6,7 @@
 use sqlx::{Postgres, Transaction};
 
 use super::{Store, StoreError};
+use crate::tenants::Tenant;
 
 /// A tenant's storage use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -43,14 +44,17 @@ impl From<sqlx::Error> for ReserveError {
 
 impl Store {
     /// Creates the configured tenants and sets their quotas; known tenants keep their use.
-    pub async fn sync_tenants(&self, tenants: &[(String, i64)]) -> Result<(), StoreError> {
-        for (id, max_bytes) in tenants {
+    pub async fn sync_tenants<'t>(
+        &self,
+        tenants: impl IntoIterator<Item = &'t Tenant>,
+    ) -> Result<(), StoreError> {
+        for tenant in tenants {
             sqlx::query(
                 "INSERT INTO tenants (id, max_bytes) VALUES ($1, $2)
                  ON CONFLICT (id) DO UPDATE SET max_bytes = EXCLUDED.max_bytes, updated_at = now()",
             )
-            .bind(id)
-            .bind(max_bytes)
+            .bind(&*tenant.id)
+            .bind(i64::try_from(tenant.max_storage_bytes).unwrap_or(i64::MAX))
             .execute(&self.pool)
             .await?;
         }
