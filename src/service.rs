@@ -80,7 +80,7 @@ pub fn app_state(
         parts.model_id,
         search_settings(search, uploads.max_report_photos),
     );
-    let upload_limit = Slots::new(
+    let upload_slots = Slots::new(
         "upload",
         uploads.upload_permits,
         uploads.upload_max_waiters,
@@ -90,7 +90,7 @@ pub fn app_state(
         parts.store.clone(),
         parts.storage,
         pipeline.decode_slots().clone(),
-        Arc::new(upload_limit),
+        Arc::new(upload_slots),
         ReportSettings {
             limits: pipeline.decode_caps(),
             model_id: parts.model_id,
