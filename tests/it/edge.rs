@@ -107,6 +107,8 @@ async fn a_client_that_writes_its_whole_body_reads_the_early_refusal() {
 
 #[tokio::test]
 async fn a_connection_stalled_in_its_headers_is_closed_at_the_header_timeout() {
+    // Its deadlines are measured: no other machine-loading test runs meanwhile.
+    let _machine = whole_machine().await;
     let service = start("edge-headers", &["--header-timeout-secs", "1"]).await;
     let stalled = TcpStream::connect(&service.addr).await.unwrap();
     let (mut read, mut write) = stalled.into_split();
@@ -150,6 +152,8 @@ async fn a_connection_stalled_in_its_headers_is_closed_at_the_header_timeout() {
 
 #[tokio::test]
 async fn a_trickling_upload_loses_its_slot_at_the_body_deadline() {
+    // Its deadlines are measured: no other machine-loading test runs meanwhile.
+    let _machine = whole_machine().await;
     let service = start(
         "edge-trickle",
         &[
@@ -215,6 +219,8 @@ async fn a_trickling_upload_loses_its_slot_at_the_body_deadline() {
 
 #[tokio::test]
 async fn patch_with_a_40_mb_body_is_refused_at_once() {
+    // Its deadlines are measured: no other machine-loading test runs meanwhile.
+    let _machine = whole_machine().await;
     let service = start("edge-patch", &[]).await;
     let path = format!("/v1/reports/{}", uuid::Uuid::new_v4());
     // Decided from the declared size: the answer comes before any of the body is sent.
