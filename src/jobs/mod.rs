@@ -111,7 +111,7 @@ impl JobStatsSnapshot {
         out.single(
             "lookalike_job_workers",
             "gauge",
-            "Job workers in this procesself.",
+            "Job workers in this process.",
             self.workers as f64,
         );
         out.help(
