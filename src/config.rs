@@ -44,6 +44,66 @@ pub enum Command {
     Search(Box<SearchCliConfig>),
     /// Create one report per photo in a folder, then embed them (for operators and evaluation).
     Import(Box<ImportConfig>),
+    /// Reconcile the photo store with the database once: delete objects no photo uses, purge
+    /// unused photos, make missing thumbnails again (`serve` does it every hour).
+    Sweep(Box<SweepCliConfig>),
+    /// List the models the database holds vectors of.
+    Models(MigrateConfig),
+    /// Delete a retired model's vectors, matches, jobs and index (after a reindex to its successor).
+    DropModel(DropModelConfig),
+}
+
+/// `lookalike sweep`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct SweepCliConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub storage: PhotoStoreConfig,
+    #[command(flatten)]
+    pub imaging: ImagingConfig,
+    #[command(flatten)]
+    pub sweep: SweepConfig,
+    /// Attempts of the purge jobs the sweep queues.
+    #[arg(
+        long = "job-max-attempts",
+        env = "LOOKALIKE_JOB_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub max_attempts: u32,
+}
+
+/// `lookalike drop-model`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct DropModelConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// The model's name (as `lookalike models` lists it).
+    #[arg(long)]
+    pub name: String,
+    /// The model's version.
+    #[arg(long)]
+    pub version: String,
+}
+
+/// The sweep of the photo store.
+#[derive(Debug, Clone, Copy, Args, Serialize)]
+pub struct SweepConfig {
+    /// Minutes between sweeps of the photo store (0: none). One replica sweeps at a time.
+    #[arg(
+        long = "sweep-interval-mins",
+        env = "LOOKALIKE_SWEEP_INTERVAL_MINS",
+        default_value_t = 60
+    )]
+    pub interval_mins: u64,
+    /// Minutes an object without a database row is left alone before the sweep deletes it (an
+    /// upload writes its photo before it records it).
+    #[arg(
+        long = "sweep-grace-mins",
+        env = "LOOKALIKE_SWEEP_GRACE_MINS",
+        default_value_t = 60
+    )]
+    pub grace_mins: u64,
 }
 
 /// `lookalike search FILE`.
@@ -155,6 +215,8 @@ pub struct ServeConfig {
     pub rate_limits: RateLimitConfig,
     #[command(flatten)]
     pub edge: EdgeConfig,
+    #[command(flatten)]
+    pub sweep: SweepConfig,
     /// Serve `/metrics` on this address only (for operators), instead of the public listener.
     #[arg(long = "metrics-listen", env = "LOOKALIKE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

@@ -15,7 +15,8 @@
 //!   (photo bytes and thumbnails in an object store).
 //! - **Domain**: `pipeline` (a photo's path to its embedding), `reports` (reports and their
 //!   photos), `search` (nearest reports, matches), `jobs` (durable background work and its typed
-//!   payloads).
+//!   payloads, including the purge of deleted photos), `sweep` (the photo store reconciled with
+//!   the database).
 //! - **Edge**: `http` (the connection loop, body limits and deadlines, thin handlers, the one
 //!   error → response mapping, the OpenAPI document).
 //! - **Wiring**: `service` (parts → state → serve, graceful shutdown); `main.rs` is the CLI.
@@ -33,5 +34,6 @@ pub mod reports;
 pub mod search;
 pub mod service;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 pub mod tenants;

@@ -10,16 +10,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lookalike::config::{
-    Cli, Command, EmbedConfig, ImportConfig, MigrateConfig, ReindexConfig, SearchCliConfig,
+    Cli, Command, DropModelConfig, EmbedConfig, ImportConfig, MigrateConfig, ReindexConfig,
+    SearchCliConfig, SweepCliConfig,
 };
 use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::{Embedder, ModelManifest};
 use lookalike::jobs::JobSettings;
+use lookalike::photo_store::PhotoStore;
 use lookalike::reports::{NewReport, ReportKind};
 use lookalike::search::Matcher;
 use lookalike::service::{app_state, open_parts, search_settings, start_workers};
 use lookalike::store::SearchFilter;
 use lookalike::store::Store;
+use lookalike::sweep::Sweeper;
 use lookalike::{service, telemetry};
 
 fn main() -> ExitCode {
@@ -38,6 +41,9 @@ fn main() -> ExitCode {
         Command::Reindex(config) => runtime().and_then(|rt| rt.block_on(reindex(config))),
         Command::Search(config) => runtime().and_then(|rt| rt.block_on(search(*config))),
         Command::Import(config) => runtime().and_then(|rt| rt.block_on(import(*config))),
+        Command::Sweep(config) => runtime().and_then(|rt| rt.block_on(sweep(*config))),
+        Command::Models(config) => runtime().and_then(|rt| rt.block_on(models(config))),
+        Command::DropModel(config) => runtime().and_then(|rt| rt.block_on(drop_model(config))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,6 +80,60 @@ async fn reindex(config: ReindexConfig) -> anyhow::Result<()> {
     println!(
         "{queued} embedding jobs queued for {} {}",
         manifest.name, manifest.version
+    );
+    Ok(())
+}
+
+/// Sweeps the photo store once (unless a `serve` process is sweeping) and prints what it did.
+async fn sweep(config: SweepCliConfig) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database).await?;
+    store.migrate().await?;
+    let sweeper = Sweeper {
+        store,
+        storage: PhotoStore::from_config(&config.storage)?,
+        decode: DecodeCaps::from_config(&config.imaging),
+        grace: Duration::from_secs(config.sweep.grace_mins.saturating_mul(60)),
+        max_attempts: config.max_attempts,
+        totals: Default::default(),
+    };
+    match sweeper.sweep_if_free().await? {
+        Some(report) => println!("{}", serde_json::to_string_pretty(&report)?),
+        None => anyhow::bail!("another process is sweeping the photo store; try again later"),
+    }
+    Ok(())
+}
+
+/// Lists the models with their vectors and unfinished jobs.
+async fn models(config: MigrateConfig) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database).await?;
+    store.migrate().await?;
+    println!(
+        "{:>4}  {:<24} {:<24} {:>5} {:>12} {:>10}",
+        "id", "name", "version", "dim", "embeddings", "unfinished"
+    );
+    for m in store.models().await? {
+        println!(
+            "{:>4}  {:<24} {:<24} {:>5} {:>12} {:>10}",
+            m.id, m.name, m.version, m.dim, m.embeddings, m.unfinished_jobs
+        );
+    }
+    Ok(())
+}
+
+/// Deletes a retired model's vectors, matches, jobs and index.
+async fn drop_model(config: DropModelConfig) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database).await?;
+    store.migrate().await?;
+    let model = store
+        .models()
+        .await?
+        .into_iter()
+        .find(|m| m.name == config.name && m.version == config.version)
+        .with_context(|| format!("no model {} {}", config.name, config.version))?;
+    let deleted = store.drop_model(model.id).await?;
+    println!(
+        "model {} {} dropped: {deleted} embeddings deleted, with its matches, jobs and index",
+        model.name, model.version
     );
     Ok(())
 }

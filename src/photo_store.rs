@@ -1,10 +1,13 @@
 //! Photo bytes and thumbnails behind `object_store`: a local folder by default, any S3-compatible
-//! store by configuration (with the `s3` feature). Keys are content addresses, so writing the same
-//! photo twice is harmless.
+//! store by configuration (with the `s3` feature). Each upload of a photo new to the store writes
+//! under keys of its own (content hash plus a random part), so deleting a blob's objects can never
+//! delete what a concurrent upload of the same bytes just wrote.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -106,22 +109,73 @@ impl PhotoStore {
             .bytes()
             .await?)
     }
+
+    /// Deletes an object; one already gone counts as deleted.
+    pub async fn delete(&self, key: &str) -> Result<(), PhotoStoreError> {
+        match self.store.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The objects under `prefix` (a folder, e.g. `photos/ab`), with when each was written.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, PhotoStoreError> {
+        let prefix = ObjectPath::from(prefix);
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        Ok(objects
+            .into_iter()
+            .map(|meta| StoredObject {
+                key: meta.location.to_string(),
+                written: meta.last_modified,
+            })
+            .collect())
+    }
 }
 
-/// Storage key of a photo, by the hex sha256 of its bytes.
-pub fn photo_key(sha256_hex: &str) -> String {
-    format!(
-        "photos/{}/{}/{sha256_hex}",
-        &sha256_hex[..2],
-        &sha256_hex[2..4]
-    )
+/// An object in the photo store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its key.
+    pub key: String,
+    /// When it was last written.
+    pub written: DateTime<Utc>,
 }
 
-/// Storage key of a photo's thumbnail (JPEG).
-pub fn thumbnail_key(sha256_hex: &str) -> String {
-    format!(
-        "thumbnails/{}/{}/{sha256_hex}.jpg",
-        &sha256_hex[..2],
-        &sha256_hex[2..4]
-    )
+/// Keys of the objects one upload writes for a photo new to the store: the content hash (whose
+/// first bytes spread the objects over folders, and let the sweep visit the store a folder at a
+/// time) and a random part unique to this upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectKeys {
+    /// The bytes as uploaded.
+    pub photo: String,
+    /// The thumbnail (JPEG).
+    pub thumbnail: String,
+}
+
+impl ObjectKeys {
+    /// Fresh keys for the photo whose sha256 is `sha256_hex`.
+    pub fn new_for(sha256_hex: &str) -> Self {
+        let upload = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let folder = shard_folder(sha256_hex);
+        ObjectKeys {
+            photo: format!("{PHOTOS}/{folder}/{sha256_hex}-{upload}"),
+            thumbnail: format!("{THUMBNAILS}/{folder}/{sha256_hex}-{upload}.jpg"),
+        }
+    }
+
+    /// Both keys.
+    pub fn into_vec(self) -> Vec<String> {
+        vec![self.photo, self.thumbnail]
+    }
+}
+
+/// Top folder of the photos as uploaded.
+pub const PHOTOS: &str = "photos";
+/// Top folder of the thumbnails.
+pub const THUMBNAILS: &str = "thumbnails";
+
+/// `ab/cd` for a hash starting `abcd`: two levels keep folders small in a local store.
+fn shard_folder(sha256_hex: &str) -> String {
+    let part = |range: std::ops::Range<usize>| sha256_hex.get(range).unwrap_or("00");
+    format!("{}/{}", part(0..2), part(2..4))
 }

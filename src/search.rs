@@ -205,7 +205,12 @@ impl Matcher {
     pub async fn refresh(&self, report_id: Uuid) -> Result<usize, SearchError> {
         let matches = self.matches(report_id, None, None, None).await?;
         self.store
-            .store_matches(report_id, self.model_id, &matches)
+            .store_matches(
+                report_id,
+                self.model_id,
+                &matches,
+                self.settings.match_limit,
+            )
             .await?;
         Ok(matches.len())
     }

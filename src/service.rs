@@ -10,11 +10,11 @@ use crate::capacity::{ByteBudget, Slots};
 use crate::config::{
     AccessConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, DatabaseConfig,
     GateConfig, ImagingConfig, ModelConfig, PhotoStoreConfig, RateLimitConfig, SearchConfig,
-    ServeConfig, UploadConfig,
+    ServeConfig, SweepConfig, UploadConfig,
 };
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoCaps, Protection};
-use crate::inference::{Embedder, Gate, GateSettings};
+use crate::inference::{Embedder, Gate, GateSettings, ModelManifest};
 use crate::jobs::{JobContext, JobSettings, Workers};
 use crate::photo_store::PhotoStore;
 use crate::pipeline::Pipeline;
@@ -22,6 +22,7 @@ use crate::rate_limit::RateLimits;
 use crate::reports::{ReportService, ReportSettings};
 use crate::search::{Matcher, SearchService, SearchSettings};
 use crate::store::Store;
+use crate::sweep::Sweeper;
 use crate::tenants::ApiKeys;
 
 /// Loads the model with one session per gate permit (blocking work, run off the async threads).
@@ -95,6 +96,7 @@ pub fn app_state(
             limits: pipeline.decode_caps(),
             model_id: parts.model_id,
             max_attempts,
+            match_limit: search.match_limit.max(1),
         },
     );
     AppState {
@@ -117,6 +119,7 @@ pub fn app_state(
         )),
         connections: Arc::default(),
         job_counts: Arc::default(),
+        sweeps: Arc::default(),
     }
 }
 
@@ -178,13 +181,15 @@ pub async fn open_parts(
     storage: &PhotoStoreConfig,
     database: &DatabaseConfig,
 ) -> anyhow::Result<Parts> {
-    let gate = load_gate(model, gate).await?;
+    // The database first: a model it cannot hold is refused before minutes go into loading it.
+    let manifest = ModelManifest::load_for(&model.path)?;
     let storage = PhotoStore::from_config(storage)?;
     let store = Store::connect(database)
         .await
         .context("connecting to the database")?;
     store.migrate().await?;
-    let model_id = store.register_model(gate.model().manifest()).await?;
+    let model_id = store.register_model(&manifest).await?;
+    let gate = load_gate(model, gate).await?;
     Ok(Parts {
         store,
         gate,
@@ -218,6 +223,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         store.clone(),
         Duration::from_secs(config.jobs.retention_hours.saturating_mul(3600)),
     ));
+    let sweeps = (config.sweep.interval_mins > 0).then(|| {
+        tokio::spawn(sweep_every(
+            sweeper(
+                &config.sweep,
+                &store,
+                &storage,
+                &state,
+                config.jobs.max_attempts,
+            ),
+            Duration::from_secs(config.sweep.interval_mins.saturating_mul(60)),
+        ))
+    });
     let trimmer = tokio::spawn(give_back_memory());
     let workers = start_workers(
         &mut state,
@@ -293,6 +310,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     chores.abort();
     trimmer.abort();
+    if let Some(sweeps) = sweeps {
+        sweeps.abort();
+    }
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }
@@ -345,6 +365,42 @@ async fn chores(protection: Arc<Protection>, store: Store, retention: Duration) 
                 }
             }
             break;
+        }
+    }
+}
+
+/// The sweep of the photo store, over the state's parts.
+pub fn sweeper(
+    config: &SweepConfig,
+    store: &Store,
+    storage: &PhotoStore,
+    state: &AppState,
+    max_attempts: u32,
+) -> Sweeper {
+    Sweeper {
+        store: store.clone(),
+        storage: storage.clone(),
+        decode: state.pipeline.decode_caps(),
+        grace: Duration::from_secs(config.grace_mins.saturating_mul(60)),
+        max_attempts,
+        totals: state.sweeps.clone(),
+    }
+}
+
+/// Sweeps the photo store every `interval` (the first a minute after the start, out of the way
+/// of a rolling restart), whenever no other replica is sweeping.
+async fn sweep_every(sweeper: Sweeper, interval: Duration) {
+    let first = tokio::time::Instant::now() + interval.min(Duration::from_secs(60));
+    let mut every = tokio::time::interval_at(first, interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match sweeper.sweep_if_free().await {
+            Ok(Some(report)) => tracing::info!(?report, "photo store swept"),
+            Ok(None) => tracing::debug!("another process is sweeping the photo store"),
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping the photo store failed; trying again later")
+            }
         }
     }
 }

@@ -165,6 +165,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
     }
     app.connections.snapshot().render(&mut out);
     app.body_budget.snapshot().render(&mut out);
+    app.sweeps.render(&mut out);
     let pool = app.store.pool_usage();
     out.single(
         "lookalike_db_connections",

@@ -18,7 +18,9 @@ use super::error::ApiError;
 use super::multipart::{PhotoCaps, read_form};
 use super::protect::Caller;
 use crate::jobs::JobRecord;
-use crate::reports::{NewReport, REPORT_FIELDS, Report, ReportFilter, ReportPatch};
+use crate::reports::{
+    NewReport, PhotoBody, PhotoFile, REPORT_FIELDS, Report, ReportFilter, ReportPatch,
+};
 
 /// Most reports per page.
 const MAX_PAGE: u32 = 100;
@@ -245,10 +247,9 @@ pub async fn photo(
     State(app): State<AppState>,
     caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Path(id) = id.map_err(bad_id)?;
-    let (bytes, mime) = app.reports.photo(id, caller.tenant_id()).await?;
-    Ok(image_response(bytes, mime, &caller))
+    photo_file(app, caller, id, &headers, PhotoFile::Original).await
 }
 
 /// `GET /v1/photos/{id}/thumbnail`: a JPEG, longer side 256 px, made once at upload.
@@ -261,13 +262,47 @@ pub async fn thumbnail(
     State(app): State<AppState>,
     caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    photo_file(app, caller, id, &headers, PhotoFile::Thumbnail).await
+}
+
+/// A photo's file, or 304 when the client's copy is current.
+async fn photo_file(
+    app: AppState,
+    caller: Caller,
+    id: Result<Path<Uuid>, PathRejection>,
+    headers: &HeaderMap,
+    file: PhotoFile,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(bad_id)?;
-    Ok(image_response(
-        app.reports.thumbnail(id, caller.tenant_id()).await?,
-        "image/jpeg",
-        &caller,
-    ))
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    let answer = app
+        .reports
+        .photo_file(id, caller.tenant_id(), file, if_none_match)
+        .await?;
+    // A copy may be kept, but only by the client (never a shared cache) and only after asking:
+    // a deleted photo must not outlive its deletion anywhere. Asking costs a 304 without a
+    // read of the photo store.
+    let cache = (header::CACHE_CONTROL, "private, no-cache");
+    Ok(match answer {
+        PhotoBody::Fresh { bytes, mime, etag } => (
+            [
+                (header::CONTENT_TYPE, mime.to_owned()),
+                (header::ETAG, etag),
+                (cache.0, cache.1.to_owned()),
+            ],
+            Body::from(bytes),
+        )
+            .into_response(),
+        PhotoBody::NotModified { etag } => (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (cache.0, cache.1.to_owned())],
+        )
+            .into_response(),
+    })
 }
 
 /// `GET /v1/usage`: the caller's storage use and quota (with API keys only).
@@ -315,22 +350,6 @@ pub async fn job(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("no such job"))
-}
-
-fn image_response(bytes: bytes::Bytes, mime: &'static str, caller: &Caller) -> Response {
-    // Photos never change under an id (content-addressed), so clients may cache them for long;
-    // a tenant's photos only in the client's own cache, never in a shared one that would hand
-    // them out without the key.
-    let cache = if caller.tenant.is_some() {
-        "private, max-age=31536000, immutable"
-    } else {
-        "public, max-age=31536000, immutable"
-    };
-    (
-        [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, cache)],
-        Body::from(bytes),
-    )
-        .into_response()
 }
 
 /// A JSON body that could not be read: too large (413), too slow (408) or not valid (422).

@@ -15,6 +15,7 @@ use crate::pipeline::Pipeline;
 use crate::reports::ReportService;
 use crate::search::SearchService;
 use crate::store::Store;
+use crate::sweep::SweepTotals;
 use crate::telemetry::prometheus::HttpMetrics;
 
 /// What every handler can reach.
@@ -46,6 +47,8 @@ pub struct AppState {
     pub connections: Arc<ConnectionStats>,
     /// Job counts across all processes, read at most once a second.
     pub job_counts: Arc<JobCountsCache>,
+    /// What this process's sweeps of the photo store found.
+    pub sweeps: Arc<SweepTotals>,
 }
 
 impl FromRef<AppState> for Arc<Protection> {

@@ -24,7 +24,9 @@ use crate::telemetry::prometheus::Exposition;
 
 mod payload;
 
-pub use payload::{EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob};
+pub use payload::{
+    DeleteObjectsJob, EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob, PurgeJob,
+};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -51,6 +53,13 @@ impl JobSettings {
             backoff: Duration::from_millis(c.backoff_ms),
             backoff_max: Duration::from_millis(c.backoff_max_ms.max(c.backoff_ms)),
         }
+    }
+
+    /// Delay before trying again a job deferred `deferrals` times by an outage: like
+    /// [`JobSettings::retry_delay`], capped at [`OUTAGE_RETRY_MAX`] so that work resumes soon
+    /// after the dependency returns.
+    pub fn outage_delay(&self, deferrals: i32) -> Duration {
+        self.retry_delay(deferrals).min(OUTAGE_RETRY_MAX)
     }
 
     /// Delay before attempt `attempt + 1`: doubling from `backoff`, capped, times a jitter in [0.5, 1.5).
@@ -154,21 +163,32 @@ impl WorkerStats {
 /// Why one attempt did not finish the job.
 #[derive(Debug)]
 enum AttemptError {
-    /// The service is busy or a dependency is briefly away: try again later without counting
-    /// the attempt.
+    /// The service is busy (the model's gate is full): try again after this, uncounted.
     Busy(Duration),
-    /// The attempt failed.
+    /// A dependency (database, photo store, model) is away: try again with a backoff that grows
+    /// while it stays away, uncounted. The job's error says what is awaited.
+    Unavailable(String),
+    /// The attempt failed: counted, and given up after the job's attempts.
     Failed(String),
 }
 
-/// How long a job waits after a transient error that names no better time.
-const TRANSIENT_RETRY: Duration = Duration::from_secs(2);
+/// The longest wait between tries of a job deferred by an outage.
+const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 impl AttemptError {
     /// A database error: transient ones defer the job, others count as a failed attempt.
     fn of_store(e: crate::store::StoreError) -> Self {
         if e.is_transient() {
-            AttemptError::Busy(TRANSIENT_RETRY)
+            AttemptError::Unavailable(e.to_string())
+        } else {
+            AttemptError::Failed(e.to_string())
+        }
+    }
+
+    /// A photo store error: its failures defer the job; an object that is absent fails it.
+    fn of_photo_store(e: crate::photo_store::PhotoStoreError) -> Self {
+        if e.is_transient() {
+            AttemptError::Unavailable(e.to_string())
         } else {
             AttemptError::Failed(e.to_string())
         }
@@ -335,7 +355,7 @@ impl Worker {
             match self
                 .context
                 .store
-                .claim_job(&self.id, self.settings.lease)
+                .claim_job(&self.id, self.settings.lease, self.context.model_id)
                 .await
             {
                 Ok(Some(job)) => {
@@ -392,7 +412,13 @@ impl Worker {
             }
             Err(AttemptError::Busy(after)) => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-                store.defer_job(job.id, &self.id, after).await
+                store.defer_job(job.id, &self.id, after, None).await
+            }
+            Err(AttemptError::Unavailable(error)) => {
+                self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                let delay = self.settings.outage_delay(job.deferrals + 1);
+                tracing::info!(job = job.id, %error, retry_in_ms = delay.as_millis() as u64, "job deferred: a dependency is away");
+                store.defer_job(job.id, &self.id, delay, Some(&error)).await
             }
             Err(AttemptError::Failed(error)) => {
                 let delay = self.settings.retry_delay(job.attempt);
@@ -421,12 +447,58 @@ impl Worker {
         match JobPayload::parse(&job.kind, &job.payload).map_err(AttemptError::Failed)? {
             JobPayload::Embed(embed) => self.embed(job, &embed).await,
             JobPayload::Match(work) => self.refresh_matches(job, &work).await,
+            JobPayload::Purge(purge) => self.purge(job, &purge).await,
+            JobPayload::DeleteObjects(delete) => self.delete_objects(job, &delete).await,
         }
+    }
+
+    /// Deletes a blob no photo uses any more (its row, embeddings and jobs), queueing the
+    /// deletion of its objects, together with the job's completion.
+    async fn purge(&self, job: &ClaimedJob, work: &PurgeJob) -> Result<(), AttemptError> {
+        let ctx = &self.context;
+        let sha256 = hex::decode(&work.sha256)
+            .map_err(|e| AttemptError::Failed(format!("bad sha256: {e}")))?;
+        let attempts = u32::try_from(job.max_attempts).unwrap_or(5);
+        match ctx
+            .store
+            .purge_blob(job.id, &self.id, &sha256, attempts)
+            .await
+            .map_err(AttemptError::of_store)?
+        {
+            Some(outcome) => tracing::debug!(job = job.id, ?outcome, "purge"),
+            None => tracing::warn!(job = job.id, "purge job was taken over; result dropped"),
+        }
+        Ok(())
+    }
+
+    /// Deletes objects from the photo store (absent ones count as deleted), then marks the job
+    /// done: a crash midway deletes the rest on the next attempt.
+    async fn delete_objects(
+        &self,
+        job: &ClaimedJob,
+        work: &DeleteObjectsJob,
+    ) -> Result<(), AttemptError> {
+        let ctx = &self.context;
+        for key in &work.keys {
+            ctx.storage
+                .delete(key)
+                .await
+                .map_err(AttemptError::of_photo_store)?;
+        }
+        ctx.store
+            .finish_job(job.id, &self.id)
+            .await
+            .map(drop)
+            .map_err(AttemptError::of_store)
     }
 
     /// Computes and stores a report's possible matches, then marks the job done.
     async fn refresh_matches(&self, job: &ClaimedJob, work: &MatchJob) -> Result<(), AttemptError> {
         let ctx = &self.context;
+        if work.model_id != ctx.model_id {
+            // Claims are by model, so this is another process's job: put it back untouched.
+            return Err(AttemptError::Busy(OUTAGE_RETRY_MAX));
+        }
         match ctx.matcher.refresh(work.report_id).await {
             // The report was deleted meanwhile: nothing left to match.
             Ok(_) | Err(SearchError::NotFound) => {}
@@ -446,34 +518,36 @@ impl Worker {
         let failed = |m: String| AttemptError::Failed(m);
         let sha256 = hex::decode(&work.sha256).map_err(|e| failed(format!("bad sha256: {e}")))?;
         if work.model_id != ctx.model_id {
-            return Err(failed(format!(
-                "job for model {}, this process runs model {}",
-                work.model_id, ctx.model_id
-            )));
+            // Claims are by model, so this is another process's job: put it back untouched.
+            return Err(AttemptError::Busy(OUTAGE_RETRY_MAX));
         }
-        let key = ctx
+        let Some(key) = ctx
             .store
             .blob_key(&sha256)
             .await
             .map_err(AttemptError::of_store)?
-            .ok_or_else(|| failed("photo record missing".into()))?;
-        let bytes = ctx.storage.get(&key).await.map_err(|e| {
-            if e.is_transient() {
-                AttemptError::Busy(TRANSIENT_RETRY)
-            } else {
-                failed(e.to_string())
-            }
-        })?;
+        else {
+            // The photo was deleted (and its blob purged) since: nothing to embed.
+            return ctx
+                .store
+                .finish_job(job.id, &self.id)
+                .await
+                .map(drop)
+                .map_err(AttemptError::of_store);
+        };
+        let bytes = ctx
+            .storage
+            .get(&key)
+            .await
+            .map_err(AttemptError::of_photo_store)?;
         let embedded = ctx
             .pipeline
             .embed(bytes, Priority::Background)
             .await
-            .map_err(|e| {
-                if e.is_transient() {
-                    AttemptError::Busy(e.retry_after().unwrap_or(TRANSIENT_RETRY))
-                } else {
-                    failed(e.to_string())
-                }
+            .map_err(|e| match e.retry_after() {
+                Some(after) if e.is_transient() => AttemptError::Busy(after),
+                None if e.is_transient() => AttemptError::Unavailable(e.to_string()),
+                _ => failed(e.to_string()),
             })?;
         let saved = ctx
             .store
@@ -490,7 +564,7 @@ impl Worker {
         if !saved {
             tracing::warn!(
                 job = job.id,
-                "job was taken over after its lease expired; result dropped"
+                "job was taken over after its lease expired, or its photo deleted; result dropped"
             );
         }
         Ok(())

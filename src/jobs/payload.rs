@@ -12,6 +12,10 @@ pub enum JobPayload {
     Embed(EmbedJob),
     /// Find and store a report's possible matches with a model's embeddings.
     Match(MatchJob),
+    /// Delete a blob no photo uses any more: its row and embeddings, then its objects.
+    Purge(PurgeJob),
+    /// Delete objects from the photo store (what a purged blob or a failed upload left).
+    DeleteObjects(DeleteObjectsJob),
 }
 
 /// Embed the blob `sha256` (hex) with model `model_id`.
@@ -32,6 +36,20 @@ pub struct MatchJob {
     pub model_id: i32,
 }
 
+/// Delete the blob `sha256` (hex) if no photo uses it any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeJob {
+    /// The blob's content hash, hex.
+    pub sha256: String,
+}
+
+/// Delete these objects from the photo store; objects already gone count as deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteObjectsJob {
+    /// The photo store's keys.
+    pub keys: Vec<String>,
+}
+
 impl JobPayload {
     /// Embedding `sha256` with `model_id`.
     pub fn embed(sha256: &[u8], model_id: i32) -> Self {
@@ -49,11 +67,25 @@ impl JobPayload {
         })
     }
 
+    /// Purging the blob `sha256` once no photo uses it.
+    pub fn purge(sha256: &[u8]) -> Self {
+        JobPayload::Purge(PurgeJob {
+            sha256: hex::encode(sha256),
+        })
+    }
+
+    /// Deleting objects from the photo store.
+    pub fn delete_objects(keys: Vec<String>) -> Self {
+        JobPayload::DeleteObjects(DeleteObjectsJob { keys })
+    }
+
     /// The `kind` column.
     pub fn kind(&self) -> &'static str {
         match self {
             JobPayload::Embed(_) => "embed",
             JobPayload::Match(_) => "match",
+            JobPayload::Purge(_) => "purge",
+            JobPayload::DeleteObjects(_) => "delete_objects",
         }
     }
 
@@ -64,14 +96,21 @@ impl JobPayload {
         match self {
             JobPayload::Embed(e) => format!("embed:{}:{}", e.sha256, e.model_id),
             JobPayload::Match(m) => format!("match:{}:{}", m.report_id, m.model_id),
+            JobPayload::Purge(p) => format!("purge:{}", p.sha256),
+            // Object keys are unique to one upload of one blob, so the first names the work.
+            JobPayload::DeleteObjects(d) => {
+                format!("delete:{}", d.keys.first().map_or("", String::as_str))
+            }
         }
     }
 
-    /// The model the work belongs to.
-    pub fn model_id(&self) -> i32 {
+    /// The model the work belongs to (the `model_id` column): only a process running that model
+    /// claims it. `None`: any process may.
+    pub fn model_id(&self) -> Option<i32> {
         match self {
-            JobPayload::Embed(e) => e.model_id,
-            JobPayload::Match(m) => m.model_id,
+            JobPayload::Embed(e) => Some(e.model_id),
+            JobPayload::Match(m) => Some(m.model_id),
+            JobPayload::Purge(_) | JobPayload::DeleteObjects(_) => None,
         }
     }
 
@@ -80,6 +119,8 @@ impl JobPayload {
         let value = match self {
             JobPayload::Embed(e) => serde_json::to_value(e),
             JobPayload::Match(m) => serde_json::to_value(m),
+            JobPayload::Purge(p) => serde_json::to_value(p),
+            JobPayload::DeleteObjects(d) => serde_json::to_value(d),
         };
         // Plain structs of strings and integers always serialise.
         value.unwrap_or_default()
@@ -93,6 +134,12 @@ impl JobPayload {
                 serde_json::from_value(payload.clone()).map_err(bad)?,
             )),
             "match" => Ok(JobPayload::Match(
+                serde_json::from_value(payload.clone()).map_err(bad)?,
+            )),
+            "purge" => Ok(JobPayload::Purge(
+                serde_json::from_value(payload.clone()).map_err(bad)?,
+            )),
+            "delete_objects" => Ok(JobPayload::DeleteObjects(
                 serde_json::from_value(payload.clone()).map_err(bad)?,
             )),
             other => Err(format!("unknown job kind `{other}`")),
@@ -183,8 +230,19 @@ mod tests {
                 JobPayload::parse(job.kind(), &job.to_json()),
                 Ok(job.clone())
             );
-            assert_eq!(job.model_id(), 3);
+            assert_eq!(job.model_id(), Some(3));
         }
+        for job in [
+            JobPayload::purge(&[0xab, 0x01]),
+            JobPayload::delete_objects(vec!["photos/ab/01/x".into(), "thumbnails/x".into()]),
+        ] {
+            assert_eq!(
+                JobPayload::parse(job.kind(), &job.to_json()),
+                Ok(job.clone())
+            );
+            assert_eq!(job.model_id(), None);
+        }
+        assert_eq!(JobPayload::purge(&[0xab, 0x01]).dedupe_key(), "purge:ab01");
         assert_eq!(
             JobPayload::embed(&[0xab, 0x01], 3).dedupe_key(),
             "embed:ab01:3"

@@ -16,9 +16,9 @@ pub use model::*;
 
 use crate::capacity::{CapacityError, Slots};
 use crate::imaging::{self, DecodeCaps, ImagingError, THUMBNAIL_SIDE};
-use crate::photo_store::{self, PhotoStore, PhotoStoreError};
+use crate::photo_store::{ObjectKeys, PhotoStore, PhotoStoreError};
 use crate::store::{
-    NewPhoto, OwnerCheck, ReserveError, StorageCharge, StorageUsage, Store, StoreError,
+    NewPhoto, OwnerCheck, Recorded, ReserveError, StorageCharge, StorageUsage, Store, StoreError,
 };
 use crate::telemetry::timing::{self, Stage};
 
@@ -73,6 +73,7 @@ pub struct ReportService {
     limits: DecodeCaps,
     model_id: i32,
     max_attempts: u32,
+    match_limit: usize,
     quota_rejections: Arc<AtomicU64>,
 }
 
@@ -85,6 +86,8 @@ pub struct ReportSettings {
     pub model_id: i32,
     /// Attempts per embedding job.
     pub max_attempts: u32,
+    /// Most possible matches shown per report.
+    pub match_limit: usize,
 }
 
 impl ReportService {
@@ -104,6 +107,7 @@ impl ReportService {
             limits: settings.limits,
             model_id: settings.model_id,
             max_attempts: settings.max_attempts,
+            match_limit: settings.match_limit,
             quota_rejections: Arc::default(),
         }
     }
@@ -166,60 +170,143 @@ impl ReportService {
         // Check every photo before storing anything.
         let mut checked = Vec::with_capacity(photos.len());
         for (index, bytes) in photos.into_iter().enumerate() {
-            let limits = self.limits;
-            let work_bytes = bytes.clone();
-            let checking = self
-                .decode
-                .run_blocking(move || -> Result<_, ImagingError> {
-                    let photo =
-                        imaging::decode(&work_bytes, &limits, (THUMBNAIL_SIDE, THUMBNAIL_SIDE))?;
-                    let thumbnail = imaging::thumbnail(&photo.pixels, THUMBNAIL_SIDE)?;
-                    Ok((photo, thumbnail))
-                });
-            let (photo, thumbnail) = timing::measure(Stage::Decode, checking)
-                .await?
-                .unwrap_or_else(|_| {
-                    Err(ImagingError::Decode(
-                        "the decoder failed on this photo".into(),
-                    ))
-                })
-                .map_err(|error| ReportError::Photo { index, error })?;
-            let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-            let hex = hex::encode(sha256);
-            let new_photo = NewPhoto {
-                sha256,
-                storage_key: photo_store::photo_key(&hex),
-                thumbnail_key: photo_store::thumbnail_key(&hex),
+            checked.push(self.check_photo(index, bytes).await?);
+        }
+        let owner_token = new_owner_token();
+        let owner_token_hash = token_hash(&owner_token);
+        let hashes: Vec<[u8; 32]> = checked.iter().map(|c| c.photo.sha256).collect();
+        let stored = self.store.stored_blobs(&hashes).await?;
+        // Bytes the store holds already are not written again; a blob purged between this look
+        // and the recording is written on the second round.
+        let mut have = stored;
+        let mut written = Vec::new();
+        for _round in 0..3 {
+            match self.write_objects(&mut checked, &have).await {
+                Ok(new) => written.extend(new),
+                Err(e) => {
+                    self.delete_objects(written).await;
+                    return Err(e);
+                }
+            }
+            let photos: Vec<NewPhoto> = checked.iter().map(|c| c.photo.clone()).collect();
+            let recording = self.store.create_report(
+                &new,
+                &owner_token_hash,
+                &photos,
+                self.model_id,
+                self.max_attempts,
+                charge.as_ref(),
+            );
+            let recorded = timing::measure(Stage::Database, recording).await;
+            match recorded {
+                Ok(Recorded::Created(created)) => {
+                    self.delete_objects(created.unused_objects).await;
+                    return Ok(Created {
+                        report: created.report,
+                        owner_token,
+                    });
+                }
+                Ok(Recorded::PhotosGone(gone)) => {
+                    have.retain(|h| !gone.contains(h));
+                }
+                Err(e) => {
+                    // Nothing was recorded: what this upload wrote goes.
+                    self.delete_objects(written).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        self.delete_objects(written).await;
+        Err(StoreError::Unavailable(
+            "the photos were being deleted while the report was recorded".into(),
+        )
+        .into())
+    }
+
+    /// Decodes a photo to check it and make its thumbnail (on a decode slot).
+    async fn check_photo(&self, index: usize, bytes: Bytes) -> Result<CheckedPhoto, ReportError> {
+        let limits = self.limits;
+        let work_bytes = bytes.clone();
+        let checking = self
+            .decode
+            .run_blocking(move || -> Result<_, ImagingError> {
+                let photo =
+                    imaging::decode(&work_bytes, &limits, (THUMBNAIL_SIDE, THUMBNAIL_SIDE))?;
+                let thumbnail = imaging::thumbnail(&photo.pixels, THUMBNAIL_SIDE)?;
+                Ok((photo, thumbnail))
+            });
+        let (photo, thumbnail) = timing::measure(Stage::Decode, checking)
+            .await?
+            .unwrap_or_else(|_| {
+                Err(ImagingError::Decode(
+                    "the decoder failed on this photo".into(),
+                ))
+            })
+            .map_err(|error| ReportError::Photo { index, error })?;
+        Ok(CheckedPhoto {
+            photo: NewPhoto {
+                sha256: Sha256::digest(&bytes).into(),
+                objects: None,
                 format: format!("{:?}", photo.format).to_lowercase(),
                 width: photo.width,
                 height: photo.height,
                 bytes: bytes.len(),
-            };
-            checked.push((new_photo, bytes, Bytes::from(thumbnail)));
-        }
-        // Content-addressed: writing a photo that is already stored rewrites the same bytes.
-        for (photo, bytes, thumbnail) in &checked {
-            self.storage.put(&photo.storage_key, bytes.clone()).await?;
-            self.storage
-                .put(&photo.thumbnail_key, thumbnail.clone())
-                .await?;
-        }
-        let owner_token = new_owner_token();
-        let photos: Vec<NewPhoto> = checked.into_iter().map(|(p, _, _)| p).collect();
-        let owner_token_hash = token_hash(&owner_token);
-        let recording = self.store.create_report(
-            &new,
-            &owner_token_hash,
-            &photos,
-            self.model_id,
-            self.max_attempts,
-            charge.as_ref(),
-        );
-        let created = timing::measure(Stage::Database, recording).await?;
-        Ok(Created {
-            report: created.report,
-            owner_token,
+            },
+            bytes,
+            thumbnail: Bytes::from(thumbnail),
         })
+    }
+
+    /// Writes the objects of the photos the store does not hold (`have` lists those it does),
+    /// under keys of this upload, once per distinct photo. Returns what it wrote; on a failure it
+    /// deletes what it had written.
+    async fn write_objects(
+        &self,
+        checked: &mut [CheckedPhoto],
+        have: &[[u8; 32]],
+    ) -> Result<Vec<ObjectKeys>, ReportError> {
+        let mut written: Vec<ObjectKeys> = Vec::new();
+        for i in 0..checked.len() {
+            let sha256 = checked[i].photo.sha256;
+            if have.contains(&sha256) || checked[i].photo.objects.is_some() {
+                continue;
+            }
+            // The same bytes twice in one report: written once.
+            if let Some(twin) = checked[..i]
+                .iter()
+                .find(|c| c.photo.sha256 == sha256)
+                .and_then(|c| c.photo.objects.clone())
+            {
+                checked[i].photo.objects = Some(twin);
+                continue;
+            }
+            let keys = ObjectKeys::new_for(&hex::encode(sha256));
+            let photo = &checked[i];
+            let put = async {
+                self.storage.put(&keys.photo, photo.bytes.clone()).await?;
+                self.storage
+                    .put(&keys.thumbnail, photo.thumbnail.clone())
+                    .await
+            };
+            if let Err(e) = put.await {
+                written.push(keys);
+                self.delete_objects(written).await;
+                return Err(e.into());
+            }
+            written.push(keys.clone());
+            checked[i].photo.objects = Some(keys);
+        }
+        Ok(written)
+    }
+
+    /// Deletes objects no row uses, now; what cannot be deleted now (the store is away) is left
+    /// to the sweep, which removes objects without rows once they are older than its grace.
+    async fn delete_objects(&self, objects: Vec<ObjectKeys>) {
+        for key in objects.into_iter().flat_map(ObjectKeys::into_vec) {
+            if let Err(e) = self.storage.delete(&key).await {
+                tracing::warn!(%key, error = %e, "could not delete an unused object; the sweep will");
+            }
+        }
     }
 
     /// Fails with the tenant's use when `charge` would clearly exceed its quota.
@@ -252,7 +339,11 @@ impl ReportService {
             .report(id, tenant, self.model_id)
             .await?
             .ok_or(ReportError::NotFound("report"))?;
-        report.possible_matches = Some(self.store.stored_matches(id, self.model_id).await?);
+        report.possible_matches = Some(
+            self.store
+                .stored_matches(id, self.model_id, self.match_limit)
+                .await?,
+        );
         Ok(report)
     }
 
@@ -271,7 +362,7 @@ impl ReportService {
         let token = token.ok_or(ReportError::Unauthorized)?;
         owner_result(
             self.store
-                .delete_report(id, tenant, &token_hash(token))
+                .delete_report(id, tenant, &token_hash(token), self.max_attempts)
                 .await?,
         )
     }
@@ -288,40 +379,92 @@ impl ReportService {
         patch.validate()?;
         owner_result(
             self.store
-                .update_report(id, tenant, &token_hash(token), patch)
+                .update_report(
+                    id,
+                    tenant,
+                    &token_hash(token),
+                    patch,
+                    self.model_id,
+                    self.max_attempts,
+                )
                 .await?,
         )?;
         self.get(id, tenant).await
     }
 
-    /// A photo's bytes and media type.
-    pub async fn photo(
+    /// A photo's file, unless the client's copy (`if_none_match`, an `If-None-Match` header)
+    /// is still the one stored: a deleted photo is not found, whatever the client holds.
+    pub async fn photo_file(
         &self,
         id: Uuid,
         tenant: Option<&str>,
-    ) -> Result<(Bytes, &'static str), ReportError> {
+        file: PhotoFile,
+        if_none_match: Option<&str>,
+    ) -> Result<PhotoBody, ReportError> {
         let keys = self
             .store
             .photo_keys(id, tenant)
             .await?
             .ok_or(ReportError::NotFound("photo"))?;
-        let mime = match keys.format.as_str() {
-            "png" => "image/png",
-            "webp" => "image/webp",
-            _ => "image/jpeg",
+        let (key, mime, etag) = match file {
+            PhotoFile::Original => {
+                let mime = match keys.format.as_str() {
+                    "png" => "image/png",
+                    "webp" => "image/webp",
+                    _ => "image/jpeg",
+                };
+                (keys.photo, mime, format!("\"{}\"", keys.sha256))
+            }
+            PhotoFile::Thumbnail => (
+                keys.thumbnail,
+                "image/jpeg",
+                format!("\"{}-thumbnail\"", keys.sha256),
+            ),
         };
-        Ok((self.storage.get(&keys.photo).await?, mime))
+        if if_none_match.is_some_and(|tags| {
+            tags.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        }) {
+            return Ok(PhotoBody::NotModified { etag });
+        }
+        let bytes = self.storage.get(&key).await?;
+        Ok(PhotoBody::Fresh { bytes, mime, etag })
     }
+}
 
-    /// A photo's thumbnail (JPEG).
-    pub async fn thumbnail(&self, id: Uuid, tenant: Option<&str>) -> Result<Bytes, ReportError> {
-        let keys = self
-            .store
-            .photo_keys(id, tenant)
-            .await?
-            .ok_or(ReportError::NotFound("photo"))?;
-        Ok(self.storage.get(&keys.thumbnail).await?)
-    }
+/// Which file of a stored photo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhotoFile {
+    /// The bytes as uploaded.
+    Original,
+    /// The JPEG thumbnail.
+    Thumbnail,
+}
+
+/// A photo file as answered.
+#[derive(Debug, Clone)]
+pub enum PhotoBody {
+    /// The file.
+    Fresh {
+        /// Its bytes.
+        bytes: Bytes,
+        /// Its media type.
+        mime: &'static str,
+        /// Its entity tag (the content hash: a photo's bytes never change under its id).
+        etag: String,
+    },
+    /// The client's copy is current.
+    NotModified {
+        /// The entity tag it holds.
+        etag: String,
+    },
+}
+
+/// An uploaded photo, checked, with its thumbnail.
+struct CheckedPhoto {
+    photo: NewPhoto,
+    bytes: Bytes,
+    thumbnail: Bytes,
 }
 
 fn owner_result(check: OwnerCheck) -> Result<(), ReportError> {

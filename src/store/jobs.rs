@@ -25,6 +25,8 @@ pub struct ClaimedJob {
     pub attempt: i32,
     /// Attempts allowed.
     pub max_attempts: i32,
+    /// Times it was put back for a transient failure, uncounted.
+    pub deferrals: i32,
 }
 
 /// Unfinished and failed jobs, and the age of the oldest one waiting. Done jobs are not counted:
@@ -51,21 +53,29 @@ pub const JOB_COUNTS_SQL: &str = "SELECT
     coalesce((SELECT extract(epoch FROM now() - min(created_at))
               FROM jobs WHERE status IN ('queued', 'running') AND status = 'queued'), 0)::float8 AS age";
 
-/// Enqueues `job` inside the caller's transaction; nothing happens if the same work (its dedupe
-/// key) is already known. Returns the new job's id.
+/// Enqueues `job` inside the caller's transaction. The same work (its dedupe key) already queued
+/// or running is left as it is; finished (done or failed) it is queued again with fresh attempts,
+/// since whoever enqueues it needs it done now (a photo whose job failed, uploaded again). Returns
+/// the id of the job queued, if one was.
 pub async fn enqueue(
     conn: &mut PgConnection,
     job: &JobPayload,
     max_attempts: u32,
 ) -> Result<Option<i64>, StoreError> {
     let id = sqlx::query_scalar(
-        "INSERT INTO jobs (kind, dedupe_key, payload, max_attempts) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        "INSERT INTO jobs (kind, dedupe_key, payload, max_attempts, model_id) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (dedupe_key) DO UPDATE
+             SET status = 'queued', payload = EXCLUDED.payload, attempts = 0, deferrals = 0,
+                 max_attempts = EXCLUDED.max_attempts, run_after = now(), locked_until = NULL,
+                 locked_by = NULL, last_error = NULL, finished_at = NULL, updated_at = now()
+             WHERE jobs.status IN ('done', 'failed')
+         RETURNING id",
     )
     .bind(job.kind())
     .bind(job.dedupe_key())
     .bind(job.to_json())
     .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
+    .bind(job.model_id())
     .fetch_optional(&mut *conn)
     .await?;
     Ok(id)
@@ -85,11 +95,13 @@ fn secs(d: Duration) -> f64 {
 }
 
 impl Store {
-    /// Claims the next runnable job (queued and due, or running with an expired lease).
+    /// Claims the next runnable job (queued and due, or running with an expired lease) of model
+    /// `model_id` or of no model: processes running other models leave each other's jobs alone.
     pub async fn claim_job(
         &self,
         worker: &str,
         lease: Duration,
+        model_id: i32,
     ) -> Result<Option<ClaimedJob>, StoreError> {
         // A job whose worker died on its last allowed attempt is given up rather than run again.
         sqlx::query(
@@ -104,15 +116,17 @@ impl Store {
                  locked_until = now() + make_interval(secs => $2), updated_at = now()
              WHERE id = (
                  SELECT id FROM jobs
-                 WHERE (status = 'queued' AND run_after <= now())
-                    OR (status = 'running' AND locked_until < now())
+                 WHERE ((status = 'queued' AND run_after <= now())
+                        OR (status = 'running' AND locked_until < now()))
+                   AND (model_id IS NULL OR model_id = $3)
                  ORDER BY run_after, id
                  FOR UPDATE SKIP LOCKED
                  LIMIT 1)
-             RETURNING id, kind, payload, attempts, max_attempts",
+             RETURNING id, kind, payload, attempts, max_attempts, deferrals",
         )
         .bind(worker)
         .bind(secs(lease))
+        .bind(model_id)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -122,6 +136,7 @@ impl Store {
                 payload: r.try_get("payload")?,
                 attempt: r.try_get("attempts")?,
                 max_attempts: r.try_get("max_attempts")?,
+                deferrals: r.try_get("deferrals")?,
             })
         })
         .transpose()
@@ -198,21 +213,27 @@ impl Store {
         Ok(failed.unwrap_or(false))
     }
 
-    /// Puts a job back without counting the attempt (the service was busy, not the job wrong).
+    /// Puts a job back without counting the attempt (the service was busy or a dependency away,
+    /// not the job wrong). An `outage` (its error) is recorded and counted among the job's
+    /// deferrals, which lengthen its next delay.
     pub async fn defer_job(
         &self,
         id: i64,
         worker: &str,
         delay: Duration,
+        outage: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE jobs SET status = 'queued', attempts = attempts - 1, locked_until = NULL,
+                 deferrals = deferrals + $4, last_error = coalesce($5, last_error),
                  run_after = now() + make_interval(secs => $3), updated_at = now()
              WHERE id = $1 AND locked_by = $2 AND status = 'running'",
         )
         .bind(id)
         .bind(worker)
         .bind(secs(delay))
+        .bind(i32::from(outage.is_some()))
+        .bind(outage)
         .execute(&self.pool)
         .await?;
         Ok(())

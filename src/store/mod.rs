@@ -6,12 +6,14 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
 pub mod jobs;
+pub mod lifecycle;
 pub mod reports;
 pub mod search;
 pub mod tenants;
 
 pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
-pub use reports::{CreatedReport, NewPhoto, OwnerCheck, PhotoKeys, StorageCharge};
+pub use lifecycle::{ModelUsage, Purge, SweptBlob};
+pub use reports::{CreatedReport, NewPhoto, OwnerCheck, PhotoKeys, Recorded, StorageCharge};
 pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode};
 pub use tenants::{ReserveError, StorageUsage};
 
@@ -132,9 +134,18 @@ impl Store {
         Ok(())
     }
 
-    /// Registers the model (idempotent) and returns its id; refuses a model whose name and
-    /// version are known with another dimension or file hash.
+    /// Registers the model (idempotent), makes its vector index, and returns its id; refuses a
+    /// model whose vectors the schema cannot hold, or whose name and version are known with
+    /// another dimension or file hash.
     pub async fn register_model(&self, manifest: &ModelManifest) -> Result<i32, StoreError> {
+        if let Some(dim) = self.embedding_dim().await?
+            && usize::try_from(dim).ok() != Some(manifest.dim)
+        {
+            return Err(StoreError::Config(format!(
+                "model {} {} makes {}-dimensional embeddings, but the database stores {dim}-dimensional ones (embeddings.embedding is vector({dim})): use a model of dimension {dim}, or a database migrated for {}",
+                manifest.name, manifest.version, manifest.dim, manifest.dim
+            )));
+        }
         let row = sqlx::query(
             "INSERT INTO models (name, version, dim, sha256) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name, version) DO UPDATE SET name = EXCLUDED.name
@@ -156,6 +167,7 @@ impl Store {
                 manifest.name, manifest.version, manifest.dim, manifest.sha256
             )));
         }
+        self.ensure_model_index(id).await?;
         Ok(id)
     }
 

@@ -11,8 +11,10 @@ use uuid::Uuid;
 use super::tenants::ReserveError;
 use super::{Store, StoreError, jobs, search};
 use crate::jobs::JobPayload;
+use crate::photo_store::ObjectKeys;
 use crate::reports::{
-    EmbeddingStatus, NewReport, Photo, Report, ReportFilter, ReportPatch, overall_status,
+    EmbeddingStatus, NewReport, Photo, Report, ReportFilter, ReportPatch, ReportStatus,
+    overall_status,
 };
 
 /// A validated photo, ready to be recorded.
@@ -20,10 +22,9 @@ use crate::reports::{
 pub struct NewPhoto {
     /// sha256 of the bytes.
     pub sha256: [u8; 32],
-    /// Storage key of the bytes.
-    pub storage_key: String,
-    /// Storage key of the thumbnail.
-    pub thumbnail_key: String,
+    /// The objects this upload wrote for it; `None` when the photo store already held the bytes
+    /// (a blob row existed when the upload looked).
+    pub objects: Option<ObjectKeys>,
     /// Detected format.
     pub format: String,
     /// Upright width.
@@ -53,6 +54,19 @@ pub struct CreatedReport {
     pub jobs: Vec<i64>,
     /// The report as stored.
     pub report: Report,
+    /// Objects this upload wrote that no row uses: a concurrent upload of the same bytes
+    /// recorded its own first. The caller deletes them.
+    pub unused_objects: Vec<ObjectKeys>,
+}
+
+/// How recording a report ended, short of an error.
+#[derive(Debug, Clone)]
+pub enum Recorded {
+    /// Recorded and committed.
+    Created(Box<CreatedReport>),
+    /// Nothing was recorded: these photos' blobs, which the upload found stored and so did not
+    /// write, were purged meanwhile. Write them and record again.
+    PhotosGone(Vec<[u8; 32]>),
 }
 
 /// Where a stored photo's bytes and thumbnail are, and its format.
@@ -64,6 +78,8 @@ pub struct PhotoKeys {
     pub thumbnail: String,
     /// `jpeg`, `png` or `webp`.
     pub format: String,
+    /// The content hash, hex.
+    pub sha256: String,
 }
 
 /// What an owner-only action found.
@@ -84,6 +100,13 @@ fn to_i32(v: u32) -> i32 {
 impl Store {
     /// Records a report, its photos, and one embedding job per photo new to `model_id`, in one
     /// transaction; workers are notified when it commits.
+    ///
+    /// Locks are taken in one order by every transaction that takes several: blobs by hash
+    /// (this, `save_embedding`, `purge_blob`), then their jobs by hash, then reports by id, then
+    /// the tenant. Two uploads sharing photos therefore wait for each other instead of
+    /// deadlocking, and a report created while one of its photos' embedding is being saved
+    /// waits for that save, then sees the embedding (or the save sees the report's photo):
+    /// either way the report's match job is queued.
     pub async fn create_report(
         &self,
         report: &NewReport,
@@ -92,7 +115,7 @@ impl Store {
         model_id: i32,
         max_attempts: u32,
         charge: Option<&StorageCharge>,
-    ) -> Result<CreatedReport, ReserveError> {
+    ) -> Result<Recorded, ReserveError> {
         let id = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -113,21 +136,53 @@ impl Store {
         .bind(charge.map_or(0, |c| c.bytes))
         .execute(&mut *tx)
         .await?;
-        let mut jobs = Vec::new();
+        // The report's distinct blobs, by hash: the lock order.
+        let mut blobs: Vec<&NewPhoto> = photos.iter().collect();
+        blobs.sort_by_key(|p| p.sha256);
+        blobs.dedup_by_key(|p| p.sha256);
+        let mut unused_objects = Vec::new();
+        let mut gone = Vec::new();
+        for photo in &blobs {
+            match &photo.objects {
+                Some(keys) => {
+                    // A no-op update rather than DO NOTHING, to lock the row this report uses.
+                    let stored_key: String = sqlx::query_scalar(
+                        "INSERT INTO blobs (sha256, storage_key, thumbnail_key, format, width, height, bytes)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                         ON CONFLICT (sha256) DO UPDATE SET bytes = blobs.bytes
+                         RETURNING storage_key",
+                    )
+                    .bind(&photo.sha256[..])
+                    .bind(&keys.photo)
+                    .bind(&keys.thumbnail)
+                    .bind(&photo.format)
+                    .bind(to_i32(photo.width))
+                    .bind(to_i32(photo.height))
+                    .bind(i64::try_from(photo.bytes).unwrap_or(i64::MAX))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if stored_key != keys.photo {
+                        unused_objects.push(keys.clone());
+                    }
+                }
+                None => {
+                    let kept: Option<i32> = sqlx::query_scalar(
+                        "SELECT 1 FROM blobs WHERE sha256 = $1 FOR NO KEY UPDATE",
+                    )
+                    .bind(&photo.sha256[..])
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if kept.is_none() {
+                        gone.push(photo.sha256);
+                    }
+                }
+            }
+        }
+        if !gone.is_empty() {
+            tx.rollback().await?;
+            return Ok(Recorded::PhotosGone(gone));
+        }
         for (position, photo) in photos.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO blobs (sha256, storage_key, thumbnail_key, format, width, height, bytes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha256) DO NOTHING",
-            )
-            .bind(&photo.sha256[..])
-            .bind(&photo.storage_key)
-            .bind(&photo.thumbnail_key)
-            .bind(&photo.format)
-            .bind(to_i32(photo.width))
-            .bind(to_i32(photo.height))
-            .bind(i64::try_from(photo.bytes).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
             sqlx::query(
                 "INSERT INTO photos (id, report_id, position, sha256) VALUES ($1, $2, $3, $4)",
             )
@@ -137,6 +192,9 @@ impl Store {
             .bind(&photo.sha256[..])
             .execute(&mut *tx)
             .await?;
+        }
+        let mut jobs = Vec::new();
+        for photo in &blobs {
             let embedded: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM embeddings WHERE sha256 = $1 AND model_id = $2)",
             )
@@ -145,6 +203,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             if !embedded {
+                // Queued again if it had failed: the photo is wanted now.
                 let job = JobPayload::embed(&photo.sha256, model_id);
                 if let Some(job) = jobs::enqueue(&mut tx, &job, max_attempts).await? {
                     jobs.push(job);
@@ -152,7 +211,8 @@ impl Store {
             }
         }
         if jobs.is_empty() {
-            // Every photo was embedded already: the report can be matched right away.
+            // Every photo was embedded or being embedded already: the report is matched now if
+            // they all are, or when the last embedding is saved (which waits for this commit).
             search::enqueue_ready_matches(&mut tx, None, Some(id), model_id, to_i32(max_attempts))
                 .await?;
         } else {
@@ -177,7 +237,26 @@ impl Store {
         // A new report has no stored matches yet (its match job runs once it is embedded).
         report.possible_matches = Some(Vec::new());
         tx.commit().await?;
-        Ok(CreatedReport { id, jobs, report })
+        Ok(Recorded::Created(Box::new(CreatedReport {
+            id,
+            jobs,
+            report,
+            unused_objects,
+        })))
+    }
+
+    /// Which of these blobs are recorded (their objects are stored).
+    pub async fn stored_blobs(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let wanted: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let found: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT sha256 FROM blobs WHERE sha256 = ANY($1)")
+                .bind(&wanted)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+            .collect())
     }
 
     /// A report of `tenant` (`None`: of no tenant) with its photos and their embedding state
@@ -287,19 +366,26 @@ impl Store {
         .await?)
     }
 
-    /// Deletes a report of `tenant` (its photos go with it; shared photo bytes stay) if the
-    /// token hash matches, and gives the tenant back the bytes it was charged, in one transaction.
+    /// Deletes a report of `tenant` if the token hash matches, gives the tenant back the bytes it
+    /// was charged, and queues the purge of each of its photos' blobs that no other report uses,
+    /// in one transaction: the purge jobs delete the bytes, thumbnails and embeddings.
     pub async fn delete_report(
         &self,
         id: Uuid,
         tenant: Option<&str>,
         token_hash: &[u8],
+        max_attempts: u32,
     ) -> Result<OwnerCheck, StoreError> {
         match self.owner_hash(id, tenant).await? {
             None => Ok(OwnerCheck::NotFound),
             Some(h) if h != token_hash => Ok(OwnerCheck::Forbidden),
             Some(_) => {
                 let mut tx = self.pool.begin().await?;
+                let blobs: Vec<Vec<u8>> =
+                    sqlx::query_scalar("SELECT DISTINCT sha256 FROM photos WHERE report_id = $1")
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await?;
                 let deleted: Option<(Option<String>, i64)> = sqlx::query_as(
                     "DELETE FROM reports WHERE id = $1 AND owner_token_hash = $2
                      RETURNING tenant_id, charged_bytes",
@@ -311,6 +397,23 @@ impl Store {
                 let Some((tenant, charged)) = deleted else {
                     return Ok(OwnerCheck::NotFound);
                 };
+                // The photos went with the report (ON DELETE CASCADE); a blob stays while another
+                // report uses the same bytes. The purge job checks again, under the blob's lock,
+                // before it deletes anything.
+                let orphans: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT sha256 FROM unnest($1::bytea[]) AS b(sha256)
+                     WHERE NOT EXISTS (SELECT 1 FROM photos p WHERE p.sha256 = b.sha256)
+                     ORDER BY sha256",
+                )
+                .bind(&blobs)
+                .fetch_all(&mut *tx)
+                .await?;
+                for sha256 in &orphans {
+                    jobs::enqueue(&mut tx, &JobPayload::purge(sha256), max_attempts).await?;
+                }
+                if !orphans.is_empty() {
+                    jobs::notify(&mut tx).await?;
+                }
                 if let Some(tenant) = tenant {
                     super::tenants::release_in(&mut tx, &tenant, charged).await?;
                 }
@@ -320,22 +423,28 @@ impl Store {
         }
     }
 
-    /// Applies an owner's changes if the token hash matches.
+    /// Applies an owner's changes if the token hash matches. A report resolved leaves the
+    /// possible matches (its own and the other reports' rows naming it); one opened again is
+    /// queued for matching with `model_id`.
     pub async fn update_report(
         &self,
         id: Uuid,
         tenant: Option<&str>,
         token_hash: &[u8],
         patch: &ReportPatch,
+        model_id: i32,
+        max_attempts: u32,
     ) -> Result<OwnerCheck, StoreError> {
         match self.owner_hash(id, tenant).await? {
             None => Ok(OwnerCheck::NotFound),
             Some(h) if h != token_hash => Ok(OwnerCheck::Forbidden),
             Some(_) => {
-                sqlx::query(
+                let mut tx = self.pool.begin().await?;
+                let status: Option<String> = sqlx::query_scalar(
                     "UPDATE reports SET status = coalesce($3, status), title = coalesce($4, title),
                          description = coalesce($5, description), contact = coalesce($6, contact), updated_at = now()
-                     WHERE id = $1 AND owner_token_hash = $2",
+                     WHERE id = $1 AND owner_token_hash = $2
+                     RETURNING status",
                 )
                 .bind(id)
                 .bind(token_hash)
@@ -343,8 +452,31 @@ impl Store {
                 .bind(patch.title.as_deref().map(str::trim))
                 .bind(patch.description.as_deref())
                 .bind(patch.contact.as_deref())
-                .execute(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
+                match (status.as_deref(), patch.status) {
+                    (None, _) => return Ok(OwnerCheck::NotFound),
+                    (Some("resolved"), _) => {
+                        sqlx::query(
+                            "DELETE FROM report_matches WHERE report_id = $1 OR matched_report_id = $1",
+                        )
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    (Some(_), Some(ReportStatus::Open)) => {
+                        search::enqueue_ready_matches(
+                            &mut tx,
+                            None,
+                            Some(id),
+                            model_id,
+                            to_i32(max_attempts),
+                        )
+                        .await?;
+                    }
+                    _ => {}
+                }
+                tx.commit().await?;
                 Ok(OwnerCheck::Done)
             }
         }
@@ -357,7 +489,7 @@ impl Store {
         tenant: Option<&str>,
     ) -> Result<Option<PhotoKeys>, StoreError> {
         let row = sqlx::query(
-            "SELECT b.storage_key, b.thumbnail_key, b.format
+            "SELECT b.storage_key, b.thumbnail_key, b.format, encode(b.sha256, 'hex')
              FROM photos p JOIN blobs b ON b.sha256 = p.sha256 JOIN reports r ON r.id = p.report_id
              WHERE p.id = $1 AND r.tenant_id IS NOT DISTINCT FROM $2",
         )
@@ -370,6 +502,7 @@ impl Store {
                 photo: r.try_get(0)?,
                 thumbnail: r.try_get(1)?,
                 format: r.try_get(2)?,
+                sha256: r.try_get(3)?,
             })
         })
         .transpose()
@@ -387,7 +520,7 @@ impl Store {
 
     /// Stores a blob's embedding and marks its job done, atomically, and enqueues the matching of
     /// the reports it completes. Returns false (and stores nothing) when the job is no longer this
-    /// worker's.
+    /// worker's or the blob was purged meanwhile.
     pub async fn save_embedding(
         &self,
         job_id: i64,
@@ -398,7 +531,15 @@ impl Store {
         max_attempts: i32,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        if !Store::finish_job_in(&mut tx, job_id, worker).await? {
+        // The blob first (the lock order of `create_report`): a report being created with this
+        // photo is either committed before this reads the reports, or waits and then sees the
+        // embedding. A blob purged meanwhile has nothing left to embed.
+        let kept: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM blobs WHERE sha256 = $1 FOR NO KEY UPDATE")
+                .bind(sha256)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if !Store::finish_job_in(&mut tx, job_id, worker).await? || kept.is_none() {
             return Ok(false);
         }
         sqlx::query(

@@ -65,8 +65,30 @@ pub struct NewMatch {
 }
 
 impl Store {
-    /// The photos nearest to `query` among reports passing `filter`, nearest first.
+    /// The photos nearest to `query` among reports passing `filter`, nearest first. Through the
+    /// model's index, an iterative scan stops after `hnsw.max_scan_tuples` tuples: a filter that
+    /// few of the model's vectors pass (a small tenant among many) can come back short of
+    /// `limit`, and then the exact search (which reads only the rows passing the filter) answers.
     pub async fn nearest_photos(
+        &self,
+        query: &[f32],
+        model_id: i32,
+        filter: &SearchFilter,
+        limit: i64,
+        mode: SearchMode,
+    ) -> Result<Vec<PhotoHit>, StoreError> {
+        let hits = self
+            .nearest_photos_by(query, model_id, filter, limit, mode)
+            .await?;
+        if mode != SearchMode::Exact && (hits.len() as i64) < limit {
+            return self
+                .nearest_photos_by(query, model_id, filter, limit, SearchMode::Exact)
+                .await;
+        }
+        Ok(hits)
+    }
+
+    async fn nearest_photos_by(
         &self,
         query: &[f32],
         model_id: i32,
@@ -98,11 +120,13 @@ impl Store {
         let mut q =
             QueryBuilder::<Postgres>::new("SELECT p.report_id, p.id AS photo_id, e.embedding <=> ");
         q.push_bind(vector.clone());
-        q.push(
+        // The model id is written into the SQL, not bound: only a literal lets the planner prove
+        // that the model's partial index covers the query (a generic plan for a parameter
+        // cannot).
+        q.push(format!(
             " AS distance FROM embeddings e JOIN photos p ON p.sha256 = e.sha256 JOIN reports r ON r.id = p.report_id
-             WHERE e.model_id = ",
-        )
-        .push_bind(model_id);
+             WHERE e.model_id = {model_id}"
+        ));
         match &filter.tenant {
             Some(tenant) => q.push(" AND r.tenant_id = ").push_bind(tenant.clone()),
             None => q.push(" AND r.tenant_id IS NULL"),
@@ -195,20 +219,41 @@ impl Store {
     }
 
     /// Replaces a report's stored matches, and records each also on the other report (keeping the
-    /// better score there), in one transaction.
+    /// better score there), in one transaction; every report keeps at most `cap` matches, its best.
+    /// Only open reports take part. The reports concerned are locked first, by id: two reports
+    /// matched at the same moment (each naming the other) wait for each other, never deadlock.
     pub async fn store_matches(
         &self,
         report_id: Uuid,
         model_id: i32,
         matches: &[NewMatch],
+        cap: usize,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        let mut concerned: Vec<Uuid> = matches.iter().map(|m| m.other).collect();
+        concerned.push(report_id);
+        concerned.sort_unstable();
+        concerned.dedup();
+        let open: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM reports WHERE id = ANY($1) AND status = 'open' ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(&concerned)
+        .fetch_all(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM report_matches WHERE report_id = $1 AND model_id = $2")
             .bind(report_id)
             .bind(model_id)
             .execute(&mut *tx)
             .await?;
-        for m in matches {
+        if open.binary_search(&report_id).is_err() {
+            // Deleted or resolved meanwhile: it shows no matches.
+            tx.commit().await?;
+            return Ok(());
+        }
+        for m in matches
+            .iter()
+            .filter(|m| open.binary_search(&m.other).is_ok())
+        {
             for (from, to, from_photo, to_photo) in [
                 (report_id, m.other, m.photo_id, m.other_photo_id),
                 (m.other, report_id, m.other_photo_id, m.photo_id),
@@ -232,26 +277,45 @@ impl Store {
                 .await?;
             }
         }
+        // Each report concerned keeps its `cap` best.
+        sqlx::query(
+            "DELETE FROM report_matches m USING (
+                 SELECT report_id, matched_report_id FROM (
+                     SELECT report_id, matched_report_id,
+                            row_number() OVER (PARTITION BY report_id ORDER BY score DESC, matched_report_id) AS rank
+                     FROM report_matches WHERE model_id = $2 AND report_id = ANY($1)) ranked
+                 WHERE rank > $3) beyond
+             WHERE m.model_id = $2 AND m.report_id = beyond.report_id
+               AND m.matched_report_id = beyond.matched_report_id",
+        )
+        .bind(&open)
+        .bind(model_id)
+        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// A report's stored matches, best first.
+    /// A report's stored matches with open reports, best first, at most `limit`.
     pub async fn stored_matches(
         &self,
         report_id: Uuid,
         model_id: i32,
+        limit: usize,
     ) -> Result<Vec<PossibleMatch>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.matched_report_id, r.kind, r.title, m.score, m.photo_id, m.matched_photo_id
              FROM report_matches m JOIN reports r ON r.id = m.matched_report_id
                   JOIN reports own ON own.id = m.report_id
-             WHERE m.report_id = $1 AND m.model_id = $2
+             WHERE m.report_id = $1 AND m.model_id = $2 AND r.status = 'open'
                AND r.tenant_id IS NOT DISTINCT FROM own.tenant_id
-             ORDER BY m.score DESC",
+             ORDER BY m.score DESC
+             LIMIT $3",
         )
         .bind(report_id)
         .bind(model_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -3,15 +3,19 @@
 //! Run one area with `cargo test --test it <area>::`, e.g. `cargo test --test it edge::`.
 
 mod common;
+mod concurrency;
 mod crash;
+mod deletion;
 mod edge;
 mod embeddings_api;
 mod foundation;
 mod gate;
 mod job_lease;
 mod lifecycle;
+mod models;
 mod observability;
 mod openapi;
+mod outage;
 mod protection;
 mod reports;
 mod reports_under_load;

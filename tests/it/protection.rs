@@ -479,6 +479,9 @@ async fn concurrent_uploads_never_exceed_the_storage_quota() {
         metric(&router, "lookalike_quota_rejected_total").await,
         10.0
     );
+    // The refused uploads, and those that lost the race to record the same bytes, deleted what
+    // they had written: one photo and one thumbnail remain.
+    assert_eq!(stored_objects(&app.storage_dir).len(), 2);
 
     // Deleting a report gives its bytes back, and the next upload fits again.
     let id = created[0]["id"].as_str().unwrap();

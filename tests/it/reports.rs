@@ -108,11 +108,17 @@ async fn identical_photos_are_stored_once_and_embedded_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undecodable_stored_photo_fails_after_its_attempts_with_the_error_visible() {
+async fn an_undecodable_stored_photo_fails_after_its_attempts_and_an_upload_again_retries_it() {
     let mut app = app(default_gate_settings(), uploads()).await;
     let created = create(&app.router, "lost", &distinct_photos(1, 300)).await;
     let sha = created["photos"][0]["sha256"].as_str().unwrap();
-    let stored = app.storage_dir.join(lookalike::photo_store::photo_key(sha));
+    let key: String =
+        sqlx::query_scalar("SELECT storage_key FROM blobs WHERE sha256 = decode($1, 'hex')")
+            .bind(sha)
+            .fetch_one(app.state.store.pool())
+            .await
+            .unwrap();
+    let stored = app.storage_dir.join(key);
     std::fs::write(&stored, b"\x89PNG\r\n\x1a\n but the rest is gone").unwrap();
     let workers = app.start_workers(job_settings(1));
     let id = created["id"].as_str().unwrap().to_owned();
@@ -139,6 +145,19 @@ async fn an_undecodable_stored_photo_fails_after_its_attempts_with_the_error_vis
         ),
         (Some("failed"), Some(3), Some(3))
     );
+
+    // Once the stored photo is whole again, uploading it again queues its job again (with
+    // fresh attempts), and both reports become ready.
+    let original = distinct_photos(1, 300);
+    std::fs::write(&stored, &original[0]).unwrap();
+    let again = create(&app.router, "found", &original).await;
+    assert_eq!(again["photos"][0]["job_id"], photo["job_id"]);
+    for id in [id.clone(), again["id"].as_str().unwrap().to_owned()] {
+        eventually("ready after the upload again", 30, || async {
+            report(&app.router, &id).await["embedding_status"] == "ready"
+        })
+        .await;
+    }
     workers.stop(Duration::from_secs(5)).await;
 }
 

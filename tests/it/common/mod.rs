@@ -232,7 +232,12 @@ pub async fn parts(store: Store, settings: GateSettings) -> (Parts, PathBuf) {
 
 /// The HTTP app over a fresh database and the real model (no job workers unless started).
 pub async fn app(settings: GateSettings, uploads: UploadConfig) -> TestApp {
-    let (parts, storage_dir) = parts(fresh_store().await, settings).await;
+    app_on(fresh_store().await, settings, uploads).await
+}
+
+/// The HTTP app over `store` and the real model (no job workers unless started).
+pub async fn app_on(store: Store, settings: GateSettings, uploads: UploadConfig) -> TestApp {
+    let (parts, storage_dir) = parts(store, settings).await;
     let (storage, model_id) = (parts.storage.clone(), parts.model_id);
     let state = app_state(
         parts,
@@ -248,6 +253,38 @@ pub async fn app(settings: GateSettings, uploads: UploadConfig) -> TestApp {
         storage_dir,
         model_id,
     }
+}
+
+/// The keys of the objects in a local photo store, sorted.
+pub fn stored_objects(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if let Ok(key) = path.strip_prefix(root) {
+                out.push(key.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Sends a request to the router and returns status, headers and the raw body.
+pub async fn send_raw(
+    app: &axum::Router,
+    request: axum::http::Request<axum::body::Body>,
+) -> (axum::http::StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
 }
 
 /// A fresh temporary folder.
