@@ -240,3 +240,103 @@ async fn a_found_report_like_a_lost_one_gets_it_as_a_possible_match() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     workers.stop(Duration::from_secs(5)).await;
 }
+
+/// A small tenant's search among a big tenant's nearer vectors: the index's iterative scan stops
+/// (here after 100 tuples, as it stops at `hnsw.max_scan_tuples` or its memory among 100k) before
+/// it reaches the small tenant's photos, and the exact search fills k.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_tenants_search_among_a_big_ones_fills_k() {
+    use lookalike::store::{SearchFilter, SearchMode, Store};
+    use sqlx::Connection;
+    let url = fresh_database().await;
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET hnsw.max_scan_tuples = 100', current_database()); END $$",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let store = Store::connect(&database_config(url)).await.unwrap();
+    store.migrate().await.unwrap();
+    let manifest = lookalike::inference::ModelManifest::load_for(&model_config().path).unwrap();
+    let model = store.register_model(&manifest).await.unwrap();
+    // A query direction; 2000 of the big tenant's photos close around it, 12 of the small
+    // tenant's farther out.
+    let query: Vec<f32> = (0..1280)
+        .map(|i| ((i * 7919 % 1000) as f32) / 1000.0 - 0.5)
+        .collect();
+    for sql in [
+        "INSERT INTO tenants (id, max_bytes) VALUES ('big', 0), ('small', 0)",
+        "INSERT INTO reports (id, kind, species, title, owner_token_hash, tenant_id)
+         SELECT md5(n::text)::uuid, 'found', 'dog', 'report ' || n, '\\x00'::bytea,
+                CASE WHEN n <= 2000 THEN 'big' ELSE 'small' END
+         FROM generate_series(1, 2012) n",
+        "INSERT INTO blobs (sha256, storage_key, thumbnail_key, format, width, height, bytes)
+         SELECT sha256(n::text::bytea), 'photo ' || n, 'thumbnail ' || n, 'png', 1, 1, 1
+         FROM generate_series(1, 2012) n",
+        "INSERT INTO photos (id, report_id, position, sha256)
+         SELECT gen_random_uuid(), md5(n::text)::uuid, 0, sha256(n::text::bytea)
+         FROM generate_series(1, 2012) n",
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO embeddings (sha256, model_id, embedding)
+         SELECT sha256(n::text::bytea), $1,
+                (SELECT array_agg(x + CASE WHEN n <= 2000 THEN 0.05 ELSE 0.6 END * (random() - 0.5))
+                 FROM unnest($2::real[]) x)::vector
+         FROM generate_series(1, 2012) n",
+    )
+    .bind(model)
+    .bind(&query)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let tenant = |t: &str| SearchFilter {
+        tenant: Some(t.to_owned()),
+        ..SearchFilter::default()
+    };
+    let mode = SearchMode::Index { ef_search: 100 };
+
+    // The precondition: through the index alone, the small tenant gets fewer than 10.
+    let mut tx = store.pool().begin().await.unwrap();
+    for set in [
+        "SET LOCAL hnsw.iterative_scan = relaxed_order",
+        "SET LOCAL enable_sort = off",
+    ] {
+        sqlx::query(set).execute(&mut *tx).await.unwrap();
+    }
+    let by_index: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM (SELECT p.id FROM embeddings e JOIN photos p ON p.sha256 = e.sha256
+             JOIN reports r ON r.id = p.report_id
+         WHERE e.model_id = {model} AND r.tenant_id = 'small'
+         ORDER BY e.embedding <=> $1 LIMIT 10) hits"
+    ))
+    .bind(pgvector::Vector::from(query.clone()))
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    assert!(by_index < 10, "the index alone found {by_index}");
+
+    let small = store
+        .nearest_photos(&query, model, &tenant("small"), 10, mode)
+        .await
+        .unwrap();
+    assert_eq!(small.len(), 10);
+    let big = store
+        .nearest_photos(&query, model, &tenant("big"), 10, mode)
+        .await
+        .unwrap();
+    assert_eq!(big.len(), 10);
+    let owners: Vec<String> = sqlx::query_scalar(
+        "SELECT r.tenant_id FROM photos p JOIN reports r ON r.id = p.report_id WHERE p.id = ANY($1)",
+    )
+    .bind(small.iter().map(|h| h.photo_id).collect::<Vec<_>>())
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(owners.iter().all(|t| t == "small"), "{owners:?}");
+    // Nearest first.
+    assert!(small.windows(2).all(|w| w[0].distance <= w[1].distance));
+}
