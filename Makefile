@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test setup db-start db-stop lint fmt bench load soak fuzz clean-cache
+.PHONY: run test setup db-start db-stop lint fmt bench load soak drain fuzz clean-cache
 
 ## Set up whatever is missing, then run the service on 127.0.0.1:8080.
 run: setup
@@ -40,6 +40,11 @@ load: setup
 ## (fails on any reset, any 5xx but 503, or a permit, slot or byte not given back).
 soak: setup
 	$(CARGO) bench --locked --bench soak -- $(ARGS)
+
+## kill -9 with a backlog of embedding jobs, then a restart: drain time, nothing failed or lost.
+## make drain ARGS="--reports 450 --workers 4"
+drain: setup
+	$(CARGO) bench --locked --bench kill_drain -- $(ARGS)
 
 ## Schema-driven fuzzing of the API (schemathesis): make fuzz EXAMPLES=200
 fuzz: setup

@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,29 +20,6 @@ use lookalike::config::{DEFAULT_DATABASE_URL, GateConfig};
 use lookalike::jobs::{JobContext, JobSettings, Workers};
 use sqlx::Connection;
 use support::http::{drive, multipart, post_request, send_all, start_server, storage_dir};
-
-/// `count` distinct JPEGs (4:3, about 0.5 MP) made from a real photo.
-fn photos(count: usize) -> Vec<Vec<u8>> {
-    let source = image::load_from_memory(&support::sample("astronaut.png"))
-        .expect("sample")
-        .to_rgb8();
-    let base = image::imageops::resize(&source, 800, 600, image::imageops::FilterType::Triangle);
-    (0..count)
-        .map(|i| {
-            let mut img = base.clone();
-            // A few pixels spell the index, so every photo (and its sha256) is different.
-            for bit in 0..16 {
-                let v = if (i >> bit) & 1 == 1 { 255 } else { 0 };
-                img.put_pixel(bit, 0, image::Rgb([v, v, v]));
-            }
-            let mut out = Cursor::new(Vec::new());
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-                .encode_image(&img)
-                .expect("encodes");
-            out.into_inner()
-        })
-        .collect()
-}
 
 fn report_requests(addr: &str, photos: &[Vec<u8>]) -> Vec<Arc<Vec<u8>>> {
     photos
@@ -100,7 +76,7 @@ fn main() {
             max_background_wait_ms: 60000,
         };
         let (addr, stop, state) = start_server(gate, Some(url.clone())).await;
-        let all_photos = photos(queued + clients * 60);
+        let all_photos = support::distinct_jpegs(queued + clients * 60);
         let (backlog, fresh) = all_photos.split_at(queued);
         let pool = state.store.pool().clone();
 

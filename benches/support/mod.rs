@@ -67,3 +67,26 @@ pub fn jpeg_of_megapixels(megapixels: f64) -> Vec<u8> {
     out.into_inner()
 }
 pub mod http;
+
+/// `count` distinct JPEGs (4:3, about 0.5 MP) made from a real photo.
+pub fn distinct_jpegs(count: usize) -> Vec<Vec<u8>> {
+    let source = image::load_from_memory(&sample("astronaut.png"))
+        .expect("sample")
+        .to_rgb8();
+    let base = image::imageops::resize(&source, 800, 600, image::imageops::FilterType::Triangle);
+    (0..count)
+        .map(|i| {
+            let mut img = base.clone();
+            // A few pixels spell the index, so every photo (and its sha256) is different.
+            for bit in 0..16 {
+                let v = if (i >> bit) & 1 == 1 { 255 } else { 0 };
+                img.put_pixel(bit, 0, image::Rgb([v, v, v]));
+            }
+            let mut out = Cursor::new(Vec::new());
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+                .encode_image(&img)
+                .expect("encodes");
+            out.into_inner()
+        })
+        .collect()
+}

@@ -239,8 +239,10 @@ pub async fn update(
 
 /// `GET /v1/photos/{id}`: the photo as uploaded.
 #[utoipa::path(get, path = "/v1/photos/{id}", operation_id = "get_photo", tag = "reports",
-    params(("id" = Uuid, Path, description = "Photo id")),
-    responses((status = 200, description = "The photo as uploaded", content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "image/webp"))),
+    params(("id" = Uuid, Path, description = "Photo id"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of the copy the client holds")),
+    responses((status = 200, description = "The photo as uploaded (`Cache-Control: private, no-cache`, with an `ETag`)", content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "image/webp"))),
+        (status = 304, description = "The client's copy (If-None-Match) is current"),
         (status = 404, description = "No such photo (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn photo(
@@ -254,8 +256,10 @@ pub async fn photo(
 
 /// `GET /v1/photos/{id}/thumbnail`: a JPEG, longer side 256 px, made once at upload.
 #[utoipa::path(get, path = "/v1/photos/{id}/thumbnail", operation_id = "get_thumbnail", tag = "reports",
-    params(("id" = Uuid, Path, description = "Photo id")),
-    responses((status = 200, description = "JPEG, longer side 256 px", content_type = "image/jpeg", body = Vec<u8>),
+    params(("id" = Uuid, Path, description = "Photo id"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of the copy the client holds")),
+    responses((status = 200, description = "JPEG, longer side 256 px (`Cache-Control: private, no-cache`, with an `ETag`)", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 304, description = "The client's copy (If-None-Match) is current"),
         (status = 404, description = "No such photo (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn thumbnail(
