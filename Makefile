@@ -8,8 +8,10 @@ CARGO ?= cargo
 run: setup
 	$(CARGO) run --locked --release -- serve
 
-## Set up whatever is missing, then run every test (real PostgreSQL + pgvector, real model).
+## Set up whatever is missing, then run every test (real PostgreSQL + pgvector, real model, and
+## headless Chromium for the browser test).
 test: setup
+	@scripts/setup-browser.sh
 	$(CARGO) test --locked
 
 ## ONNX Runtime, model, sample photos and (unless DATABASE_URL is set) the local database.

@@ -17,6 +17,7 @@ mod router;
 mod search;
 pub mod server;
 mod state;
+mod web;
 
 pub use error::{ApiError, ErrorCode};
 pub use multipart::PhotoCaps;

@@ -130,9 +130,10 @@ pub async fn document() -> impl IntoResponse {
     Json(cached_document())
 }
 
-/// `GET /docs`: the API reference as one HTML page (no scripts, nothing fetched from elsewhere).
-#[utoipa::path(get, path = "/docs", operation_id = "get_docs", tag = "operations",
-    responses((status = 200, description = "The API reference", content_type = "text/html", body = String)))]
+/// `GET /docs/reference`: the API reference as one HTML page (no scripts, nothing fetched from
+/// elsewhere), for readers without JavaScript; `/docs` is the interactive one.
+#[utoipa::path(get, path = "/docs/reference", operation_id = "get_docs", tag = "operations",
+    responses((status = 200, description = "The API reference as plain HTML (the interactive one is `/docs`)", content_type = "text/html", body = String)))]
 pub async fn docs() -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],

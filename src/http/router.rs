@@ -8,7 +8,7 @@ use axum::routing::{MethodRouter, get, patch, post};
 use super::body::{self, with_body_limit};
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
-use super::{embeddings, health, middleware, openapi, protect, reports, search};
+use super::{embeddings, health, middleware, openapi, protect, reports, search, web};
 use crate::rate_limit::RouteClass;
 
 /// Body limit of routes that take no body (or a small JSON one).
@@ -103,7 +103,14 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route("/openapi.json", get(openapi::document))
-        .route("/docs", get(openapi::docs));
+        .route("/docs/reference", get(openapi::docs))
+        .route("/docs", get(web::docs))
+        .route("/docs/docs.js", get(web::docs_js))
+        .route("/docs/swagger-ui-bundle.js", get(web::swagger_js))
+        .route("/docs/swagger-ui.css", get(web::swagger_css))
+        .route("/", get(web::index))
+        .route("/assets/app.js", get(web::app_js))
+        .route("/assets/app.css", get(web::app_css));
     let routes = if metrics == MetricsRoute::WithTheApi {
         routes.route("/metrics", get(health::metrics))
     } else {

@@ -2,6 +2,7 @@
 //! whole crate, which on two cores was most of CI's build time. Shared fixtures live in `common`.
 //! Run one area with `cargo test --test it <area>::`, e.g. `cargo test --test it edge::`.
 
+mod browser;
 mod common;
 mod concurrency;
 mod crash;

@@ -78,10 +78,10 @@ async fn every_documented_operation_is_routed_and_answers_as_documented() {
 }
 
 #[tokio::test]
-async fn the_docs_page_lists_every_operation() {
+async fn the_plain_reference_lists_every_operation() {
     use http_body_util::BodyExt;
     let app = app(default_gate_settings(), uploads()).await;
-    let response = tower::ServiceExt::oneshot(app.router.clone(), get("/docs"))
+    let response = tower::ServiceExt::oneshot(app.router.clone(), get("/docs/reference"))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -98,4 +98,43 @@ async fn the_docs_page_lists_every_operation() {
         assert!(html.contains(&format!("<code>{path}</code>")), "{path}");
     }
     assert!(html.contains("quota_exceeded"));
+}
+
+#[tokio::test]
+async fn the_app_and_the_interactive_reference_are_served_from_the_binary() {
+    let app = app(default_gate_settings(), uploads()).await;
+    for (path, mime, needle) in [
+        ("/", "text/html", "/assets/app.js"),
+        ("/assets/app.js", "text/javascript", "/v1/search"),
+        ("/assets/app.css", "text/css", "prefers-reduced-motion"),
+        ("/docs", "text/html", "/docs/swagger-ui-bundle.js"),
+        ("/docs/docs.js", "text/javascript", "/openapi.json"),
+        (
+            "/docs/swagger-ui-bundle.js",
+            "text/javascript",
+            "SwaggerUIBundle",
+        ),
+        ("/docs/swagger-ui.css", "text/css", ".swagger-ui"),
+    ] {
+        let (status, headers, body) = send_raw(&app.router, get(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let content_type = headers["content-type"].to_str().unwrap();
+        assert!(content_type.starts_with(mime), "{path}: {content_type}");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'"),
+            "{path}"
+        );
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.contains(needle), "{path} lacks {needle}");
+        // Nothing is fetched from elsewhere.
+        if mime == "text/html" {
+            assert!(
+                !body.contains("http://") && !body.contains("https://"),
+                "{path}"
+            );
+        }
+    }
 }

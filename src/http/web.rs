@@ -1,0 +1,106 @@
+//! The page people use (`GET /`: search by photo, post a report and follow it, a report's page,
+//! the operators' view) and the interactive API reference (`GET /docs`: Swagger UI, vendored from
+//! npm by `scripts/vendor-swagger-ui.sh`). Every file is compiled into the binary: nothing is
+//! fetched from elsewhere at run time.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+/// A file of the page, with its media type and how long caches may keep it.
+struct Asset {
+    body: &'static str,
+    mime: &'static str,
+    cache: &'static str,
+}
+
+// The app's own files change with the binary: revalidated on every load. The vendored bundle
+// changes only when it is upgraded.
+const FRESH: &str = "no-cache";
+const VENDORED: &str = "public, max-age=86400";
+
+/// The page may load only its own scripts, styles, images and API (a report's text can never
+/// become a script); Swagger UI needs inline styles.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' blob: data:; \
+     style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; \
+     object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+fn serve(asset: &Asset) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, asset.mime),
+            (header::CACHE_CONTROL, asset.cache),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "same-origin"),
+        ],
+        asset.body,
+    )
+        .into_response()
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// `GET /`: the app's shell (its views are drawn by `/assets/app.js`).
+pub async fn index() -> Response {
+    serve(&Asset {
+        body: include_str!("web/index.html"),
+        mime: HTML,
+        cache: FRESH,
+    })
+}
+
+/// `GET /assets/app.js`.
+pub async fn app_js() -> Response {
+    serve(&Asset {
+        body: include_str!("web/app.js"),
+        mime: JS,
+        cache: FRESH,
+    })
+}
+
+/// `GET /assets/app.css`.
+pub async fn app_css() -> Response {
+    serve(&Asset {
+        body: include_str!("web/app.css"),
+        mime: CSS,
+        cache: FRESH,
+    })
+}
+
+/// `GET /docs`: Swagger UI over `/openapi.json`, with "try it out".
+pub async fn docs() -> Response {
+    serve(&Asset {
+        body: include_str!("web/docs.html"),
+        mime: HTML,
+        cache: FRESH,
+    })
+}
+
+/// `GET /docs/docs.js`: starts Swagger UI.
+pub async fn docs_js() -> Response {
+    serve(&Asset {
+        body: include_str!("web/docs.js"),
+        mime: JS,
+        cache: FRESH,
+    })
+}
+
+/// `GET /docs/swagger-ui-bundle.js`.
+pub async fn swagger_js() -> Response {
+    serve(&Asset {
+        body: include_str!("web/vendor/swagger-ui/swagger-ui-bundle.js"),
+        mime: JS,
+        cache: VENDORED,
+    })
+}
+
+/// `GET /docs/swagger-ui.css`.
+pub async fn swagger_css() -> Response {
+    serve(&Asset {
+        body: include_str!("web/vendor/swagger-ui/swagger-ui.css"),
+        mime: CSS,
+        cache: VENDORED,
+    })
+}
