@@ -136,6 +136,17 @@ async fn wait_for_text(
     }
 }
 
+/// Clicks the button labelled `label`.
+async fn click_button(browser: &Client, label: &str) {
+    for button in browser.find_all(Locator::Css("button")).await.unwrap() {
+        if button.text().await.unwrap() == label {
+            button.click().await.unwrap();
+            return;
+        }
+    }
+    panic!("no button “{label}”");
+}
+
 /// A photo written to a file, for a file input.
 fn photo_file(bytes: &[u8], name: &str) -> String {
     let path = temp_dir("browser").join(name);
@@ -286,6 +297,68 @@ async fn a_person_searches_posts_a_report_and_follows_it_to_a_match() {
         .await
         .unwrap();
     wait_for_text(&browser, &shots, "#report-title", "Lost tabby cat", 10).await;
+
+    // The owner resolves the report, then deletes it, with the token this browser kept.
+    let (_, listed) = http(&service.addr, "GET", "/v1/reports?kind=found", "", &[])
+        .await
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&listed).unwrap();
+    let posted = listed["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["title"] == "Found a tabby cat in my garden")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser
+        .goto(&format!("{site}/#/report/{posted}"))
+        .await
+        .unwrap();
+    wait_for_text(&browser, &shots, "#report-title", "open", 10).await;
+    click_button(&browser, "Mark as resolved").await;
+    wait_for_text(&browser, &shots, "#report-title", "resolved", 10).await;
+    click_button(&browser, "Delete").await;
+    browser.accept_alert().await.unwrap();
+    wait_for_text(&browser, &shots, "h1", "Report deleted", 10).await;
+    let (status, _) = http(
+        &service.addr,
+        "GET",
+        &format!("/v1/reports/{posted}"),
+        "",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404);
+
+    // A file that is not a photo gets an answer in plain words.
+    browser.goto(&site).await.unwrap();
+    wait_for_text(&browser, &shots, "h1", "Is your pet among the reports?", 10).await;
+    let not_a_photo = photo_file(b"these are not the pixels you are looking for", "notes.jpg");
+    browser
+        .find(Locator::Css("#photo-input"))
+        .await
+        .unwrap()
+        .send_keys(&not_a_photo)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(
+        &browser,
+        &shots,
+        ".notice.error",
+        "not a photo this service reads",
+        20,
+    )
+    .await;
 
     // 3. The operators' view, refreshing from /v1/status.
     browser.goto(&format!("{site}/#/status")).await.unwrap();
