@@ -2,11 +2,20 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test setup db-start db-stop lint fmt bench load soak drain fuzz clean-cache
+.PHONY: run run-gpu gpu-check test setup db-start db-stop lint fmt bench load soak drain fuzz clean-cache
 
 ## Set up whatever is missing, then run the service on 127.0.0.1:8080.
 run: setup
 	$(CARGO) run --locked --release -- serve
+
+## The same on an NVIDIA GPU: also sets up the GPU runtime (onnxruntime-gpu + CUDA 13/cuDNN 9 from
+## PyPI, about 1.2 GB, or those of LOOKALIKE_CUDA_PYTHON_ENV), then serves with --device cuda.
+run-gpu: setup
+	@set -a && . "$$(scripts/setup-runtime.sh --gpu)" && set +a && $(CARGO) run --locked --release -- serve
+
+## The GPU path end to end on a GPU host: agreement with the CPU, errors, throughput (scripts/gpu-check.sh).
+gpu-check:
+	@scripts/gpu-check.sh
 
 ## Set up whatever is missing, then run every test (real PostgreSQL + pgvector, real model, and
 ## headless Chromium for the browser test).

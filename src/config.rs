@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::capacity::ByteBudget;
+use crate::inference::{ConvSearch, Device, DeviceSettings};
 use crate::rate_limit::{ClassRates, IpNet, RateLimitSettings, RateSpec};
 
 /// The local development database started by `scripts/pg.sh`.
@@ -569,31 +570,100 @@ pub struct ModelConfig {
         default_value = ".cache/onnxruntime-1.32.0/onnxruntime/capi/libonnxruntime.so.1.32.0"
     )]
     pub ort_library: PathBuf,
-    /// Threads ONNX Runtime uses inside one model run (0: one per core).
+    /// Threads ONNX Runtime uses inside one model run (0: the device's default: one per core on
+    /// the CPU, one on a GPU).
     #[arg(
         long = "model-threads",
         env = "LOOKALIKE_MODEL_THREADS",
         default_value_t = 0
     )]
     pub intra_threads: usize,
+    /// Where the model runs: `cpu`, `cuda` or `cuda:N` (a GPU needs the runtime of
+    /// `scripts/setup-runtime.sh --gpu`; a GPU that cannot run the model stops the start, it
+    /// never falls back to the CPU).
+    #[arg(long = "device", env = "LOOKALIKE_DEVICE", default_value = "cpu")]
+    pub device: Device,
+    /// GPU memory each session's arena may take, MiB (0: no limit).
+    #[arg(
+        long = "gpu-memory-limit-mib",
+        env = "LOOKALIKE_GPU_MEMORY_LIMIT_MIB",
+        default_value_t = 4096
+    )]
+    pub gpu_memory_limit_mib: usize,
+    /// How cuDNN picks convolution algorithms: exhaustive (timed once per batch size, at start),
+    /// heuristic or default.
+    #[arg(
+        long = "cuda-conv-search",
+        env = "LOOKALIKE_CUDA_CONV_SEARCH",
+        value_enum,
+        default_value_t = ConvSearch::Exhaustive
+    )]
+    pub cuda_conv_search: ConvSearch,
+    /// TF32 tensor cores on a GPU (faster; embeddings agree with the CPU's to a cosine of about
+    /// 0.999 instead of 0.9999).
+    #[arg(
+        long = "cuda-tf32",
+        env = "LOOKALIKE_CUDA_TF32",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub cuda_tf32: bool,
+    /// Folder of the CUDA 13 libraries (libcudart.so.13, libcublas*.so.13, …), loaded before the
+    /// first GPU session; unset: the system's library path.
+    #[arg(long = "cuda-lib-dir", env = "LOOKALIKE_CUDA_LIB_DIR")]
+    pub cuda_lib_dir: Option<PathBuf>,
+    /// Folder of the cuDNN 9 libraries (libcudnn*.so.9).
+    #[arg(long = "cudnn-lib-dir", env = "LOOKALIKE_CUDNN_LIB_DIR")]
+    pub cudnn_lib_dir: Option<PathBuf>,
+}
+
+impl ModelConfig {
+    /// The model at `path` on the CPU, with `intra_threads` threads per run (0: one per core).
+    pub fn on_cpu(path: PathBuf, ort_library: PathBuf, intra_threads: usize) -> Self {
+        ModelConfig {
+            path,
+            ort_library,
+            intra_threads,
+            device: Device::Cpu,
+            gpu_memory_limit_mib: 0,
+            cuda_conv_search: ConvSearch::Exhaustive,
+            cuda_tf32: true,
+            cuda_lib_dir: None,
+            cudnn_lib_dir: None,
+        }
+    }
+
+    /// The device settings.
+    pub fn device_settings(&self) -> DeviceSettings {
+        DeviceSettings {
+            device: self.device,
+            memory_limit_mib: self.gpu_memory_limit_mib,
+            conv_search: self.cuda_conv_search,
+            tf32: self.cuda_tf32,
+            cuda_lib_dir: self.cuda_lib_dir.clone(),
+            cudnn_lib_dir: self.cudnn_lib_dir.clone(),
+        }
+    }
 }
 
 /// The inference gate: how many model runs at once, and how long and how many may wait.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct GateConfig {
-    /// Model runs at once (0: fitted to the cores).
+    /// Model runs at once, one session each (0: the device's default: one per two cores on the
+    /// CPU, 2 on a GPU).
     #[arg(
         long = "gate-permits",
         env = "LOOKALIKE_GATE_PERMITS",
         default_value_t = 0
     )]
     pub permits: usize,
-    /// Most photos one run embeds together (micro-batching; 1 turns it off). 4 measured best on a
-    /// 2-core CPU: about 10% more photos/s than 1, while a run stays short.
+    /// Most photos one run embeds together (micro-batching; 1 turns it off; 0: the device's
+    /// default). 4 on the CPU: measured on 2 cores, about 10% more photos/s than 1 while a run
+    /// stays short. 32 on a GPU, which is efficient only at large batches.
     #[arg(
         long = "gate-max-batch",
         env = "LOOKALIKE_GATE_MAX_BATCH",
-        default_value_t = 4
+        default_value_t = 0
     )]
     pub max_batch: usize,
     /// Most interactive requests in flight (decoding, waiting or running); beyond it, 503 at once.

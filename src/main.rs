@@ -141,7 +141,14 @@ async fn drop_model(config: DropModelConfig) -> anyhow::Result<()> {
 /// Embeds a photo and prints the nearest reports.
 async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
     let m = &config.model;
-    let embedder = Embedder::load(&m.ort_library, &m.path, 1, m.intra_threads)?;
+    let embedder = Embedder::load_on(
+        &m.ort_library,
+        &m.path,
+        1,
+        m.intra_threads,
+        &m.device_settings(),
+        0,
+    )?;
     let bytes = std::fs::read(&config.file)
         .with_context(|| format!("reading {}", config.file.display()))?;
     let photo = imaging::prepare(
@@ -299,7 +306,14 @@ fn progress(label: &str, done: usize, total: usize) {
 /// Embeds each file and prints a summary line (or the vector as JSON with `--full`).
 fn embed(config: EmbedConfig) -> anyhow::Result<()> {
     let m = &config.model;
-    let embedder = Embedder::load(&m.ort_library, &m.path, 1, m.intra_threads)?;
+    let embedder = Embedder::load_on(
+        &m.ort_library,
+        &m.path,
+        1,
+        m.intra_threads,
+        &m.device_settings(),
+        0,
+    )?;
     let limits = DecodeCaps::from_config(&config.imaging);
     let pre = embedder.preprocessing();
     let mut failed = 0;

@@ -25,22 +25,26 @@ use crate::store::Store;
 use crate::sweep::Sweeper;
 use crate::tenants::ApiKeys;
 
-/// Loads the model with one session per gate permit (blocking work, run off the async threads).
+/// Loads the model on its device with one session per gate permit (blocking work, run off the
+/// async threads).
 pub async fn load_gate(model: &ModelConfig, gate: &GateConfig) -> anyhow::Result<Gate> {
-    let settings = GateSettings::from_config(gate);
-    let (library, path, sessions, threads) = (
+    let device = model.device_settings();
+    let settings = GateSettings::for_device(gate, device.device);
+    let (library, path, sessions, threads, max_batch) = (
         model.ort_library.clone(),
         model.path.clone(),
         settings.permits,
         model.intra_threads,
+        settings.max_batch,
     );
     let started = Instant::now();
-    let embedder =
-        tokio::task::spawn_blocking(move || Embedder::load(&library, &path, sessions, threads))
-            .await
-            .context("loading the model panicked")??;
+    let embedder = tokio::task::spawn_blocking(move || {
+        Embedder::load_on(&library, &path, sessions, threads, &device, max_batch)
+    })
+    .await
+    .context("loading the model panicked")??;
     let m = embedder.manifest();
-    tracing::info!(model = %m.name, version = %m.version, dim = m.dim, sessions, ms = started.elapsed().as_millis() as u64, "model loaded");
+    tracing::info!(model = %m.name, version = %m.version, dim = m.dim, device = %embedder.device(), sessions, max_batch, ms = started.elapsed().as_millis() as u64, "model loaded");
     Ok(Gate::new(Arc::new(embedder), settings))
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lookalike::config::{
-    DEFAULT_DATABASE_URL, DatabaseConfig, GateConfig, ImagingConfig, ModelConfig, UploadConfig,
+    DEFAULT_DATABASE_URL, DatabaseConfig, GateConfig, ImagingConfig, UploadConfig,
 };
 use lookalike::http::AppState;
 use lookalike::store::Store;
@@ -45,16 +45,17 @@ pub async fn start_server(
     gate: GateConfig,
     database_url: Option<String>,
 ) -> (String, tokio::sync::oneshot::Sender<()>, AppState) {
-    let model = ModelConfig {
-        path: super::model_path(),
-        ort_library: super::ort_library(),
-        intra_threads: 0,
-    };
+    let model = super::model_config();
     let imaging = ImagingConfig {
         max_megapixels: 50.0,
         max_decode_mib: 512,
         jpeg_dct_scaling: true,
-        decode_permits: 0,
+        // LOOKALIKE_DECODE_PERMITS as the service reads it: the decode concurrency to try on a
+        // GPU host, where decoding is the bottleneck (0: one per core).
+        decode_permits: std::env::var("LOOKALIKE_DECODE_PERMITS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         decode_max_waiters: 128,
     };
     let uploads = UploadConfig {

@@ -5,6 +5,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
+use lookalike::config::ModelConfig;
 use lookalike::inference::Embedder;
 
 /// The value after `name` on the command line, or `default`.
@@ -22,9 +23,29 @@ pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// The ONNX Runtime library installed by scripts/setup-runtime.sh.
+/// The ONNX Runtime library: `LOOKALIKE_ORT_LIBRARY` (the GPU runtime, for a GPU), or the CPU one
+/// installed by scripts/setup-runtime.sh.
 pub fn ort_library() -> PathBuf {
-    repo(".cache/onnxruntime-1.32.0/onnxruntime/capi/libonnxruntime.so.1.32.0")
+    std::env::var_os("LOOKALIKE_ORT_LIBRARY").map_or_else(
+        || repo(".cache/onnxruntime-1.32.0/onnxruntime/capi/libonnxruntime.so.1.32.0"),
+        PathBuf::from,
+    )
+}
+
+/// The model's device and its settings, from `LOOKALIKE_DEVICE`, `LOOKALIKE_CUDA_LIB_DIR` and
+/// `LOOKALIKE_CUDNN_LIB_DIR` as the service reads them (the CPU when unset).
+pub fn model_config() -> ModelConfig {
+    let mut model = ModelConfig::on_cpu(model_path(), ort_library(), 0);
+    if let Ok(device) = std::env::var("LOOKALIKE_DEVICE") {
+        model.device = device
+            .parse()
+            .expect("LOOKALIKE_DEVICE: cpu, cuda or cuda:N");
+        model.gpu_memory_limit_mib = 4096;
+        model.cuda_lib_dir = std::env::var_os("LOOKALIKE_CUDA_LIB_DIR").map(PathBuf::from);
+        model.cudnn_lib_dir = std::env::var_os("LOOKALIKE_CUDNN_LIB_DIR").map(PathBuf::from);
+        model.cuda_tf32 = std::env::var("LOOKALIKE_CUDA_TF32").map_or(true, |v| v != "false");
+    }
+    model
 }
 
 /// The model built by scripts/setup-model.sh.
@@ -32,10 +53,24 @@ pub fn model_path() -> PathBuf {
     repo("models/efficientnet_lite0.onnx")
 }
 
+/// Loads the model on the device of [`model_config`] with `sessions` sessions of `threads`
+/// intra-op threads (on a GPU, batches up to `max_batch` are padded and warmed).
+pub fn embedder_on(sessions: usize, threads: usize, max_batch: usize) -> Embedder {
+    let model = model_config();
+    Embedder::load_on(
+        &model.ort_library,
+        &model.path,
+        sessions,
+        threads,
+        &model.device_settings(),
+        max_batch,
+    )
+    .expect("model (run `make bench`, which sets it up)")
+}
+
 /// Loads the model with `sessions` sessions of `threads` intra-op threads.
 pub fn embedder(sessions: usize, threads: usize) -> Embedder {
-    Embedder::load(&ort_library(), &model_path(), sessions, threads)
-        .expect("model (run `make bench`, which sets it up)")
+    embedder_on(sessions, threads, 0)
 }
 
 /// A real photo (chelsea.png) prepared as the model's input.

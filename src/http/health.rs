@@ -10,7 +10,7 @@ use super::error::{ApiError, ErrorCode};
 use super::server::ConnectionSnapshot;
 use crate::capacity::BudgetSnapshot;
 use crate::capacity::SlotsSnapshot;
-use crate::inference::GateSnapshot;
+use crate::inference::{Device, GateSnapshot};
 use crate::jobs::{JobStatsSnapshot, WorkerStats};
 use crate::rate_limit::RateLimitSnapshot;
 use crate::store::JobCounts;
@@ -87,6 +87,18 @@ struct ModelStatus {
     name: String,
     version: String,
     dim: usize,
+    /// Where it runs: `cpu` or `cuda:N`.
+    device: Device,
+    /// ONNX Runtime sessions (one per gate permit).
+    sessions: usize,
+    /// Runs made, by the batch size actually run (after padding on a GPU).
+    batch_sizes_run: Vec<BatchSizeRuns>,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchSizeRuns {
+    size: usize,
+    runs: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,7 +116,9 @@ struct DatabaseStatus {
     responses((status = 200, description = "Load right now: gate permits and waiters, estimated wait, upload slots, jobs by state and the oldest queued job's age, database pool, rate limits, model, uptime and version", body = Object),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited)))]
 pub async fn status(State(app): State<AppState>) -> Json<Status> {
-    let manifest = app.pipeline.gate().model().manifest();
+    let model = app.pipeline.gate().model();
+    let manifest = model.manifest();
+    let gate = app.pipeline.gate().snapshot();
     let pool = app.store.pool_usage();
     Json(Status {
         version: env!("CARGO_PKG_VERSION"),
@@ -113,8 +127,15 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
             dim: manifest.dim,
+            device: model.device(),
+            sessions: gate.permits,
+            batch_sizes_run: model
+                .runs_by_batch_size()
+                .into_iter()
+                .map(|(size, runs)| BatchSizeRuns { size, runs })
+                .collect(),
         },
-        gate: app.pipeline.gate().snapshot(),
+        gate,
         decode: app.pipeline.decode_slots().snapshot(),
         uploads: app.reports.upload_slots().snapshot(),
         body_memory: app.body_budget.snapshot(),
@@ -149,6 +170,35 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
         app.started.elapsed().as_secs_f64(),
     );
     app.pipeline.gate().snapshot().render(&mut out);
+    let model = app.pipeline.gate().model();
+    let manifest = model.manifest();
+    let device = model.device().to_string();
+    out.help(
+        "lookalike_model_info",
+        "gauge",
+        "The model and the device it runs on (always 1).",
+    );
+    out.sample(
+        "lookalike_model_info",
+        &[
+            ("model", manifest.name.as_str()),
+            ("version", manifest.version.as_str()),
+            ("device", device.as_str()),
+        ],
+        1.0,
+    );
+    out.help(
+        "lookalike_model_runs_by_batch_size_total",
+        "counter",
+        "Model runs by the batch size actually run (after padding on a GPU).",
+    );
+    for (size, runs) in model.runs_by_batch_size() {
+        out.sample(
+            "lookalike_model_runs_by_batch_size_total",
+            &[("size", size.to_string().as_str())],
+            runs as f64,
+        );
+    }
     app.pipeline
         .decode_slots()
         .snapshot()

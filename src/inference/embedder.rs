@@ -1,6 +1,7 @@
 //! The embedder: one ONNX Runtime session per concurrent run, over a model checked against its manifest.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use ndarray::{Array4, ArrayView3, Axis};
@@ -9,6 +10,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
+use super::device::{ConvSearch, Device, DeviceSettings, batch_buckets, bucket_for};
 use super::manifest::{ManifestError, ModelManifest, Preprocessing};
 
 /// One embedding vector (unit length).
@@ -50,6 +52,9 @@ pub enum EmbedderError {
     /// The model's outputs do not match the manifest.
     #[error("the model {path} does not match its manifest: {message}")]
     Contract { path: PathBuf, message: String },
+    /// The device cannot run the model: what is missing, and what to do.
+    #[error("{0}")]
+    Device(String),
     /// A model run failed.
     #[error("model run failed: {0}")]
     Run(String),
@@ -83,12 +88,21 @@ pub fn init_runtime(library: &Path) -> Result<Environment, RuntimeError> {
 pub struct Embedder {
     manifest: ModelManifest,
     sessions: Vec<Mutex<Session>>,
+    device: Device,
+    /// The batch sizes runs are padded to (none on the CPU, which plans no shapes ahead).
+    buckets: Vec<usize>,
+    /// Runs by the batch size actually run (after padding); the last counts every larger size.
+    runs_by_size: Box<[AtomicU64]>,
 }
+
+/// Batch sizes counted one by one in `runs_by_size`.
+const COUNTED_SIZES: usize = 256;
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Embedder")
             .field("model", &self.manifest.name)
+            .field("device", &self.device)
             .field("sessions", &self.sessions.len())
             .finish()
     }
@@ -96,12 +110,34 @@ impl std::fmt::Debug for Embedder {
 
 impl Embedder {
     /// Loads the runtime library, checks the model file against its manifest, and opens `sessions`
-    /// sessions with `intra_threads` threads each (0: one per core).
+    /// sessions on the CPU with `intra_threads` threads each (0: one per core).
     pub fn load(
         library: &Path,
         model: &Path,
         sessions: usize,
         intra_threads: usize,
+    ) -> Result<Self, EmbedderError> {
+        Embedder::load_on(
+            library,
+            model,
+            sessions,
+            intra_threads,
+            &DeviceSettings::default(),
+            0,
+        )
+    }
+
+    /// As [`Embedder::load`], on `device` (0 threads: the device's default). On a GPU, batches of
+    /// up to `max_batch` are padded to a few sizes, each warmed on every session before this
+    /// returns. A device that cannot run the model is an error naming what is missing: the
+    /// model never falls back to the CPU on its own.
+    pub fn load_on(
+        library: &Path,
+        model: &Path,
+        sessions: usize,
+        intra_threads: usize,
+        device: &DeviceSettings,
+        max_batch: usize,
     ) -> Result<Self, EmbedderError> {
         let environment = init_runtime(library)?;
         let manifest = ModelManifest::load_for(model)?;
@@ -110,24 +146,86 @@ impl Embedder {
             source,
         })?;
         manifest.verify(model, &bytes)?;
+        if device.device.is_gpu() {
+            prepare_cuda(library, device)?;
+        }
         let threads = if intra_threads == 0 {
-            crate::config::available_cores()
+            device.device.default_threads()
         } else {
             intra_threads
         };
         let sessions = (0..sessions.max(1))
             .map(|_| {
-                open_session(&environment, &bytes, threads)
+                open_session(&environment, &bytes, threads, device)
                     .map(Mutex::new)
-                    .map_err(|e| EmbedderError::LoadModel {
-                        path: model.to_owned(),
-                        message: e.to_string(),
+                    .map_err(|e| match device.device {
+                        Device::Cpu => EmbedderError::LoadModel {
+                            path: model.to_owned(),
+                            message: e.to_string(),
+                        },
+                        gpu => EmbedderError::Device(format!(
+                            "the CUDA execution provider cannot start on {gpu}: {e} (it needs an NVIDIA driver, the device, and the CUDA 13 and cuDNN 9 libraries: scripts/setup-runtime.sh --gpu installs them)"
+                        )),
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let embedder = Embedder { manifest, sessions };
-        embedder.check_contract(model)?;
+        let buckets = if device.device.is_gpu() {
+            let max_batch = if max_batch == 0 {
+                device.device.default_max_batch()
+            } else {
+                max_batch
+            };
+            batch_buckets(max_batch)
+        } else {
+            Vec::new()
+        };
+        let embedder = Embedder {
+            manifest,
+            sessions,
+            device: device.device,
+            buckets,
+            runs_by_size: (0..=COUNTED_SIZES).map(|_| AtomicU64::new(0)).collect(),
+        };
+        embedder.check_contract(model).map_err(|e| match device.device {
+            Device::Cpu => e,
+            gpu => EmbedderError::Device(format!(
+                "the first model run on {gpu} failed: {e} (a missing cuDNN shows only here: scripts/setup-runtime.sh --gpu installs it)"
+            )),
+        })?;
+        embedder.warm()?;
         Ok(embedder)
+    }
+
+    /// Runs every padded batch size once on every session, so that no request pays for a
+    /// shape's planning (and, with the exhaustive search, its timing).
+    fn warm(&self) -> Result<(), EmbedderError> {
+        let p = self.preprocessing();
+        for session in &self.sessions {
+            let mut session = session.lock().unwrap_or_else(|p| p.into_inner());
+            for &size in &self.buckets {
+                let blank = Array4::<f32>::zeros((size, 3, p.height as usize, p.width as usize));
+                self.run_in(&mut session, blank)?;
+            }
+        }
+        if !self.buckets.is_empty() {
+            tracing::info!(device = %self.device, buckets = ?self.buckets, sessions = self.sessions.len(), "batch sizes warmed");
+        }
+        Ok(())
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// How many runs of each batch size (after padding) were made, smallest first.
+    pub fn runs_by_batch_size(&self) -> Vec<(usize, u64)> {
+        self.runs_by_size
+            .iter()
+            .enumerate()
+            .map(|(size, n)| (size, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// The model's manifest (name, version, dim, input contract).
@@ -169,7 +267,6 @@ impl Embedder {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let run_error = |e: ort::Error| EmbedderError::Run(e.to_string());
         // Callers hold a gate permit per run and there are as many sessions as permits, so a free
         // session exists; blocking on the first is only a fallback for callers outside the gate.
         let mut session = self
@@ -178,6 +275,29 @@ impl Embedder {
             .find_map(|s| s.try_lock().ok())
             .map_or_else(|| self.sessions[0].lock(), Ok)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let photos = batch.len_of(Axis(0));
+        let size = bucket_for(&self.buckets, photos);
+        let mut embeddings = if size > photos {
+            // Zero images fill the batch to its planned size; their embeddings are dropped.
+            let (_, c, h, w) = batch.dim();
+            let padding = Array4::<f32>::zeros((size - photos, c, h, w));
+            let padded = ndarray::concatenate(Axis(0), &[batch.view(), padding.view()])
+                .map_err(|e| EmbedderError::Run(format!("padding the batch: {e}")))?;
+            self.run_in(&mut session, padded)?
+        } else {
+            self.run_in(&mut session, batch)?
+        };
+        embeddings.truncate(photos);
+        self.runs_by_size[size.min(COUNTED_SIZES)].fetch_add(1, Ordering::Relaxed);
+        Ok(embeddings)
+    }
+
+    fn run_in(
+        &self,
+        session: &mut Session,
+        batch: Array4<f32>,
+    ) -> Result<Vec<Embedding>, EmbedderError> {
+        let run_error = |e: ort::Error| EmbedderError::Run(e.to_string());
         let input = TensorRef::from_array_view(&batch).map_err(run_error)?;
         let outputs = session
             .run(ort::inputs![self.manifest.input.name.as_str() => input])
@@ -236,14 +356,68 @@ impl Embedder {
     }
 }
 
-fn open_session(environment: &Environment, model: &[u8], threads: usize) -> ort::Result<Session> {
-    Session::builder(environment)?
+/// Before the first CUDA session: the runtime library must be a GPU build, and the CUDA and cuDNN
+/// libraries are loaded from their configured folders (so a missing one is named now, not at
+/// the first run).
+fn prepare_cuda(library: &Path, device: &DeviceSettings) -> Result<(), EmbedderError> {
+    use ort::ep::ExecutionProvider;
+    let built_with_cuda = ort::ep::CUDA::is_available().map_err(|e| {
+        EmbedderError::Device(format!("cannot ask {} for CUDA: {e}", library.display()))
+    })?;
+    if !built_with_cuda {
+        return Err(EmbedderError::Device(format!(
+            "--device {} needs a GPU build of ONNX Runtime, and {} was built without CUDA: run scripts/setup-runtime.sh --gpu and pass the library it prints with --ort-library (make run-gpu does both)",
+            device.device,
+            library.display()
+        )));
+    }
+    if device.cuda_lib_dir.is_some() || device.cudnn_lib_dir.is_some() {
+        ort::ep::cuda::preload_dylibs(device.cuda_lib_dir.as_deref(), device.cudnn_lib_dir.as_deref())
+            .map_err(|e| {
+                EmbedderError::Device(format!(
+                    "the CUDA libraries cannot be loaded: {e} (from --cuda-lib-dir {} and --cudnn-lib-dir {}; scripts/setup-runtime.sh --gpu installs them)",
+                    display(&device.cuda_lib_dir),
+                    display(&device.cudnn_lib_dir)
+                ))
+            })?;
+    }
+    Ok(())
+}
+
+fn display(path: &Option<PathBuf>) -> String {
+    path.as_deref()
+        .map_or_else(|| "(none)".into(), |p| p.display().to_string())
+}
+
+fn open_session(
+    environment: &Environment,
+    model: &[u8],
+    threads: usize,
+    device: &DeviceSettings,
+) -> ort::Result<Session> {
+    let mut builder = Session::builder(environment)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(threads)?
         .with_inter_threads(1)?
         // Spinning threads would steal the cores that decoding needs between runs.
-        .with_intra_op_spinning(false)?
-        .commit_from_memory(model)
+        .with_intra_op_spinning(false)?;
+    if let Device::Cuda { id } = device.device {
+        use ort::ep::cuda::ConvAlgorithmSearch;
+        let mut cuda = ort::ep::CUDA::default()
+            .with_device_id(id)
+            .with_conv_algorithm_search(match device.conv_search {
+                ConvSearch::Exhaustive => ConvAlgorithmSearch::Exhaustive,
+                ConvSearch::Heuristic => ConvAlgorithmSearch::Heuristic,
+                ConvSearch::Default => ConvAlgorithmSearch::Default,
+            });
+        cuda = cuda.with_tf32(device.tf32);
+        if device.memory_limit_mib > 0 {
+            cuda = cuda.with_memory_limit(device.memory_limit_mib << 20);
+        }
+        // Registration that fails is an error, never a quiet run on the CPU.
+        builder = builder.with_execution_providers([cuda.build().error_on_failure()])?;
+    }
+    builder.commit_from_memory(model)
 }
 
 /// Scales `v` to unit length (left as is when it is all zeros).

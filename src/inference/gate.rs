@@ -25,6 +25,7 @@ use ndarray::Array3;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use super::device::Device;
 use super::embedder::Embedding;
 pub use super::queue::Priority;
 use super::queue::{GateQueue, QueueId};
@@ -83,15 +84,25 @@ pub struct GateSettings {
 }
 
 impl GateSettings {
-    /// Settings from the configuration; zero permits means fitted to the cores.
+    /// Settings from the configuration for a model on the CPU.
     pub fn from_config(c: &GateConfig) -> Self {
+        GateSettings::for_device(c, Device::Cpu)
+    }
+
+    /// Settings from the configuration for a model on `device`: zero permits or zero batch means
+    /// the device's default.
+    pub fn for_device(c: &GateConfig, device: Device) -> Self {
         GateSettings {
             permits: if c.permits == 0 {
-                default_permits()
+                device.default_permits()
             } else {
                 c.permits
             },
-            max_batch: c.max_batch.max(1),
+            max_batch: if c.max_batch == 0 {
+                device.default_max_batch()
+            } else {
+                c.max_batch
+            },
             max_waiters: [c.max_waiters, c.max_background_waiters],
             max_wait: [
                 Duration::from_millis(c.max_wait_ms),
@@ -104,7 +115,7 @@ impl GateSettings {
 /// One run at a time per two cores: ONNX Runtime's intra-op threads use the cores inside a run,
 /// and more concurrent runs only contend (measured: same throughput, worse latency).
 pub fn default_permits() -> usize {
-    (crate::config::available_cores() / 2).max(1)
+    Device::Cpu.default_permits()
 }
 
 /// A waiter's answer: its embedding and how long the model run took, or why there is none.

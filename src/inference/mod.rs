@@ -1,12 +1,14 @@
 //! Inference: the ONNX model (`Embedder`) and the gate that every model run passes (`Gate`).
 //! Knows nothing of HTTP or SQL.
 
+mod device;
 mod embedder;
 mod gate;
 mod manifest;
 mod queue;
 mod runner;
 
+pub use device::{ConvSearch, Device, DeviceSettings, batch_buckets, bucket_for};
 pub use embedder::{
     Embedder, EmbedderError, Embedding, RuntimeError, cosine, init_runtime, l2_normalize,
 };

@@ -1,9 +1,9 @@
-//! The model behind the gate. The gate knows only this trait: the ONNX Runtime session
-//! (`Embedder`) runs on the CPU today, and another runner (a GPU one, or a fake in tests) slots in
-//! beside it.
+//! The model behind the gate. The gate knows only this trait: the ONNX Runtime sessions
+//! (`Embedder`, on the CPU or a GPU), or a fake in tests.
 
 use ndarray::ArrayView3;
 
+use super::device::Device;
 use super::embedder::{Embedder, EmbedderError, Embedding};
 use super::manifest::ModelManifest;
 
@@ -14,6 +14,16 @@ pub trait BatchRunner: Send + Sync + 'static {
 
     /// One embedding per photo (`[3, H, W]` each), in order.
     fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<Embedding>, EmbedderError>;
+
+    /// Where it runs (`cpu`, `cuda:0`).
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    /// Runs made, by the batch size actually run (after any padding), smallest first.
+    fn runs_by_batch_size(&self) -> Vec<(usize, u64)> {
+        Vec::new()
+    }
 }
 
 impl BatchRunner for Embedder {
@@ -23,5 +33,13 @@ impl BatchRunner for Embedder {
 
     fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<Embedding>, EmbedderError> {
         self.embed_batch(photos)
+    }
+
+    fn device(&self) -> Device {
+        Embedder::device(self)
+    }
+
+    fn runs_by_batch_size(&self) -> Vec<(usize, u64)> {
+        Embedder::runs_by_batch_size(self)
     }
 }

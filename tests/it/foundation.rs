@@ -269,3 +269,52 @@ fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// A GPU that cannot be had stops the start with what is missing; nothing quietly runs on the
+/// CPU instead. This machine's runtime is the CPU build: the first thing missing.
+#[tokio::test]
+async fn the_cuda_device_without_a_gpu_runtime_stops_the_start_naming_what_is_missing() {
+    use lookalike::inference::{Device, DeviceSettings};
+    let settings = DeviceSettings {
+        device: Device::Cuda { id: 0 },
+        ..DeviceSettings::default()
+    };
+    let err = Embedder::load_on(
+        &model_config().ort_library,
+        &model_config().path,
+        1,
+        1,
+        &settings,
+        0,
+    )
+    .unwrap_err();
+    assert!(matches!(err, EmbedderError::Device(_)), "{err}");
+    assert!(
+        err.to_string().contains("was built without CUDA")
+            && err.to_string().contains("scripts/setup-runtime.sh --gpu"),
+        "{err}"
+    );
+
+    // The binary, as an operator starts it: exit status 1 and the same words, no panic.
+    let out = Command::new(env!("CARGO_BIN_EXE_lookalike"))
+        .current_dir(repo(""))
+        .args(["serve", "--listen", "127.0.0.1:0", "--device", "cuda:1"])
+        .env("DATABASE_URL", fresh_database().await)
+        .env("LOOKALIKE_STORAGE_DIR", temp_dir("storage"))
+        .env("LOOKALIKE_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--device cuda:1 needs a GPU build of ONNX Runtime")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_lookalike"))
+        .args(["serve", "--device", "tpu"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("use cpu, cuda or cuda:N"));
+}

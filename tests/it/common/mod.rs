@@ -35,11 +35,11 @@ pub fn repo(rel: &str) -> PathBuf {
 
 /// The model and runtime as `make test` sets them up.
 pub fn model_config() -> ModelConfig {
-    ModelConfig {
-        path: repo("models/efficientnet_lite0.onnx"),
-        ort_library: repo(".cache/onnxruntime-1.32.0/onnxruntime/capi/libonnxruntime.so.1.32.0"),
-        intra_threads: 0,
-    }
+    ModelConfig::on_cpu(
+        repo("models/efficientnet_lite0.onnx"),
+        repo(".cache/onnxruntime-1.32.0/onnxruntime/capi/libonnxruntime.so.1.32.0"),
+        0,
+    )
 }
 
 /// The real model, loaded once per test binary, with `sessions` sessions (the first caller decides).
