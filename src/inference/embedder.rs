@@ -213,6 +213,13 @@ impl Embedder {
         Ok(())
     }
 
+    /// Pads every batch to the smallest of `buckets` that holds it, as on a GPU (where the
+    /// sizes are also warmed at load): lets the CPU check that padding changes no embedding.
+    pub fn with_buckets(mut self, buckets: Vec<usize>) -> Self {
+        self.buckets = buckets;
+        self
+    }
+
     /// The device the model runs on.
     pub fn device(&self) -> Device {
         self.device

@@ -318,3 +318,31 @@ async fn the_cuda_device_without_a_gpu_runtime_stops_the_start_naming_what_is_mi
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("use cpu, cuda or cuda:N"));
 }
+
+/// A GPU pads batches to a few sizes: the padding's zero photos must change nothing of the real
+/// photos' embeddings, and the runs are counted at the padded size.
+#[test]
+fn padding_a_batch_changes_no_embedding() {
+    let plain = Embedder::load(&model_config().ort_library, &model_config().path, 1, 1).unwrap();
+    let padded = Embedder::load(&model_config().ort_library, &model_config().path, 1, 1)
+        .unwrap()
+        .with_buckets(lookalike::inference::batch_buckets(8));
+    let pre = plain.preprocessing();
+    let tensors: Vec<_> = ["chelsea.png", "coffee.png", "astronaut.png"]
+        .iter()
+        .map(|n| {
+            imaging::prepare(&sample(n), &pre, &DecodeCaps::default())
+                .unwrap()
+                .tensor
+        })
+        .collect();
+    let views: Vec<_> = tensors.iter().map(|t| t.view()).collect();
+    let expected = plain.embed_batch(&views).unwrap();
+    let got = padded.embed_batch(&views).unwrap();
+    assert_eq!(got.len(), 3);
+    for (a, b) in expected.iter().zip(&got) {
+        assert!(cosine(a, b) > 0.99999, "{}", cosine(a, b));
+    }
+    // Three photos ran as a batch of four (the load-time check ran one of one).
+    assert_eq!(padded.runs_by_batch_size(), [(1, 1), (4, 1)]);
+}
