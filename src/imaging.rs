@@ -31,6 +31,16 @@ pub enum PhotoFormat {
 }
 
 impl PhotoFormat {
+    /// The format stored as `name` (`jpeg`, `png`, `webp`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "jpeg" => Some(PhotoFormat::Jpeg),
+            "png" => Some(PhotoFormat::Png),
+            "webp" => Some(PhotoFormat::Webp),
+            _ => None,
+        }
+    }
+
     /// The media type of the format.
     pub fn mime(self) -> &'static str {
         match self {

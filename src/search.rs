@@ -2,11 +2,17 @@
 //! matches between reports from their stored embeddings (no inference).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::imaging::PhotoFormat;
 use crate::inference::Ticket;
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{EmbeddedPhoto, Pipeline, PipelineError};
 use crate::reports::{Report, ReportKind, ReportStatus};
 use crate::store::{NewMatch, SearchFilter, SearchMode, Store, StoreError};
 use crate::telemetry::timing::{self, Stage};
@@ -227,12 +233,49 @@ pub struct SearchResult {
     pub score: f32,
 }
 
-/// Search by photo; cheap to clone.
+/// Where a photo's embedding came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingSource {
+    /// A model run, now.
+    Model,
+    /// The store: the same bytes were embedded before (no decode, no model run).
+    Store,
+}
+
+/// A photo's embedding and where it came from.
+#[derive(Debug, Clone)]
+pub struct SourcedEmbedding {
+    /// The photo's format, size and embedding.
+    pub photo: EmbeddedPhoto,
+    /// Where the embedding came from.
+    pub source: EmbeddingSource,
+}
+
+/// Photos answered per source since start.
+#[derive(Debug, Default)]
+pub struct SourceCounts {
+    model: AtomicU64,
+    store: AtomicU64,
+}
+
+impl SourceCounts {
+    /// (by the model, from the store).
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.model.load(Ordering::Relaxed),
+            self.store.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Search by photo, and the embedding of request photos; cheap to clone.
 #[derive(Clone)]
 pub struct SearchService {
     pipeline: Pipeline,
     matcher: Matcher,
     store: Store,
+    sources: Arc<SourceCounts>,
 }
 
 impl SearchService {
@@ -242,7 +285,77 @@ impl SearchService {
             pipeline,
             matcher,
             store,
+            sources: Arc::default(),
         }
+    }
+
+    /// Photos embedded by the model and answered from the store, since start.
+    pub fn sources(&self) -> &SourceCounts {
+        &self.sources
+    }
+
+    /// Embeds request photos, in order. A photo whose bytes were embedded before (by sha256,
+    /// for the current model) is answered from the store: no decode, no model run. The others go
+    /// through the gate with the place `admission` holds (taken before the body was read), or,
+    /// when the gate refused that place, fail with its refusal: a full gate still answers every
+    /// photo it can without the model.
+    pub async fn embed_photos(
+        &self,
+        admission: Result<Ticket, PipelineError>,
+        photos: Vec<Bytes>,
+    ) -> Result<Vec<SourcedEmbedding>, SearchError> {
+        let hashing = photos.clone();
+        let hashes: Vec<[u8; 32]> = tokio::task::spawn_blocking(move || {
+            hashing
+                .iter()
+                .map(|p| Sha256::digest(p).into())
+                .collect::<Vec<[u8; 32]>>()
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("hashing the photos failed".into()))?;
+        let mut stored = timing::measure(
+            Stage::Database,
+            self.store.stored_embeddings(&hashes, self.matcher.model_id),
+        )
+        .await?;
+        let mut answers: Vec<Option<SourcedEmbedding>> = hashes
+            .iter()
+            .map(|h| {
+                let known = stored.remove(h)?;
+                Some(SourcedEmbedding {
+                    photo: EmbeddedPhoto {
+                        format: PhotoFormat::from_name(&known.format)?,
+                        width: u32::try_from(known.width).ok()?,
+                        height: u32::try_from(known.height).ok()?,
+                        embedding: known.embedding,
+                    },
+                    source: EmbeddingSource::Store,
+                })
+            })
+            .collect();
+        let missing: Vec<(usize, Bytes)> = photos
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| answers[*i].is_none())
+            .collect();
+        self.sources
+            .store
+            .fetch_add((answers.len() - missing.len()) as u64, Ordering::Relaxed);
+        if !missing.is_empty() {
+            let ticket = admission?;
+            let (indexes, bytes): (Vec<usize>, Vec<Bytes>) = missing.into_iter().unzip();
+            let embedded = self.pipeline.embed_all_admitted(ticket, bytes).await?;
+            self.sources
+                .model
+                .fetch_add(embedded.len() as u64, Ordering::Relaxed);
+            for (i, photo) in indexes.into_iter().zip(embedded) {
+                answers[i] = Some(SourcedEmbedding {
+                    photo,
+                    source: EmbeddingSource::Model,
+                });
+            }
+        }
+        Ok(answers.into_iter().flatten().collect())
     }
 
     /// The matcher (for matches between reports).
@@ -269,16 +382,22 @@ impl SearchService {
             .await
     }
 
-    /// Embeds the query photo with the gate place `ticket` holds (taken before the photo was
-    /// read) and returns the `k` nearest reports.
+    /// Embeds the query photo (see [`SearchService::embed_photos`]: from the store when its
+    /// bytes were embedded before, else with the gate place `admission` holds) and returns the
+    /// `k` nearest reports, and where the query's embedding came from.
     pub async fn search(
         &self,
-        ticket: Ticket,
-        photo: bytes::Bytes,
+        admission: Result<Ticket, PipelineError>,
+        photo: Bytes,
         filter: &SearchFilter,
         k: usize,
-    ) -> Result<Vec<SearchResult>, SearchError> {
-        let query = self.pipeline.embed_admitted(ticket, photo).await?;
+    ) -> Result<(Vec<SearchResult>, EmbeddingSource), SearchError> {
+        let sourced = self
+            .embed_photos(admission, vec![photo])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("the query photo got no embedding".into()))?;
+        let query = sourced.photo;
         let (hits, mut reports) = timing::measure(Stage::Database, async {
             let hits = self
                 .matcher
@@ -292,7 +411,7 @@ impl SearchService {
             Ok::<_, SearchError>((hits, reports))
         })
         .await?;
-        Ok(hits
+        let results = hits
             .into_iter()
             .filter_map(|h| {
                 reports.remove(&h.report_id).map(|report| SearchResult {
@@ -301,6 +420,7 @@ impl SearchService {
                     score: h.score,
                 })
             })
-            .collect())
+            .collect();
+        Ok((results, sourced.source))
     }
 }

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::multipart::read_photos;
 use crate::imaging::PhotoFormat;
 use crate::inference::Priority;
+use crate::search::EmbeddingSource;
 
 /// Response body.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -34,9 +35,12 @@ struct PhotoEmbedding {
     width: u32,
     height: u32,
     embedding: Vec<f32>,
+    /// `store` when the same bytes were embedded before (no model run), `model` otherwise.
+    source: EmbeddingSource,
 }
 
-/// Embeds 1..N photos sent in the multipart field `photos`, at interactive priority.
+/// Embeds 1..N photos sent in the multipart field `photos`, at interactive priority; photos
+/// embedded before (the same bytes) come from the store, also while the model is saturated.
 #[utoipa::path(post, path = "/v1/embeddings", operation_id = "create_embeddings", tag = "embeddings",
     request_body(content = EmbeddingsForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "One embedding per photo, in order", body = EmbeddingsResponse),
@@ -51,11 +55,13 @@ pub async fn create(
     size: BodySize,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<EmbeddingsResponse>, ApiError> {
-    // A place in the gate, then memory for the body, and only then the body.
-    let ticket = app.pipeline.admit(Priority::Interactive)?;
+    // A place in the gate, then memory for the body, and only then the body. A full gate does
+    // not end the request: its photos may have been embedded before (answered from the store);
+    // the refusal stands for those that were not.
+    let admission = app.pipeline.admit(Priority::Interactive);
     let _memory = app.body_budget.reserve(size.to_reserve()).await?;
     let photos = read_photos(multipart?, "photos", app.photo_limits).await?;
-    let embedded = app.pipeline.embed_all_admitted(ticket, photos).await?;
+    let embedded = app.search.embed_photos(admission, photos).await?;
     let manifest = app.pipeline.gate().model().manifest();
     Ok(Json(EmbeddingsResponse {
         model: ModelRef {
@@ -66,12 +72,13 @@ pub async fn create(
         embeddings: embedded
             .into_iter()
             .enumerate()
-            .map(|(index, p)| PhotoEmbedding {
+            .map(|(index, e)| PhotoEmbedding {
                 index,
-                format: p.format,
-                width: p.width,
-                height: p.height,
-                embedding: p.embedding,
+                format: e.photo.format,
+                width: e.photo.width,
+                height: e.photo.height,
+                embedding: e.photo.embedding,
+                source: e.source,
             })
             .collect(),
     }))

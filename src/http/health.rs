@@ -213,6 +213,22 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
     if let Some(workers) = &app.job_stats {
         workers.snapshot().render(&mut out);
     }
+    let (by_model, from_store) = app.search.sources().get();
+    out.help(
+        "lookalike_photos_embedded_total",
+        "counter",
+        "Request photos embedded, by source: a model run, or the store (the same bytes embedded before).",
+    );
+    out.sample(
+        "lookalike_photos_embedded_total",
+        &[("source", "model")],
+        by_model as f64,
+    );
+    out.sample(
+        "lookalike_photos_embedded_total",
+        &[("source", "store")],
+        from_store as f64,
+    );
     app.connections.snapshot().render(&mut out);
     app.body_budget.snapshot().render(&mut out);
     app.sweeps.render(&mut out);

@@ -17,7 +17,7 @@ use super::protect::Caller;
 use super::reports::ReportBody;
 use crate::inference::Priority;
 use crate::reports::{ReportKind, ReportStatus, ValidationError};
-use crate::search::SearchError;
+use crate::search::{EmbeddingSource, SearchError};
 use crate::store::SearchFilter;
 
 /// Most results of one search.
@@ -48,12 +48,17 @@ pub struct SearchHit {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     k: usize,
+    /// `store` when the query photo's bytes were embedded before (no model run), `model`
+    /// otherwise.
+    query_source: EmbeddingSource,
     results: Vec<SearchHit>,
 }
 
 /// `POST /v1/search`: one photo in the field `photo`, plus filters: `kind` (comma-separated),
 /// `species`, `status` (open by default; `any` for all), `since` (RFC 3339), `latitude` +
-/// `longitude` + `radius_km`, and `k` (1..100, default 20). Results are grouped per report.
+/// `longitude` + `radius_km`, and `k` (1..100, default 20). Results are grouped per report. A
+/// photo embedded before (the same bytes) needs no model run: it is answered also while the
+/// model is saturated.
 #[utoipa::path(post, path = "/v1/search", operation_id = "search", tag = "search",
     request_body(content = SearchForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "The k most similar reports, best first", body = SearchResponse),
@@ -69,8 +74,9 @@ pub async fn search(
     size: BodySize,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    // A place in the gate, then memory for the body, and only then the body.
-    let ticket = app.pipeline.admit(Priority::Interactive)?;
+    // A place in the gate, then memory for the body, and only then the body. A full gate does
+    // not end the request: a photo embedded before is answered from the store.
+    let admission = app.pipeline.admit(Priority::Interactive);
     let _memory = app.body_budget.reserve(size.to_reserve()).await?;
     let limits = PhotoCaps {
         max_bytes: app.photo_limits.max_bytes,
@@ -80,9 +86,10 @@ pub async fn search(
     let (mut filter, k) = parse_search(&form.fields)?;
     filter.tenant = caller.tenant_id().map(str::to_owned);
     let photo = form.photos.remove(0);
-    let results = app.search.search(ticket, photo, &filter, k).await?;
+    let (results, query_source) = app.search.search(admission, photo, &filter, k).await?;
     Ok(Json(SearchResponse {
         k,
+        query_source,
         results: results
             .into_iter()
             .map(|r| SearchHit {

@@ -13,7 +13,9 @@ pub mod tenants;
 
 pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
 pub use lifecycle::{ModelUsage, Purge, SweptBlob};
-pub use reports::{CreatedReport, NewPhoto, OwnerCheck, PhotoKeys, Recorded, StorageCharge};
+pub use reports::{
+    CreatedReport, NewPhoto, OwnerCheck, PhotoKeys, Recorded, StorageCharge, StoredEmbedding,
+};
 pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode};
 pub use tenants::{ReserveError, StorageUsage};
 

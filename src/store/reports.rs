@@ -82,6 +82,19 @@ pub struct PhotoKeys {
     pub sha256: String,
 }
 
+/// A photo's stored embedding, with what the upload recorded of the photo.
+#[derive(Debug, Clone)]
+pub struct StoredEmbedding {
+    /// The embedding (unit length).
+    pub embedding: Vec<f32>,
+    /// `jpeg`, `png` or `webp`.
+    pub format: String,
+    /// Upright width.
+    pub width: i32,
+    /// Upright height.
+    pub height: i32,
+}
+
 /// What an owner-only action found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerCheck {
@@ -243,6 +256,42 @@ impl Store {
             report,
             unused_objects,
         })))
+    }
+
+    /// The stored embeddings for `model_id` of the photos whose bytes hash to `hashes`, with
+    /// each photo's format and size, by hash (photos never embedded are left out).
+    pub async fn stored_embeddings(
+        &self,
+        hashes: &[[u8; 32]],
+        model_id: i32,
+    ) -> Result<HashMap<[u8; 32], StoredEmbedding>, StoreError> {
+        let wanted: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let rows = sqlx::query(
+            "SELECT e.sha256, e.embedding, b.format, b.width, b.height
+             FROM embeddings e JOIN blobs b ON b.sha256 = e.sha256
+             WHERE e.sha256 = ANY($1) AND e.model_id = $2",
+        )
+        .bind(&wanted)
+        .bind(model_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = HashMap::new();
+        for r in rows {
+            let sha: Vec<u8> = r.try_get("sha256")?;
+            let Ok(sha) = <[u8; 32]>::try_from(sha.as_slice()) else {
+                continue;
+            };
+            found.insert(
+                sha,
+                StoredEmbedding {
+                    embedding: r.try_get::<Vector, _>("embedding")?.to_vec(),
+                    format: r.try_get("format")?,
+                    width: r.try_get("width")?,
+                    height: r.try_get("height")?,
+                },
+            );
+        }
+        Ok(found)
     }
 
     /// Which of these blobs are recorded (their objects are stored).

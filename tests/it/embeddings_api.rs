@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use image::{DynamicImage, ImageFormat};
 use lookalike::config::UploadConfig;
 use lookalike::imaging::{self, DecodeCaps};
-use lookalike::inference::cosine;
+use lookalike::inference::{GateSettings, cosine};
 use serde_json::Value;
 
 async fn post(
@@ -329,4 +329,82 @@ fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     out.extend_from_slice(&payload);
     out.extend_from_slice(&jpeg[2..]);
     out
+}
+
+/// A photo embedded before (the same bytes, by sha256) needs no model run: `/v1/embeddings` and
+/// `/v1/search` answer it from the store and say so, also while the gate refuses every place (a
+/// degraded mode that keeps answering what it can); a new photo still gets the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_embedded_before_is_answered_from_the_store_also_with_the_gate_full() {
+    let mut app = app(default_gate_settings(), uploads()).await;
+    let photos = distinct_photos(3, 128);
+    let (known, new, other) = (&photos[0], &photos[1], &photos[2]);
+    let (status, _, report) = send(
+        &app.router,
+        post_multipart("/v1/reports", &report_form("found", "dog", &photos[..1])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    let workers = app.start_workers(job_settings(1));
+    let store = app.state.store.clone();
+    eventually("the report embedded", 30, || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM embeddings")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    workers.stop(std::time::Duration::from_secs(5)).await;
+
+    // One stored photo and one new: one model run, for the new one only.
+    let runs = app.state.pipeline.gate().snapshot().images_total;
+    let (status, _, body) = post(
+        &app.router,
+        &[
+            ("photos", "a.png", "image/png", known),
+            ("photos", "b.png", "image/png", new),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["embeddings"][0]["source"], "store");
+    assert_eq!(body["embeddings"][1]["source"], "model");
+    assert_eq!(body["embeddings"][0]["format"], "png");
+    assert_eq!(body["embeddings"][0]["width"], 128);
+    assert_eq!(app.state.pipeline.gate().snapshot().images_total, runs + 1);
+    assert!(cosine(&embedding_of(&body, 0), &direct_embedding(known)) > 0.9999);
+
+    // The same database behind a gate that admits nobody.
+    let full = GateSettings {
+        max_waiters: [0, 0],
+        ..default_gate_settings()
+    };
+    let saturated = app_on(app.state.store.clone(), full, uploads()).await;
+    let (status, _, body) = post(
+        &saturated.router,
+        &[("photos", "a.png", "image/png", known)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["embeddings"][0]["source"], "store");
+    let (status, headers, body) = post(
+        &saturated.router,
+        &[("photos", "c.png", "image/png", other)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "overloaded");
+    assert!(headers.contains_key("retry-after"));
+
+    let search =
+        |photo: &[u8]| post_multipart("/v1/search", &[("photo", "q.png", "image/png", photo)]);
+    let (status, _, body) = send(&saturated.router, search(known)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["query_source"], "store");
+    assert_eq!(body["results"][0]["report"]["id"], report["id"]);
+    let (status, _, body) = send(&saturated.router, search(other)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // None of these ran the model.
+    assert_eq!(saturated.state.pipeline.gate().snapshot().images_total, 0);
 }
