@@ -35,6 +35,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service (migrates the database first).
     Serve(Box<ServeConfig>),
+    /// Run job workers only, no API: embedding capacity that scales apart from the HTTP replicas
+    /// (e.g. on GPU hosts), sharing the database's job queue.
+    Work(Box<WorkConfig>),
     /// Apply the database migrations and exit.
     Migrate(MigrateConfig),
     /// Embed photos with the model and print each embedding's summary (or the full vector).
@@ -52,6 +55,35 @@ pub enum Command {
     Models(MigrateConfig),
     /// Delete a retired model's vectors, matches, jobs and index (after a reindex to its successor).
     DropModel(DropModelConfig),
+}
+
+/// `lookalike work`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct WorkConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub model: ModelConfig,
+    #[command(flatten)]
+    pub gate: GateConfig,
+    #[command(flatten)]
+    pub imaging: ImagingConfig,
+    #[command(flatten)]
+    pub uploads: UploadConfig,
+    #[command(flatten)]
+    pub storage: PhotoStoreConfig,
+    #[command(flatten)]
+    pub jobs: JobsConfig,
+    #[command(flatten)]
+    pub search: SearchConfig,
+    #[command(flatten)]
+    pub sweep: SweepConfig,
+    /// Serve `/metrics` (the workers', the gate's, the jobs') on this address; none by default.
+    #[arg(long = "metrics-listen", env = "LOOKALIKE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds running jobs get to finish after a shutdown signal.
+    #[arg(long, env = "LOOKALIKE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
 }
 
 /// `lookalike sweep`.

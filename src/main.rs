@@ -36,6 +36,11 @@ fn main() -> ExitCode {
             rt.shutdown_background();
             served
         }),
+        Command::Work(config) => runtime().and_then(|rt| {
+            let worked = rt.block_on(service::work(*config));
+            rt.shutdown_background();
+            worked
+        }),
         Command::Migrate(config) => runtime().and_then(|rt| rt.block_on(migrate(config))),
         Command::Embed(config) => embed(config),
         Command::Reindex(config) => runtime().and_then(|rt| rt.block_on(reindex(config))),

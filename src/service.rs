@@ -10,7 +10,7 @@ use crate::capacity::{ByteBudget, Slots};
 use crate::config::{
     AccessConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, DatabaseConfig,
     GateConfig, ImagingConfig, ModelConfig, PhotoStoreConfig, RateLimitConfig, SearchConfig,
-    ServeConfig, SweepConfig, UploadConfig,
+    ServeConfig, SweepConfig, UploadConfig, WorkConfig,
 };
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoCaps, Protection};
@@ -91,10 +91,19 @@ pub fn app_state(
         uploads.upload_max_waiters,
         Duration::from_millis(uploads.upload_max_wait_ms),
     );
+    // Uploads check their photos on decode slots of their own: behind the model traffic's
+    // decodes (which wait while the gate is saturated) a report would wait for seconds, and the
+    // upload slots already bound how many run at once.
+    let upload_decode = Slots::new(
+        "upload_decode",
+        crate::config::available_cores(),
+        uploads.upload_permits,
+        Duration::from_millis(uploads.upload_max_wait_ms),
+    );
     let reports = ReportService::new(
         parts.store.clone(),
         parts.storage,
-        pipeline.decode_slots().clone(),
+        Arc::new(upload_decode),
         Arc::new(upload_slots),
         ReportSettings {
             limits: pipeline.decode_caps(),
@@ -329,6 +338,99 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .is_err()
     {
         tracing::warn!("grace period over; closing the remaining database connections");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `lookalike work`: model, database (migrated), job workers, the sweep and the chores, and no
+/// API (at most `/metrics` on `--metrics-listen`), until SIGTERM/Ctrl-C; then running jobs get
+/// the grace period and the rest is handed back.
+pub async fn work(config: WorkConfig) -> anyhow::Result<()> {
+    tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "effective configuration");
+    if config.jobs.workers == 0 {
+        anyhow::bail!("--job-workers is 0: a worker process needs at least one worker");
+    }
+    let parts = open_parts(
+        &config.model,
+        &config.gate,
+        &config.storage,
+        &config.database,
+    )
+    .await?;
+    let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
+    let mut state = app_state(
+        parts,
+        &config.imaging,
+        &config.uploads,
+        &config.search,
+        config.jobs.max_attempts,
+    );
+    let chores = tokio::spawn(chores(
+        state.protection.clone(),
+        store.clone(),
+        Duration::from_secs(config.jobs.retention_hours.saturating_mul(3600)),
+    ));
+    let sweeps = (config.sweep.interval_mins > 0).then(|| {
+        tokio::spawn(sweep_every(
+            sweeper(
+                &config.sweep,
+                &store,
+                &storage,
+                &state,
+                config.jobs.max_attempts,
+            ),
+            Duration::from_secs(config.sweep.interval_mins.saturating_mul(60)),
+        ))
+    });
+    let trimmer = tokio::spawn(give_back_memory());
+    let workers = start_workers(
+        &mut state,
+        storage,
+        model_id,
+        JobSettings::from_config(&config.jobs),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_server = match config.metrics_listen {
+        Some(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding {address} for /metrics"))?;
+            let settings = ServerSettings {
+                max_connections: 16,
+                ..ServerSettings::from_config(&crate::config::EdgeConfig::default())
+            };
+            Some(tokio::spawn(server::serve(
+                listener,
+                http::metrics_router(state.clone()),
+                settings,
+                Arc::default(),
+                stop_rx,
+            )))
+        }
+        None => None,
+    };
+    tracing::info!(workers = config.jobs.workers, metrics = ?config.metrics_listen, "working (no API)");
+    shutdown_signal().await;
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: finishing running jobs"
+    );
+    let _ = stop_tx.send(true);
+    if let Some(workers) = workers {
+        workers.stop(grace).await;
+    }
+    chores.abort();
+    trimmer.abort();
+    for task in sweeps.into_iter().chain(metrics_server) {
+        task.abort();
+    }
+    if tokio::time::timeout(Duration::from_secs(1), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing the remaining database connections");
     }
     tracing::info!("stopped");
     Ok(())

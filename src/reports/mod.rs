@@ -91,7 +91,7 @@ pub struct ReportSettings {
 }
 
 impl ReportService {
-    /// The service over its parts; `decode` is shared with the embedding pipeline.
+    /// The service over its parts; `decode` bounds the photo checks of uploads.
     pub fn new(
         store: Store,
         storage: PhotoStore,
@@ -115,6 +115,11 @@ impl ReportService {
     /// The upload slots (for status).
     pub fn upload_slots(&self) -> &Slots {
         &self.uploads
+    }
+
+    /// The decode slots of upload checks (for status).
+    pub fn decode_slots(&self) -> &Slots {
+        &self.decode
     }
 
     /// Uploads refused because they did not fit their tenant's storage quota.

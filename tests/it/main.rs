@@ -21,3 +21,4 @@ mod protection;
 mod reports;
 mod reports_under_load;
 mod search;
+mod workers_apart;

@@ -1,0 +1,134 @@
+//! Is a report answered at once, also while the model is saturated? In one run:
+//!
+//!   cargo bench --bench creation_under_load -- [--creators 10] [--embedders 20] [--seconds 15]
+//!
+//! 1. `--creators` clients create reports with 3 MP JPEGs (a new photo each) for `--seconds`: the
+//!    creation latency on a quiet service;
+//! 2. the same while `--embedders` other clients keep `POST /v1/embeddings` busy with 12 MP
+//!    phone-like JPEGs (3 MB, quality 92, sensor noise): the gate saturated.
+//!
+//! In-process service over a fresh database (dropped at the end), no job workers (a report's
+//! embedding is not part of its creation).
+
+mod support;
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use lookalike::config::{DEFAULT_DATABASE_URL, GateConfig};
+use sqlx::Connection;
+use support::http::{drive, multipart, post_request, start_server};
+
+/// `count` distinct JPEGs of about `megapixels`, with `noise` (0..255) of sensor-like grain.
+fn photos(count: usize, megapixels: f64, quality: u8, noise: u8) -> Vec<Vec<u8>> {
+    let base = image::load_from_memory(&support::jpeg_of_megapixels(megapixels))
+        .expect("decodes")
+        .to_rgb8();
+    let mut seed = 0x2545_f491_u32;
+    (0..count)
+        .map(|i| {
+            let mut img = base.clone();
+            if noise > 0 {
+                for p in img.pixels_mut() {
+                    for c in p.0.iter_mut() {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 17;
+                        seed ^= seed << 5;
+                        let n = (seed % u32::from(noise)) as i16 - i16::from(noise / 2);
+                        *c = (i16::from(*c) + n).clamp(0, 255) as u8;
+                    }
+                }
+            }
+            for bit in 0..16 {
+                let v = if (i >> bit) & 1 == 1 { 255 } else { 0 };
+                img.put_pixel(bit, 0, image::Rgb([v, v, v]));
+            }
+            let mut out = Cursor::new(Vec::new());
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+                .encode_image(&img)
+                .expect("encodes");
+            out.into_inner()
+        })
+        .collect()
+}
+
+fn main() {
+    let creators: usize = support::arg("--creators", 10);
+    let embedders: usize = support::arg("--embedders", 20);
+    let seconds: u64 = support::arg("--seconds", 15);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
+        let db = format!("lookalike_creation_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("database (run `make setup` first)");
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let url = admin_url.replacen("/lookalike?", &format!("/{db}?"), 1);
+        let gate = GateConfig {
+            permits: 0,
+            max_batch: 0,
+            max_waiters: 64,
+            max_background_waiters: 64,
+            max_wait_ms: 2000,
+            max_background_wait_ms: 60000,
+        };
+        let (addr, stop, _state) = start_server(gate, Some(url)).await;
+
+        // Enough distinct photos for most of each phase (then they repeat: a repeat is still
+        // checked, only its bytes are not written again).
+        let reports = photos(2 * creators * 10, 3.0, 90, 0);
+        let phone = photos(4, 12.0, 92, 8);
+        println!(
+            "photos: reports {:.2} MB (3 MP), embeddings {:.2} MB (12 MP, q92, noise)",
+            reports[0].len() as f64 / 1e6,
+            phone[0].len() as f64 / 1e6
+        );
+        let fields = [("kind", "found"), ("species", "dog"), ("title", "Found dog")];
+        let requests = |photos: &[Vec<u8>]| -> Vec<Arc<Vec<u8>>> {
+            photos
+                .iter()
+                .map(|p| {
+                    let (content_type, body) = multipart(&fields, &[p]);
+                    post_request(&addr, "/v1/reports", &content_type, &body)
+                })
+                .collect()
+        };
+        let (quiet, busy) = reports.split_at(reports.len() / 2);
+
+        let alone = drive(&addr, &requests(quiet), creators, seconds).await;
+        alone.print(
+            &format!("report creation, {creators} clients, {seconds} s, nothing else running"),
+            None,
+        );
+
+        let embeddings: Vec<_> = phone
+            .iter()
+            .map(|p| {
+                let (content_type, body) = multipart(&[], &[p]);
+                post_request(&addr, "/v1/embeddings", &content_type, &body)
+            })
+            .collect();
+        let busy_requests = requests(busy);
+        let (created, embedded) = tokio::join!(
+            drive(&addr, &busy_requests, creators, seconds),
+            drive(&addr, &embeddings, embedders, seconds)
+        );
+        created.print(
+            &format!(
+                "report creation, {creators} clients, {seconds} s, while {embedders} clients saturate /v1/embeddings"
+            ),
+            None,
+        );
+        embedded.print(&format!("/v1/embeddings meanwhile, {embedders} clients, 12 MP"), None);
+
+        let _ = stop.send(());
+        let _ = sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+        let _ = std::fs::remove_dir_all(support::http::storage_dir());
+    });
+}
