@@ -18,10 +18,12 @@ gpu-check:
 	@scripts/gpu-check.sh
 
 ## Set up whatever is missing, then run every test (real PostgreSQL + pgvector, real model, and
-## headless Chromium for the browser test).
+## headless Chromium for the browser test, and an S3 server (moto) for the photo store built with
+## the s3 feature).
 test: setup
 	@scripts/setup-browser.sh
-	$(CARGO) test --locked
+	@scripts/setup-s3.sh >/dev/null
+	$(CARGO) test --locked --features s3
 
 ## ONNX Runtime, model, sample photos and (unless DATABASE_URL is set) the local database.
 setup:

@@ -306,6 +306,14 @@ pub struct PhotoStoreConfig {
     )]
     #[serde(serialize_with = "redact_optional_url")]
     pub url: Option<String>,
+    /// Seconds an object-store request may take, retries included (`--storage-url` only); past
+    /// it the request fails (a job waits and tries again later).
+    #[arg(
+        long = "storage-timeout-secs",
+        env = "LOOKALIKE_STORAGE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub timeout_secs: u64,
 }
 
 /// Similarity search and matching between reports.

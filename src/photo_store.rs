@@ -55,7 +55,10 @@ impl PhotoStore {
     /// Opens the configured store (creating the local folder if needed).
     pub fn from_config(config: &PhotoStoreConfig) -> Result<Self, PhotoStoreError> {
         match &config.url {
-            Some(url) => Self::from_url(url),
+            Some(url) => Self::from_url(
+                url,
+                std::time::Duration::from_secs(config.timeout_secs.max(1)),
+            ),
             None => Self::local(&config.dir),
         }
     }
@@ -71,22 +74,55 @@ impl PhotoStore {
         })
     }
 
+    /// An S3-compatible store at `url` (`s3://bucket/prefix`), configured by the standard
+    /// `AWS_*` variables (`AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, credentials, region). Every request
+    /// is bounded: `timeout` per attempt (and for connecting), and its retries end `timeout`
+    /// after it started, so a store that stops answering fails a request in seconds (a job is
+    /// then deferred) instead of object_store's default of minutes.
     #[cfg(feature = "s3")]
-    fn from_url(url: &str) -> Result<Self, PhotoStoreError> {
+    fn from_url(url: &str, timeout: std::time::Duration) -> Result<Self, PhotoStoreError> {
+        use object_store::aws::AmazonS3Builder;
+        use object_store::{BackoffConfig, ClientOptions, RetryConfig};
         let parsed =
             url::Url::parse(url).map_err(|e| PhotoStoreError::Config(format!("{url}: {e}")))?;
-        let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())
+        if parsed.scheme() != "s3" {
+            return Err(PhotoStoreError::Config(format!(
+                "{url}: only s3:// URLs (any S3-compatible store, with AWS_ENDPOINT)"
+            )));
+        }
+        let bucket = parsed.host_str().unwrap_or_default();
+        // Client options replace those read from the environment: AWS_ALLOW_HTTP again after.
+        let allow_http =
+            std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        let store = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout(timeout)
+                    .with_connect_timeout(timeout),
+            )
+            .with_allow_http(allow_http)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 3,
+                retry_timeout: timeout,
+            })
+            .build()
             .map_err(|e| PhotoStoreError::Config(e.to_string()))?;
-        let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
-            Arc::from(store)
+        let prefix = parsed.path().trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(store)
         } else {
-            Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+            Arc::new(object_store::prefix::PrefixStore::new(
+                store,
+                ObjectPath::from(prefix),
+            ))
         };
         Ok(PhotoStore { store })
     }
 
     #[cfg(not(feature = "s3"))]
-    fn from_url(url: &str) -> Result<Self, PhotoStoreError> {
+    fn from_url(url: &str, _timeout: std::time::Duration) -> Result<Self, PhotoStoreError> {
         Err(PhotoStoreError::Config(format!(
             "{url}: this build stores photos in a local folder only; build with `--features s3` for object stores"
         )))

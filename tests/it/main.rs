@@ -20,5 +20,7 @@ mod outage;
 mod protection;
 mod reports;
 mod reports_under_load;
+#[cfg(feature = "s3")]
+mod s3;
 mod search;
 mod workers_apart;

@@ -36,6 +36,18 @@ impl Service {
         extra: &[&str],
         log: Option<&Path>,
     ) -> Service {
+        Service::start_with_env(database_url, storage, workers, extra, log, &[]).await
+    }
+
+    /// As `start_with`, with more environment variables for the process.
+    pub async fn start_with_env(
+        database_url: &str,
+        storage: &Path,
+        workers: usize,
+        extra: &[&str],
+        log: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Service {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -71,6 +83,7 @@ impl Service {
                 "off",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("LOOKALIKE_LOG", "warn")
             .env("DATABASE_URL", database_url)
             .env("LOOKALIKE_STORAGE_DIR", storage)

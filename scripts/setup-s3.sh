@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# An S3-compatible server for the tests of the `s3` feature: moto's server mode (PyPI, pinned)
+# in .cache/moto-venv. Idempotent; prints the path of its `moto_server`. The tests start and stop
+# their own servers with it, each on a free port.
+source "$(dirname "$0")/common.sh"
+
+MOTO_VERSION=5.2.5
+VENV="$CACHE/moto-venv"
+SERVER="$VENV/bin/moto_server"
+if [ ! -x "$SERVER" ] || ! "$VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  log "installing moto[server]==$MOTO_VERSION into $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  PIP_ROOT_USER_ACTION=ignore "$VENV/bin/pip" --disable-pip-version-check -q install "moto[server]==$MOTO_VERSION"
+fi
+echo "$SERVER"

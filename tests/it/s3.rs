@@ -1,0 +1,252 @@
+//! Photos in an S3-compatible store, for real: moto's server (PyPI, installed by
+//! `scripts/setup-s3.sh`) on a port of its own, the real binary built with the `s3` feature.
+//! Put, get and delete through the lifecycle's deletion; bounded requests when the store stops
+//! answering; a backlog that waits out an outage and ends with every job done.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::process::{Service, http};
+use crate::common::*;
+use serde_json::Value;
+
+/// A moto S3 server with one bucket; killed when dropped.
+struct S3 {
+    child: Child,
+    addr: String,
+}
+
+impl S3 {
+    async fn start(bucket: &str) -> S3 {
+        let server = repo(".cache/moto-venv/bin/moto_server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (run `make test`, which installs it)",
+                    server.display()
+                )
+            });
+        let s3 = S3 {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _)) = http(&s3.addr, "PUT", &format!("/{bucket}"), "", &[]).await {
+                return s3;
+            }
+            assert!(Instant::now() < deadline, "moto did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The keys in `bucket`.
+    async fn keys(&self, bucket: &str) -> Vec<String> {
+        let (status, body) = http(
+            &self.addr,
+            "GET",
+            &format!("/{bucket}?list-type=2"),
+            "",
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        String::from_utf8_lossy(&body)
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|k| k.split("</Key>").next().map(str::to_owned))
+            .collect()
+    }
+
+    /// Freezes (`STOP`) or thaws (`CONT`) the server: it keeps its connections and its data but
+    /// answers nothing meanwhile, as a store that hangs.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", format!("http://{}", self.addr)),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn upload(service: &Service, photo: &[u8]) -> (u16, Value) {
+    let photos = [photo.to_vec()];
+    let (content_type, body) = multipart(&report_form("lost", "dog", &photos));
+    let (status, answer) = http(&service.addr, "POST", "/v1/reports", &content_type, &body)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&answer).unwrap_or(Value::Null),
+    )
+}
+
+async fn ready(service: &Service, report: &Value) -> bool {
+    let path = format!("/v1/reports/{}", report["id"].as_str().unwrap());
+    let (_, body) = http(&service.addr, "GET", &path, "", &[]).await.unwrap();
+    serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)["embedding_status"] == "ready"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_live_and_die_in_an_s3_store_and_an_outage_fails_no_job() {
+    let _machine = whole_machine().await;
+    let s3 = S3::start("photos").await;
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let database = fresh_database().await;
+    let unused_folder = temp_dir("storage");
+    let flags = [
+        "--storage-url",
+        "s3://photos/lookalike",
+        "--storage-timeout-secs",
+        "2",
+        "--job-backoff-ms",
+        "200",
+        "--job-backoff-max-ms",
+        "1000",
+    ];
+    // An API-only replica, and the jobs in a `lookalike work` process beside it (which the
+    // outage below starts only once the store is frozen).
+    let service = Service::start_with_env(&database, &unused_folder, 0, &flags, None, &env).await;
+    let worker = |database: &str| {
+        Command::new(env!("CARGO_BIN_EXE_lookalike"))
+            .current_dir(repo(""))
+            .args([
+                "work",
+                "--job-workers",
+                "2",
+                "--gate-permits",
+                "1",
+                "--model-threads",
+                "1",
+            ])
+            .args(flags)
+            .envs(env.iter().copied())
+            .env("DATABASE_URL", database)
+            .env("LOOKALIKE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first_worker = worker(&database);
+
+    // Put and get.
+    let photos = distinct_photos(8, 96);
+    let (status, kept) = upload(&service, &photos[0]).await;
+    assert_eq!(status, 201, "{kept}");
+    let (status, gone) = upload(&service, &photos[1]).await;
+    assert_eq!(status, 201, "{gone}");
+    for report in [&kept, &gone] {
+        eventually("embedded from S3", 60, || ready(&service, report)).await;
+    }
+    let photo = format!("/v1/photos/{}", kept["photos"][0]["id"].as_str().unwrap());
+    let (status, bytes) = http(&service.addr, "GET", &photo, "", &[]).await.unwrap();
+    assert_eq!((status, bytes), (200, photos[0].clone()));
+    let keys = s3.keys("photos").await;
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("lookalike/")), "{keys:?}");
+    assert!(stored_objects(&unused_folder).is_empty());
+
+    // Delete: the report's photo and thumbnail leave the bucket.
+    let path = format!("/v1/reports/{}", gone["id"].as_str().unwrap());
+    let mut stream = tokio::net::TcpStream::connect(&service.addr).await.unwrap();
+    let request = format!(
+        "DELETE {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\r\n",
+        gone["owner_token"].as_str().unwrap()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 204"));
+    eventually("the deleted photo's objects gone", 30, || async {
+        s3.keys("photos").await.len() == 2
+    })
+    .await;
+
+    // The store stops answering: an upload gets a bounded 503, not a hang.
+    s3.signal("STOP");
+    let started = Instant::now();
+    let (status, body) = upload(&service, &photos[2]).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    s3.signal("CONT");
+
+    // A backlog waits out an outage: reports accepted with no worker running, the store frozen,
+    // a worker started that tries for 10 s, then the store back: every job done, none failed.
+    first_worker.kill().unwrap();
+    first_worker.wait().unwrap();
+    let mut backlog = Vec::new();
+    for photo in &photos[3..8] {
+        let (status, report) = upload(&service, photo).await;
+        assert_eq!(status, 201, "{report}");
+        backlog.push(report);
+    }
+    s3.signal("STOP");
+    let mut second_worker = worker(&database);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for report in &backlog {
+        assert!(
+            !ready(&service, report).await,
+            "embedded while the store was frozen"
+        );
+    }
+    s3.signal("CONT");
+    for report in &backlog {
+        eventually("embedded after the outage", 60, || ready(&service, report)).await;
+    }
+    let store = lookalike::store::Store::connect(&database_config(database.clone()))
+        .await
+        .unwrap();
+    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'failed'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(failed, 0);
+    let deferred: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'embed' AND deferrals > 0")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(deferred > 0, "no job met the outage");
+    second_worker.kill().unwrap();
+    second_worker.wait().unwrap();
+}
