@@ -9,8 +9,8 @@ use tokio::net::TcpListener;
 use crate::capacity::{ByteBudget, Slots};
 use crate::config::{
     AccessConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, DatabaseConfig,
-    GateConfig, ImagingConfig, ModelConfig, PhotoStoreConfig, RateLimitConfig, SearchConfig,
-    ServeConfig, SweepConfig, UploadConfig, WorkConfig,
+    GateConfig, ImagingConfig, JobsConfig, ModelConfig, PhotoStoreConfig, RateLimitConfig,
+    SearchConfig, ServeConfig, SweepConfig, UploadConfig, WorkConfig,
 };
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoCaps, Protection};
@@ -231,24 +231,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     );
     state.protection = Arc::new(protection(&config.access, &config.rate_limits, &store).await?);
     state.body_budget = Arc::new(config.edge.body_budget());
-    let chores = tokio::spawn(chores(
-        state.protection.clone(),
-        store.clone(),
-        Duration::from_secs(config.jobs.retention_hours.saturating_mul(3600)),
-    ));
-    let sweeps = (config.sweep.interval_mins > 0).then(|| {
-        tokio::spawn(sweep_every(
-            sweeper(
-                &config.sweep,
-                &store,
-                &storage,
-                &state,
-                config.jobs.max_attempts,
-            ),
-            Duration::from_secs(config.sweep.interval_mins.saturating_mul(60)),
-        ))
-    });
-    let trimmer = tokio::spawn(give_back_memory());
+    let housekeeping = Housekeeping::start(&state, &store, &storage, &config.jobs, &config.sweep);
     let workers = start_workers(
         &mut state,
         storage,
@@ -321,11 +304,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             deadline
         }
     };
-    chores.abort();
-    trimmer.abort();
-    if let Some(sweeps) = sweeps {
-        sweeps.abort();
-    }
+    housekeeping.stop();
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }
@@ -366,24 +345,7 @@ pub async fn work(config: WorkConfig) -> anyhow::Result<()> {
         &config.search,
         config.jobs.max_attempts,
     );
-    let chores = tokio::spawn(chores(
-        state.protection.clone(),
-        store.clone(),
-        Duration::from_secs(config.jobs.retention_hours.saturating_mul(3600)),
-    ));
-    let sweeps = (config.sweep.interval_mins > 0).then(|| {
-        tokio::spawn(sweep_every(
-            sweeper(
-                &config.sweep,
-                &store,
-                &storage,
-                &state,
-                config.jobs.max_attempts,
-            ),
-            Duration::from_secs(config.sweep.interval_mins.saturating_mul(60)),
-        ))
-    });
-    let trimmer = tokio::spawn(give_back_memory());
+    let housekeeping = Housekeeping::start(&state, &store, &storage, &config.jobs, &config.sweep);
     let workers = start_workers(
         &mut state,
         storage,
@@ -421,10 +383,9 @@ pub async fn work(config: WorkConfig) -> anyhow::Result<()> {
     if let Some(workers) = workers {
         workers.stop(grace).await;
     }
-    chores.abort();
-    trimmer.abort();
-    for task in sweeps.into_iter().chain(metrics_server) {
-        task.abort();
+    housekeeping.stop();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
     }
     if tokio::time::timeout(Duration::from_secs(1), store.close())
         .await
@@ -471,6 +432,44 @@ async fn chores(protection: Arc<Protection>, store: Store, retention: Duration) 
                 }
             }
             break;
+        }
+    }
+}
+
+/// What runs beside the job workers in every process that has them: the chores (pruning, the
+/// rate limiters' tables), the sweep of the photo store, and giving memory back.
+struct Housekeeping {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Housekeeping {
+    fn start(
+        state: &AppState,
+        store: &Store,
+        storage: &PhotoStore,
+        jobs: &JobsConfig,
+        sweep: &SweepConfig,
+    ) -> Self {
+        let mut tasks = vec![
+            tokio::spawn(chores(
+                state.protection.clone(),
+                store.clone(),
+                Duration::from_secs(jobs.retention_hours.saturating_mul(3600)),
+            )),
+            tokio::spawn(give_back_memory()),
+        ];
+        if sweep.interval_mins > 0 {
+            tasks.push(tokio::spawn(sweep_every(
+                sweeper(sweep, store, storage, state, jobs.max_attempts),
+                Duration::from_secs(sweep.interval_mins.saturating_mul(60)),
+            )));
+        }
+        Housekeeping { tasks }
+    }
+
+    fn stop(self) {
+        for task in self.tasks {
+            task.abort();
         }
     }
 }
