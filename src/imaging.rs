@@ -364,6 +364,17 @@ pub fn to_tensor(pixels: &RgbImage, pre: &Preprocessing) -> Result<Array3<f32>, 
 /// Longest side of a thumbnail, in pixels.
 pub const THUMBNAIL_SIDE: u32 = 256;
 
+/// Decodes a photo (at the reduced scale a thumbnail allows) and makes its thumbnail: the check
+/// of an upload, and the sweep's repair of a lost thumbnail.
+pub fn decode_with_thumbnail(
+    bytes: &[u8],
+    limits: &DecodeCaps,
+) -> Result<(DecodedPhoto, Vec<u8>), ImagingError> {
+    let photo = decode(bytes, limits, (THUMBNAIL_SIDE, THUMBNAIL_SIDE))?;
+    let thumbnail = thumbnail(&photo.pixels, THUMBNAIL_SIDE)?;
+    Ok((photo, thumbnail))
+}
+
 /// A JPEG thumbnail of a decoded photo, its longer side at most `max_side` (aspect kept).
 pub fn thumbnail(pixels: &RgbImage, max_side: u32) -> Result<Vec<u8>, ImagingError> {
     let (w, h) = pixels.dimensions();

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::imaging::{self, DecodeCaps, THUMBNAIL_SIDE};
+use crate::imaging::{self, DecodeCaps};
 use crate::jobs::JobPayload;
 use crate::photo_store::{PHOTOS, PhotoStore, PhotoStoreError, THUMBNAILS};
 use crate::store::{Store, StoreError};
@@ -197,10 +197,9 @@ impl Sweeper {
     async fn make_thumbnail(&self, photo: Bytes) -> Option<Bytes> {
         let caps = self.decode;
         tokio::task::spawn_blocking(move || {
-            let decoded = imaging::decode(&photo, &caps, (THUMBNAIL_SIDE, THUMBNAIL_SIDE)).ok()?;
-            imaging::thumbnail(&decoded.pixels, THUMBNAIL_SIDE)
+            imaging::decode_with_thumbnail(&photo, &caps)
                 .ok()
-                .map(Bytes::from)
+                .map(|(_, thumbnail)| Bytes::from(thumbnail))
         })
         .await
         .ok()

@@ -15,7 +15,7 @@ use uuid::Uuid;
 pub use model::*;
 
 use crate::capacity::{CapacityError, Slots};
-use crate::imaging::{self, DecodeCaps, ImagingError, THUMBNAIL_SIDE};
+use crate::imaging::{self, DecodeCaps, ImagingError};
 use crate::photo_store::{ObjectKeys, PhotoStore, PhotoStoreError};
 use crate::store::{
     NewPhoto, OwnerCheck, Recorded, ReserveError, StorageCharge, StorageUsage, Store, StoreError,
@@ -180,10 +180,9 @@ impl ReportService {
         let owner_token = new_owner_token();
         let owner_token_hash = token_hash(&owner_token);
         let hashes: Vec<[u8; 32]> = checked.iter().map(|c| c.photo.sha256).collect();
-        let stored = self.store.stored_blobs(&hashes).await?;
         // Bytes the store holds already are not written again; a blob purged between this look
-        // and the recording is written on the second round.
-        let mut have = stored;
+        // and the recording is written on the next round.
+        let mut have = self.store.stored_blobs(&hashes).await?;
         let mut written = Vec::new();
         for _round in 0..3 {
             match self.write_objects(&mut checked, &have).await {
@@ -234,12 +233,7 @@ impl ReportService {
         let work_bytes = bytes.clone();
         let checking = self
             .decode
-            .run_blocking(move || -> Result<_, ImagingError> {
-                let photo =
-                    imaging::decode(&work_bytes, &limits, (THUMBNAIL_SIDE, THUMBNAIL_SIDE))?;
-                let thumbnail = imaging::thumbnail(&photo.pixels, THUMBNAIL_SIDE)?;
-                Ok((photo, thumbnail))
-            });
+            .run_blocking(move || imaging::decode_with_thumbnail(&work_bytes, &limits));
         let (photo, thumbnail) = timing::measure(Stage::Decode, checking)
             .await?
             .unwrap_or_else(|_| {
