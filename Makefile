@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run run-gpu gpu-check test setup db-start db-stop lint fmt bench load soak drain fuzz clean-cache
+.PHONY: run run-gpu gpu-check test setup db-start db-stop lint fmt bench load soak drain fuzz clean-cache image compose-check
 
 ## Set up whatever is missing, then run the service on 127.0.0.1:8080.
 run: setup
@@ -24,6 +24,15 @@ test: setup
 	@scripts/setup-browser.sh
 	@scripts/setup-s3.sh >/dev/null
 	$(CARGO) test --locked --features s3
+
+## The container image (Dockerfile) built with buildah from base images made here, then run against
+## the local database: non-root, /readyz, its HEALTHCHECK and one embedding (scripts/image.sh).
+image:
+	@scripts/image.sh
+
+## Validates compose.yaml (the deployment: PostgreSQL, S3, migration, two replicas, nginx).
+compose-check:
+	@scripts/compose-check.sh
 
 ## ONNX Runtime, model, sample photos and (unless DATABASE_URL is set) the local database.
 setup:
