@@ -210,6 +210,52 @@ pub fn decode(
     decode_full(bytes, format, limits)
 }
 
+/// What a photo's header says, read without decoding its pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhotoHeader {
+    /// The detected format.
+    pub format: PhotoFormat,
+    /// Width, after orientation.
+    pub width: u32,
+    /// Height, after orientation.
+    pub height: u32,
+}
+
+/// Reads a photo's format, size and orientation from its header and checks them against
+/// `limits`, in microseconds: the check of an upload, whose decode its embedding job does (a
+/// photo whose pixels then fail to decode shows as failed, with the decoder's reason).
+pub fn inspect(bytes: &[u8], limits: &DecodeCaps) -> Result<PhotoHeader, ImagingError> {
+    let format = sniff(bytes)?;
+    let image_format = match format {
+        PhotoFormat::Jpeg => image::ImageFormat::Jpeg,
+        PhotoFormat::Png => image::ImageFormat::Png,
+        PhotoFormat::Webp => image::ImageFormat::WebP,
+    };
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), image_format)
+        .into_decoder()
+        .map_err(decode_error)?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width, height, limits)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let swaps_axes = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    let (width, height) = if swaps_axes {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    Ok(PhotoHeader {
+        format,
+        width,
+        height,
+    })
+}
+
 /// Decodes and prepares one photo as model input.
 pub fn prepare(
     bytes: &[u8],
@@ -361,11 +407,35 @@ pub fn to_tensor(pixels: &RgbImage, pre: &Preprocessing) -> Result<Array3<f32>, 
     Ok(tensor)
 }
 
+/// Decodes a photo once for both its model input and its thumbnail: an embedding job's work.
+/// The decode covers the larger of the two sizes, which on photos of a few megapixels is the
+/// same DCT scale the model alone would use.
+pub fn prepare_with_thumbnail(
+    bytes: &[u8],
+    pre: &Preprocessing,
+    limits: &DecodeCaps,
+) -> Result<(PreparedPhoto, Vec<u8>), ImagingError> {
+    let target = (
+        pre.width.max(THUMBNAIL_SIDE),
+        pre.height.max(THUMBNAIL_SIDE),
+    );
+    let photo = decode(bytes, limits, target)?;
+    let tensor = to_tensor(&photo.pixels, pre)?;
+    let thumbnail = thumbnail(&photo.pixels, THUMBNAIL_SIDE)?;
+    let prepared = PreparedPhoto {
+        format: photo.format,
+        width: photo.width,
+        height: photo.height,
+        tensor,
+    };
+    Ok((prepared, thumbnail))
+}
+
 /// Longest side of a thumbnail, in pixels.
 pub const THUMBNAIL_SIDE: u32 = 256;
 
-/// Decodes a photo (at the reduced scale a thumbnail allows) and makes its thumbnail: the check
-/// of an upload, and the sweep's repair of a lost thumbnail.
+/// Decodes a photo (at the reduced scale a thumbnail allows) and makes its thumbnail: the
+/// sweep's repair of a lost thumbnail.
 pub fn decode_with_thumbnail(
     bytes: &[u8],
     limits: &DecodeCaps,
@@ -525,6 +595,49 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn inspect_reads_the_header_and_leaves_the_pixels_to_the_decode() {
+        let jpeg = encode(&gradient(640, 480), image::ImageFormat::Jpeg);
+        let header = inspect(&jpeg, &DecodeCaps::default()).unwrap();
+        assert_eq!(
+            (header.format, header.width, header.height),
+            (PhotoFormat::Jpeg, 640, 480)
+        );
+        // A truncated photo passes the header check; the one decode (the job's) refuses it.
+        let cut = &jpeg[..jpeg.len() / 2];
+        assert_eq!(inspect(cut, &DecodeCaps::default()), Ok(header));
+        assert!(matches!(
+            prepare_with_thumbnail(cut, &PRE, &DecodeCaps::default()),
+            Err(ImagingError::Decode(_))
+        ));
+        let small = DecodeCaps {
+            max_pixels: 50_000,
+            ..Default::default()
+        };
+        assert!(matches!(
+            inspect(&jpeg, &small),
+            Err(ImagingError::TooLarge { width: 640, .. })
+        ));
+        assert!(matches!(
+            inspect(b"not a photo", &small),
+            Err(ImagingError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn one_decode_makes_the_model_input_and_the_thumbnail() {
+        let jpeg = encode(&gradient(2048, 1536), image::ImageFormat::Jpeg);
+        let (prepared, thumbnail) =
+            prepare_with_thumbnail(&jpeg, &PRE, &DecodeCaps::default()).unwrap();
+        assert_eq!((prepared.width, prepared.height), (2048, 1536));
+        assert_eq!(prepared.tensor.shape(), &[3, 224, 224]);
+        let thumbnail = image::load_from_memory(&thumbnail).unwrap();
+        assert_eq!((thumbnail.width(), thumbnail.height()), (256, 192));
+        // At this size the thumbnail's decode is the model's own DCT scale: the same input.
+        let alone = prepare(&jpeg, &PRE, &DecodeCaps::default()).unwrap();
+        assert_eq!(alone.tensor, prepared.tensor);
     }
 
     #[test]

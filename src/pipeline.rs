@@ -131,17 +131,48 @@ impl Pipeline {
     ) -> Result<EmbeddedPhoto, PipelineError> {
         let pre = self.gate.model().manifest().preprocessing();
         let limits = self.limits;
-        let decoding = self
-            .decode
-            .run_blocking(move || imaging::prepare(bytes.as_ref(), &pre, &limits));
-        let prepared = timing::measure(Stage::Decode, decoding)
+        let prepared = self
+            .decode(move || imaging::prepare(bytes.as_ref(), &pre, &limits))
+            .await?;
+        Self::finish(ticket, prepared).await
+    }
+
+    /// Decodes one photo once for both its embedding and its thumbnail, and embeds it at
+    /// `priority`: an upload's photo, checked only by its header at upload, is decoded here.
+    pub async fn embed_with_thumbnail(
+        &self,
+        bytes: impl AsRef<[u8]> + Send + 'static,
+        priority: Priority,
+    ) -> Result<(EmbeddedPhoto, Vec<u8>), PipelineError> {
+        let ticket = self.admit(priority)?;
+        let pre = self.gate.model().manifest().preprocessing();
+        let limits = self.limits;
+        let (prepared, thumbnail) = self
+            .decode(move || imaging::prepare_with_thumbnail(bytes.as_ref(), &pre, &limits))
+            .await?;
+        Ok((Self::finish(ticket, prepared).await?, thumbnail))
+    }
+
+    /// Runs `decoding` on a decode slot.
+    async fn decode<T: Send + 'static>(
+        &self,
+        decoding: impl FnOnce() -> Result<T, ImagingError> + Send + 'static,
+    ) -> Result<T, PipelineError> {
+        let decoding = self.decode.run_blocking(decoding);
+        Ok(timing::measure(Stage::Decode, decoding)
             .await?
             // A decoder that panics on a photo has been beaten by that photo: reject it.
             .unwrap_or_else(|_| {
                 Err(ImagingError::Decode(
                     "the decoder failed on this photo".into(),
                 ))
-            })?;
+            })?)
+    }
+
+    async fn finish(
+        ticket: Ticket,
+        prepared: imaging::PreparedPhoto,
+    ) -> Result<EmbeddedPhoto, PipelineError> {
         let embedding = ticket.embed(prepared.tensor).await?;
         Ok(EmbeddedPhoto {
             format: prepared.format,

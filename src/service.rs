@@ -91,19 +91,9 @@ pub fn app_state(
         uploads.upload_max_waiters,
         Duration::from_millis(uploads.upload_max_wait_ms),
     );
-    // Uploads check their photos on decode slots of their own: behind the model traffic's
-    // decodes (which wait while the gate is saturated) a report would wait for seconds, and the
-    // upload slots already bound how many run at once.
-    let upload_decode = Slots::new(
-        "upload_decode",
-        crate::config::available_cores(),
-        uploads.upload_permits,
-        Duration::from_millis(uploads.upload_max_wait_ms),
-    );
     let reports = ReportService::new(
         parts.store.clone(),
         parts.storage,
-        Arc::new(upload_decode),
         Arc::new(upload_slots),
         ReportSettings {
             limits: pipeline.decode_caps(),

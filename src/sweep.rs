@@ -5,7 +5,7 @@
 //!   between writing its objects and recording them left it. (Younger ones may belong to an
 //!   upload still being recorded.)
 //! - A blob no photo uses is queued for purging (deletions from before purging existed).
-//! - A missing thumbnail is made again from the photo.
+//! - A missing thumbnail of an embedded photo is made again from the photo.
 //! - A missing photo cannot be made again: it is logged and counted for the operator.
 //!
 //! One process at a time sweeps (a PostgreSQL advisory lock), whichever replica comes first.
@@ -177,7 +177,8 @@ impl Sweeper {
             } else if !present.contains(blob.keys.photo.as_str()) {
                 tracing::error!(sha256 = %hash, key = %blob.keys.photo, "sweep: a photo's bytes are missing from the photo store");
                 report.photos_missing += 1;
-            } else if !present.contains(blob.keys.thumbnail.as_str()) {
+            } else if blob.embedded && !present.contains(blob.keys.thumbnail.as_str()) {
+                // Before its first embedding a photo has no thumbnail yet: its job makes it.
                 let photo = self.storage.get(&blob.keys.photo).await?;
                 match self.make_thumbnail(photo).await {
                     Some(thumbnail) => {

@@ -320,6 +320,10 @@ impl From<ReportError> for ApiError {
             ReportError::Store(s) => s.into(),
             ReportError::PhotoStore(s) => s.into(),
             ReportError::NotFound(what) => ApiError::not_found(format!("no such {what}")),
+            ReportError::ThumbnailPending => {
+                ApiError::new(ErrorCode::ThumbnailPending, e.to_string())
+                    .retry_after(Duration::from_secs(1))
+            }
             ReportError::Unauthorized => ApiError::new(ErrorCode::Unauthorized, e.to_string()),
             ReportError::Forbidden => ApiError::new(ErrorCode::Forbidden, e.to_string()),
             ReportError::Quota(q) => q.into(),

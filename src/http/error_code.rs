@@ -24,6 +24,9 @@ pub enum ErrorCode {
     ImageTooLarge,
     /// 404: no such resource or route.
     NotFound,
+    /// 404: the photo's thumbnail is made with its embedding and is not there yet (see the
+    /// photo's `embedding_status`); retry after `Retry-After`.
+    ThumbnailPending,
     /// 405: the route does not take this method.
     MethodNotAllowed,
     /// 401: the service needs an API key and none was sent.
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::InvalidImage => "invalid_image",
             ErrorCode::ImageTooLarge => "image_too_large",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::ThumbnailPending => "thumbnail_pending",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ApiKeyRequired => "api_key_required",
             ErrorCode::InvalidApiKey => "invalid_api_key",
@@ -88,7 +92,7 @@ impl ErrorCode {
             ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::InvalidMultipart => StatusCode::BAD_REQUEST,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::NotFound | ErrorCode::ThumbnailPending => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ApiKeyRequired | ErrorCode::InvalidApiKey | ErrorCode::Unauthorized => {
                 StatusCode::UNAUTHORIZED

@@ -54,8 +54,6 @@ pub struct Status {
     gate: GateSnapshot,
     decode: SlotsSnapshot,
     uploads: SlotsSnapshot,
-    /// Decodes checking uploaded photos (their own slots, apart from the model traffic's).
-    upload_decode: SlotsSnapshot,
     /// Memory reserved for request bodies being read.
     body_memory: BudgetSnapshot,
     /// Client connections.
@@ -140,7 +138,6 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
         gate,
         decode: app.pipeline.decode_slots().snapshot(),
         uploads: app.reports.upload_slots().snapshot(),
-        upload_decode: app.reports.decode_slots().snapshot(),
         body_memory: app.body_budget.snapshot(),
         connections: app.connections.snapshot(),
         jobs: JobsStatus {
@@ -210,10 +207,6 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
         .upload_slots()
         .snapshot()
         .render("upload", &mut out);
-    app.reports
-        .decode_slots()
-        .snapshot()
-        .render("upload_decode", &mut out);
     if let Some(queue) = app.job_counts.get(&app.store).await {
         render_job_counts(&queue, &mut out);
     }

@@ -254,13 +254,14 @@ pub async fn photo(
     photo_file(app, caller, id, &headers, PhotoFile::Original).await
 }
 
-/// `GET /v1/photos/{id}/thumbnail`: a JPEG, longer side 256 px, made once at upload.
+/// `GET /v1/photos/{id}/thumbnail`: a JPEG, longer side 256 px, made by the photo's embedding
+/// job (with the one decode that job makes).
 #[utoipa::path(get, path = "/v1/photos/{id}/thumbnail", operation_id = "get_thumbnail", tag = "reports",
     params(("id" = Uuid, Path, description = "Photo id"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag of the copy the client holds")),
     responses((status = 200, description = "JPEG, longer side 256 px (`Cache-Control: private, no-cache`, with an `ETag`)", content_type = "image/jpeg", body = Vec<u8>),
         (status = 304, description = "The client's copy (If-None-Match) is current"),
-        (status = 404, description = "No such photo (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such photo (`not_found`), or its thumbnail is not made yet (`thumbnail_pending`, with `Retry-After`: the photo's embedding job makes it; a photo whose `embedding_status` is `failed` has none)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn thumbnail(
     State(app): State<AppState>,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rand::Rng;
 use serde::Serialize;
 use sqlx::postgres::PgListener;
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::config::JobsConfig;
 use crate::inference::Priority;
 use crate::photo_store::PhotoStore;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::search::{Matcher, SearchError};
 use crate::store::jobs::JOBS_CHANNEL;
 use crate::store::{ClaimedJob, Store};
@@ -170,6 +171,9 @@ enum AttemptError {
     Unavailable(String),
     /// The attempt failed: counted, and given up after the job's attempts.
     Failed(String),
+    /// The job's input is bad (a photo that does not decode): failed for good at once, since
+    /// every attempt would fail the same way.
+    Rejected(String),
 }
 
 /// The longest wait between tries of a job deferred by an outage.
@@ -420,27 +424,36 @@ impl Worker {
                 tracing::info!(job = job.id, %error, retry_in_ms = delay.as_millis() as u64, "job deferred: a dependency is away");
                 store.defer_job(job.id, &self.id, delay, Some(&error)).await
             }
-            Err(AttemptError::Failed(error)) => {
-                let delay = self.settings.retry_delay(job.attempt);
-                match store.fail_attempt(job.id, &self.id, &error, delay).await {
-                    Ok(true) => {
-                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(job = job.id, attempts = job.attempt, %error, "job failed for good");
-                        Ok(())
-                    }
-                    Ok(false) => {
-                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(job = job.id, attempt = job.attempt, %error, retry_in_ms = delay.as_millis() as u64, "job attempt failed");
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            Err(AttemptError::Failed(error)) => self.record_failure(&job, &error, false).await,
+            Err(AttemptError::Rejected(error)) => self.record_failure(&job, &error, true).await,
         };
         if let Err(e) = recorded {
             // The lease expires and the job is claimed again: nothing is lost.
             tracing::warn!(job = job.id, error = %e, "could not record the job's outcome");
         }
+    }
+
+    /// Records a failed attempt: retried later, or failed for good (at once when `give_up`).
+    async fn record_failure(
+        &self,
+        job: &ClaimedJob,
+        error: &str,
+        give_up: bool,
+    ) -> Result<(), crate::store::StoreError> {
+        let delay = self.settings.retry_delay(job.attempt);
+        let failed = self
+            .context
+            .store
+            .fail_attempt(job.id, &self.id, error, delay, give_up)
+            .await?;
+        if failed {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(job = job.id, attempts = job.attempt, %error, "job failed for good");
+        } else {
+            self.stats.retried.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(job = job.id, attempt = job.attempt, %error, retry_in_ms = delay.as_millis() as u64, "job attempt failed");
+        }
+        Ok(())
     }
 
     async fn attempt(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
@@ -521,9 +534,9 @@ impl Worker {
             // Claims are by model, so this is another process's job: put it back untouched.
             return Err(AttemptError::Busy(OUTAGE_RETRY_MAX));
         }
-        let Some(key) = ctx
+        let Some(keys) = ctx
             .store
-            .blob_key(&sha256)
+            .blob_keys(&sha256)
             .await
             .map_err(AttemptError::of_store)?
         else {
@@ -537,18 +550,29 @@ impl Worker {
         };
         let bytes = ctx
             .storage
-            .get(&key)
+            .get(&keys.photo)
             .await
             .map_err(AttemptError::of_photo_store)?;
-        let embedded = ctx
+        // The upload checked the header only; this is the photo's one decode, for the model
+        // and the thumbnail both. A photo that does not decode fails here, with the reason.
+        let (embedded, thumbnail) = ctx
             .pipeline
-            .embed(bytes, Priority::Background)
+            .embed_with_thumbnail(bytes, Priority::Background)
             .await
             .map_err(|e| match e.retry_after() {
                 Some(after) if e.is_transient() => AttemptError::Busy(after),
                 None if e.is_transient() => AttemptError::Unavailable(e.to_string()),
+                _ if matches!(e, PipelineError::Imaging(_)) => {
+                    AttemptError::Rejected(e.to_string())
+                }
                 _ => failed(e.to_string()),
             })?;
+        // Before the embedding: a photo shown ready has its thumbnail. (Rewritten when another
+        // model embeds the photo: the same bytes, and cheaper than asking the store first.)
+        ctx.storage
+            .put(&keys.thumbnail, Bytes::from(thumbnail))
+            .await
+            .map_err(AttemptError::of_photo_store)?;
         let saved = ctx
             .store
             .save_embedding(
@@ -566,6 +590,19 @@ impl Worker {
                 job = job.id,
                 "job was taken over after its lease expired, or its photo deleted; result dropped"
             );
+            // A photo deleted (its blob purged) while this ran may have had its objects deleted
+            // before the thumbnail above was written: that thumbnail is nobody's. Keys are unique
+            // per upload, so a new upload of the same bytes is not touched.
+            let current = ctx
+                .store
+                .blob_keys(&sha256)
+                .await
+                .map_err(AttemptError::of_store)?;
+            if current.as_ref() != Some(&keys)
+                && let Err(e) = ctx.storage.delete(&keys.thumbnail).await
+            {
+                tracing::warn!(key = %keys.thumbnail, error = %e, "could not delete an orphaned thumbnail; the sweep will");
+            }
         }
         Ok(())
     }

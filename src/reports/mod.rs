@@ -43,6 +43,11 @@ pub enum ReportError {
     /// No such report or photo.
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// The photo's thumbnail is made by its embedding job, which has not run (or has failed).
+    #[error(
+        "the thumbnail is made with the photo's embedding and is not there yet; the photo's embedding_status says how that goes"
+    )]
+    ThumbnailPending,
     /// No owner token was given.
     #[error("this needs the report's owner token (Authorization: Bearer <token>)")]
     Unauthorized,
@@ -68,7 +73,6 @@ pub struct Created {
 pub struct ReportService {
     store: Store,
     storage: PhotoStore,
-    decode: Arc<Slots>,
     uploads: Arc<Slots>,
     limits: DecodeCaps,
     model_id: i32,
@@ -91,18 +95,16 @@ pub struct ReportSettings {
 }
 
 impl ReportService {
-    /// The service over its parts; `decode` bounds the photo checks of uploads.
+    /// The service over its parts; `uploads` bounds the uploads being received at once.
     pub fn new(
         store: Store,
         storage: PhotoStore,
-        decode: Arc<Slots>,
         uploads: Arc<Slots>,
         settings: ReportSettings,
     ) -> Self {
         ReportService {
             store,
             storage,
-            decode,
             uploads,
             limits: settings.limits,
             model_id: settings.model_id,
@@ -115,11 +117,6 @@ impl ReportService {
     /// The upload slots (for status).
     pub fn upload_slots(&self) -> &Slots {
         &self.uploads
-    }
-
-    /// The decode slots of upload checks (for status).
-    pub fn decode_slots(&self) -> &Slots {
-        &self.decode
     }
 
     /// Uploads refused because they did not fit their tenant's storage quota.
@@ -137,7 +134,7 @@ impl ReportService {
         self.uploads.acquire().await
     }
 
-    /// Checks every photo, stores photos and thumbnails, and records the report (of `tenant`,
+    /// Checks every photo's header, stores the photos, and records the report (of `tenant`,
     /// charged to its storage quota) with one embedding job per new photo. Answers without
     /// waiting for any inference.
     pub async fn create(
@@ -168,7 +165,7 @@ impl ReportService {
                 .sum(),
         });
         if let Some(charge) = &charge {
-            // Refuses early, before decoding or writing anything, what clearly does not fit; the
+            // Refuses early, before reading headers or writing anything, what clearly does not fit; the
             // exact check is the reservation in the transaction that records the report.
             self.check_room(charge).await?;
         }
@@ -227,32 +224,36 @@ impl ReportService {
         .into())
     }
 
-    /// Decodes a photo to check it and make its thumbnail (on a decode slot).
+    /// Checks a photo by its header (format, size, orientation) and hashes it. Its one decode,
+    /// for the model and the thumbnail both, is its embedding job's: an upload answers in
+    /// milliseconds also while the model is saturated, and a photo whose pixels do not decode
+    /// shows as failed, with the decoder's reason, on its report.
     async fn check_photo(&self, index: usize, bytes: Bytes) -> Result<CheckedPhoto, ReportError> {
         let limits = self.limits;
         let work_bytes = bytes.clone();
-        let checking = self
-            .decode
-            .run_blocking(move || imaging::decode_with_thumbnail(&work_bytes, &limits));
-        let (photo, thumbnail) = timing::measure(Stage::Decode, checking)
-            .await?
+        // Hashing megabytes is not for an async worker thread.
+        let checking = tokio::task::spawn_blocking(move || {
+            imaging::inspect(&work_bytes, &limits)
+                .map(|header| (header, <[u8; 32]>::from(Sha256::digest(&work_bytes))))
+        });
+        let (header, sha256) = timing::measure(Stage::Decode, checking)
+            .await
             .unwrap_or_else(|_| {
                 Err(ImagingError::Decode(
-                    "the decoder failed on this photo".into(),
+                    "the header reader failed on this photo".into(),
                 ))
             })
             .map_err(|error| ReportError::Photo { index, error })?;
         Ok(CheckedPhoto {
             photo: NewPhoto {
-                sha256: Sha256::digest(&bytes).into(),
+                sha256,
                 objects: None,
-                format: format!("{:?}", photo.format).to_lowercase(),
-                width: photo.width,
-                height: photo.height,
+                format: format!("{:?}", header.format).to_lowercase(),
+                width: header.width,
+                height: header.height,
                 bytes: bytes.len(),
             },
             bytes,
-            thumbnail: Bytes::from(thumbnail),
         })
     }
 
@@ -281,13 +282,8 @@ impl ReportService {
             }
             let keys = ObjectKeys::new_for(&hex::encode(sha256));
             let photo = &checked[i];
-            let put = async {
-                self.storage.put(&keys.photo, photo.bytes.clone()).await?;
-                self.storage
-                    .put(&keys.thumbnail, photo.thumbnail.clone())
-                    .await
-            };
-            if let Err(e) = put.await {
+            // The thumbnail is written by the photo's embedding job, which decodes it.
+            if let Err(e) = self.storage.put(&keys.photo, photo.bytes.clone()).await {
                 written.push(keys);
                 self.delete_objects(written).await;
                 return Err(e.into());
@@ -426,7 +422,12 @@ impl ReportService {
         }) {
             return Ok(PhotoBody::NotModified { etag });
         }
-        let bytes = self.storage.get(&key).await?;
+        let bytes = match self.storage.get(&key).await {
+            Err(PhotoStoreError::NotFound(_)) if file == PhotoFile::Thumbnail => {
+                return Err(ReportError::ThumbnailPending);
+            }
+            read => read?,
+        };
         Ok(PhotoBody::Fresh { bytes, mime, etag })
     }
 }
@@ -463,7 +464,6 @@ pub enum PhotoBody {
 struct CheckedPhoto {
     photo: NewPhoto,
     bytes: Bytes,
-    thumbnail: Bytes,
 }
 
 fn owner_result(check: OwnerCheck) -> Result<(), ReportError> {

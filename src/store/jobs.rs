@@ -187,18 +187,20 @@ impl Store {
     }
 
     /// Records a failed attempt: queued again after `delay`, or failed for good once the attempts
-    /// are spent. Returns true when the job is now failed.
+    /// are spent, or at once when `give_up` (another attempt would fail the same way). Returns
+    /// true when the job is now failed.
     pub async fn fail_attempt(
         &self,
         id: i64,
         worker: &str,
         error: &str,
         delay: Duration,
+        give_up: bool,
     ) -> Result<bool, StoreError> {
         let failed: Option<bool> = sqlx::query_scalar(
             "UPDATE jobs SET
-                 status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-                 finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+                 status = CASE WHEN $5 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+                 finished_at = CASE WHEN $5 OR attempts >= max_attempts THEN now() END,
                  run_after = now() + make_interval(secs => $4),
                  last_error = $3, locked_until = NULL, updated_at = now()
              WHERE id = $1 AND locked_by = $2 AND status = 'running'
@@ -208,6 +210,7 @@ impl Store {
         .bind(worker)
         .bind(error)
         .bind(secs(delay))
+        .bind(give_up)
         .fetch_optional(&self.pool)
         .await?;
         Ok(failed.unwrap_or(false))

@@ -27,6 +27,8 @@ pub struct SweptBlob {
     pub keys: ObjectKeys,
     /// Whether a photo uses it.
     pub in_use: bool,
+    /// Whether any model has embedded it (its embedding job writes its thumbnail).
+    pub embedded: bool,
 }
 
 /// A model the database holds vectors of.
@@ -114,7 +116,8 @@ impl Store {
         let start = [first];
         let rows = sqlx::query(
             "SELECT sha256, storage_key, thumbnail_key,
-                    EXISTS (SELECT 1 FROM photos p WHERE p.sha256 = b.sha256) AS in_use
+                    EXISTS (SELECT 1 FROM photos p WHERE p.sha256 = b.sha256) AS in_use,
+                    EXISTS (SELECT 1 FROM embeddings e WHERE e.sha256 = b.sha256) AS embedded
              FROM blobs b
              WHERE sha256 >= $1 AND ($2::bytea IS NULL OR sha256 < $2)",
         )
@@ -131,6 +134,7 @@ impl Store {
                         thumbnail: r.try_get("thumbnail_key")?,
                     },
                     in_use: r.try_get("in_use")?,
+                    embedded: r.try_get("embedded")?,
                 })
             })
             .collect()

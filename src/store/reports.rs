@@ -557,14 +557,14 @@ impl Store {
         .transpose()
     }
 
-    /// The storage key of a blob.
-    pub async fn blob_key(&self, sha256: &[u8]) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT storage_key FROM blobs WHERE sha256 = $1")
+    /// The object keys of a blob (its photo and its thumbnail).
+    pub async fn blob_keys(&self, sha256: &[u8]) -> Result<Option<ObjectKeys>, StoreError> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT storage_key, thumbnail_key FROM blobs WHERE sha256 = $1")
                 .bind(sha256)
                 .fetch_optional(&self.pool)
-                .await?,
-        )
+                .await?;
+        Ok(row.map(|(photo, thumbnail)| ObjectKeys { photo, thumbnail }))
     }
 
     /// Stores a blob's embedding and marks its job done, atomically, and enqueues the matching of

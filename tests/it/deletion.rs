@@ -175,10 +175,16 @@ fn sweeper(app: &TestApp, grace: Duration) -> Sweeper {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_repairs_what_a_crash_left() {
     let mut app = app(default_gate_settings(), uploads()).await;
-    let photos = distinct_photos(2, 96);
+    let photos = distinct_photos(3, 96);
     let report = create(&app.router, "lost", &photos[..1]).await;
     let sha = report["photos"][0]["sha256"].as_str().unwrap().to_owned();
     let dir = &app.storage_dir.clone();
+    // Embedded, so it has its thumbnail (its job makes it).
+    let workers = app.start_workers(job_settings(1));
+    eventually("embedded", 30, || ready(&app.router, &report)).await;
+    workers.stop(Duration::from_secs(5)).await;
+    // Not embedded yet: no thumbnail, and none for the sweep to make (its job will).
+    create(&app.router, "found", &photos[2..3]).await;
 
     // An upload that crashed after writing its objects: objects no row names.
     let orphan = format!("photos/ab/cd/{}-crashed", "ab".repeat(32));
@@ -233,8 +239,8 @@ async fn the_sweep_repairs_what_a_crash_left() {
     assert_eq!(
         second,
         SweepReport {
-            objects: 5,
-            blobs: 2,
+            objects: 6,
+            blobs: 3,
             orphans_deleted: 1,
             unused_queued: 1,
             thumbnails_rebuilt: 0,
@@ -243,10 +249,10 @@ async fn the_sweep_repairs_what_a_crash_left() {
     );
     assert!(!dir.join(&orphan).exists());
 
-    // The queued purge deletes the unused blob's row and objects; the report's photo stays.
+    // The queued purge deletes the unused blob's row and objects; the reports' photos stay.
     let workers = app.start_workers(job_settings(2));
     eventually("the unused blob purged", 30, || async {
-        count(&app, "SELECT count(*) FROM blobs").await == 1
+        count(&app, "SELECT count(*) FROM blobs").await == 2
             && !dir.join(&unused_photo).exists()
             && !dir.join(&unused_thumb).exists()
     })

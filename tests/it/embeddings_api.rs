@@ -311,26 +311,6 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-/// Inserts an EXIF APP1 segment with one tag, Orientation = `orientation`, after the JPEG's SOI.
-fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = Vec::new();
-    tiff.extend_from_slice(b"II*\0");
-    tiff.extend_from_slice(&8u32.to_le_bytes()); // first IFD right after the header
-    tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry
-    tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_le_bytes()); // count
-    tiff.extend_from_slice(&u32::from(orientation).to_le_bytes());
-    tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
-    let payload = [&b"Exif\0\0"[..], &tiff].concat();
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&u16::try_from(payload.len() + 2).unwrap().to_be_bytes());
-    out.extend_from_slice(&payload);
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
-
 /// A photo embedded before (the same bytes, by sha256) needs no model run: `/v1/embeddings` and
 /// `/v1/search` answer it from the store and say so, also while the gate refuses every place (a
 /// degraded mode that keeps answering what it can); a new photo still gets the refusal.

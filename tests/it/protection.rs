@@ -253,15 +253,20 @@ async fn keys_are_required_and_two_keys_have_independent_limits() {
     assert_eq!(status_of(BETA).await, StatusCode::NOT_FOUND);
     assert_eq!(status_of(ACME).await, StatusCode::OK);
     let thumbnail = format!("/v1/photos/{acme_photo}/thumbnail");
+    let (status, _, body) = send(&router, from("192.0.2.1", Some(BETA), get(&thumbnail))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    // The owner learns it is coming (no job has run here to make it).
+    let (status, _, body) = send(&router, from("192.0.2.1", Some(ACME), get(&thumbnail))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("thumbnail_pending"))
+    );
     let response = router
         .clone()
-        .oneshot(from("192.0.2.1", Some(BETA), get(&thumbnail)))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let response = router
-        .clone()
-        .oneshot(from("192.0.2.1", Some(ACME), get(&thumbnail)))
+        .oneshot(from("192.0.2.1", Some(ACME), get(&photo_uri)))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -480,8 +485,8 @@ async fn concurrent_uploads_never_exceed_the_storage_quota() {
         10.0
     );
     // The refused uploads, and those that lost the race to record the same bytes, deleted what
-    // they had written: one photo and one thumbnail remain.
-    assert_eq!(stored_objects(&app.storage_dir).len(), 2);
+    // they had written: one photo remains (its thumbnail comes with its embedding job).
+    assert_eq!(stored_objects(&app.storage_dir).len(), 1);
 
     // Deleting a report gives its bytes back, and the next upload fits again.
     let id = created[0]["id"].as_str().unwrap();

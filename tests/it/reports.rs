@@ -108,7 +108,7 @@ async fn identical_photos_are_stored_once_and_embedded_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undecodable_stored_photo_fails_after_its_attempts_and_an_upload_again_retries_it() {
+async fn an_undecodable_stored_photo_fails_at_once_and_an_upload_again_retries_it() {
     let mut app = app(default_gate_settings(), uploads()).await;
     let created = create(&app.router, "lost", &distinct_photos(1, 300)).await;
     let sha = created["photos"][0]["sha256"].as_str().unwrap();
@@ -143,7 +143,8 @@ async fn an_undecodable_stored_photo_fails_after_its_attempts_and_an_upload_agai
             job["attempts"].as_i64(),
             job["max_attempts"].as_i64()
         ),
-        (Some("failed"), Some(3), Some(3))
+        // Bad bytes fail the same way every time: no attempts are spent on them.
+        (Some("failed"), Some(1), Some(3))
     );
 
     // Once the stored photo is whole again, uploading it again queues its job again (with
@@ -158,6 +159,75 @@ async fn an_undecodable_stored_photo_fails_after_its_attempts_and_an_upload_agai
         })
         .await;
     }
+    workers.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_checks_headers_and_its_job_decodes_once_refusing_what_does_not_decode() {
+    let mut app = app(default_gate_settings(), uploads()).await;
+    let upright = image::load_from_memory(&sample("chelsea.png")).unwrap();
+    let jpeg = |image: &image::DynamicImage| {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    };
+    // Stored sideways, with the EXIF tag that turns it upright; and a JPEG cut in its pixels.
+    let sideways = with_exif_orientation(&jpeg(&upright.rotate270()), 6);
+    let whole = jpeg(&upright);
+    let truncated = whole[..whole.len() / 2].to_vec();
+    let created = create(&app.router, "lost", &[sideways, truncated]).await;
+    let (w, h) = (upright.width(), upright.height());
+    assert_eq!(
+        (
+            &created["photos"][0]["width"],
+            &created["photos"][0]["height"]
+        ),
+        (&json!(w), &json!(h)),
+        "the upload reads the upright size from the header: {created}"
+    );
+    assert_eq!(created["photos"][1]["width"], json!(w), "{created}");
+
+    let workers = app.start_workers(job_settings(1));
+    let id = created["id"].as_str().unwrap().to_owned();
+    eventually("both photos decided", 30, || async {
+        let photos = report(&app.router, &id).await["photos"].clone();
+        photos[0]["embedding_status"] == "ready" && photos[1]["embedding_status"] == "failed"
+    })
+    .await;
+    let done = report(&app.router, &id).await;
+    assert_eq!(done["embedding_status"], "failed");
+    let bad = &done["photos"][1];
+    let reason = bad["embedding_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("cannot be decoded"), "{bad}");
+    let (_, _, job) = send(&app.router, get(&format!("/v1/jobs/{}", bad["job_id"]))).await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+    // The good photo got its thumbnail from the job's one decode, upright; the bad one has none.
+    let thumbs: Vec<String> = (0..2)
+        .map(|i| {
+            done["photo_urls"][i]["thumbnail_url"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let response = tower::ServiceExt::oneshot(app.router.clone(), get(&thumbs[0]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let thumb = image::load_from_memory(&bytes).unwrap();
+    assert_eq!(thumb.width() > thumb.height(), w > h, "upright thumbnail");
+    let (status, _, body) = send(&app.router, get(&thumbs[1])).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("thumbnail_pending"))
+    );
     workers.stop(Duration::from_secs(5)).await;
 }
 
@@ -193,7 +263,9 @@ async fn bad_reports_are_refused_and_nothing_is_stored() {
         (
             [
                 report_form("lost", "dog", &good[..1]),
-                vec![("photos", "x.png", "image/png", &good[1][..100])],
+                // Cut inside its header: refused at upload (a photo cut later in its pixels is
+                // accepted, and its job reports it failed).
+                vec![("photos", "x.png", "image/png", &good[1][..20])],
             ]
             .concat(),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -363,9 +435,25 @@ async fn lists_filter_and_page_newest_first() {
 #[tokio::test]
 async fn photos_and_thumbnails_are_served() {
     use http_body_util::BodyExt;
-    let app = app(default_gate_settings(), uploads()).await;
+    let mut app = app(default_gate_settings(), uploads()).await;
     let photos = distinct_photos(1, 600);
     let created = create(&app.router, "found", &photos).await;
+    // The thumbnail comes with the embedding: not before its job has run.
+    let thumb_url = created["photo_urls"][0]["thumbnail_url"].as_str().unwrap();
+    let (status, headers, body) = send(&app.router, get(thumb_url)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("thumbnail_pending")),
+        "{body}"
+    );
+    assert_eq!(headers["retry-after"], "1");
+    let workers = app.start_workers(job_settings(1));
+    let id = created["id"].as_str().unwrap().to_owned();
+    eventually("ready", 30, || async {
+        report(&app.router, &id).await["embedding_status"] == "ready"
+    })
+    .await;
+    workers.stop(Duration::from_secs(5)).await;
     let photo_url = created["photo_urls"][0]["url"].as_str().unwrap();
     let response = tower::ServiceExt::oneshot(app.router.clone(), get(photo_url))
         .await
@@ -373,7 +461,6 @@ async fn photos_and_thumbnails_are_served() {
     assert_eq!(response.headers()["content-type"], "image/png");
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(bytes.as_ref(), photos[0].as_slice());
-    let thumb_url = created["photo_urls"][0]["thumbnail_url"].as_str().unwrap();
     let response = tower::ServiceExt::oneshot(app.router.clone(), get(thumb_url))
         .await
         .unwrap();

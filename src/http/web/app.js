@@ -315,8 +315,13 @@ function followReport(id, place) {
 function renderReport(report, reload) {
   const photos = report.photo_urls.map((urls, i) => {
     const photo = report.photos[i] || {};
+    // The thumbnail is made with the photo's embedding: until then, a placeholder.
+    const picture = photo.embedding_status === "ready"
+      ? h("img", { src: urls.thumbnail_url, alt: `Photo ${i + 1} of ${report.title}` })
+      : h("div", { class: "thumb-placeholder", role: "img", "aria-label": `Photo ${i + 1} of ${report.title}, ${photo.embedding_status === "failed" ? "unreadable" : "being prepared"}` },
+        photo.embedding_status === "failed" ? "Unreadable" : "Preparing…");
     return h("li", {},
-      h("a", { href: urls.url }, h("img", { src: urls.thumbnail_url, alt: `Photo ${i + 1} of ${report.title}` })),
+      h("a", { href: urls.url }, picture),
       h("div", { class: "meta" }, badge(photo.embedding_status || "pending")),
       photo.embedding_error ? h("div", { class: "meta" }, photo.embedding_error) : null);
   });
