@@ -76,7 +76,9 @@ fn main() {
             max_background_wait_ms: 60000,
         };
         let (addr, stop, state) = start_server(gate, Some(url.clone())).await;
-        let all_photos = support::distinct_jpegs(queued + clients * 60);
+        let mut all_photos = support::distinct_jpegs(queued + clients * 60 + 1);
+        // Phase 4's photo: one nobody uploaded, or it would be answered from the store.
+        let unseen = all_photos.pop().expect("one photo more");
         let (backlog, fresh) = all_photos.split_at(queued);
         let pool = state.store.pool().clone();
 
@@ -125,7 +127,7 @@ fn main() {
         );
         workers.stop(Duration::from_secs(5)).await;
 
-        let (content_type, body) = multipart(&[], &[&fresh[0]]);
+        let (content_type, body) = multipart(&[], &[&unseen]);
         let embed = drive(
             &addr,
             &[post_request(&addr, "/v1/embeddings", &content_type, &body)],
