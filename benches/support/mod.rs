@@ -48,24 +48,46 @@ pub fn model_config() -> ModelConfig {
     model
 }
 
-/// The model built by scripts/setup-model.sh.
+/// The model the benches run: `LOOKALIKE_MODEL` as the service's `--model` reads it (a relative
+/// path is taken from the repository root), or the fp32 model built by scripts/setup-model.sh.
+/// `LOOKALIKE_MODEL=models/efficientnet_lite0_int8.onnx` runs any bench on the INT8 model.
 pub fn model_path() -> PathBuf {
-    repo("models/efficientnet_lite0.onnx")
+    std::env::var_os("LOOKALIKE_MODEL")
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || repo("models/efficientnet_lite0.onnx"),
+            |v| repo("").join(v),
+        )
+}
+
+/// The INT8 model built by scripts/setup-model.sh (models/quantize_model.py).
+pub fn int8_model_path() -> PathBuf {
+    repo("models/efficientnet_lite0_int8.onnx")
 }
 
 /// Loads the model on the device of [`model_config`] with `sessions` sessions of `threads`
 /// intra-op threads (on a GPU, batches up to `max_batch` are padded and warmed).
 pub fn embedder_on(sessions: usize, threads: usize, max_batch: usize) -> Embedder {
+    embedder_of(&model_path(), sessions, threads, max_batch)
+}
+
+/// As [`embedder_on`], for the model file at `path`.
+pub fn embedder_of(path: &Path, sessions: usize, threads: usize, max_batch: usize) -> Embedder {
     let model = model_config();
     Embedder::load_on(
         &model.ort_library,
-        &model.path,
+        path,
         sessions,
         threads,
         &model.device_settings(),
         max_batch,
     )
-    .expect("model (run `make bench`, which sets it up)")
+    .unwrap_or_else(|e| {
+        panic!(
+            "model {} (run `make bench`, which sets it up): {e}",
+            path.display()
+        )
+    })
 }
 
 /// Loads the model with `sessions` sessions of `threads` intra-op threads.

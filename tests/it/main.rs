@@ -11,6 +11,7 @@ mod edge;
 mod embeddings_api;
 mod foundation;
 mod gate;
+mod int8;
 mod job_lease;
 mod lifecycle;
 mod models;
