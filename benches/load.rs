@@ -1,7 +1,10 @@
 //! Load test of `POST /v1/embeddings`: C concurrent clients for T seconds, keep-alive HTTP/1.1.
 //!
 //!   cargo bench --bench load -- [--clients 8] [--seconds 10] [--photo FILE] [--url http://HOST:PORT]
-//!                               [--max-batch 4] [--shed-clients 64]
+//!                               [--path /v1/embeddings] [--field photos] [--max-batch 4] [--shed-clients 64]
+//!
+//! `--path` and `--field` point it at another service with the same job, e.g. the peer of
+//! `../shared/peer` (`--path /embeddings/generate --field file`); only 200 answers count.
 //!
 //! Without `--url` it starts the service in-process on 127.0.0.1 (an ephemeral port) and first
 //! measures the bare cost per photo (imaging + one model run, sequentially, no HTTP, no gate), so
@@ -15,13 +18,15 @@ use std::time::{Duration, Instant};
 
 use lookalike::config::GateConfig;
 use lookalike::imaging::{self, DecodeCaps};
-use support::http::{drive, multipart, post_request, start_server};
+use support::http::{drive, multipart, multipart_named, post_request, start_server};
 
 struct Args {
     clients: usize,
     seconds: u64,
     photo: std::path::PathBuf,
     url: Option<String>,
+    path: String,
+    field: String,
     max_batch: usize,
     shed_clients: usize,
 }
@@ -32,6 +37,8 @@ fn parse_args() -> Args {
         seconds: 10,
         photo: support::repo(".cache/samples/rocket.jpg"),
         url: None,
+        path: "/v1/embeddings".into(),
+        field: "photos".into(),
         max_batch: 4,
         shed_clients: 64,
     };
@@ -43,6 +50,8 @@ fn parse_args() -> Args {
             "--seconds" => args.seconds = value().parse().expect("--seconds N"),
             "--photo" => args.photo = value().into(),
             "--url" => args.url = Some(value()),
+            "--path" => args.path = value(),
+            "--field" => args.field = value(),
             "--max-batch" => args.max_batch = value().parse().expect("--max-batch N"),
             "--shed-clients" => args.shed_clients = value().parse().expect("--shed-clients N"),
             _ => {} // cargo bench passes --bench
@@ -66,15 +75,14 @@ fn main() {
                     .trim_start_matches("http://")
                     .trim_end_matches('/')
                     .to_owned();
-                let report = drive(
-                    &addr,
-                    &[embeddings_request(&addr, &photo)],
-                    args.clients,
-                    args.seconds,
-                )
-                .await;
+                let (content_type, body) = multipart_named(&args.field, &[], &[&photo]);
+                let request = post_request(&addr, &args.path, &content_type, &body);
+                let report = drive(&addr, &[request], args.clients, args.seconds).await;
                 report.print(
-                    &format!("{} clients, {} s, {}", args.clients, args.seconds, url),
+                    &format!(
+                        "{} clients, {} s, {url}{}",
+                        args.clients, args.seconds, args.path
+                    ),
                     None,
                 );
             }

@@ -294,6 +294,15 @@ async fn exchange(mut stream: TcpStream, request: &[u8]) -> std::io::Result<(u16
 
 /// A multipart body: text fields, then photos in the field `photos`.
 pub fn multipart(fields: &[(&str, &str)], photos: &[&[u8]]) -> (String, Vec<u8>) {
+    multipart_named("photos", fields, photos)
+}
+
+/// [`multipart`] with the photos in the field `photo_field` (another service's contract).
+pub fn multipart_named(
+    photo_field: &str,
+    fields: &[(&str, &str)],
+    photos: &[&[u8]],
+) -> (String, Vec<u8>) {
     let boundary = "lookalike-load-boundary";
     let mut body = Vec::new();
     for (name, value) in fields {
@@ -306,7 +315,7 @@ pub fn multipart(fields: &[(&str, &str)], photos: &[&[u8]]) -> (String, Vec<u8>)
     }
     for photo in photos {
         body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"p\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{photo_field}\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n")
                 .as_bytes(),
         );
         body.extend_from_slice(photo);
