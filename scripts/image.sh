@@ -37,8 +37,12 @@ base="http://127.0.0.1:$port"
 
 ctr=$(buildah from --pull=never "$IMAGE")
 server=
+# Under errexit a failing command here would become the script's status: none may fail.
 cleanup() {
-  [ -n "$server" ] && kill -TERM -- "-$server" 2>/dev/null && wait "$server" 2>/dev/null
+  if [ -n "$server" ]; then
+    kill -TERM -- "-$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+  fi
   buildah rm "$ctr" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
