@@ -31,7 +31,7 @@ pub enum ReportError {
     /// A photo is not acceptable.
     #[error("photo {index}: {error}")]
     Photo { index: usize, error: ImagingError },
-    /// Too many uploads or decodes at once.
+    /// Too many uploads at once.
     #[error(transparent)]
     Busy(#[from] CapacityError),
     /// The database failed.
