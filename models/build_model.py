@@ -243,6 +243,20 @@ def atomic_write(path, data):
         raise
 
 
+def recorded_sha256(manifest_path, sha, update_manifest, fail, what_changes_it):
+    """The sha256 the manifest records (None without a manifest). A reproducible build that
+    differs from it fails, unless update_manifest: something in `what_changes_it` changed."""
+    recorded = None
+    if os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            recorded = json.load(f).get("sha256")
+    if recorded is not None and recorded != sha and not update_manifest:
+        fail(f"built model sha256 {sha} differs from {recorded} recorded in {manifest_path}. "
+             f"The build is reproducible, so something changed ({what_changes_it}). "
+             "Re-run with --update-manifest if that is intended. (model not written)")
+    return recorded
+
+
 def main():
     t0 = time.perf_counter()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -269,14 +283,8 @@ def main():
     if errors:
         fail("; ".join(errors) + " (model not written)")
 
-    recorded = None
-    if os.path.exists(manifest_path):
-        with open(manifest_path) as f:
-            recorded = json.load(f).get("sha256")
-    if recorded is not None and recorded != sha and not args.update_manifest:
-        fail(f"built model sha256 {sha} differs from {recorded} recorded in {manifest_path}. "
-             "The build is reproducible, so something changed (weights, onnx version, this script). "
-             "Re-run with --update-manifest if that is intended. (model not written)")
+    recorded = recorded_sha256(manifest_path, sha, args.update_manifest, fail,
+                               "weights, onnx version, this script")
 
     atomic_write(args.out, model_bytes)
     if recorded != sha:

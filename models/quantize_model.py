@@ -48,7 +48,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.dont_write_bytecode = True  # no models/__pycache__ from importing build_model
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from build_model import atomic_write  # noqa: E402
+from build_model import atomic_write, recorded_sha256  # noqa: E402
 
 # Bump when anything below changes the built model: it names the model's version, and the store
 # refuses a known name + version with another sha256.
@@ -317,15 +317,8 @@ def main():
     if errors:
         fail("; ".join(errors) + " (model not written)")
 
-    recorded = None
-    if os.path.exists(manifest_path):
-        with open(manifest_path) as f:
-            recorded = json.load(f).get("sha256")
-    if recorded is not None and recorded != sha and not args.update_manifest:
-        fail(f"built model sha256 {sha} differs from {recorded} recorded in {manifest_path}. "
-             "The build is reproducible, so something changed (fp32 model, packages, photos, this "
-             "script). Re-run with --update-manifest if that is intended, and bump RECIPE. "
-             "(model not written)")
+    recorded = recorded_sha256(manifest_path, sha, args.update_manifest, fail,
+                               "fp32 model, packages, photos, this script; bump RECIPE")
 
     atomic_write(args.out, model_bytes)
     if recorded != sha:

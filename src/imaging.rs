@@ -41,6 +41,15 @@ impl PhotoFormat {
         }
     }
 
+    /// The `image` crate's name for the format.
+    fn image_format(self) -> image::ImageFormat {
+        match self {
+            PhotoFormat::Jpeg => image::ImageFormat::Jpeg,
+            PhotoFormat::Png => image::ImageFormat::Png,
+            PhotoFormat::Webp => image::ImageFormat::WebP,
+        }
+    }
+
     /// The media type of the format.
     pub fn mime(self) -> &'static str {
         match self {
@@ -226,12 +235,7 @@ pub struct PhotoHeader {
 /// photo whose pixels then fail to decode shows as failed, with the decoder's reason).
 pub fn inspect(bytes: &[u8], limits: &DecodeCaps) -> Result<PhotoHeader, ImagingError> {
     let format = sniff(bytes)?;
-    let image_format = match format {
-        PhotoFormat::Jpeg => image::ImageFormat::Jpeg,
-        PhotoFormat::Png => image::ImageFormat::Png,
-        PhotoFormat::Webp => image::ImageFormat::WebP,
-    };
-    let mut decoder = ImageReader::with_format(Cursor::new(bytes), image_format)
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format.image_format())
         .into_decoder()
         .map_err(decode_error)?;
     let (width, height) = decoder.dimensions();
@@ -298,12 +302,7 @@ fn decode_full(
     format: PhotoFormat,
     limits: &DecodeCaps,
 ) -> Result<DecodedPhoto, ImagingError> {
-    let image_format = match format {
-        PhotoFormat::Jpeg => image::ImageFormat::Jpeg,
-        PhotoFormat::Png => image::ImageFormat::Png,
-        PhotoFormat::Webp => image::ImageFormat::WebP,
-    };
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
     let mut image_limits = image::Limits::default();
     image_limits.max_alloc = Some(limits.max_alloc_bytes);
     reader.limits(image_limits);
