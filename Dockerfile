@@ -12,8 +12,9 @@ ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 FROM ${RUST_IMAGE} AS build
 # cpu, or cuda for the GPU runtime of `--device cuda`.
 ARG DEVICE=cpu
+# python3 for the set-up scripts; cmake and nasm build the vendored libjpeg-turbo (scripts/setup-build-tools.sh).
 RUN apt-get update -q \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-pip python3-venv \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-pip python3-venv cmake nasm \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -44,6 +44,7 @@ db-stop:
 	@scripts/pg.sh stop
 
 lint:
+	@scripts/setup-build-tools.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 

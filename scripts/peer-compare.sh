@@ -6,6 +6,9 @@
 # database.
 #
 #   scripts/peer-compare.sh PHOTO [ROUNDS] [MODEL]
+#
+# LOOKALIKE_BEFORE=/path/to/an/older/lookalike adds that build to every round ("lookalike before"),
+# for before/after figures from the same run.
 source "$(dirname "$0")/common.sh"
 
 photo=$(readlink -f "$1")
@@ -27,7 +30,15 @@ LOOKALIKE_LISTEN=127.0.0.1:8103 LOOKALIKE_MODEL="$model" LOOKALIKE_LOG=warn \
   LOOKALIKE_RATE_SEARCHES_PER_ADDRESS=100000/s \
   DATABASE_URL=$("$ROOT/scripts/pg.sh" url) "$target/release/lookalike" serve >/dev/null 2>&1 &
 pids+=($!)
-for port in 8101 8102 8103; do
+ports="8101 8102 8103"
+if [ -n "${LOOKALIKE_BEFORE:-}" ]; then
+  LOOKALIKE_LISTEN=127.0.0.1:8104 LOOKALIKE_MODEL="$model" LOOKALIKE_LOG=warn \
+    LOOKALIKE_RATE_SEARCHES_PER_ADDRESS=100000/s \
+    DATABASE_URL=$("$ROOT/scripts/pg.sh" url) "$LOOKALIKE_BEFORE" serve >/dev/null 2>&1 &
+  pids+=($!)
+  ports="$ports 8104"
+fi
+for port in $ports; do
   for _ in $(seq 1 120); do
     curl -fs -o /dev/null "http://127.0.0.1:$port/health" 2>/dev/null && break
     curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break
@@ -47,4 +58,5 @@ for r in $(seq 1 "$rounds"); do
   echo "-- round $r"
   run "peer tuned" 8102 /embeddings/generate file
   run "lookalike" 8103 /v1/embeddings photos
+  if [ -n "${LOOKALIKE_BEFORE:-}" ]; then run "lookalike before" 8104 /v1/embeddings photos; fi
 done

@@ -2,8 +2,9 @@
 //! their concurrency (the HTTP layer runs them in `spawn_blocking` under a semaphore).
 //!
 //! Steps: sniff the format from magic bytes, read the header and refuse oversized photos before
-//! decoding anything (decompression bombs), decode with an allocation limit (large JPEGs at a
-//! reduced DCT scale), apply the EXIF orientation, resize with `fast_image_resize`, normalise.
+//! decoding anything (decompression bombs), decode with an allocation limit (JPEGs with
+//! libjpeg-turbo, large ones at a reduced DCT scale; other formats with the `image` crate), apply
+//! the EXIF orientation, resize with `fast_image_resize`, normalise.
 
 use std::io::Cursor;
 
@@ -321,61 +322,68 @@ fn decode_full(
     })
 }
 
-/// JPEG through `jpeg-decoder`: it refuses truncated files (the `image` crate's decoder pads them
-/// with grey), and it decodes at a reduced DCT scale (1/2, 1/4, 1/8) when the photo is at least
-/// twice the target size. Returns `None` for pixel formats other than RGB and greyscale (CMYK).
+/// Most scans a progressive JPEG may have: real ones have about ten; thousands of tiny scans are a
+/// known way to make a small file cost minutes of decoding.
+const MAX_PROGRESSIVE_SCANS: u32 = 100;
+
+/// JPEG through libjpeg-turbo (SIMD), at the smallest DCT scale (1/8, 1/4, 1/2) that still covers
+/// the target. Strict: a warning (a truncated file, corrupt entropy data), which
+/// libjpeg would paint over with grey, is a decode error. Returns `None` for CMYK and YCCK photos,
+/// which libjpeg-turbo cannot turn into RGB.
 fn decode_jpeg(
     bytes: &[u8],
     limits: &DecodeCaps,
     target: (u32, u32),
 ) -> Result<Option<DecodedPhoto>, ImagingError> {
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    decoder.set_max_decoding_buffer_size(
-        usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX),
+    let mut decompressor = turbojpeg::Decompressor::new().map_err(jpeg_error)?;
+    let header = match decompressor.read_header(bytes) {
+        Ok(header) => header,
+        // Sampling or colour layouts the crate does not model: the general path decodes them.
+        Err(turbojpeg::Error::BadSubsamp(_) | turbojpeg::Error::BadColorspace(_)) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(jpeg_error(e)),
+    };
+    let (width, height) = (
+        u32::try_from(header.width).map_err(decode_error)?,
+        u32::try_from(header.height).map_err(decode_error)?,
     );
-    decoder.read_info().map_err(decode_error)?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| ImagingError::Decode("no JPEG header".into()))?;
-    let (width, height) = (u32::from(info.width), u32::from(info.height));
     check_pixels(width, height, limits)?;
-    let rgb_like = matches!(
-        info.pixel_format,
-        jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
-    );
-    let orientation = decoder
-        .exif_data()
-        .and_then(Orientation::from_exif_chunk)
-        .unwrap_or(Orientation::NoTransforms);
-    // Orientation may swap the axes, so the scaled photo must cover the target both ways.
-    let cover = target.0.max(target.1);
-    if !rgb_like {
+    if matches!(
+        header.colorspace,
+        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+    ) {
         return Ok(None);
     }
-    let (mut w, mut h) = (width, height);
-    if limits.jpeg_dct_scaling && width.min(height) >= cover * 2 {
-        // The decoder picks the smallest scale that meets either requested side, so ask for the
-        // photo's own aspect with its short side at `cover`.
-        let short = u64::from(width.min(height));
-        let side = |len: u32| {
-            u16::try_from((u64::from(len) * u64::from(cover)).div_ceil(short)).unwrap_or(u16::MAX)
-        };
-        let (sw, sh) = decoder
-            .scale(side(width), side(height))
-            .map_err(decode_error)?;
-        (w, h) = (u32::from(sw), u32::from(sh));
-    }
-    let data = decoder.decode().map_err(decode_error)?;
-    let pixels = match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => {
-            let gray = image::GrayImage::from_raw(w, h, data)
-                .ok_or_else(|| decode_error("short grayscale data"))?;
-            DynamicImage::ImageLuma8(gray).into_rgb8()
-        }
-        _ => RgbImage::from_raw(w, h, data).ok_or_else(|| decode_error("short RGB data"))?,
+    // Orientation may swap the axes, so the scaled photo must cover the target both ways.
+    let cover = target.0.max(target.1);
+    let scale = if limits.jpeg_dct_scaling && !header.is_lossless {
+        dct_scale(width.min(height), cover)
+    } else {
+        turbojpeg::ScalingFactor::ONE
     };
+    let scaled = header.scaled(scale);
+    check_decode_memory(&header, scaled.width * scaled.height * 3, limits)?;
+    decompressor.set_scaling_factor(scale).map_err(jpeg_error)?;
+    decompressor
+        .set_scan_limit(MAX_PROGRESSIVE_SCANS)
+        .map_err(jpeg_error)?;
+    let mut data = vec![0u8; scaled.width * scaled.height * 3];
+    let output = turbojpeg::Image {
+        pixels: data.as_mut_slice(),
+        width: scaled.width,
+        pitch: scaled.width * 3,
+        height: scaled.height,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    decompressor.decompress(bytes, output).map_err(jpeg_error)?;
+    let (w, h) = (
+        u32::try_from(scaled.width).map_err(decode_error)?,
+        u32::try_from(scaled.height).map_err(decode_error)?,
+    );
+    let pixels = RgbImage::from_raw(w, h, data).ok_or_else(|| decode_error("short RGB data"))?;
     let mut image = DynamicImage::ImageRgb8(pixels);
-    image.apply_orientation(orientation);
+    image.apply_orientation(orientation(bytes, PhotoFormat::Jpeg));
     let pixels = image.into_rgb8();
     let (width, height) = if pixels.width() == w {
         (width, height)
@@ -388,6 +396,67 @@ fn decode_jpeg(
         height,
         pixels,
     }))
+}
+
+/// libjpeg's own words for what is wrong ("Premature end of JPEG file"), without the crate's prefix.
+fn jpeg_error(e: turbojpeg::Error) -> ImagingError {
+    match e {
+        turbojpeg::Error::TurboJpegError(message) => ImagingError::Decode(message),
+        other => decode_error(other),
+    }
+}
+
+/// The smallest of libjpeg-turbo's SIMD scales (1, 1/2, 1/4, 1/8) that keeps the photo's short
+/// side at least `cover` pixels. (Its other n/8 scales have no SIMD IDCT.)
+fn dct_scale(short_side: u32, cover: u32) -> turbojpeg::ScalingFactor {
+    [
+        turbojpeg::ScalingFactor::ONE_EIGHTH,
+        turbojpeg::ScalingFactor::ONE_QUARTER,
+        turbojpeg::ScalingFactor::ONE_HALF,
+    ]
+    .into_iter()
+    .find(|s| s.scale(short_side as usize) >= cover as usize)
+    .unwrap_or(turbojpeg::ScalingFactor::ONE)
+}
+
+/// Refuses a JPEG whose decode would allocate more than the limit: its RGB output, and for a
+/// progressive (multi-scan) JPEG the whole-image buffer of DCT coefficients libjpeg keeps, two
+/// bytes per coefficient, which at 4:4:4 is six bytes per pixel of the full-size photo.
+fn check_decode_memory(
+    header: &turbojpeg::DecompressHeader,
+    output_bytes: usize,
+    limits: &DecodeCaps,
+) -> Result<(), ImagingError> {
+    // Two chroma components, each subsampled by the factors (1×1 for grey, which has none).
+    let (sx, sy) = header.subsamp.size();
+    let coefficients_per_pixel = match header.subsamp {
+        turbojpeg::Subsamp::Gray => 1.0,
+        _ => 1.0 + 2.0 / (sx * sy) as f64,
+    };
+    let coefficient_bytes = if header.is_progressive {
+        (header.width * header.height) as f64 * coefficients_per_pixel * 2.0
+    } else {
+        0.0
+    };
+    let needed = output_bytes as f64 + coefficient_bytes;
+    if needed > limits.max_alloc_bytes as f64 {
+        return Err(ImagingError::Decode(format!(
+            "decoding it needs about {} MiB, more than the {} MiB allowed",
+            (needed / 1_048_576.0).ceil(),
+            limits.max_alloc_bytes / 1_048_576
+        )));
+    }
+    Ok(())
+}
+
+/// The EXIF orientation of a photo, read by the `image` crate from its header (none when the
+/// header has none or cannot be read: orientation is metadata, the decoder judges the pixels).
+fn orientation(bytes: &[u8], format: PhotoFormat) -> Orientation {
+    ImageReader::with_format(Cursor::new(bytes), format.image_format())
+        .into_decoder()
+        .ok()
+        .and_then(|mut decoder| decoder.orientation().ok())
+        .unwrap_or(Orientation::NoTransforms)
 }
 
 /// Resizes to the model's input size (the whole photo, aspect not kept: nothing is cropped away)

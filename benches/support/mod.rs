@@ -4,7 +4,6 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::DynamicImage;
 use lookalike::config::ModelConfig;
 use lookalike::inference::Embedder;
 
@@ -108,7 +107,8 @@ pub fn sample(name: &str) -> Vec<u8> {
     std::fs::read(repo(".cache/samples").join(name)).expect("sample photos (run `make bench`)")
 }
 
-/// A JPEG (quality 90) of a real photo resized to about `megapixels`, 4:3.
+/// A JPEG of about `megapixels` (4:3) made from a real photo, encoded as cameras and phones do
+/// (quality 90, 4:2:0 chroma subsampling).
 pub fn jpeg_of_megapixels(megapixels: f64) -> Vec<u8> {
     let photo = image::load_from_memory(&sample("astronaut.png")).expect("decodable sample");
     let height = (megapixels * 1e6 / (4.0 / 3.0)).sqrt().round() as u32;
@@ -116,13 +116,41 @@ pub fn jpeg_of_megapixels(megapixels: f64) -> Vec<u8> {
     let resized = photo
         .resize_exact(width, height, image::imageops::FilterType::CatmullRom)
         .to_rgb8();
-    let mut out = Cursor::new(Vec::new());
-    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
-    DynamicImage::ImageRgb8(resized)
-        .write_with_encoder(encoder)
-        .expect("encodable");
-    out.into_inner()
+    camera_encoded(&resized, 90)
 }
+
+/// A phone-like 12 MP JPEG (4000 × 3000, quality 92, about 3 MB): a real photo enlarged, with
+/// sensor-like noise, which makes entropy decoding cost what it costs on real camera photos.
+pub fn camera_like_jpeg() -> Vec<u8> {
+    use rand::{Rng, SeedableRng};
+    let photo = image::load_from_memory(&sample("chelsea.png")).expect("decodable sample");
+    let mut pixels = photo
+        .resize_exact(4000, 3000, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    for value in pixels.iter_mut() {
+        // A sum of four uniforms: roughly normal, standard deviation about 6 levels.
+        let noise: i32 = (0..4).map(|_| rng.gen_range(-5..=5)).sum();
+        *value = (i32::from(*value) + noise).clamp(0, 255) as u8;
+    }
+    camera_encoded(&pixels, 92)
+}
+
+/// JPEG as a camera writes it: 4:2:0 chroma subsampling, standard Huffman tables (the `image`
+/// crate's encoder writes 4:4:4, twice the chroma data of a phone photo).
+fn camera_encoded(pixels: &image::RgbImage, quality: i32) -> Vec<u8> {
+    let image = turbojpeg::Image {
+        pixels: pixels.as_raw().as_slice(),
+        width: pixels.width() as usize,
+        pitch: pixels.width() as usize * 3,
+        height: pixels.height() as usize,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    turbojpeg::compress(image, quality, turbojpeg::Subsamp::Sub2x2)
+        .expect("encodable")
+        .to_vec()
+}
+
 pub mod http;
 
 /// `count` distinct JPEGs (4:3, about 0.5 MP) made from a real photo.

@@ -13,6 +13,7 @@ mod foundation;
 mod gate;
 mod int8;
 mod job_lease;
+mod jpeg;
 mod lifecycle;
 mod models;
 mod observability;
