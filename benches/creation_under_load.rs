@@ -12,43 +12,16 @@
 
 mod support;
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use lookalike::config::{DEFAULT_DATABASE_URL, GateConfig};
 use sqlx::Connection;
 use support::http::{drive, multipart, post_request, start_server};
 
-/// `count` distinct JPEGs of about `megapixels`, with `noise` (0..255) of sensor-like grain.
-fn photos(count: usize, megapixels: f64, quality: u8, noise: u8) -> Vec<Vec<u8>> {
-    let base = image::load_from_memory(&support::jpeg_of_megapixels(megapixels))
-        .expect("decodes")
-        .to_rgb8();
-    let mut seed = 0x2545_f491_u32;
+/// `count` distinct 3 MP phone-like JPEGs (quality 90, a little grain: another seed, other bytes).
+fn report_photos(count: usize) -> Vec<Vec<u8>> {
     (0..count)
-        .map(|i| {
-            let mut img = base.clone();
-            if noise > 0 {
-                for p in img.pixels_mut() {
-                    for c in p.0.iter_mut() {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 17;
-                        seed ^= seed << 5;
-                        let n = (seed % u32::from(noise)) as i16 - i16::from(noise / 2);
-                        *c = (i16::from(*c) + n).clamp(0, 255) as u8;
-                    }
-                }
-            }
-            for bit in 0..16 {
-                let v = if (i >> bit) & 1 == 1 { 255 } else { 0 };
-                img.put_pixel(bit, 0, image::Rgb([v, v, v]));
-            }
-            let mut out = Cursor::new(Vec::new());
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-                .encode_image(&img)
-                .expect("encodes");
-            out.into_inner()
-        })
+        .map(|i| support::phone_photo(2000, 1500, 90, 2, i as u32))
         .collect()
 }
 
@@ -80,8 +53,10 @@ fn main() {
 
         // Enough distinct photos for most of each phase (then they repeat: a repeat is still
         // checked, only its bytes are not written again).
-        let reports = photos(2 * creators * 10, 3.0, 90, 0);
-        let phone = photos(4, 12.0, 92, 8);
+        let reports = report_photos(2 * creators * 10);
+        let phone: Vec<Vec<u8>> = (0..4)
+            .map(|seed| support::phone_photo(4000, 3000, 92, 10, seed))
+            .collect();
         println!(
             "photos: reports {:.2} MB (3 MP), embeddings {:.2} MB (12 MP, q92, noise)",
             reports[0].len() as f64 / 1e6,

@@ -55,6 +55,7 @@ fn jpeg_decode_cost(c: &mut Criterion) {
     ];
     let limits = DecodeCaps::default();
     for (size, jpeg) in &photos {
+        println!("jpeg_decode: the {size} photo is {} bytes", jpeg.len());
         group.bench_with_input(BenchmarkId::new("jpeg-decoder", size), jpeg, |b, jpeg| {
             b.iter(|| jpeg_decoder_scaled(jpeg, 224))
         });

@@ -22,13 +22,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use image::{DynamicImage, RgbImage};
 use lookalike::config::DEFAULT_DATABASE_URL;
 use serde_json::Value;
 use sqlx::Connection;
@@ -176,38 +174,14 @@ fn multipart(fields: &[(&str, &str)], photo_field: &str, photo: &[u8]) -> (Strin
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-/// A phone-like JPEG: a real photo upscaled to `width`×`height` with sensor-like noise.
-fn phone_photo(width: u32, height: u32, quality: u8, noise: u8, seed: u32) -> Vec<u8> {
-    let source = image::load_from_memory(&support::sample("astronaut.png")).expect("sample");
-    let mut img: RgbImage = source
-        .resize_exact(width, height, image::imageops::FilterType::Triangle)
-        .to_rgb8();
-    let mut state = 0x9E37_79B9_u32 ^ seed;
-    for pixel in img.pixels_mut() {
-        for c in &mut pixel.0 {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            let delta = (state % (2 * u32::from(noise) + 1)) as i16 - i16::from(noise);
-            *c = (i16::from(*c) + delta).clamp(0, 255) as u8;
-        }
-    }
-    let mut out = Cursor::new(Vec::new());
-    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
-    DynamicImage::ImageRgb8(img)
-        .write_with_encoder(encoder)
-        .expect("encodes");
-    out.into_inner()
-}
-
 /// A phone-like JPEG of `width`×`height` at quality 92 whose noise is chosen (by bisection) so
 /// that the file is close to `bytes` long.
 fn photo_of_size(width: u32, height: u32, bytes: usize) -> Vec<u8> {
     let (mut low, mut high) = (0u8, 64u8);
-    let mut best = phone_photo(width, height, 92, high / 2, 7);
+    let mut best = support::phone_photo(width, height, 92, high / 2, 7);
     while high - low > 1 {
         let noise = low + (high - low) / 2;
-        let photo = phone_photo(width, height, 92, noise, 7);
+        let photo = support::phone_photo(width, height, 92, noise, 7);
         let closer = photo.len().abs_diff(bytes) < best.len().abs_diff(bytes);
         if photo.len() > bytes {
             high = noise;
@@ -339,7 +313,7 @@ fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
 
 /// The soak: closed-loop clients over a mix of routes, and abusers beside them.
 async fn soak(server: &Server, clients: usize, seconds: u64) -> u64 {
-    let small = Arc::new(phone_photo(1600, 1200, 90, 6, 1));
+    let small = Arc::new(support::phone_photo(1600, 1200, 90, 6, 1));
     let phone = Arc::new(photo_of_size(4000, 3000, 3_000_000));
     let pid = server.child.id();
     reset_peak(pid);

@@ -122,18 +122,25 @@ pub fn jpeg_of_megapixels(megapixels: f64) -> Vec<u8> {
 /// A phone-like 12 MP JPEG (4000 × 3000, quality 92, about 3 MB): a real photo enlarged, with
 /// sensor-like noise, which makes entropy decoding cost what it costs on real camera photos.
 pub fn camera_like_jpeg() -> Vec<u8> {
-    use rand::{Rng, SeedableRng};
-    let photo = image::load_from_memory(&sample("chelsea.png")).expect("decodable sample");
-    let mut pixels = photo
-        .resize_exact(4000, 3000, image::imageops::FilterType::Triangle)
+    phone_photo(4000, 3000, 92, 10, 12)
+}
+
+/// A phone-like JPEG: a real photo resized to `width`×`height` with sensor-like grain of up to
+/// ±`noise` levels (xorshift from `seed`: another seed, other bytes), encoded as phones do.
+pub fn phone_photo(width: u32, height: u32, quality: i32, noise: u8, seed: u32) -> Vec<u8> {
+    let source = image::load_from_memory(&sample("chelsea.png")).expect("decodable sample");
+    let mut pixels = source
+        .resize_exact(width, height, image::imageops::FilterType::Triangle)
         .to_rgb8();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let mut state = 0x9E37_79B9_u32 ^ seed;
     for value in pixels.iter_mut() {
-        // A sum of four uniforms: roughly normal, standard deviation about 6 levels.
-        let noise: i32 = (0..4).map(|_| rng.gen_range(-5..=5)).sum();
-        *value = (i32::from(*value) + noise).clamp(0, 255) as u8;
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let delta = (state % (2 * u32::from(noise) + 1)) as i16 - i16::from(noise);
+        *value = (i16::from(*value) + delta).clamp(0, 255) as u8;
     }
-    camera_encoded(&pixels, 92)
+    camera_encoded(&pixels, quality)
 }
 
 /// JPEG as a camera writes it: 4:2:0 chroma subsampling, standard Huffman tables (the `image`
