@@ -26,12 +26,26 @@ ensure_user() {
   if ! runuser -u "$PG_USER" -- test -x "$CACHE"; then
     local alt="/var/tmp/lookalike-pg-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
     mkdir -p "$alt" && chmod 755 "$alt"
+    printf '%s\n' "$CACHE/pg" > "$alt/linked-from"
     if [ ! -L "$CACHE/pg" ]; then
       log "$CACHE is not reachable by $PG_USER: keeping the cluster in $alt"
       rm -rf "$CACHE/pg"; ln -s "$alt" "$CACHE/pg"
     fi
     PG_HOME="$alt"
   fi
+}
+
+# Clusters kept under /var/tmp outlive their project (a CI clone, deleted after its run: about
+# 1 GB each). One that no project links to any more, and whose server is stopped, is removed.
+forget_stale_clusters() {
+  local keep=$1 dir link
+  for dir in /var/tmp/lookalike-pg-*; do
+    [ "$dir" != "$keep" ] && [ -f "$dir/linked-from" ] || continue
+    link=$(cat "$dir/linked-from")
+    [ "$(readlink -f "$link" 2>/dev/null)" != "$dir" ] && [ ! -e "$dir/data/postmaster.pid" ] || continue
+    log "removing a cluster no project uses any more ($dir, was $link)"
+    rm -rf "$dir"
+  done
 }
 
 install() {
@@ -68,7 +82,7 @@ CONF
 is_running() { [ -n "${DATA:-}" ] && as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
 
 start() {
-  ensure_user; install; init_cluster
+  ensure_user; forget_stale_clusters "$PG_HOME"; install; init_cluster
   if ! is_running; then
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     as_pg "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null \
