@@ -327,9 +327,9 @@ fn decode_full(
 const MAX_PROGRESSIVE_SCANS: u32 = 100;
 
 /// JPEG through libjpeg-turbo (SIMD), at the smallest DCT scale (1/8, 1/4, 1/2) that still covers
-/// the target. Strict: a warning (a truncated file, corrupt entropy data), which
-/// libjpeg would paint over with grey, is a decode error. Returns `None` for CMYK and YCCK photos,
-/// which libjpeg-turbo cannot turn into RGB.
+/// the target. Strict: a warning (a truncated file, corrupt entropy data), which libjpeg would
+/// paint over with grey, is a decode error. Returns `None` for CMYK and YCCK photos, which
+/// libjpeg-turbo cannot turn into RGB, and for layouts the crate does not model.
 fn decode_jpeg(
     bytes: &[u8],
     limits: &DecodeCaps,
