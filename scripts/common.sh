@@ -20,6 +20,19 @@ SAMPLES_PKG=scikit-image==0.26.0
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
+# Installs Debian packages when a script finds them missing: apt, as root or through sudo.
+apt_install() {
+  command -v apt-get >/dev/null || die "$* missing, and this is not a Debian-like system: install them, then run this again"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "installing $* needs root (or sudo)"
+    sudo=sudo
+  fi
+  log "installing $* (apt)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # pip from the machine's Python; quiet, and never asks questions.
 pip_q() { PIP_ROOT_USER_ACTION=ignore python3 -m pip --disable-pip-version-check -q "$@"; }
 

@@ -6,13 +6,5 @@ source "$(dirname "$0")/common.sh"
 missing=()
 for tool in cmake nasm; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 [ ${#missing[@]} -eq 0 ] && exit 0
-command -v apt-get >/dev/null || die "${missing[*]} missing, and this is not a Debian-like system: install them, then run this again"
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || die "installing ${missing[*]} needs root (or sudo)"
-  sudo=sudo
-fi
-log "installing ${missing[*]} (apt), to build libjpeg-turbo"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt_install "${missing[@]}"
 for tool in "${missing[@]}"; do command -v "$tool" >/dev/null || die "apt installed no $tool"; done
