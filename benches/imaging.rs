@@ -9,13 +9,15 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::Preprocessing;
 
+/// The model's preprocessing (EfficientNet-Lite0's manifest).
+const PRE: Preprocessing = Preprocessing {
+    width: 224,
+    height: 224,
+    mean: 127.0,
+    std: 128.0,
+};
+
 fn imaging_cost(c: &mut Criterion) {
-    let pre = Preprocessing {
-        width: 224,
-        height: 224,
-        mean: 127.0,
-        std: 128.0,
-    };
     let mut group = c.benchmark_group("imaging");
     group.sample_size(10);
     group.throughput(Throughput::Elements(1));
@@ -30,13 +32,13 @@ fn imaging_cost(c: &mut Criterion) {
             group.bench_with_input(
                 BenchmarkId::new(name, format!("{megapixels}MP")),
                 &jpeg,
-                |b, jpeg| b.iter(|| imaging::prepare(jpeg, &pre, &limits).expect("decodes")),
+                |b, jpeg| b.iter(|| imaging::prepare(jpeg, &PRE, &limits).expect("decodes")),
             );
         }
     }
     let png = support::sample("astronaut.png");
     group.bench_function("png_0.26MP", |b| {
-        b.iter(|| imaging::prepare(&png, &pre, &DecodeCaps::default()).expect("decodes"))
+        b.iter(|| imaging::prepare(&png, &PRE, &DecodeCaps::default()).expect("decodes"))
     });
     group.finish();
 }
@@ -86,12 +88,6 @@ fn jpeg_decoder_scaled(jpeg: &[u8], cover: u32) -> Vec<u8> {
 /// and make its thumbnail, and its job decoded it again for the model; now the upload reads its
 /// header and the job decodes once for both.
 fn report_photo_cost(c: &mut Criterion) {
-    let pre = Preprocessing {
-        width: 224,
-        height: 224,
-        mean: 127.0,
-        std: 128.0,
-    };
     let limits = DecodeCaps::default();
     let mut group = c.benchmark_group("report_photo");
     group.sample_size(10);
@@ -112,7 +108,7 @@ fn report_photo_cost(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("two_decodes", &size), &jpeg, |b, jpeg| {
             b.iter(|| {
                 imaging::decode_with_thumbnail(jpeg, &limits).expect("decodes");
-                imaging::prepare(jpeg, &pre, &limits).expect("decodes")
+                imaging::prepare(jpeg, &PRE, &limits).expect("decodes")
             })
         });
         group.bench_with_input(
@@ -121,7 +117,7 @@ fn report_photo_cost(c: &mut Criterion) {
             |b, jpeg| {
                 b.iter(|| {
                     imaging::inspect(jpeg, &limits).expect("reads");
-                    imaging::prepare_with_thumbnail(jpeg, &pre, &limits).expect("decodes")
+                    imaging::prepare_with_thumbnail(jpeg, &PRE, &limits).expect("decodes")
                 })
             },
         );

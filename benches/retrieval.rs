@@ -16,28 +16,6 @@ use image::{DynamicImage, ImageFormat, RgbImage};
 use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::{Embedder, cosine};
 
-/// Real photos among the samples (the synthetic, binary and text images are left out; the right
-/// view of the motorcycle stereo pair too, as it is the same scene as the left).
-const ORIGINALS: [&str; 17] = [
-    "astronaut.png",
-    "brick.png",
-    "camera.png",
-    "cell.png",
-    "chelsea.png",
-    "coffee.png",
-    "coins.png",
-    "color.png",
-    "grass.png",
-    "gravel.png",
-    "hubble_deep_field.jpg",
-    "ihc.png",
-    "moon.png",
-    "motorcycle_left.png",
-    "page.png",
-    "retina.jpg",
-    "rocket.jpg",
-];
-
 fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, format).expect("encodes");
@@ -128,7 +106,7 @@ fn embed(embedder: &Embedder, bytes: &[u8]) -> Vec<f32> {
 
 fn main() {
     let embedder = support::embedder(1, 0);
-    let originals: Vec<DynamicImage> = ORIGINALS
+    let originals: Vec<DynamicImage> = support::real_photos::REAL_PHOTOS
         .iter()
         .map(|n| image::load_from_memory(&support::sample(n)).expect("sample decodes"))
         .collect();
@@ -173,7 +151,7 @@ fn main() {
             if rank != 0 {
                 println!(
                     "  miss: {} / {edit}: original ranked {}",
-                    ORIGINALS[index],
+                    support::real_photos::REAL_PHOTOS[index],
                     rank.saturating_add(1)
                 );
             }

@@ -159,6 +159,7 @@ fn camera_encoded(pixels: &image::RgbImage, quality: i32) -> Vec<u8> {
 }
 
 pub mod http;
+pub mod real_photos;
 
 /// `count` distinct JPEGs (4:3, about 0.5 MP) made from a real photo.
 pub fn distinct_jpegs(count: usize) -> Vec<Vec<u8>> {

@@ -11,26 +11,10 @@ use image::DynamicImage;
 use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::{Embedder, ModelManifest, cosine};
 
-/// The real photos among the samples (as the retrieval bench), none of them calibration photos.
-const PHOTOS: [&str; 17] = [
-    "astronaut.png",
-    "brick.png",
-    "camera.png",
-    "cell.png",
-    "chelsea.png",
-    "coffee.png",
-    "coins.png",
-    "color.png",
-    "grass.png",
-    "gravel.png",
-    "hubble_deep_field.jpg",
-    "ihc.png",
-    "moon.png",
-    "motorcycle_left.png",
-    "page.png",
-    "retina.jpg",
-    "rocket.jpg",
-];
+/// The real photos among the samples, as the retrieval bench measures them.
+#[path = "../../benches/support/real_photos.rs"]
+mod real_photos;
+use real_photos::REAL_PHOTOS;
 
 fn int8_model() -> std::path::PathBuf {
     repo("models/efficientnet_lite0_int8.onnx")
@@ -55,7 +39,7 @@ fn jpeg_round_trip(img: &DynamicImage, quality: u8) -> DynamicImage {
 /// rescale, JPEG q20, brightness, flip) and its 3x3 tiles: 17 × 17 = 289 views.
 fn views() -> Vec<DynamicImage> {
     let mut views = Vec::new();
-    for name in PHOTOS {
+    for name in REAL_PHOTOS {
         let photo = imaging::decode(&sample(name), &DecodeCaps::default(), (224, 224))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let img = DynamicImage::ImageRgb8(photo.pixels);

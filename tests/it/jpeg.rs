@@ -3,7 +3,7 @@
 //! sees the same input.
 
 use image::{DynamicImage, RgbImage};
-use lookalike::imaging::{self, DecodeCaps, ImagingError};
+use lookalike::imaging::{self, DecodeCaps, DecodedPhoto, ImagingError};
 
 use crate::common::{sample, with_exif_orientation};
 
@@ -34,11 +34,13 @@ fn encode(pixels: &RgbImage, subsamp: turbojpeg::Subsamp, progressive: bool) -> 
         .unwrap()
 }
 
-fn caps(dct_scaling: bool) -> DecodeCaps {
-    DecodeCaps {
+/// Decodes for the model's input, with or without DCT scaling, under the default limits.
+fn decode_for_model(jpeg: &[u8], dct_scaling: bool) -> Result<DecodedPhoto, ImagingError> {
+    let caps = DecodeCaps {
         jpeg_dct_scaling: dct_scaling,
         ..DecodeCaps::default()
-    }
+    };
+    imaging::decode(jpeg, &caps, (MODEL_SIDE, MODEL_SIDE))
 }
 
 fn mean_abs_difference(a: &RgbImage, b: &RgbImage) -> f64 {
@@ -69,11 +71,11 @@ fn truncated_jpegs_are_refused_never_padded() {
             encode(&pixels, turbojpeg::Subsamp::Sub2x2, true),
         ),
     ] {
-        assert!(imaging::decode(&jpeg, &caps(true), (MODEL_SIDE, MODEL_SIDE)).is_ok());
+        assert!(decode_for_model(&jpeg, true).is_ok());
         for fraction in [0.3, 0.6, 0.9, 0.99] {
             let cut = &jpeg[..(jpeg.len() as f64 * fraction) as usize];
             for dct_scaling in [true, false] {
-                let err = imaging::decode(cut, &caps(dct_scaling), (MODEL_SIDE, MODEL_SIDE))
+                let err = decode_for_model(cut, dct_scaling)
                     .expect_err("a truncated JPEG must not decode");
                 let ImagingError::Decode(message) = &err else {
                     panic!("{kind} cut at {fraction}: {err:?}");
@@ -95,8 +97,8 @@ fn corrupt_entropy_data_is_refused() {
     let middle = corrupt.len() / 2;
     corrupt[middle..middle + 2].copy_from_slice(&[0xFF, 0xD3]);
     for dct_scaling in [true, false] {
-        let err = imaging::decode(&corrupt, &caps(dct_scaling), (MODEL_SIDE, MODEL_SIDE))
-            .expect_err("corrupt data must not decode");
+        let err =
+            decode_for_model(&corrupt, dct_scaling).expect_err("corrupt data must not decode");
         let ImagingError::Decode(message) = &err else {
             panic!("{err:?}");
         };
@@ -120,9 +122,7 @@ fn exif_orientation_is_applied_at_every_scale() {
     ];
     let reference = |dct_scaling| {
         let jpeg = encode(&upright.to_rgb8(), turbojpeg::Subsamp::None, false);
-        imaging::decode(&jpeg, &caps(dct_scaling), (MODEL_SIDE, MODEL_SIDE))
-            .unwrap()
-            .pixels
+        decode_for_model(&jpeg, dct_scaling).unwrap().pixels
     };
     for dct_scaling in [true, false] {
         let expected = reference(dct_scaling);
@@ -131,8 +131,7 @@ fn exif_orientation_is_applied_at_every_scale() {
                 &encode(&pixels.to_rgb8(), turbojpeg::Subsamp::None, false),
                 *tag,
             );
-            let decoded =
-                imaging::decode(&jpeg, &caps(dct_scaling), (MODEL_SIDE, MODEL_SIDE)).unwrap();
+            let decoded = decode_for_model(&jpeg, dct_scaling).unwrap();
             assert_eq!(
                 (decoded.width, decoded.height),
                 (1200, 800),
@@ -160,7 +159,7 @@ fn the_dct_scale_is_the_smallest_that_covers_the_model_input() {
         ((1791, 1791 * 3), (224, 672)), // the short side decides (1/8 rounds up)
     ] {
         let jpeg = encode(&photo(width, height), turbojpeg::Subsamp::Sub2x2, false);
-        let decoded = imaging::decode(&jpeg, &caps(true), (MODEL_SIDE, MODEL_SIDE)).unwrap();
+        let decoded = decode_for_model(&jpeg, true).unwrap();
         assert_eq!((decoded.width, decoded.height), (width, height));
         assert_eq!(decoded.pixels.dimensions(), expected, "{width}x{height}");
     }
@@ -171,7 +170,7 @@ fn the_pixels_match_the_decoder_before_libjpeg_turbo() {
     // The model must see what it saw with jpeg-decoder: the same scale, pixels within rounding.
     for (width, height) in [(640, 480), (2048, 1536), (4000, 3000)] {
         let jpeg = encode(&photo(width, height), turbojpeg::Subsamp::Sub2x2, false);
-        let ours = imaging::decode(&jpeg, &caps(true), (MODEL_SIDE, MODEL_SIDE)).unwrap();
+        let ours = decode_for_model(&jpeg, true).unwrap();
         let mut before = jpeg_decoder::Decoder::new(std::io::Cursor::new(&jpeg));
         before.read_info().unwrap();
         let (w, h) = (ours.pixels.width(), ours.pixels.height());
@@ -192,7 +191,7 @@ fn the_pixels_match_the_decoder_before_libjpeg_turbo() {
 #[test]
 fn greyscale_jpegs_decode_to_grey_rgb() {
     let jpeg = encode(&photo(1000, 750), turbojpeg::Subsamp::Gray, false);
-    let decoded = imaging::decode(&jpeg, &caps(true), (MODEL_SIDE, MODEL_SIDE)).unwrap();
+    let decoded = decode_for_model(&jpeg, true).unwrap();
     assert_eq!(decoded.pixels.dimensions(), (500, 375));
     assert!(
         decoded
@@ -207,7 +206,7 @@ fn greyscale_jpegs_decode_to_grey_rgb() {
 #[test]
 fn progressive_jpegs_decode_within_the_memory_limit_only() {
     let jpeg = encode(&photo(2000, 1500), turbojpeg::Subsamp::Sub2x2, true);
-    let decoded = imaging::decode(&jpeg, &caps(true), (MODEL_SIDE, MODEL_SIDE)).unwrap();
+    let decoded = decode_for_model(&jpeg, true).unwrap();
     assert_eq!(decoded.pixels.dimensions(), (500, 375));
     // A progressive decode keeps every DCT coefficient: 2000 × 1500 × 1.5 × 2 bytes ≈ 8.6 MiB.
     let tight = DecodeCaps {
@@ -245,7 +244,7 @@ fn cmyk_jpegs_take_the_general_decoder() {
         turbojpeg::Subsamp::None,
     )
     .unwrap();
-    let decoded = imaging::decode(&jpeg, &caps(true), (MODEL_SIDE, MODEL_SIDE)).unwrap();
+    let decoded = decode_for_model(&jpeg, true).unwrap();
     assert_eq!((decoded.width, decoded.height), (640, 480));
     assert_eq!(decoded.pixels.dimensions(), (640, 480));
     let difference = mean_abs_difference(&decoded.pixels, &pixels);
