@@ -34,6 +34,12 @@ image:
 compose-check:
 	@scripts/compose-check.sh
 
+## Validates the Kubernetes manifests (deploy/k8s) without a cluster: Kubernetes' and KEDA's
+## schemas, and what they run against what the binary accepts, run for real (scripts/k8s-check.sh).
+.PHONY: k8s-check
+k8s-check:
+	@scripts/k8s-check.sh
+
 ## ONNX Runtime, model, sample photos and (unless DATABASE_URL is set) the local database.
 setup:
 	@scripts/setup.sh
