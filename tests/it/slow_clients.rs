@@ -1,5 +1,5 @@
 //! Hostile slow clients on the real binary: connections that ask for a large photo and never
-//! read (or read too slowly) are closed at the write bounds and counted as such; trickled bodies,
+//! read are closed at the write-stall bound and counted as such (not as idle); trickled bodies,
 //! a chunked one and one declaring 16 MB, hold about what they sent, not the body memory others
 //! need, and are cut below the least rate; and one address cannot hold more than its share of bodies in flight, upload slots or
 //! body memory while another address still gets through. Each client has a loopback address of
@@ -118,12 +118,14 @@ fn noise_png(side: u32) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn clients_that_do_not_read_their_answer_lose_the_connection_at_the_write_bounds() {
+async fn clients_that_do_not_read_their_answer_lose_the_connection_at_the_write_stall_bound() {
     // Its deadlines are measured: no other machine-loading test runs meanwhile.
     let _machine = whole_machine().await;
+    // A keep-alive shorter than the stall bound: a connection whose answer is stuck must not
+    // be taken (or counted) for an idle one.
     let service = start(
         "slow-readers",
-        &["--write-stall-secs", "2", "--response-timeout-secs", "5"],
+        &["--write-stall-secs", "3", "--keep-alive-secs", "1"],
     )
     .await;
     let photo = noise_png(1024);
@@ -138,8 +140,7 @@ async fn clients_that_do_not_read_their_answer_lose_the_connection_at_the_write_
     let url = created["photo_urls"][0]["url"].as_str().unwrap().to_owned();
     let ask = format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n");
 
-    // Ten clients ask for the 3 MB photo and never read; one reads 8 KiB a second, never
-    // pausing as long as the stall bound, far too slowly for the response deadline.
+    // Ten clients ask for the 3 MB photo and never read.
     const NEVER_READ: u8 = 10;
     let mut never_read = Vec::new();
     for n in 0..NEVER_READ {
@@ -147,30 +148,17 @@ async fn clients_that_do_not_read_their_answer_lose_the_connection_at_the_write_
         stream.write_all(ask.as_bytes()).await.unwrap();
         never_read.push(stream);
     }
-    let mut slow = connect_from(loopback(40), &service.addr, Some(4096)).await;
-    slow.write_all(ask.as_bytes()).await.unwrap();
     let started = Instant::now();
-    let slow_reader = tokio::spawn(async move {
-        let mut chunk = vec![0u8; 8192];
-        let mut read = 0;
-        loop {
-            match slow.read(&mut chunk).await {
-                Ok(0) | Err(_) => return (read, started.elapsed()),
-                Ok(n) => read += n,
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
 
-    // Closed at the stall bound (2 s), counted as stalled writes and not as idle connections.
+    // Closed at the stall bound (3 s), counted as stalled writes and not as idle connections.
     let closed = status_when(&service, 10, |s| {
         s["connections"]["write_stalls_total"] == u64::from(NEVER_READ)
     })
     .await;
     let after = started.elapsed();
     assert!(
-        after >= Duration::from_millis(1800) && after < Duration::from_secs(5),
-        "closed after {after:?} with a 2 s stall bound"
+        after >= Duration::from_millis(2800) && after < Duration::from_secs(6),
+        "closed after {after:?} with a 3 s stall bound"
     );
     assert_eq!(closed["connections"]["idle_closed_total"], 0, "{closed}");
     for mut stream in never_read {
@@ -184,26 +172,12 @@ async fn clients_that_do_not_read_their_answer_lose_the_connection_at_the_write_
         );
     }
 
-    // The slow reader: cut at the 5 s response deadline, having read a fraction of the photo.
-    let (read, after) = tokio::time::timeout(Duration::from_secs(15), slow_reader)
-        .await
-        .expect("the slow reader's connection is closed")
-        .unwrap();
-    assert!(read < photo.len(), "read it all ({read} bytes)");
-    assert!(
-        after >= Duration::from_millis(4500) && after < Duration::from_secs(9),
-        "closed after {after:?} with a 5 s response deadline"
-    );
-    let done = status_when(&service, 5, |s| {
-        s["connections"]["response_timeouts_total"] == 1
-    })
-    .await;
+    let done = status(&service).await;
     assert_eq!(done["connections"]["open"], 1, "{done}");
-    assert_eq!(done["connections"]["idle_closed_total"], 0, "{done}");
     let text = metrics(&service).await;
     assert!(text.contains("lookalike_write_stalls_total 10"), "{text}");
     assert!(
-        text.contains("lookalike_response_timeouts_total 1"),
+        text.contains("lookalike_idle_connections_closed_total 0"),
         "{text}"
     );
 }
