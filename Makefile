@@ -75,7 +75,8 @@ soak: setup
 drain: setup
 	$(CARGO) bench --locked --bench kill_drain -- $(ARGS)
 
-## Schema-driven fuzzing of the API (schemathesis): make fuzz EXAMPLES=200
+## Schema-driven fuzzing of the API (schemathesis: examples, coverage, fuzzing and stateful phases,
+## every check), capped at LOOKALIKE_FUZZ_SECONDS (default 150): make fuzz EXAMPLES=200
 fuzz: setup
 	@scripts/fuzz.sh $(EXAMPLES)
 

@@ -1,6 +1,7 @@
 //! Soak and burst harness on the real binary (`make soak`):
 //!
-//!   cargo bench --bench soak -- [--seconds 60] [--clients 96] [--binary PATH] [--skip-bursts] [--skip-soak]
+//!   cargo bench --bench soak -- [--seconds 60] [--clients 96] [--bomb-mib 300] [--binary PATH]
+//!                               [--skip-bursts] [--skip-soak]
 //!
 //! Starts `lookalike serve` (this build's binary, or `--binary`, e.g. an older build to compare
 //! with) on the default configuration, but for its listen address, a fresh database and a
@@ -10,19 +11,22 @@
 //!    count per client, as with real people): statuses, resets, peak RSS (VmHWM, reset between
 //!    bursts) and RSS 5 s after;
 //! 2. soak: `--clients` closed-loop clients, each from its own loopback address, mix uploads,
-//!    searches, embeddings and reads for `--seconds`, while abusers open slow-header
-//!    connections, trickle bodies and send oversized ones. Every client writes its whole request
-//!    before it reads, as most HTTP libraries do.
+//!    searches, embeddings and reads for `--seconds`, while abusers (support/hostile.rs) open
+//!    slow-header connections, trickle bodies from many addresses (declared, chunked, a report
+//!    declaring 16 MB), send oversized ones, ask for a 3 MB photo and never read, send
+//!    profile-bomb PNGs (`--bomb-mib` of colour profile, default 300) and poisoned coordinates.
+//!    Every client writes its whole request before it reads, as most HTTP libraries do.
 //!
-//! It prints statuses per route, resets, p50/p99 and peak RSS, waits for the job queue to drain,
+//! It prints statuses per route (abusers' routes start with `abuse:`; their 4xx are expected),
+//! the well-behaved clients' share of normal answers, resets, p50/p99, peak RSS and the
+//! connection loop's counters, waits for the job queue to drain,
 //! and checks in `/v1/status` that every permit, slot and byte reserved was given back. It fails
 //! (exit 1) on any reset, any 5xx other than 503, or anything not returned. Loopback only; every
 //! loop is bounded in time.
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,149 +34,11 @@ use std::time::{Duration, Instant};
 use lookalike::config::DEFAULT_DATABASE_URL;
 use serde_json::Value;
 use sqlx::Connection;
+use support::hostile::{
+    Outcome, Tally, Targets, client_address, connect, exchange, exchange_for_id, lock, multipart,
+    request, status_of,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-
-/// What one request came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Outcome {
-    Status(u16),
-    /// The connection was reset or closed without an answer.
-    Reset,
-    /// The server closed a connection it was right to close (stalled headers), with no answer.
-    Closed,
-}
-
-#[derive(Default)]
-struct Tally {
-    outcomes: BTreeMap<(String, Outcome), u64>,
-    latencies: BTreeMap<String, Vec<f64>>,
-}
-
-impl Tally {
-    fn record(&mut self, route: &str, outcome: Outcome, seconds: f64) {
-        *self
-            .outcomes
-            .entry((route.to_owned(), outcome))
-            .or_default() += 1;
-        self.latencies
-            .entry(route.to_owned())
-            .or_default()
-            .push(seconds);
-    }
-
-    fn print(&mut self) {
-        println!(
-            "  {:<28} {:>8} {:>9} {:>9}  statuses",
-            "route", "answers", "p50 ms", "p99 ms"
-        );
-        for (route, latencies) in &mut self.latencies {
-            latencies.sort_by(f64::total_cmp);
-            let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize] * 1e3;
-            let statuses: Vec<String> = self
-                .outcomes
-                .iter()
-                .filter(|((r, _), _)| r == route)
-                .map(|((_, o), n)| match o {
-                    Outcome::Status(s) => format!("{n}×{s}"),
-                    Outcome::Reset => format!("{n}×RESET"),
-                    Outcome::Closed => format!("{n}×closed"),
-                })
-                .collect();
-            println!(
-                "  {route:<28} {:>8} {:>9.0} {:>9.0}  {}",
-                latencies.len(),
-                at(0.5),
-                at(0.99),
-                statuses.join(" ")
-            );
-        }
-    }
-
-    /// Resets and 5xx other than 503.
-    fn failures(&self) -> u64 {
-        self.outcomes
-            .iter()
-            .filter(|((_, o), _)| {
-                matches!(o, Outcome::Reset)
-                    || matches!(o, Outcome::Status(s) if *s >= 500 && *s != 503)
-            })
-            .map(|(_, n)| n)
-            .sum()
-    }
-}
-
-/// The i-th simulated client's own loopback address (127.0.1.0/24 and up).
-fn client_address(i: usize) -> IpAddr {
-    let i = i % 60_000;
-    IpAddr::V4(Ipv4Addr::new(
-        127,
-        0,
-        1 + (i / 250) as u8,
-        1 + (i % 250) as u8,
-    ))
-}
-
-async fn connect(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(from, 0))?;
-    socket.connect(to).await
-}
-
-/// Writes the whole request, then reads the whole answer (one request per connection).
-async fn exchange(from: IpAddr, to: SocketAddr, request: &[u8]) -> Outcome {
-    let Ok(mut stream) = connect(from, to).await else {
-        return Outcome::Reset;
-    };
-    if stream.write_all(request).await.is_err() {
-        return Outcome::Reset;
-    }
-    let mut answer = Vec::new();
-    let read =
-        tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut answer)).await;
-    match read {
-        Ok(Ok(_)) => status_of(&answer).map_or(Outcome::Reset, Outcome::Status),
-        _ => Outcome::Reset,
-    }
-}
-
-fn status_of(answer: &[u8]) -> Option<u16> {
-    std::str::from_utf8(answer.get(..12)?)
-        .ok()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn request(method: &str, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "{method} {path} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-fn multipart(fields: &[(&str, &str)], photo_field: &str, photo: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "lookalike-soak-boundary";
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{photo_field}\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes(),
-    );
-    body.extend_from_slice(photo);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
 
 /// A phone-like JPEG of `width`×`height` at quality 92 whose noise is chosen (by bisection) so
 /// that the file is close to `bytes` long.
@@ -307,14 +173,33 @@ async fn burst(
     tally.failures()
 }
 
-fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
-    tally.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The soak: closed-loop clients over a mix of routes, and abusers beside them.
-async fn soak(server: &Server, clients: usize, seconds: u64) -> u64 {
+async fn soak(server: &Server, clients: usize, seconds: u64, bomb_mib: usize) -> u64 {
     let small = Arc::new(support::phone_photo(1600, 1200, 90, 6, 1));
     let phone = Arc::new(photo_of_size(4000, 3000, 3_000_000));
+    // What the abusers aim at: a stored 3 MB photo, and the profile bomb.
+    let (ct, body) = multipart(
+        &[("kind", "found"), ("species", "dog"), ("title", "big")],
+        "photos",
+        &phone,
+    );
+    let upload = request("POST", "/v1/reports", &ct, &body);
+    let big_photo_url =
+        support::hostile::created_photo_url(client_address(1), server.addr, &upload)
+            .await
+            .expect("the 3 MB photo is stored");
+    let profile_bomb = Arc::new(support::hostile::profile_bomb(bomb_mib));
+    println!(
+        "abusers' targets: {big_photo_url} ({:.1} MB); a {:.0} KB PNG whose colour profile inflates to {bomb_mib} MiB",
+        phone.len() as f64 / 1e6,
+        profile_bomb.len() as f64 / 1e3
+    );
+    let targets = Arc::new(Targets {
+        addr: server.addr,
+        big_photo_url,
+        big_photo_bytes: phone.len(),
+        profile_bomb,
+    });
     let pid = server.child.id();
     reset_peak(pid);
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -391,15 +276,58 @@ async fn soak(server: &Server, clients: usize, seconds: u64) -> u64 {
             }
         }));
     }
-    tasks.push(tokio::spawn(abusers(server.addr, tally.clone(), until)));
+    tasks.push(tokio::spawn(support::hostile::abusers(
+        targets,
+        tally.clone(),
+        until,
+    )));
     for task in tasks {
         let _ = task.await;
     }
     let (peak, now) = memory_mib(pid);
     println!("\nsoak: {clients} clients for {seconds} s; RSS peak {peak:.0} MiB, now {now:.0} MiB");
-    let mut tally = lock(&tally);
-    tally.print();
-    tally.failures()
+    let failures = {
+        let mut tally = lock(&tally);
+        tally.print();
+        tally.print_well_behaved();
+        tally.failures()
+    };
+    let (_, status) = get_json(server, "/v1/status").await;
+    println!("\nconnection loop (since start):");
+    for counter in [
+        "accepted_total",
+        "refused_total",
+        "header_timeouts_total",
+        "idle_closed_total",
+        "body_timeouts_total",
+        "body_too_slow_total",
+        "write_stalls_total",
+        "response_timeouts_total",
+        "linger_cut_total",
+    ] {
+        println!("  {counter:<30} {}", status["connections"][counter]);
+    }
+    for (what, value) in [
+        (
+            "body memory rejections",
+            &status["body_memory"]["rejected_total"],
+        ),
+        (
+            "bodies per address rejections",
+            &status["body_memory"]["per_address_bodies_rejected_total"],
+        ),
+        (
+            "body memory per address rej.",
+            &status["body_memory"]["per_address_memory_rejected_total"],
+        ),
+        (
+            "uploads per address rej.",
+            &status["uploads"]["per_address_rejected_total"],
+        ),
+    ] {
+        println!("  {what:<30} {value}");
+    }
+    failures
 }
 
 /// The JPEG with a comment segment naming the client and request, so that each upload is a new
@@ -414,121 +342,6 @@ fn unique(photo: &[u8], n: usize, c: usize) -> Vec<u8> {
     p.extend_from_slice(tag.as_bytes());
     p.extend_from_slice(&photo[2..]);
     p
-}
-
-async fn exchange_for_id(
-    from: IpAddr,
-    to: SocketAddr,
-    request: &[u8],
-) -> (Outcome, Option<String>) {
-    let Ok(mut stream) = connect(from, to).await else {
-        return (Outcome::Reset, None);
-    };
-    if stream.write_all(request).await.is_err() {
-        return (Outcome::Reset, None);
-    }
-    let mut answer = Vec::new();
-    if !matches!(
-        tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut answer)).await,
-        Ok(Ok(_))
-    ) {
-        return (Outcome::Reset, None);
-    }
-    let Some(status) = status_of(&answer) else {
-        return (Outcome::Reset, None);
-    };
-    let body = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| &answer[p + 4..]);
-    let id = body
-        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-        .and_then(|v| v["id"].as_str().map(str::to_owned));
-    (Outcome::Status(status), id)
-}
-
-/// Slow headers, trickled bodies and oversized bodies, until `until`.
-async fn abusers(addr: SocketAddr, tally: Arc<Mutex<Tally>>, until: Instant) {
-    let mut round = 0usize;
-    let mut held = Vec::new();
-    while Instant::now() < until {
-        round += 1;
-        let from = client_address(20_000 + round);
-        // Half a header, never finished: the server must close it.
-        let tally_h = tally.clone();
-        held.push(tokio::spawn(async move {
-            let began = Instant::now();
-            let Ok(mut stream) = connect(from, addr).await else {
-                return;
-            };
-            let _ = stream
-                .write_all(b"POST /v1/search HTTP/1.1\r\nHost: slow\r\nX-Slow: ")
-                .await;
-            let mut sink = Vec::new();
-            let outcome =
-                match tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut sink))
-                    .await
-                {
-                    Ok(Ok(_)) if sink.is_empty() => Outcome::Closed,
-                    Ok(Ok(_)) => status_of(&sink).map_or(Outcome::Reset, Outcome::Status),
-                    _ => Outcome::Reset,
-                };
-            lock(&tally_h).record("abuse: slow header", outcome, began.elapsed().as_secs_f64());
-        }));
-        // A body trickled at a byte a second: 408 at the body deadline.
-        let tally_t = tally.clone();
-        held.push(tokio::spawn(async move {
-            let began = Instant::now();
-            let Ok(stream) = connect(from, addr).await else { return };
-            let (mut read, mut write) = stream.into_split();
-            let head = "POST /v1/embeddings HTTP/1.1\r\nHost: slow\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n--x\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"p\"\r\n\r\n";
-            let _ = write.write_all(head.as_bytes()).await;
-            let trickle = tokio::spawn(async move {
-                for _ in 0..120 {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if write.write_all(b"z").await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let mut answer = Vec::new();
-            let outcome = match tokio::time::timeout(Duration::from_secs(120), read.read_to_end(&mut answer)).await {
-                Ok(Ok(_)) => status_of(&answer).map_or(Outcome::Reset, Outcome::Status),
-                _ => Outcome::Reset,
-            };
-            trickle.abort();
-            lock(&tally_t).record("abuse: trickled body", outcome, began.elapsed().as_secs_f64());
-        }));
-        // Oversized bodies written in full before reading: 413, received.
-        for (route, method, path, size) in [
-            (
-                "abuse: 40 MB PATCH",
-                "PATCH",
-                format!("/v1/reports/{}", uuid::Uuid::new_v4()),
-                40 << 20,
-            ),
-            (
-                "abuse: 12 MB search",
-                "POST",
-                "/v1/search".to_owned(),
-                12 << 20,
-            ),
-        ] {
-            let began = Instant::now();
-            let body = vec![b'x'; size];
-            let outcome = exchange(
-                from,
-                addr,
-                &request(method, &path, "multipart/form-data; boundary=x", &body),
-            )
-            .await;
-            lock(&tally).record(route, outcome, began.elapsed().as_secs_f64());
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    for task in held {
-        let _ = task.await;
-    }
 }
 
 /// Waits for the job queue to drain, then checks that everything reserved was given back.
@@ -611,6 +424,7 @@ async fn get_json(server: &Server, path: &str) -> (Outcome, Value) {
 fn main() {
     let seconds: u64 = support::arg("--seconds", 60);
     let clients: usize = support::arg("--clients", 96);
+    let bomb_mib: usize = support::arg("--bomb-mib", 300);
     let binary: String = support::arg("--binary", env!("CARGO_BIN_EXE_lookalike").to_owned());
     let args: Vec<String> = std::env::args().collect();
     let skip = |flag: &str| args.iter().any(|a| a == flag);
@@ -658,7 +472,7 @@ fn main() {
             .await;
         }
         if !skip("--skip-soak") {
-            failures += soak(&server, clients, seconds).await;
+            failures += soak(&server, clients, seconds, bomb_mib).await;
         }
         let leaks = check_returned(&server).await;
         drop(server);

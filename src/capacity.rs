@@ -1,9 +1,12 @@
 //! Bounded concurrency for work outside the gate (decoding, uploads): at most `permits` at once,
 //! at most `max_waiters` waiting, each for at most `max_wait`; and the byte budget for request
-//! bodies held in memory.
+//! bodies held in memory. Both can also cap what one client address holds of them, so that one
+//! address cannot take every slot or all the memory.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -27,6 +30,15 @@ pub enum CapacityError {
         waited: Duration,
         retry_after: Duration,
     },
+    /// The client's address already holds its share.
+    #[error(
+        "this address already holds its share of {name} (at most {cap}); retry when one of its requests finishes"
+    )]
+    PerAddress {
+        name: &'static str,
+        cap: u64,
+        retry_after: Duration,
+    },
 }
 
 impl CapacityError {
@@ -34,7 +46,8 @@ impl CapacityError {
     pub fn retry_after(&self) -> Duration {
         match self {
             CapacityError::Full { retry_after, .. }
-            | CapacityError::Timeout { retry_after, .. } => *retry_after,
+            | CapacityError::Timeout { retry_after, .. }
+            | CapacityError::PerAddress { retry_after, .. } => *retry_after,
         }
     }
 }
@@ -49,6 +62,9 @@ pub struct Slots {
     max_wait: Duration,
     waiting: AtomicUsize,
     rejected: AtomicU64,
+    /// Most slots (held or waited for) per client address; 0: no cap.
+    per_address_cap: AtomicUsize,
+    per_address: Arc<PerAddress>,
 }
 
 /// The state of a limit.
@@ -62,6 +78,8 @@ pub struct SlotsSnapshot {
     pub waiting: usize,
     /// Callers turned away since start.
     pub rejected_total: u64,
+    /// Callers turned away because their address already held its share.
+    pub per_address_rejected_total: u64,
 }
 
 impl SlotsSnapshot {
@@ -86,6 +104,12 @@ impl SlotsSnapshot {
                 "counter",
                 "Callers turned away.",
                 self.rejected_total as f64,
+            ),
+            (
+                "per_address_rejections_total",
+                "counter",
+                "Callers turned away because their address already held its share (429).",
+                self.per_address_rejected_total as f64,
             ),
         ] {
             let metric = format!("lookalike_{name}_{metric}");
@@ -122,6 +146,18 @@ impl BudgetSnapshot {
             "Requests refused (503) for want of body memory.",
             self.rejected_total as f64,
         );
+        out.single(
+            "lookalike_body_memory_per_address_rejections_total",
+            "counter",
+            "Requests refused (429) because their address already held its share of body memory.",
+            self.per_address_memory_rejected_total as f64,
+        );
+        out.single(
+            "lookalike_bodies_per_address_rejections_total",
+            "counter",
+            "Requests refused (429) because their address already had its most bodies in flight.",
+            self.per_address_bodies_rejected_total as f64,
+        );
     }
 }
 
@@ -137,7 +173,37 @@ impl Slots {
             max_wait,
             waiting: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
+            per_address_cap: AtomicUsize::new(0),
+            per_address: Arc::default(),
         }
+    }
+
+    /// Caps the slots one client address may hold or wait for at once (0: no cap).
+    pub fn set_per_address_cap(&self, cap: usize) {
+        self.per_address_cap.store(cap, Ordering::Relaxed);
+    }
+
+    /// Waits (bounded) for a slot, as [`Slots::acquire`], counted against `address`'s share:
+    /// an address that already holds or waits for its share is refused at once.
+    pub async fn acquire_for(
+        &self,
+        address: Option<IpAddr>,
+    ) -> Result<AddressPermit, CapacityError> {
+        let cap = self.per_address_cap.load(Ordering::Relaxed) as u64;
+        let share = match address {
+            Some(address) if cap > 0 => Some(self.per_address.take(address, 1, cap).ok_or(
+                CapacityError::PerAddress {
+                    name: self.name,
+                    cap,
+                    retry_after: Duration::from_secs(1),
+                },
+            )?),
+            _ => None,
+        };
+        Ok(AddressPermit {
+            _permit: self.acquire().await?,
+            _share: share,
+        })
     }
 
     /// Waits (bounded) for a slot.
@@ -194,7 +260,80 @@ impl Slots {
             in_use: self.permits - self.semaphore.available_permits().min(self.permits),
             waiting: self.waiting.load(Ordering::Relaxed),
             rejected_total: self.rejected.load(Ordering::Relaxed),
+            per_address_rejected_total: self.per_address.refused(),
         }
+    }
+}
+
+/// A slot taken for a client address; the slot and the address's share return when dropped.
+#[derive(Debug)]
+pub struct AddressPermit {
+    _permit: OwnedSemaphorePermit,
+    _share: Option<AddressShare>,
+}
+
+/// What each client address holds of one limit, so that one address cannot hold more than its
+/// share. Only addresses that hold something have an entry: the map is bounded by the requests
+/// in flight (themselves bounded by the connection cap).
+#[derive(Debug, Default)]
+pub struct PerAddress {
+    held: Mutex<HashMap<IpAddr, u64>>,
+    refused: AtomicU64,
+}
+
+impl PerAddress {
+    /// Adds `amount` to what `address` holds, unless it would then hold more than `cap`; an
+    /// address that holds nothing may take any amount (one request larger than the share is
+    /// still served, alone). `None` (counted as refused) when it does not fit.
+    pub fn take(self: &Arc<Self>, address: IpAddr, amount: u64, cap: u64) -> Option<AddressShare> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let now = held.get(&address).copied().unwrap_or(0);
+        if now > 0 && now.saturating_add(amount) > cap {
+            drop(held);
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        held.insert(address, now.saturating_add(amount));
+        Some(AddressShare {
+            ledger: self.clone(),
+            address,
+            amount,
+        })
+    }
+
+    /// What `address` holds now.
+    pub fn held(&self, address: IpAddr) -> u64 {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(&address).copied().unwrap_or(0)
+    }
+
+    /// Takes refused since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    fn give_back(&self, address: IpAddr, amount: u64) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(now) = held.get_mut(&address) {
+            *now = now.saturating_sub(amount);
+            if *now == 0 {
+                held.remove(&address);
+            }
+        }
+    }
+}
+
+/// An amount held by one address in a [`PerAddress`] ledger; given back when dropped.
+#[derive(Debug)]
+pub struct AddressShare {
+    ledger: Arc<PerAddress>,
+    address: IpAddr,
+    amount: u64,
+}
+
+impl Drop for AddressShare {
+    fn drop(&mut self) {
+        self.ledger.give_back(self.address, self.amount);
     }
 }
 
@@ -208,12 +347,33 @@ pub struct ByteBudget {
     max_wait: Duration,
     waiting: AtomicUsize,
     rejected: AtomicU64,
+    caps: AddressCaps,
+    /// Bodies in flight per address.
+    bodies: Arc<PerAddress>,
+    /// KiB reserved per address.
+    memory: Arc<PerAddress>,
+}
+
+/// What one client address may hold of a [`ByteBudget`] (0: no cap).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddressCaps {
+    /// Request bodies in flight (waiting for memory or being read).
+    pub bodies: usize,
+    /// Bytes reserved.
+    pub bytes: u64,
 }
 
 /// Bytes reserved from a [`ByteBudget`]; returned when dropped.
 #[derive(Debug)]
 pub struct BytesReserved {
     _permit: OwnedSemaphorePermit,
+    _share: Option<AddressShare>,
+}
+
+/// A request body counted against its address's most bodies in flight; given back when dropped.
+#[derive(Debug)]
+pub struct BodyPlace {
+    _share: Option<AddressShare>,
 }
 
 /// The state of a byte budget.
@@ -227,6 +387,10 @@ pub struct BudgetSnapshot {
     pub waiting: usize,
     /// Requests turned away since start.
     pub rejected_total: u64,
+    /// Requests turned away because their address already held its share of the memory.
+    pub per_address_memory_rejected_total: u64,
+    /// Requests turned away because their address already had its most bodies in flight.
+    pub per_address_bodies_rejected_total: u64,
 }
 
 impl ByteBudget {
@@ -239,23 +403,134 @@ impl ByteBudget {
             max_wait,
             waiting: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
+            caps: AddressCaps::default(),
+            bodies: Arc::default(),
+            memory: Arc::default(),
         }
+    }
+
+    /// The same budget with caps on what one client address may hold of it.
+    pub fn with_address_caps(mut self, caps: AddressCaps) -> Self {
+        self.caps = caps;
+        self
+    }
+
+    /// The caps per client address.
+    pub fn address_caps(&self) -> AddressCaps {
+        self.caps
+    }
+
+    /// A place for one more body of `address`, refused (429) when the address already has its
+    /// most bodies in flight. Hold it while the body is read and used.
+    pub fn body_place(&self, address: Option<IpAddr>) -> Result<BodyPlace, CapacityError> {
+        let cap = self.caps.bodies as u64;
+        let share = match address {
+            Some(address) if cap > 0 => Some(self.bodies.take(address, 1, cap).ok_or(
+                CapacityError::PerAddress {
+                    name: "bodies",
+                    cap,
+                    retry_after: Duration::from_secs(1),
+                },
+            )?),
+            _ => None,
+        };
+        Ok(BodyPlace { _share: share })
+    }
+
+    /// Bytes `address` has reserved now.
+    pub fn reserved_by(&self, address: IpAddr) -> u64 {
+        self.memory.held(address) * 1024
+    }
+
+    fn kib(&self, bytes: u64) -> u32 {
+        u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib)
+    }
+
+    /// Counts `bytes` against `address`'s share of the memory (the budget itself is reserved
+    /// apart), or refuses when it already holds its share.
+    pub fn address_share(
+        &self,
+        address: Option<IpAddr>,
+        bytes: u64,
+    ) -> Result<Option<AddressShare>, CapacityError> {
+        self.address_kib(address, self.kib(bytes))
+    }
+
+    /// `address`'s share of the memory for `kib` more, or a refusal when it holds its share.
+    fn address_kib(
+        &self,
+        address: Option<IpAddr>,
+        kib: u32,
+    ) -> Result<Option<AddressShare>, CapacityError> {
+        let cap_kib = self.caps.bytes.div_ceil(1024);
+        match address {
+            Some(address) if cap_kib > 0 => self
+                .memory
+                .take(address, u64::from(kib), cap_kib)
+                .map(Some)
+                .ok_or(CapacityError::PerAddress {
+                    name: "body_memory",
+                    cap: self.caps.bytes,
+                    retry_after: Duration::from_secs(1),
+                }),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reserves `bytes` for `address` at once if the budget has room: `Ok(None)` when it has not
+    /// (wait with [`ByteBudget::reserve_for`]); refused when the address holds its share.
+    pub fn try_reserve_for(
+        &self,
+        address: Option<IpAddr>,
+        bytes: u64,
+    ) -> Result<Option<BytesReserved>, CapacityError> {
+        let kib = self.kib(bytes);
+        let share = self.address_kib(address, kib)?;
+        Ok(self
+            .semaphore
+            .clone()
+            .try_acquire_many_owned(kib)
+            .ok()
+            .map(|permit| BytesReserved {
+                _permit: permit,
+                _share: share,
+            }))
+    }
+
+    /// Reserves `bytes` as [`ByteBudget::reserve`], counted against `address`'s share of the
+    /// budget: an address that holds its share is refused at once (429) rather than made to
+    /// wait, so that it cannot take the memory others wait for.
+    pub async fn reserve_for(
+        &self,
+        address: Option<IpAddr>,
+        bytes: u64,
+    ) -> Result<BytesReserved, CapacityError> {
+        let share = self.address_kib(address, self.kib(bytes))?;
+        let mut reserved = self.reserve(bytes).await?;
+        reserved._share = share;
+        Ok(reserved)
     }
 
     /// Reserves `bytes` (a request larger than the whole budget takes all of it), waiting at most
     /// the budget's `max_wait` for others to finish.
     pub async fn reserve(&self, bytes: u64) -> Result<BytesReserved, CapacityError> {
-        let kib = u32::try_from(bytes.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.total_kib);
+        let kib = self.kib(bytes);
         if let Ok(permit) = self.semaphore.clone().try_acquire_many_owned(kib) {
-            return Ok(BytesReserved { _permit: permit });
+            return Ok(BytesReserved {
+                _permit: permit,
+                _share: None,
+            });
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let _leave = DecrementOnDrop(&self.waiting);
         let acquire = self.semaphore.clone().acquire_many_owned(kib);
         match tokio::time::timeout(self.max_wait, acquire).await {
-            Ok(Ok(permit)) => Ok(BytesReserved { _permit: permit }),
+            Ok(Ok(permit)) => Ok(BytesReserved {
+                _permit: permit,
+                _share: None,
+            }),
             Ok(Err(_)) | Err(_) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(CapacityError::Timeout {
@@ -278,6 +553,8 @@ impl ByteBudget {
             reserved_bytes: (u64::from(self.total_kib) - free) * 1024,
             waiting: self.waiting.load(Ordering::Relaxed),
             rejected_total: self.rejected.load(Ordering::Relaxed),
+            per_address_memory_rejected_total: self.memory.refused(),
+            per_address_bodies_rejected_total: self.bodies.refused(),
         }
     }
 }
@@ -315,6 +592,63 @@ mod tests {
         assert!(limit.acquire().await.is_ok());
         assert_eq!(limit.snapshot().rejected_total, 2);
         assert_eq!(limit.snapshot().waiting, 0);
+    }
+
+    #[tokio::test]
+    async fn one_address_holds_at_most_its_share_of_slots() {
+        let limit = Slots::new("upload", 4, 10, Duration::from_millis(50));
+        limit.set_per_address_cap(2);
+        let (a, b) = ("127.0.0.5".parse().ok(), "127.0.0.6".parse().ok());
+        let first = limit.acquire_for(a).await.unwrap();
+        let _second = limit.acquire_for(a).await.unwrap();
+        assert!(matches!(
+            limit.acquire_for(a).await,
+            Err(CapacityError::PerAddress { cap: 2, .. })
+        ));
+        // Another address, and a caller without one, are not counted against it.
+        let _other = limit.acquire_for(b).await.unwrap();
+        let _unknown = limit.acquire_for(None).await.unwrap();
+        drop(first);
+        assert!(limit.acquire_for(a).await.is_ok());
+        assert_eq!(limit.snapshot().per_address_rejected_total, 1);
+        assert_eq!(limit.snapshot().rejected_total, 0);
+    }
+
+    #[tokio::test]
+    async fn one_address_holds_at_most_its_share_of_bodies_and_memory() {
+        let budget =
+            ByteBudget::new(16 << 20, Duration::from_millis(50)).with_address_caps(AddressCaps {
+                bodies: 2,
+                bytes: 4 << 20,
+            });
+        let (a, b) = ("10.0.0.1".parse().ok(), "10.0.0.2".parse().ok());
+        let place = budget.body_place(a).unwrap();
+        let _place = budget.body_place(a).unwrap();
+        assert!(matches!(
+            budget.body_place(a),
+            Err(CapacityError::PerAddress { name: "bodies", .. })
+        ));
+        drop(place);
+        assert!(budget.body_place(a).is_ok());
+        // An address's only reservation may be larger than its share; the next must fit in it.
+        let big = budget.reserve_for(a, 6 << 20).await.unwrap();
+        assert!(matches!(
+            budget.reserve_for(a, 1 << 20).await,
+            Err(CapacityError::PerAddress {
+                name: "body_memory",
+                ..
+            })
+        ));
+        let _theirs = budget.reserve_for(b, 3 << 20).await.unwrap();
+        assert_eq!(budget.reserved_by(a.unwrap()), 6 << 20);
+        drop(big);
+        assert_eq!(budget.reserved_by(a.unwrap()), 0);
+        let small = budget.try_reserve_for(a, 1 << 20).unwrap();
+        assert!(small.is_some());
+        let snapshot = budget.snapshot();
+        assert_eq!(snapshot.per_address_bodies_rejected_total, 1);
+        assert_eq!(snapshot.per_address_memory_rejected_total, 1);
+        assert_eq!(snapshot.reserved_bytes, 4 << 20);
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::capacity::ByteBudget;
+use crate::capacity::{AddressCaps, ByteBudget};
 use crate::inference::{ConvSearch, Device, DeviceSettings};
 use crate::rate_limit::{ClassRates, IpNet, RateLimitSettings, RateSpec};
 
@@ -480,6 +480,61 @@ pub struct EdgeConfig {
         default_value_t = 128
     )]
     pub linger_max_mib: usize,
+    /// Least bytes per second a request body must arrive at, averaged over
+    /// `--body-rate-window-secs` (408 `body_timeout` below it; 0: no floor).
+    #[arg(
+        long = "body-min-bytes-per-sec",
+        env = "LOOKALIKE_BODY_MIN_BYTES_PER_SEC",
+        default_value_t = 1024
+    )]
+    pub body_min_bytes_per_sec: u64,
+    /// Seconds the request body rate is averaged over.
+    #[arg(
+        long = "body-rate-window-secs",
+        env = "LOOKALIKE_BODY_RATE_WINDOW_SECS",
+        default_value_t = 10
+    )]
+    pub body_rate_window_secs: u64,
+    /// Seconds a response write may make no progress (a client that does not read) before the
+    /// connection is closed.
+    #[arg(
+        long = "write-stall-secs",
+        env = "LOOKALIKE_WRITE_STALL_SECS",
+        default_value_t = 15
+    )]
+    pub write_stall_secs: u64,
+    /// Seconds a response may take to be written, from its first byte, before the connection is
+    /// closed.
+    #[arg(
+        long = "response-timeout-secs",
+        env = "LOOKALIKE_RESPONSE_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub response_timeout_secs: u64,
+    /// Most request bodies one client address may have in flight (waiting for memory or being
+    /// read) at once; 429 `concurrency_limited` beyond (0: no cap).
+    #[arg(
+        long = "max-bodies-per-address",
+        env = "LOOKALIKE_MAX_BODIES_PER_ADDRESS",
+        default_value_t = 8
+    )]
+    pub max_bodies_per_address: usize,
+    /// Most upload slots one client address may hold or wait for at once; 429
+    /// `concurrency_limited` beyond (0: no cap).
+    #[arg(
+        long = "max-uploads-per-address",
+        env = "LOOKALIKE_MAX_UPLOADS_PER_ADDRESS",
+        default_value_t = 4
+    )]
+    pub max_uploads_per_address: usize,
+    /// Most body memory one client address may hold at once, in MiB; 429 `concurrency_limited`
+    /// beyond, except for an address's only body (0: no cap).
+    #[arg(
+        long = "body-memory-per-address-mib",
+        env = "LOOKALIKE_BODY_MEMORY_PER_ADDRESS_MIB",
+        default_value_t = 48
+    )]
+    pub body_memory_per_address_mib: usize,
 }
 
 impl Default for EdgeConfig {
@@ -525,12 +580,31 @@ impl EdgeConfig {
         Self::secs(self.linger_secs)
     }
 
-    /// The memory budget for request bodies.
+    /// The memory budget for request bodies, with its caps per client address.
     pub fn body_budget(&self) -> ByteBudget {
         ByteBudget::new(
             self.body_memory_mib << 20,
             Duration::from_millis(self.body_memory_max_wait_ms),
         )
+        .with_address_caps(AddressCaps {
+            bodies: self.max_bodies_per_address,
+            bytes: (self.body_memory_per_address_mib as u64) << 20,
+        })
+    }
+
+    /// The window a request body's rate is averaged over.
+    pub fn body_rate_window(&self) -> Duration {
+        Self::secs(self.body_rate_window_secs)
+    }
+
+    /// The response write stall bound.
+    pub fn write_stall(&self) -> Duration {
+        Self::secs(self.write_stall_secs)
+    }
+
+    /// The response write deadline.
+    pub fn response_timeout(&self) -> Duration {
+        Self::secs(self.response_timeout_secs)
     }
 }
 

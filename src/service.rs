@@ -221,6 +221,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     );
     state.protection = Arc::new(protection(&config.access, &config.rate_limits, &store).await?);
     state.body_budget = Arc::new(config.edge.body_budget());
+    state
+        .reports
+        .upload_slots()
+        .set_per_address_cap(config.edge.max_uploads_per_address);
     let housekeeping = Housekeeping::start(&state, &store, &storage, &config.jobs, &config.sweep);
     let workers = start_workers(
         &mut state,

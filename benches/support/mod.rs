@@ -158,6 +158,7 @@ fn camera_encoded(pixels: &image::RgbImage, quality: i32) -> Vec<u8> {
         .to_vec()
 }
 
+pub mod hostile;
 pub mod http;
 pub mod real_photos;
 

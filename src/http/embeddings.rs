@@ -59,7 +59,7 @@ pub async fn create(
     // not end the request: its photos may have been embedded before (answered from the store);
     // the refusal stands for those that were not.
     let admission = app.pipeline.admit(Priority::Interactive);
-    let _memory = app.body_budget.reserve(size.to_reserve()).await?;
+    let _memory = size.reserve(&app.body_budget).await?;
     let photos = read_photos(multipart?, "photos", app.photo_limits).await?;
     let embedded = app.search.embed_photos(admission, photos).await?;
     let manifest = app.pipeline.gate().model().manifest();

@@ -20,7 +20,7 @@ use crate::rate_limit::{LimitScope, Limited};
 use crate::reports::{ReportError, ValidationError};
 use crate::store::{ReserveError, StoreError};
 
-use super::body::{BodyTimeout, BodyTooLarge};
+use super::body::{BodyRefused, BodyTimeout, BodyTooLarge};
 pub use super::error_code::ErrorCode;
 
 /// The cause behind an error: logged with the request id for server errors, never sent.
@@ -234,6 +234,11 @@ impl From<CapacityError> for ApiError {
         let reason = match e {
             CapacityError::Full { .. } => "queue_full",
             CapacityError::Timeout { .. } => "wait_timeout",
+            CapacityError::PerAddress { name, .. } => {
+                return ApiError::new(ErrorCode::ConcurrencyLimited, e.to_string())
+                    .with("reason", name)
+                    .retry_after(e.retry_after());
+            }
         };
         overloaded(e.to_string(), reason, e.retry_after())
     }
@@ -283,6 +288,8 @@ impl From<MultipartError> for ApiError {
     fn from(e: MultipartError) -> Self {
         if let Some(timeout) = BodyTimeout::find(&e) {
             ApiError::body_timeout(timeout)
+        } else if let Some(refused) = BodyRefused::find(&e) {
+            refused.0.clone().into()
         } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(format!("the request body is too large: {}", e.body_text()))
         } else {
@@ -402,7 +409,8 @@ pub struct ErrorBody {
     retry_after_seconds: Option<u64>,
     /// The offending field (`validation_failed`, an unknown multipart field).
     field: Option<String>,
-    /// Why the service is saturated (`overloaded`): `queue_full`, `wait_timeout` or `connections`.
+    /// Why the service is saturated (`overloaded`): `queue_full`, `wait_timeout` or `connections`;
+    /// which share the address holds (`concurrency_limited`).
     reason: Option<String>,
     /// The photo's position in the request, from 0 (photo errors of `POST /v1/reports`).
     photo_index: Option<u64>,
@@ -472,8 +480,13 @@ shared_response!(
 );
 shared_response!(
     RateLimited,
-    "Over a rate limit (`rate_limited`, with `class` and `scope`); the `RateLimit-*` headers say the quota.",
+    "Over a rate limit (`rate_limited`, with `class` and `scope`; the `RateLimit-*` headers say the quota), or the address already holds its share of bodies in flight, upload slots or body memory (`concurrency_limited`, with `reason`).",
     true
+);
+shared_response!(
+    BodyTooSlow,
+    "The request body stalled, arrived below the least rate or took longer than its deadline (`body_timeout`).",
+    false
 );
 shared_response!(
     RetryLater,

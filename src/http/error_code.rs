@@ -41,6 +41,9 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// 429: over a rate limit.
     RateLimited,
+    /// 429: the client's address already holds its share of request bodies in flight, upload
+    /// slots or body memory (`reason` says which); retry after `Retry-After`.
+    ConcurrencyLimited,
     /// 503: the service is saturated (`reason` says where); retry after `Retry-After`.
     Overloaded,
     /// 503: the database or the photo store is unavailable; retry after `Retry-After`.
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ConcurrencyLimited => "concurrency_limited",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::NotReady => "not_ready",
@@ -99,7 +103,7 @@ impl ErrorCode {
             }
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::QuotaExceeded => StatusCode::CONFLICT,
-            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited | ErrorCode::ConcurrencyLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::NotReady => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -12,7 +12,7 @@ use utoipa::openapi::{OpenApi as Document, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use super::embeddings::{self, EmbeddingsForm};
-use super::error::{ApiKeyRefused, ErrorBody, ErrorCode, RateLimited, RetryLater};
+use super::error::{ApiKeyRefused, BodyTooSlow, ErrorBody, ErrorCode, RateLimited, RetryLater};
 use super::health;
 use super::reports::{self, ReportForm};
 use super::search::{self, SearchForm};
@@ -48,7 +48,7 @@ use super::search::{self, SearchForm};
     ),
     components(
         schemas(ErrorBody, ErrorCode, ReportForm, SearchForm, EmbeddingsForm),
-        responses(ApiKeyRefused, RateLimited, RetryLater)
+        responses(ApiKeyRefused, RateLimited, RetryLater, BodyTooSlow)
     ),
     modifiers(&Security),
     tags(
@@ -112,6 +112,15 @@ pub fn document_value() -> Document {
             // Without keys configured, no key is needed.
             requirements.push(utoipa::openapi::security::SecurityRequirement::default());
             op.security = Some(requirements);
+            // Every body has deadlines and a least rate (`body::DeadlineBody`).
+            if op.request_body.is_some() {
+                op.responses
+                    .responses
+                    .entry("408".to_owned())
+                    .or_insert_with(|| {
+                        utoipa::openapi::Ref::from_response_name("BodyTooSlow").into()
+                    });
+            }
         }
     }
     doc

@@ -81,8 +81,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedBody>), ApiError> {
     // An upload slot, then memory for the body, and only then the body: a client whose body
     // stalls loses both at its deadline.
-    let _slot = app.reports.upload_slot().await?;
-    let _memory = app.body_budget.reserve(size.to_reserve()).await?;
+    let _slot = app.reports.upload_slot_for(size.client).await?;
+    let _memory = size.reserve(&app.body_budget).await?;
     let limits = PhotoCaps {
         max_bytes: app.photo_limits.max_bytes,
         max_count: app.max_report_photos,

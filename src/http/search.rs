@@ -77,7 +77,7 @@ pub async fn search(
     // A place in the gate, then memory for the body, and only then the body. A full gate does
     // not end the request: a photo embedded before is answered from the store.
     let admission = app.pipeline.admit(Priority::Interactive);
-    let _memory = app.body_budget.reserve(size.to_reserve()).await?;
+    let _memory = size.reserve(&app.body_budget).await?;
     let limits = PhotoCaps {
         max_bytes: app.photo_limits.max_bytes,
         max_count: 1,

@@ -6,7 +6,10 @@
 //!   the accept for the first request) and may stay idle `keep_alive` between requests. hyper's
 //!   own header timer also runs while the connection is idle, so it cannot tell the two apart:
 //!   a small watchdog per connection keeps both deadlines instead.
-//! - Request bodies have deadlines of their own (`body::DeadlineBody`).
+//! - Request bodies have deadlines and a least rate of their own (`body::DeadlineBody`).
+//! - Responses: a write that makes no progress for `write_stall` (a client that does not read),
+//!   or a response still being written `response_timeout` after it began, closes the
+//!   connection, counted as such (not as idle: a connection whose answer is stuck is not idle).
 //! - Every connection closes by *lingering*: it stops writing, then reads and discards what the
 //!   client still sends, within a time and byte bound. An answer sent before the request body was
 //!   read (413, 429, 503, 401, 408) then reaches a client that writes its whole body before it
@@ -19,7 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -36,7 +39,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::body::{BodyDeadlines, DeadlineBody};
+use super::body::{BodyCuts, BodyDeadlines, DeadlineBody};
 use crate::config::EdgeConfig;
 use crate::telemetry::prometheus::Exposition;
 
@@ -61,6 +64,10 @@ pub struct ServerSettings {
     pub linger: Duration,
     /// Most bytes drained per closing connection.
     pub linger_max_bytes: u64,
+    /// Longest a response write may make no progress before the connection is closed.
+    pub write_stall: Duration,
+    /// Longest a response may take to be written, from its first byte.
+    pub response_timeout: Duration,
 }
 
 impl ServerSettings {
@@ -73,9 +80,13 @@ impl ServerSettings {
             body: BodyDeadlines {
                 total: c.body_timeout(),
                 idle: c.body_idle_timeout(),
+                min_bytes_per_sec: c.body_min_bytes_per_sec,
+                rate_window: c.body_rate_window(),
             },
             linger: c.linger(),
             linger_max_bytes: (c.linger_max_mib as u64) << 20,
+            write_stall: c.write_stall(),
+            response_timeout: c.response_timeout(),
         }
     }
 }
@@ -88,10 +99,12 @@ pub struct ConnectionStats {
     refused: AtomicU64,
     header_timeouts: AtomicU64,
     idle_closed: AtomicU64,
-    /// Request bodies cut at their deadline (counted by `DeadlineBody`).
-    body_timeouts: Arc<AtomicU64>,
+    /// Request bodies cut at their deadline or below the least rate (counted by `DeadlineBody`).
+    body_cuts: Arc<BodyCuts>,
     lingered_bytes: AtomicU64,
     linger_cut: AtomicU64,
+    write_stalls: AtomicU64,
+    response_timeouts: AtomicU64,
 }
 
 /// What the connection loop has seen.
@@ -113,6 +126,12 @@ pub struct ConnectionSnapshot {
     pub lingered_bytes_total: u64,
     /// Closing connections cut while the client was still sending (linger time or bytes spent).
     pub linger_cut_total: u64,
+    /// Request bodies cut for arriving below the least rate (408).
+    pub body_too_slow_total: u64,
+    /// Connections closed because a response write made no progress (the client did not read).
+    pub write_stalls_total: u64,
+    /// Connections closed because a response took longer than its deadline to be written.
+    pub response_timeouts_total: u64,
 }
 
 impl ConnectionStats {
@@ -125,9 +144,12 @@ impl ConnectionStats {
             refused_total: get(&self.refused),
             header_timeouts_total: get(&self.header_timeouts),
             idle_closed_total: get(&self.idle_closed),
-            body_timeouts_total: self.body_timeouts.load(Ordering::Relaxed),
+            body_timeouts_total: get(&self.body_cuts.timeouts),
             lingered_bytes_total: get(&self.lingered_bytes),
             linger_cut_total: get(&self.linger_cut),
+            body_too_slow_total: get(&self.body_cuts.too_slow),
+            write_stalls_total: get(&self.write_stalls),
+            response_timeouts_total: get(&self.response_timeouts),
         }
     }
 }
@@ -176,6 +198,21 @@ impl ConnectionSnapshot {
                 "lookalike_linger_cut_total",
                 "Closing connections cut while the client was still sending.",
                 self.linger_cut_total,
+            ),
+            (
+                "lookalike_body_too_slow_total",
+                "Request bodies cut for arriving below the least rate (408).",
+                self.body_too_slow_total,
+            ),
+            (
+                "lookalike_write_stalls_total",
+                "Connections closed because a response write made no progress (the client did not read).",
+                self.write_stalls_total,
+            ),
+            (
+                "lookalike_response_timeouts_total",
+                "Connections closed because a response was not written within its deadline.",
+                self.response_timeouts_total,
             ),
         ] {
             out.single(name, "counter", help, value as f64);
@@ -299,12 +336,13 @@ impl Connection {
             linger_max_bytes: self.settings.linger_max_bytes,
             stats: self.stats.clone(),
             closing: Closing::Open,
+            writing: WriteClock::new(self.settings.write_stall, self.settings.response_timeout),
         };
         let service = {
             let (router, activity, timeouts) = (
                 self.router.clone(),
                 activity.clone(),
-                self.stats.body_timeouts.clone(),
+                self.stats.body_cuts.clone(),
             );
             let (peer, deadlines) = (self.peer, self.settings.body);
             hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -381,6 +419,12 @@ async fn watchdog(activity: Arc<Activity>, header: Duration, idle: Duration) -> 
             }
         };
         tokio::time::sleep_until((activity.epoch + since + limit).into()).await;
+        if phase == Phase::Idle && activity.write_blocked.load(Ordering::SeqCst) {
+            // The last answer is not delivered: the connection is not idle but stuck, and the
+            // write stall bound closes it (counted as that).
+            tokio::time::sleep(limit).await;
+            continue;
+        }
         if activity.state() == (phase, since) {
             return match phase {
                 Phase::Idle => Expired::Idle,
@@ -409,6 +453,10 @@ struct Activity {
     since_ms: AtomicU64,
     in_flight: AtomicUsize,
     changed: Notify,
+    /// Requests begun on the connection (a new number: a new response to time).
+    requests: AtomicU64,
+    /// A response write is waiting for the client to read.
+    write_blocked: AtomicBool,
 }
 
 impl Activity {
@@ -420,6 +468,8 @@ impl Activity {
             since_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             changed: Notify::new(),
+            requests: AtomicU64::new(0),
+            write_blocked: AtomicBool::new(false),
         }
     }
 
@@ -453,6 +503,7 @@ impl Activity {
     }
 
     fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.requests.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.enter(Phase::Busy);
         InFlight(self.clone())
@@ -510,6 +561,38 @@ struct LingeringIo {
     linger_max_bytes: u64,
     stats: Arc<ConnectionStats>,
     closing: Closing,
+    writing: WriteClock,
+}
+
+/// The clocks of a connection's response writes: how long the current write has made no
+/// progress, and how long the current response has been written.
+struct WriteClock {
+    stall_limit: Duration,
+    response_limit: Duration,
+    /// Fires at the earlier of the two deadlines while a write waits.
+    timer: Pin<Box<Sleep>>,
+    /// When the current write began to wait, if it waits.
+    stalled_since: Option<Instant>,
+    /// The request number whose response is being written, and when its first byte was.
+    response: Option<(u64, Instant)>,
+}
+
+impl WriteClock {
+    fn new(stall_limit: Duration, response_limit: Duration) -> Self {
+        WriteClock {
+            stall_limit,
+            response_limit,
+            timer: Box::pin(tokio::time::sleep(stall_limit)),
+            stalled_since: None,
+            response: None,
+        }
+    }
+}
+
+/// Why a response write was given up.
+enum WriteCut {
+    Stalled,
+    TooLong,
 }
 
 enum Closing {
@@ -536,13 +619,72 @@ impl AsyncRead for LingeringIo {
     }
 }
 
+impl LingeringIo {
+    /// Runs one write under the write clocks: a write that waits longer than the stall limit,
+    /// or a response written longer than its limit, fails (hyper then closes the connection).
+    fn timed_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let now = Instant::now();
+        let request = self.activity.requests.load(Ordering::SeqCst);
+        let clock = &mut self.writing;
+        let began = match clock.response {
+            Some((number, began)) if number == request => began,
+            _ => {
+                clock.response = Some((request, now));
+                now
+            }
+        };
+        let polled = write(Pin::new(&mut self.stream), cx);
+        let cut = match polled {
+            Poll::Pending => {
+                let since = *clock.stalled_since.get_or_insert(now);
+                if since == now {
+                    self.activity.write_blocked.store(true, Ordering::SeqCst);
+                    let stall = since + clock.stall_limit;
+                    let whole = began + clock.response_limit;
+                    clock.timer.as_mut().reset(stall.min(whole).into());
+                }
+                if clock.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if now.duration_since(since) >= clock.stall_limit {
+                    WriteCut::Stalled
+                } else {
+                    WriteCut::TooLong
+                }
+            }
+            ready => {
+                clock.stalled_since = None;
+                self.activity.write_blocked.store(false, Ordering::SeqCst);
+                if now.duration_since(began) < clock.response_limit {
+                    return ready;
+                }
+                WriteCut::TooLong
+            }
+        };
+        self.activity.write_blocked.store(false, Ordering::SeqCst);
+        let (counter, what) = match cut {
+            WriteCut::Stalled => (&self.stats.write_stalls, "the client read nothing"),
+            WriteCut::TooLong => (
+                &self.stats.response_timeouts,
+                "the response took too long to write",
+            ),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
+    }
+}
+
 impl AsyncWrite for LingeringIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        self.timed_write(cx, |stream, cx| stream.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -550,7 +692,7 @@ impl AsyncWrite for LingeringIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        self.timed_write(cx, |stream, cx| stream.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

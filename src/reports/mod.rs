@@ -134,6 +134,15 @@ impl ReportService {
         self.uploads.acquire().await
     }
 
+    /// As [`ReportService::upload_slot`], counted against the client `address`'s share of the
+    /// slots (refused at once when it holds or waits for its share).
+    pub async fn upload_slot_for(
+        &self,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<crate::capacity::AddressPermit, CapacityError> {
+        self.uploads.acquire_for(address).await
+    }
+
     /// Checks every photo's header, stores the photos, and records the report (of `tenant`,
     /// charged to its storage quota) with one embedding job per new photo. Answers without
     /// waiting for any inference.

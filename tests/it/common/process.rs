@@ -27,7 +27,7 @@ impl Service {
 
     /// As `start`, with more `serve` flags (not those `start` passes: `--listen`,
     /// `--job-workers`, `--job-lease-secs`, `--gate-permits`, `--model-threads`, the
-    /// `--rate-*-per-address` ones), and the
+    /// `--rate-*-per-address` ones; the per-address caps are off unless given here), and the
     /// process's stderr written to `log` when given (its tail is printed if the test panics).
     pub async fn start_with(
         database_url: &str,
@@ -82,6 +82,18 @@ impl Service {
                 "--rate-reads-per-address",
                 "off",
             ])
+            // Nor per-address caps on bodies, upload slots and body memory, unless the test sets
+            // its own.
+            .args(
+                [
+                    "--max-bodies-per-address",
+                    "--max-uploads-per-address",
+                    "--body-memory-per-address-mib",
+                ]
+                .into_iter()
+                .filter(|flag| !extra.contains(flag))
+                .flat_map(|flag| [flag, "0"]),
+            )
             .args(extra)
             .envs(env.iter().copied())
             .env("LOOKALIKE_LOG", "warn")
