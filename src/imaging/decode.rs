@@ -132,6 +132,11 @@ fn to_rgb8(
     if line < w * channels || data.len() < line * h || channels == 0 || channels > 4 {
         return Err(decode_error("the PNG's rows are shorter than its width"));
     }
+    if channels == 3 && line == w * 3 {
+        // Packed RGB already (the common case): nothing moves.
+        data.truncate(w * h * 3);
+        return Ok(data);
+    }
     if channels >= 3 {
         // Each pixel moves to an index no higher than where it is read from.
         for y in 0..h {
