@@ -97,6 +97,7 @@ pub fn app_state(
         Arc::new(upload_slots),
         ReportSettings {
             limits: pipeline.decode_caps(),
+            decode: pipeline.decode_slots().clone(),
             model_id: parts.model_id,
             max_attempts,
             match_limit: search.match_limit.max(1),
@@ -154,6 +155,9 @@ pub async fn protection(
     })
 }
 
+/// Attempts of a job that removes a stored photo's metadata (outages do not count).
+const METADATA_REMOVAL_ATTEMPTS: u32 = 5;
+
 /// Starts the job workers over the state's parts (none when `workers` is 0).
 pub fn start_workers(
     state: &mut AppState,
@@ -171,6 +175,21 @@ pub fn start_workers(
         matcher: state.search.matcher().clone(),
         model_id,
     };
+    // Photos stored before uploads were cleaned: one cleaning job each, queued by whichever
+    // process runs workers (idempotent: blobs with a job are skipped).
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        match store
+            .enqueue_metadata_removal(METADATA_REMOVAL_ATTEMPTS)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(photos = n, "queued the removal of stored photos' metadata"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not queue the removal of stored photos' metadata; the next start will")
+            }
+        }
+    });
     let workers = Workers::start(context, settings);
     state.job_stats = Some(workers.stats_handle());
     Some(workers)

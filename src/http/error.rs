@@ -205,6 +205,9 @@ impl From<ImagingError> for ApiError {
             ImagingError::Empty | ImagingError::Decode(_) => {
                 ApiError::new(ErrorCode::InvalidImage, e.to_string())
             }
+            ImagingError::MetadataTooLarge { max_mib, .. } => {
+                ApiError::new(ErrorCode::ImageTooLarge, e.to_string()).with("max_mib", max_mib)
+            }
         }
     }
 }

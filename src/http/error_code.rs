@@ -20,7 +20,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 422: a photo that cannot be decoded (empty, truncated, corrupt).
     InvalidImage,
-    /// 422: a photo with more pixels than allowed.
+    /// 422: a photo with more pixels than allowed, or metadata (a colour profile) that inflates
+    /// past its cap.
     ImageTooLarge,
     /// 404: no such resource or route.
     NotFound,

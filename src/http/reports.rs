@@ -71,7 +71,7 @@ pub struct CreatedBody {
         (status = 409, description = "The photos do not fit the API key's storage quota (`quota_exceeded`, with used/max/requested bytes)", body = crate::http::error::ErrorBody),
         (status = 413, description = "A photo or the body is too large (`payload_too_large`)", body = crate::http::error::ErrorBody),
         (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::error::ErrorBody),
-        (status = 422, description = "A field is missing or wrong (`validation_failed`, with `field`), or a photo cannot be decoded (`invalid_image`, `image_too_large`, with `photo_index`)", body = crate::http::error::ErrorBody),
+        (status = 422, description = "A field is missing or wrong (`validation_failed`, with `field`), or a photo cannot be decoded (`invalid_image`, `image_too_large`, with `photo_index`; `image_too_large` also for a colour profile that inflates past 4 MiB)", body = crate::http::error::ErrorBody),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn create(
     State(app): State<AppState>,
@@ -237,11 +237,11 @@ pub async fn update(
     ))
 }
 
-/// `GET /v1/photos/{id}`: the photo as uploaded.
+/// `GET /v1/photos/{id}`: the photo as uploaded, without its metadata.
 #[utoipa::path(get, path = "/v1/photos/{id}", operation_id = "get_photo", tag = "reports",
     params(("id" = Uuid, Path, description = "Photo id"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag of the copy the client holds")),
-    responses((status = 200, description = "The photo as uploaded (`Cache-Control: private, no-cache`, with an `ETag`)", content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "image/webp"))),
+    responses((status = 200, description = "The photo as uploaded, its pixels untouched and its metadata removed: no EXIF (but a minimal block keeping the orientation), GPS, XMP, IPTC, comments or text chunks (`Cache-Control: private, no-cache`, with an `ETag`)", content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "image/webp"))),
         (status = 304, description = "The client's copy (If-None-Match) is current"),
         (status = 404, description = "No such photo (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]

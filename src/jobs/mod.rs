@@ -23,10 +23,12 @@ use crate::store::jobs::JOBS_CHANNEL;
 use crate::store::{ClaimedJob, Store};
 use crate::telemetry::prometheus::Exposition;
 
+mod cleaning;
 mod payload;
 
 pub use payload::{
     DeleteObjectsJob, EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob, PurgeJob,
+    StripMetadataJob,
 };
 
 /// Worker settings.
@@ -98,6 +100,8 @@ pub struct JobStats {
     retried: AtomicU64,
     failed: AtomicU64,
     deferred: AtomicU64,
+    metadata_cleaned: AtomicU64,
+    metadata_bytes_removed: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -113,6 +117,10 @@ pub struct JobStatsSnapshot {
     pub failed_total: u64,
     /// Jobs put back because the model was busy.
     pub deferred_total: u64,
+    /// Photos stored before uploads were cleaned whose metadata the workers removed.
+    pub metadata_cleaned_total: u64,
+    /// Bytes of metadata those removals took out.
+    pub metadata_bytes_removed_total: u64,
 }
 
 impl JobStatsSnapshot {
@@ -141,6 +149,18 @@ impl JobStatsSnapshot {
                 n as f64,
             );
         }
+        out.single(
+            "lookalike_metadata_cleaned_photos_total",
+            "counter",
+            "Stored photos whose metadata this process's workers removed (photos stored before uploads were cleaned).",
+            self.metadata_cleaned_total as f64,
+        );
+        out.single(
+            "lookalike_metadata_removed_bytes_total",
+            "counter",
+            "Bytes of metadata those removals took out.",
+            self.metadata_bytes_removed_total as f64,
+        );
     }
 }
 
@@ -311,6 +331,8 @@ pub fn snapshot(stats: &JobStats, workers: usize) -> JobStatsSnapshot {
         retried_total: stats.retried.load(Ordering::Relaxed),
         failed_total: stats.failed.load(Ordering::Relaxed),
         deferred_total: stats.deferred.load(Ordering::Relaxed),
+        metadata_cleaned_total: stats.metadata_cleaned.load(Ordering::Relaxed),
+        metadata_bytes_removed_total: stats.metadata_bytes_removed.load(Ordering::Relaxed),
     }
 }
 
@@ -462,6 +484,7 @@ impl Worker {
             JobPayload::Match(work) => self.refresh_matches(job, &work).await,
             JobPayload::Purge(purge) => self.purge(job, &purge).await,
             JobPayload::DeleteObjects(delete) => self.delete_objects(job, &delete).await,
+            JobPayload::StripMetadata(work) => self.strip_metadata(job, &work).await,
         }
     }
 

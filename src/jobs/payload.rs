@@ -16,6 +16,8 @@ pub enum JobPayload {
     Purge(PurgeJob),
     /// Delete objects from the photo store (what a purged blob or a failed upload left).
     DeleteObjects(DeleteObjectsJob),
+    /// Rewrite a blob stored before uploads were cleaned without its metadata.
+    StripMetadata(StripMetadataJob),
 }
 
 /// Embed the blob `sha256` (hex) with model `model_id`.
@@ -50,6 +52,13 @@ pub struct DeleteObjectsJob {
     pub keys: Vec<String>,
 }
 
+/// Remove the metadata of the blob `sha256` (hex): its object is replaced by a cleaned copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StripMetadataJob {
+    /// The blob's content hash, hex.
+    pub sha256: String,
+}
+
 impl JobPayload {
     /// Embedding `sha256` with `model_id`.
     pub fn embed(sha256: &[u8], model_id: i32) -> Self {
@@ -79,6 +88,13 @@ impl JobPayload {
         JobPayload::DeleteObjects(DeleteObjectsJob { keys })
     }
 
+    /// Removing the metadata of the blob `sha256`.
+    pub fn strip_metadata(sha256: &[u8]) -> Self {
+        JobPayload::StripMetadata(StripMetadataJob {
+            sha256: hex::encode(sha256),
+        })
+    }
+
     /// The `kind` column.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -86,6 +102,7 @@ impl JobPayload {
             JobPayload::Match(_) => "match",
             JobPayload::Purge(_) => "purge",
             JobPayload::DeleteObjects(_) => "delete_objects",
+            JobPayload::StripMetadata(_) => "strip_metadata",
         }
     }
 
@@ -101,6 +118,8 @@ impl JobPayload {
             JobPayload::DeleteObjects(d) => {
                 format!("delete:{}", d.keys.first().map_or("", String::as_str))
             }
+            // Also built in SQL, by `Store::enqueue_metadata_removal`; a test checks they agree.
+            JobPayload::StripMetadata(s) => format!("strip_metadata:{}", s.sha256),
         }
     }
 
@@ -110,7 +129,9 @@ impl JobPayload {
         match self {
             JobPayload::Embed(e) => Some(e.model_id),
             JobPayload::Match(m) => Some(m.model_id),
-            JobPayload::Purge(_) | JobPayload::DeleteObjects(_) => None,
+            JobPayload::Purge(_) | JobPayload::DeleteObjects(_) | JobPayload::StripMetadata(_) => {
+                None
+            }
         }
     }
 
@@ -121,6 +142,7 @@ impl JobPayload {
             JobPayload::Match(m) => serde_json::to_value(m),
             JobPayload::Purge(p) => serde_json::to_value(p),
             JobPayload::DeleteObjects(d) => serde_json::to_value(d),
+            JobPayload::StripMetadata(s) => serde_json::to_value(s),
         };
         // Plain structs of strings and integers always serialise.
         value.unwrap_or_default()
@@ -140,6 +162,9 @@ impl JobPayload {
                 serde_json::from_value(payload.clone()).map_err(bad)?,
             )),
             "delete_objects" => Ok(JobPayload::DeleteObjects(
+                serde_json::from_value(payload.clone()).map_err(bad)?,
+            )),
+            "strip_metadata" => Ok(JobPayload::StripMetadata(
                 serde_json::from_value(payload.clone()).map_err(bad)?,
             )),
             other => Err(format!("unknown job kind `{other}`")),
@@ -235,6 +260,7 @@ mod tests {
         for job in [
             JobPayload::purge(&[0xab, 0x01]),
             JobPayload::delete_objects(vec!["photos/ab/01/x".into(), "thumbnails/x".into()]),
+            JobPayload::strip_metadata(&[0xab, 0x01]),
         ] {
             assert_eq!(
                 JobPayload::parse(job.kind(), &job.to_json()),
@@ -243,6 +269,10 @@ mod tests {
             assert_eq!(job.model_id(), None);
         }
         assert_eq!(JobPayload::purge(&[0xab, 0x01]).dedupe_key(), "purge:ab01");
+        assert_eq!(
+            JobPayload::strip_metadata(&[0xab, 0x01]).dedupe_key(),
+            "strip_metadata:ab01"
+        );
         assert_eq!(
             JobPayload::embed(&[0xab, 0x01], 3).dedupe_key(),
             "embed:ab01:3"

@@ -31,7 +31,7 @@ pub enum ReportError {
     /// A photo is not acceptable.
     #[error("photo {index}: {error}")]
     Photo { index: usize, error: ImagingError },
-    /// Too many uploads at once.
+    /// Too many uploads, or photos being checked, at once.
     #[error(transparent)]
     Busy(#[from] CapacityError),
     /// The database failed.
@@ -74,6 +74,7 @@ pub struct ReportService {
     store: Store,
     storage: PhotoStore,
     uploads: Arc<Slots>,
+    decode: Arc<Slots>,
     limits: DecodeCaps,
     model_id: i32,
     max_attempts: u32,
@@ -86,6 +87,8 @@ pub struct ReportService {
 pub struct ReportSettings {
     /// Caps on decoding uploaded photos.
     pub limits: DecodeCaps,
+    /// The decode slots, which the uploads' header checks share with the decodes.
+    pub decode: Arc<Slots>,
     /// The current model's id (from `Store::register_model`).
     pub model_id: i32,
     /// Attempts per embedding job.
@@ -106,6 +109,7 @@ impl ReportService {
             store,
             storage,
             uploads,
+            decode: settings.decode,
             limits: settings.limits,
             model_id: settings.model_id,
             max_attempts: settings.max_attempts,
@@ -233,20 +237,27 @@ impl ReportService {
         .into())
     }
 
-    /// Checks a photo by its header (format, size, orientation) and hashes it. Its one decode,
-    /// for the model and the thumbnail both, is its embedding job's: an upload answers in
-    /// milliseconds also while the model is saturated, and a photo whose pixels do not decode
-    /// shows as failed, with the decoder's reason, on its report.
+    /// Checks a photo by its header (format, size, orientation), hashes it, and takes its
+    /// metadata out (GPS, camera, dates: see `imaging::metadata`): the cleaned bytes are what is
+    /// stored and served. Its one decode, for the model and the thumbnail both, is its embedding
+    /// job's: an upload answers in milliseconds also while the model is saturated, and a photo
+    /// whose pixels do not decode shows as failed, with the decoder's reason. The check runs on
+    /// a decode slot: a PNG's colour profile is inflated (under a small cap) to be checked.
+    ///
+    /// The content identity (`sha256`: dedupe, and `/v1/embeddings` answering a photo embedded
+    /// before from the store) is the hash of the bytes as uploaded. The cleaned bytes are a
+    /// function of those, so one hash still names one stored content; a client sending the same
+    /// file again is answered from the store without cleaning it first; and photos stored before
+    /// cleaning existed keep their identity, embeddings and jobs when the `strip_metadata` job
+    /// cleans them. The same photo with other metadata is stored and embedded once more.
     async fn check_photo(&self, index: usize, bytes: Bytes) -> Result<CheckedPhoto, ReportError> {
         let limits = self.limits;
-        let work_bytes = bytes.clone();
-        // Hashing megabytes is not for an async worker thread.
-        let checking = tokio::task::spawn_blocking(move || {
-            imaging::inspect(&work_bytes, &limits)
-                .map(|header| (header, <[u8; 32]>::from(Sha256::digest(&work_bytes))))
+        let checking = self.decode.run_blocking(move || {
+            imaging::check_and_clean(&bytes, &limits)
+                .map(|(header, clean)| (header, <[u8; 32]>::from(Sha256::digest(&bytes)), clean))
         });
-        let (header, sha256) = timing::measure(Stage::Decode, checking)
-            .await
+        let (header, sha256, clean) = timing::measure(Stage::Decode, checking)
+            .await?
             .unwrap_or_else(|_| {
                 Err(ImagingError::Decode(
                     "the header reader failed on this photo".into(),
@@ -260,9 +271,9 @@ impl ReportService {
                 format: format!("{:?}", header.format).to_lowercase(),
                 width: header.width,
                 height: header.height,
-                bytes: bytes.len(),
+                bytes: clean.len(),
             },
-            bytes,
+            bytes: Bytes::from(clean),
         })
     }
 
@@ -417,7 +428,12 @@ impl ReportService {
                     "webp" => "image/webp",
                     _ => "image/jpeg",
                 };
-                (keys.photo, mime, format!("\"{}\"", keys.sha256))
+                // The object's name (content hash and a part unique to the object): it changes
+                // when the object is rewritten, as when a photo stored before metadata removal
+                // existed is cleaned.
+                let name = keys.photo.rsplit('/').next().unwrap_or(&keys.sha256);
+                let etag = format!("\"{name}\"");
+                (keys.photo, mime, etag)
             }
             PhotoFile::Thumbnail => (
                 keys.thumbnail,
@@ -444,7 +460,7 @@ impl ReportService {
 /// Which file of a stored photo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PhotoFile {
-    /// The bytes as uploaded.
+    /// The photo as uploaded, its metadata removed.
     Original,
     /// The JPEG thumbnail.
     Thumbnail,
@@ -469,7 +485,7 @@ pub enum PhotoBody {
     },
 }
 
-/// An uploaded photo, checked, with its thumbnail.
+/// An uploaded photo, checked, its metadata removed.
 struct CheckedPhoto {
     photo: NewPhoto,
     bytes: Bytes,

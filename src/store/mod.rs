@@ -5,6 +5,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
+pub mod cleaning;
 pub mod jobs;
 pub mod lifecycle;
 pub mod reports;

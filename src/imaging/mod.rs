@@ -2,9 +2,10 @@
 //! their concurrency (the HTTP layer runs them in `spawn_blocking` under a semaphore).
 //!
 //! Steps: sniff the format from magic bytes, read the header and refuse oversized photos before
-//! decoding anything (decompression bombs), decode with an allocation limit (JPEGs with
-//! libjpeg-turbo, large ones at a reduced DCT scale; other formats with the `image` crate), apply
-//! the EXIF orientation, resize with `fast_image_resize`, normalise.
+//! decoding anything (decompression bombs), decode within the memory budget (`decode`: JPEGs
+//! with libjpeg-turbo, large ones at a reduced DCT scale; PNGs with the `png` crate; WebP with
+//! the `image` crate), apply the EXIF orientation, resize with `fast_image_resize`, normalise.
+//! Uploads are stored without their metadata (`metadata`).
 
 use std::io::Cursor;
 
@@ -12,12 +13,17 @@ use fast_image_resize::{
     FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image as FirImage,
 };
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::{ImageDecoder, ImageReader, RgbImage};
 use ndarray::Array3;
 use serde::Serialize;
 
 use crate::config::ImagingConfig;
 use crate::inference::Preprocessing;
+
+mod decode;
+pub mod metadata;
+
+pub use decode::decode;
 
 /// The formats we decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -43,7 +49,7 @@ impl PhotoFormat {
     }
 
     /// The `image` crate's name for the format.
-    fn image_format(self) -> image::ImageFormat {
+    pub(crate) fn image_format(self) -> image::ImageFormat {
         match self {
             PhotoFormat::Jpeg => image::ImageFormat::Jpeg,
             PhotoFormat::Png => image::ImageFormat::Png,
@@ -85,6 +91,10 @@ pub enum ImagingError {
     /// Corrupt, truncated, or beyond the decoder's memory limit.
     #[error("the photo cannot be decoded: {0}")]
     Decode(String),
+    /// Metadata that would take more memory than allowed to read (a PNG colour profile that
+    /// inflates past its cap: a decompression bomb).
+    #[error("the photo's {what} takes more than the {max_mib} MiB allowed")]
+    MetadataTooLarge { what: &'static str, max_mib: u64 },
 }
 
 fn unsupported_message(detected: &Option<&'static str>) -> String {
@@ -204,22 +214,6 @@ fn detect_other(bytes: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// Decodes a photo within `limits`, upright. `target` is the size the caller will resize to: JPEGs
-/// much larger than it are decoded at the smallest DCT scale that still covers it.
-pub fn decode(
-    bytes: &[u8],
-    limits: &DecodeCaps,
-    target: (u32, u32),
-) -> Result<DecodedPhoto, ImagingError> {
-    let format = sniff(bytes)?;
-    if format == PhotoFormat::Jpeg
-        && let Some(photo) = decode_jpeg(bytes, limits, target)?
-    {
-        return Ok(photo);
-    }
-    decode_full(bytes, format, limits)
-}
-
 /// What a photo's header says, read without decoding its pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PhotoHeader {
@@ -231,25 +225,44 @@ pub struct PhotoHeader {
     pub height: u32,
 }
 
+/// Most bytes a header check may allocate for what it reads besides the size (EXIF, a PNG's
+/// chunk buffers): a header check never inflates a colour profile or text.
+const HEADER_CHECK_BYTES: usize = 4 << 20;
+
 /// Reads a photo's format, size and orientation from its header and checks them against
-/// `limits`, in microseconds: the check of an upload, whose decode its embedding job does (a
-/// photo whose pixels then fail to decode shows as failed, with the decoder's reason).
+/// `limits`, in microseconds and a few MiB at most (colour profiles and text are not inflated):
+/// the check of an upload, whose decode its embedding job does (a photo whose pixels then fail
+/// to decode shows as failed, with the decoder's reason).
 pub fn inspect(bytes: &[u8], limits: &DecodeCaps) -> Result<PhotoHeader, ImagingError> {
     let format = sniff(bytes)?;
-    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format.image_format())
-        .into_decoder()
-        .map_err(decode_error)?;
-    let (width, height) = decoder.dimensions();
+    let (width, height, orientation) = match format {
+        PhotoFormat::Png => {
+            let mut decoder = png::Decoder::new(Cursor::new(bytes));
+            decoder.set_ignore_iccp_chunk(true);
+            decoder.set_ignore_text_chunk(true);
+            decoder.set_limits(png::Limits {
+                bytes: HEADER_CHECK_BYTES,
+            });
+            let reader = decoder.read_info().map_err(decode_error)?;
+            let info = reader.info();
+            let orientation = info
+                .exif_metadata
+                .as_deref()
+                .and_then(metadata::exif_orientation);
+            (info.width, info.height, orientation)
+        }
+        PhotoFormat::Jpeg | PhotoFormat::Webp => {
+            let mut decoder = ImageReader::with_format(Cursor::new(bytes), format.image_format())
+                .into_decoder()
+                .map_err(decode_error)?;
+            let (width, height) = decoder.dimensions();
+            let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+            (width, height, Some(u16::from(orientation.to_exif())))
+        }
+    };
     check_pixels(width, height, limits)?;
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let swaps_axes = matches!(
-        orientation,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    );
-    let (width, height) = if swaps_axes {
+    // EXIF orientations 5 to 8 turn the photo a quarter.
+    let (width, height) = if orientation.is_some_and(|o| (5..=8).contains(&o)) {
         (height, width)
     } else {
         (width, height)
@@ -259,6 +272,18 @@ pub fn inspect(bytes: &[u8], limits: &DecodeCaps) -> Result<PhotoHeader, Imaging
         width,
         height,
     })
+}
+
+/// An upload's check: its header (as [`inspect`]), and its bytes without metadata (see
+/// [`metadata`]), which are what is stored. A PNG whose colour profile inflates past
+/// [`metadata::MAX_PROFILE_BYTES`] is refused.
+pub fn check_and_clean(
+    bytes: &[u8],
+    limits: &DecodeCaps,
+) -> Result<(PhotoHeader, Vec<u8>), ImagingError> {
+    let header = inspect(bytes, limits)?;
+    let clean = metadata::strip(bytes, header.format, metadata::ProfilePolicy::Refuse)?;
+    Ok((header, clean))
 }
 
 /// Decodes and prepares one photo as model input.
@@ -277,7 +302,11 @@ pub fn prepare(
     })
 }
 
-fn check_pixels(width: u32, height: u32, limits: &DecodeCaps) -> Result<(), ImagingError> {
+pub(crate) fn check_pixels(
+    width: u32,
+    height: u32,
+    limits: &DecodeCaps,
+) -> Result<(), ImagingError> {
     if width == 0 || height == 0 {
         return Err(ImagingError::Decode(format!(
             "the photo has no pixels ({width}x{height})"
@@ -293,170 +322,8 @@ fn check_pixels(width: u32, height: u32, limits: &DecodeCaps) -> Result<(), Imag
     Ok(())
 }
 
-fn decode_error(e: impl std::fmt::Display) -> ImagingError {
+pub(crate) fn decode_error(e: impl std::fmt::Display) -> ImagingError {
     ImagingError::Decode(e.to_string())
-}
-
-/// The general path (PNG, WebP, and JPEGs of unusual pixel formats) through the `image` crate.
-fn decode_full(
-    bytes: &[u8],
-    format: PhotoFormat,
-    limits: &DecodeCaps,
-) -> Result<DecodedPhoto, ImagingError> {
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
-    let mut image_limits = image::Limits::default();
-    image_limits.max_alloc = Some(limits.max_alloc_bytes);
-    reader.limits(image_limits);
-    let mut decoder = reader.into_decoder().map_err(decode_error)?;
-    let (width, height) = decoder.dimensions();
-    check_pixels(width, height, limits)?;
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
-    image.apply_orientation(orientation);
-    let pixels = image.into_rgb8();
-    Ok(DecodedPhoto {
-        format,
-        width: pixels.width(),
-        height: pixels.height(),
-        pixels,
-    })
-}
-
-/// Most scans a progressive JPEG may have: real ones have about ten; thousands of tiny scans are a
-/// known way to make a small file cost minutes of decoding.
-const MAX_PROGRESSIVE_SCANS: u32 = 100;
-
-/// JPEG through libjpeg-turbo (SIMD), at the smallest DCT scale (1/8, 1/4, 1/2) that still covers
-/// the target. Strict: a warning (a truncated file, corrupt entropy data), which libjpeg would
-/// paint over with grey, is a decode error. Returns `None` for CMYK and YCCK photos, which
-/// libjpeg-turbo cannot turn into RGB, and for layouts the crate does not model.
-fn decode_jpeg(
-    bytes: &[u8],
-    limits: &DecodeCaps,
-    target: (u32, u32),
-) -> Result<Option<DecodedPhoto>, ImagingError> {
-    let mut decompressor = turbojpeg::Decompressor::new().map_err(jpeg_error)?;
-    let header = match decompressor.read_header(bytes) {
-        Ok(header) => header,
-        // Sampling or colour layouts the crate does not model: the general path decodes them.
-        Err(turbojpeg::Error::BadSubsamp(_) | turbojpeg::Error::BadColorspace(_)) => {
-            return Ok(None);
-        }
-        Err(e) => return Err(jpeg_error(e)),
-    };
-    let (width, height) = (
-        u32::try_from(header.width).map_err(decode_error)?,
-        u32::try_from(header.height).map_err(decode_error)?,
-    );
-    check_pixels(width, height, limits)?;
-    if matches!(
-        header.colorspace,
-        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
-    ) {
-        return Ok(None);
-    }
-    // Orientation may swap the axes, so the scaled photo must cover the target both ways.
-    let cover = target.0.max(target.1);
-    let scale = if limits.jpeg_dct_scaling && !header.is_lossless {
-        dct_scale(width.min(height), cover)
-    } else {
-        turbojpeg::ScalingFactor::ONE
-    };
-    let scaled = header.scaled(scale);
-    check_decode_memory(&header, scaled.width * scaled.height * 3, limits)?;
-    decompressor.set_scaling_factor(scale).map_err(jpeg_error)?;
-    decompressor
-        .set_scan_limit(MAX_PROGRESSIVE_SCANS)
-        .map_err(jpeg_error)?;
-    let mut data = vec![0u8; scaled.width * scaled.height * 3];
-    let output = turbojpeg::Image {
-        pixels: data.as_mut_slice(),
-        width: scaled.width,
-        pitch: scaled.width * 3,
-        height: scaled.height,
-        format: turbojpeg::PixelFormat::RGB,
-    };
-    decompressor.decompress(bytes, output).map_err(jpeg_error)?;
-    let (w, h) = (
-        u32::try_from(scaled.width).map_err(decode_error)?,
-        u32::try_from(scaled.height).map_err(decode_error)?,
-    );
-    let pixels = RgbImage::from_raw(w, h, data).ok_or_else(|| decode_error("short RGB data"))?;
-    let mut image = DynamicImage::ImageRgb8(pixels);
-    image.apply_orientation(orientation(bytes, PhotoFormat::Jpeg));
-    let pixels = image.into_rgb8();
-    let (width, height) = if pixels.width() == w {
-        (width, height)
-    } else {
-        (height, width)
-    };
-    Ok(Some(DecodedPhoto {
-        format: PhotoFormat::Jpeg,
-        width,
-        height,
-        pixels,
-    }))
-}
-
-/// libjpeg's own words for what is wrong ("Premature end of JPEG file"), without the crate's prefix.
-fn jpeg_error(e: turbojpeg::Error) -> ImagingError {
-    match e {
-        turbojpeg::Error::TurboJpegError(message) => ImagingError::Decode(message),
-        other => decode_error(other),
-    }
-}
-
-/// The smallest of libjpeg-turbo's SIMD scales (1, 1/2, 1/4, 1/8) that keeps the photo's short
-/// side at least `cover` pixels. (Its other n/8 scales have no SIMD IDCT.)
-fn dct_scale(short_side: u32, cover: u32) -> turbojpeg::ScalingFactor {
-    [
-        turbojpeg::ScalingFactor::ONE_EIGHTH,
-        turbojpeg::ScalingFactor::ONE_QUARTER,
-        turbojpeg::ScalingFactor::ONE_HALF,
-    ]
-    .into_iter()
-    .find(|s| s.scale(short_side as usize) >= cover as usize)
-    .unwrap_or(turbojpeg::ScalingFactor::ONE)
-}
-
-/// Refuses a JPEG whose decode would allocate more than the limit: its RGB output, and for a
-/// progressive (multi-scan) JPEG the whole-image buffer of DCT coefficients libjpeg keeps, two
-/// bytes per coefficient, which at 4:4:4 is six bytes per pixel of the full-size photo.
-fn check_decode_memory(
-    header: &turbojpeg::DecompressHeader,
-    output_bytes: usize,
-    limits: &DecodeCaps,
-) -> Result<(), ImagingError> {
-    // Two chroma components, each subsampled by the factors (1×1 for grey, which has none).
-    let (sx, sy) = header.subsamp.size();
-    let coefficients_per_pixel = match header.subsamp {
-        turbojpeg::Subsamp::Gray => 1.0,
-        _ => 1.0 + 2.0 / (sx * sy) as f64,
-    };
-    let coefficient_bytes = if header.is_progressive {
-        (header.width * header.height) as f64 * coefficients_per_pixel * 2.0
-    } else {
-        0.0
-    };
-    let needed = output_bytes as f64 + coefficient_bytes;
-    if needed > limits.max_alloc_bytes as f64 {
-        return Err(ImagingError::Decode(format!(
-            "decoding it needs about {} MiB, more than the {} MiB allowed",
-            (needed / 1_048_576.0).ceil(),
-            limits.max_alloc_bytes / 1_048_576
-        )));
-    }
-    Ok(())
-}
-
-/// The EXIF orientation of a photo, read by the `image` crate from its header (none when the
-/// header has none or cannot be read: orientation is metadata, the decoder judges the pixels).
-fn orientation(bytes: &[u8], format: PhotoFormat) -> Orientation {
-    ImageReader::with_format(Cursor::new(bytes), format.image_format())
-        .into_decoder()
-        .ok()
-        .and_then(|mut decoder| decoder.orientation().ok())
-        .unwrap_or(Orientation::NoTransforms)
 }
 
 /// Resizes to the model's input size (the whole photo, aspect not kept: nothing is cropped away)
@@ -551,6 +418,8 @@ pub fn resize(pixels: &RgbImage, width: u32, height: u32) -> Result<Vec<u8>, Ima
 
 #[cfg(test)]
 mod tests {
+    use image::DynamicImage;
+
     use super::*;
 
     const PRE: Preprocessing = Preprocessing {
