@@ -23,11 +23,15 @@ const MAX_PAGE: u32 = 100;
 pub struct MessageForm {
     /// The message: plain text, 1 to 2000 characters (line breaks and tabs are the only control
     /// characters allowed).
-    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     text: String,
     /// How the owner can answer you (an e-mail address, a phone number; at most 200 characters,
     /// one line). The owner sees it; nobody else does.
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     reply_to: Option<String>,
 }
 
@@ -127,7 +131,7 @@ pub async fn list(
         .map(|c| {
             c.parse::<i64>()
                 .ok()
-                .filter(|id| *id > 0 && c.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|_| c.bytes().all(|b| b.is_ascii_digit()))
                 .ok_or_else(|| ApiError::validation("invalid cursor").with("field", "cursor"))
         })
         .transpose()?;

@@ -445,12 +445,13 @@ fn encode_cursor(created_at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}_{}", created_at.timestamp_micros(), id.simple())
 }
 
-/// Latest cursor time accepted, in microseconds since 1970: the end of year 9999 UTC, which
-/// PostgreSQL's timestamps hold (a cursor from before 1970 or past this is not one we made).
+/// Latest cursor time, in microseconds since 1970: the end of year 9999 UTC, which PostgreSQL's
+/// timestamps hold; a later one reads as it (a page from the newest report).
 const MAX_CURSOR_MICROS: i64 = 253_402_300_799_999_999;
 
-/// A `next_cursor` back: `<micros>_<32 hex>` exactly as made (digits only, within
-/// PostgreSQL's range, so that a forged one is a 422 and never reaches the database).
+/// A `next_cursor` back: `<micros>_<32 hex>` as made (digits only, so never before 1970, and
+/// at most [`MAX_CURSOR_MICROS`]): a forged one is a 422 or a harmless page, and never a time
+/// PostgreSQL cannot hold.
 fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let invalid = || ApiError::validation("invalid cursor").with("field", "cursor");
     let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
@@ -462,10 +463,10 @@ fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     {
         return Err(invalid());
     }
-    let micros: i64 = micros.parse().map_err(|_| invalid())?;
-    if micros > MAX_CURSOR_MICROS {
-        return Err(invalid());
-    }
+    let micros = micros
+        .parse::<i64>()
+        .map_err(|_| invalid())?
+        .min(MAX_CURSOR_MICROS);
     let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
     Ok((created_at, Uuid::parse_str(id).map_err(|_| invalid())?))
 }
