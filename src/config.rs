@@ -249,6 +249,8 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub edge: EdgeConfig,
     #[command(flatten)]
+    pub open_limits: OpenLimitsConfig,
+    #[command(flatten)]
     pub sweep: SweepConfig,
     /// Serve `/metrics` on this address only (for operators), instead of the public listener.
     #[arg(long = "metrics-listen", env = "LOOKALIKE_METRICS_LISTEN")]
@@ -902,6 +904,70 @@ pub struct AccessConfig {
         default_value_t = 1 << 30
     )]
     pub tenant_max_storage_bytes: u64,
+    /// A secret that opens `/metrics` and the detailed `/v1/status` on the public listener to a
+    /// client not on this host (`Authorization: Bearer <key>`); without it, only clients on this
+    /// host (loopback) read them there. `--metrics-listen` moves them to a listener of their own.
+    #[arg(
+        long = "operator-key",
+        env = "LOOKALIKE_OPERATOR_KEY",
+        hide_env_values = true
+    )]
+    #[serde(serialize_with = "redact_secret")]
+    pub operator_key: Option<String>,
+}
+
+/// Limits of the open service (no API keys), on by default: a client address's bytes of photos
+/// per UTC day, and the bytes all reports hold. 0 turns one off.
+#[derive(Debug, Clone, Copy, Args, Serialize)]
+pub struct OpenLimitsConfig {
+    /// Bytes of photos one client address may upload per UTC day (429 `daily_limit_exceeded`
+    /// beyond, with `Retry-After` until midnight UTC); 0: no limit.
+    #[arg(
+        long = "open-upload-bytes-per-day",
+        env = "LOOKALIKE_OPEN_UPLOAD_BYTES_PER_DAY",
+        default_value_t = 1 << 30
+    )]
+    pub upload_bytes_per_day: u64,
+    /// Bytes of photos all reports may hold together (507 `storage_full` beyond); 0: no limit.
+    #[arg(
+        long = "open-max-storage-bytes",
+        env = "LOOKALIKE_OPEN_MAX_STORAGE_BYTES",
+        default_value_t = 100 << 30
+    )]
+    pub max_storage_bytes: u64,
+}
+
+impl OpenLimitsConfig {
+    /// The limits in bytes (`i64::MAX` where off).
+    pub fn limits(&self) -> crate::store::OpenLimits {
+        let bytes = |n: u64| match n {
+            0 => i64::MAX,
+            n => i64::try_from(n).unwrap_or(i64::MAX),
+        };
+        crate::store::OpenLimits {
+            daily_bytes_per_address: bytes(self.upload_bytes_per_day),
+            total_bytes: bytes(self.max_storage_bytes),
+        }
+    }
+}
+
+impl Default for OpenLimitsConfig {
+    /// The command line's defaults (and `LOOKALIKE_*` variables where set).
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            open: OpenLimitsConfig,
+        }
+        Defaults::parse_from(["lookalike"]).open
+    }
+}
+
+fn redact_secret<S: serde::Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_str("***"),
+        None => s.serialize_none(),
+    }
 }
 
 /// Request rate limits per route class (uploads, searches, reads), per client address and per
@@ -950,6 +1016,20 @@ pub struct RateLimitConfig {
         default_value = "20000/h"
     )]
     pub reads_per_key: RateSpec,
+    /// Messages to report owners (`POST /v1/reports/{id}/messages`) per client address.
+    #[arg(
+        long = "rate-messages-per-address",
+        env = "LOOKALIKE_RATE_MESSAGES_PER_ADDRESS",
+        default_value = "20/h"
+    )]
+    pub messages_per_address: RateSpec,
+    /// Messages to report owners per API key.
+    #[arg(
+        long = "rate-messages-per-key",
+        env = "LOOKALIKE_RATE_MESSAGES_PER_KEY",
+        default_value = "2000/h"
+    )]
+    pub messages_per_key: RateSpec,
     /// Proxies whose `X-Forwarded-For` is believed (addresses or networks, comma-separated);
     /// by default none, and the client is the connection's peer.
     #[arg(
@@ -979,6 +1059,7 @@ impl RateLimitConfig {
                 class(self.uploads_per_address, self.uploads_per_key),
                 class(self.searches_per_address, self.searches_per_key),
                 class(self.reads_per_address, self.reads_per_key),
+                class(self.messages_per_address, self.messages_per_key),
             ],
             max_tracked: self.max_clients,
         }

@@ -14,7 +14,8 @@
 //! - **Persistence**: `store` (PostgreSQL + pgvector; all SQL lives here) and `photo_store`
 //!   (photo bytes and thumbnails in an object store).
 //! - **Domain**: `pipeline` (a photo's path to its embedding), `reports` (reports and their
-//!   photos), `search` (nearest reports, matches), `jobs` (durable background work and its typed
+//!   photos), `messages` (visitors' messages relayed to a report's owner), `search` (nearest
+//!   reports, matches), `jobs` (durable background work and its typed
 //!   payloads, including the purge of deleted photos), `sweep` (the photo store reconciled with
 //!   the database).
 //! - **Edge**: `http` (the connection loop, body limits and deadlines, thin handlers, the one
@@ -27,6 +28,7 @@ pub mod http;
 pub mod imaging;
 pub mod inference;
 pub mod jobs;
+pub mod messages;
 pub mod photo_store;
 pub mod pipeline;
 pub mod rate_limit;

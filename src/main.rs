@@ -247,7 +247,11 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
             let bytes = std::fs::read(file)?;
             state
                 .reports
-                .create(report, vec![bytes.into()], None)
+                .create(
+                    report,
+                    vec![bytes.into()],
+                    lookalike::reports::Uploader::Operator,
+                )
                 .await
                 .map_err(anyhow::Error::from)
         }

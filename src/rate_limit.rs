@@ -195,11 +195,18 @@ pub enum RouteClass {
     Search,
     /// Everything else under `/v1/`.
     Read,
+    /// Messages to a report's owner (text written by anyone to someone: spam's way in).
+    Message,
 }
 
 impl RouteClass {
     /// Every class.
-    pub const ALL: [RouteClass; 3] = [RouteClass::Upload, RouteClass::Search, RouteClass::Read];
+    pub const ALL: [RouteClass; 4] = [
+        RouteClass::Upload,
+        RouteClass::Search,
+        RouteClass::Read,
+        RouteClass::Message,
+    ];
 
     /// Its name in metrics and errors.
     pub fn as_str(self) -> &'static str {
@@ -207,6 +214,7 @@ impl RouteClass {
             RouteClass::Upload => "upload",
             RouteClass::Search => "search",
             RouteClass::Read => "read",
+            RouteClass::Message => "message",
         }
     }
 
@@ -227,8 +235,8 @@ pub struct ClassRates {
 /// Rate limit settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RateLimitSettings {
-    /// Quotas of uploads, searches and reads.
-    pub classes: [ClassRates; 3],
+    /// Quotas of uploads, searches, reads and messages.
+    pub classes: [ClassRates; 4],
     /// Most clients (addresses or keys) tracked per quota; beyond it new clients get 429.
     pub max_tracked: usize,
 }
@@ -241,7 +249,7 @@ impl RateLimitSettings {
             per_key: RateSpec::Off,
         };
         RateLimitSettings {
-            classes: [off; 3],
+            classes: [off; 4],
             max_tracked: 100_000,
         }
     }
@@ -398,8 +406,8 @@ struct ClassLimiters {
 /// Counters of the rate limiter.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RateLimitSnapshot {
-    /// Requests turned away, by class: upload, search, read.
-    pub rejected_total: [u64; 3],
+    /// Requests turned away, by class: upload, search, read, message.
+    pub rejected_total: [u64; 4],
     /// Of those, turned away because a client table was full.
     pub rejected_table_full_total: u64,
     /// Clients tracked now (addresses and keys, all classes).
@@ -432,9 +440,9 @@ impl RateLimitSnapshot {
 
 /// The service's rate limits; share one behind an `Arc`.
 pub struct RateLimits {
-    classes: [ClassLimiters; 3],
+    classes: [ClassLimiters; 4],
     max_tracked: usize,
-    rejected: [AtomicU64; 3],
+    rejected: [AtomicU64; 4],
     rejected_table_full: AtomicU64,
 }
 
@@ -613,7 +621,7 @@ mod tests {
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(limits.check(RouteClass::Upload, other, None).is_ok());
         assert_eq!(limits.check(RouteClass::Read, ip, None), Ok(None));
-        assert_eq!(limits.snapshot().rejected_total, [1, 0, 0]);
+        assert_eq!(limits.snapshot().rejected_total, [1, 0, 0, 0]);
     }
 
     #[test]

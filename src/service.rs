@@ -9,8 +9,8 @@ use tokio::net::TcpListener;
 use crate::capacity::{ByteBudget, Slots};
 use crate::config::{
     AccessConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, DatabaseConfig,
-    GateConfig, ImagingConfig, JobsConfig, ModelConfig, PhotoStoreConfig, RateLimitConfig,
-    SearchConfig, ServeConfig, SweepConfig, UploadConfig, WorkConfig,
+    GateConfig, ImagingConfig, JobsConfig, ModelConfig, OpenLimitsConfig, PhotoStoreConfig,
+    RateLimitConfig, SearchConfig, ServeConfig, SweepConfig, UploadConfig, WorkConfig,
 };
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoCaps, Protection};
@@ -102,7 +102,8 @@ pub fn app_state(
             max_attempts,
             match_limit: search.match_limit.max(1),
         },
-    );
+    )
+    .with_open_limits(OpenLimitsConfig::default().limits());
     AppState {
         search: SearchService::new(pipeline.clone(), matcher, parts.store.clone()),
         store: parts.store,
@@ -152,6 +153,10 @@ pub async fn protection(
         keys,
         limits: RateLimits::new(&rates.settings()),
         trusted_proxies: rates.trusted_proxies.clone(),
+        operator_key: access
+            .operator_key
+            .as_deref()
+            .map(http::protect::operator_key_hash),
     })
 }
 
@@ -244,6 +249,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .reports
         .upload_slots()
         .set_per_address_cap(config.edge.max_uploads_per_address);
+    state.reports = state
+        .reports
+        .clone()
+        .with_open_limits(config.open_limits.limits());
     let housekeeping = Housekeeping::start(&state, &store, &storage, &config.jobs, &config.sweep);
     let workers = start_workers(
         &mut state,
@@ -432,6 +441,9 @@ async fn chores(protection: Arc<Protection>, store: Store, retention: Duration) 
     loop {
         every.tick().await;
         protection.limits.sweep();
+        if let Err(e) = store.prune_upload_usage().await {
+            tracing::warn!(error = %e, "pruning past days' upload counts failed; trying again in a minute");
+        }
         if retention.is_zero() {
             continue;
         }

@@ -355,6 +355,36 @@ impl From<ReserveError> for ApiError {
             .with("used_bytes", usage.used_bytes)
             .with("max_bytes", usage.max_bytes)
             .with("requested_bytes", requested),
+            ReserveError::DailyLimit {
+                used_bytes,
+                max_bytes,
+                requested,
+                retry_after,
+            } => ApiError::new(
+                ErrorCode::DailyLimitExceeded,
+                format!(
+                    "the photos ({requested} bytes) do not fit in this address's uploads for today \
+                     ({used_bytes} of {max_bytes} bytes used); the count starts again at midnight UTC"
+                ),
+            )
+            .with("used_bytes", used_bytes)
+            .with("max_bytes", max_bytes)
+            .with("requested_bytes", requested)
+            .retry_after(retry_after),
+            ReserveError::StoreFull {
+                used_bytes,
+                max_bytes,
+                requested,
+            } => ApiError::new(
+                ErrorCode::StorageFull,
+                format!(
+                    "the store is full: the photos ({requested} bytes) do not fit \
+                     ({used_bytes} of {max_bytes} bytes used)"
+                ),
+            )
+            .with("used_bytes", used_bytes)
+            .with("max_bytes", max_bytes)
+            .with("requested_bytes", requested),
             ReserveError::UnknownTenant => ApiError::invalid_api_key(),
             ReserveError::Store(s) => s.into(),
         }
@@ -430,7 +460,9 @@ pub struct ErrorBody {
     max_photo_bytes: Option<u64>,
     /// The largest body the route accepts, in bytes (`payload_too_large`).
     max_body_bytes: Option<u64>,
-    /// The tenant's storage use, quota, and what the upload asked for (`quota_exceeded`).
+    /// The tenant's storage use, quota, and what the upload asked for (`quota_exceeded`); the
+    /// address's bytes today, the daily limit and what the upload asked for
+    /// (`daily_limit_exceeded`); the store's use and cap (`storage_full`).
     used_bytes: Option<i64>,
     max_bytes: Option<i64>,
     requested_bytes: Option<i64>,

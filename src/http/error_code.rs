@@ -55,6 +55,13 @@ pub enum ErrorCode {
     InferenceFailed,
     /// 500: an unexpected server error (its cause is logged under the request id).
     Internal,
+    /// 429: without API keys, the client address's bytes of photos for the UTC day are used up;
+    /// retry after `Retry-After` (midnight UTC).
+    DailyLimitExceeded,
+    /// 507: without API keys, the store holds all the photos it may.
+    StorageFull,
+    /// 403: operators' data (`/metrics`) for a client that is not an operator.
+    OperatorOnly,
 }
 
 impl ErrorCode {
@@ -83,6 +90,9 @@ impl ErrorCode {
             ErrorCode::NotReady => "not_ready",
             ErrorCode::InferenceFailed => "inference_failed",
             ErrorCode::Internal => "internal",
+            ErrorCode::DailyLimitExceeded => "daily_limit_exceeded",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::OperatorOnly => "operator_only",
         }
     }
 
@@ -109,6 +119,9 @@ impl ErrorCode {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ErrorCode::InferenceFailed | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::DailyLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::OperatorOnly => StatusCode::FORBIDDEN,
         }
     }
 }

@@ -2,11 +2,13 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
+use super::protect::Operator;
 use super::server::ConnectionSnapshot;
 use crate::capacity::BudgetSnapshot;
 use crate::capacity::SlotsSnapshot;
@@ -111,11 +113,48 @@ struct DatabaseStatus {
     idle: usize,
 }
 
-/// `GET /v1/status`: the service's load right now.
+/// What anyone may know of the service: what it runs, not how loaded it is.
+#[derive(Debug, Serialize)]
+struct PublicStatus {
+    version: &'static str,
+    model: PublicModel,
+    /// Why the load figures are not here.
+    detail: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct PublicModel {
+    name: String,
+    version: String,
+    dim: usize,
+}
+
+/// `GET /v1/status`: the service's load right now, for operators (a client on this host, or one
+/// with the operator key; everyone on the operators' listener); the version and model for anyone
+/// else.
 #[utoipa::path(get, path = "/v1/status", operation_id = "get_status", tag = "operations",
-    responses((status = 200, description = "Load right now: gate permits and waiters, estimated wait, upload slots, jobs by state and the oldest queued job's age, database pool, rate limits, model, uptime and version", body = Object),
+    responses((status = 200, description = "For operators (a client on the service's host, `Authorization: Bearer <operator key>`, or the operators' listener): load right now: gate permits and waiters, estimated wait, upload slots, jobs by state and the oldest queued job's age, database pool, rate limits, model, uptime and version. For anyone else: the version and the model, and `detail` saying why no more", body = Object),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited)))]
-pub async fn status(State(app): State<AppState>) -> Json<Status> {
+pub async fn status(State(app): State<AppState>, Operator(operator): Operator) -> Response {
+    if operator {
+        return operators_status(State(app)).await.into_response();
+    }
+    let manifest = app.pipeline.gate().model().manifest();
+    Json(PublicStatus {
+        version: env!("CARGO_PKG_VERSION"),
+        model: PublicModel {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            dim: manifest.dim,
+        },
+        detail: "load figures are for operators: from the service's host, with the operator key \
+                 (Authorization: Bearer), or on the operators' listener (--metrics-listen)",
+    })
+    .into_response()
+}
+
+/// The detailed `/v1/status`, for operators.
+pub async fn operators_status(State(app): State<AppState>) -> Json<Status> {
     let model = app.pipeline.gate().model();
     let manifest = model.manifest();
     let gate = app.pipeline.gate().snapshot();
@@ -158,10 +197,25 @@ pub async fn status(State(app): State<AppState>) -> Json<Status> {
     })
 }
 
-/// `GET /metrics`: Prometheus text.
+/// `GET /metrics`: Prometheus text, for operators: on the public listener a client on the
+/// service's host or one with the operator key; everyone on the operators' listener.
 #[utoipa::path(get, path = "/metrics", operation_id = "get_metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 403, description = "Not an operator (`operator_only`): read it from the service's host, with `Authorization: Bearer <operator key>`, or on the operators' listener (`--metrics-listen`)", body = crate::http::error::ErrorBody)))]
+pub async fn metrics(State(app): State<AppState>, Operator(operator): Operator) -> Response {
+    if !operator {
+        return ApiError::new(
+            ErrorCode::OperatorOnly,
+            "metrics are for operators: from the service's host, with the operator key \
+             (Authorization: Bearer), or on the operators' listener (--metrics-listen)",
+        )
+        .into_response();
+    }
+    operators_metrics(State(app)).await.into_response()
+}
+
+/// `/metrics` for operators.
+pub async fn operators_metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut out = Exposition::default();
     out.single(
         "lookalike_uptime_seconds",
@@ -251,6 +305,12 @@ pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoRe
         "counter",
         "Uploads refused because they did not fit their tenant's storage quota.",
         app.reports.quota_rejections() as f64,
+    );
+    out.single(
+        "lookalike_open_limit_rejected_total",
+        "counter",
+        "Uploads refused by the open service's limits (an address's bytes of the day, the store's cap).",
+        app.reports.open_limit_rejections() as f64,
     );
     app.http_metrics.render(&mut out);
     (

@@ -63,6 +63,18 @@ pub async fn observe(
     response
 }
 
+/// `X-Content-Type-Options: nosniff` on every answer (JSON, photos, the page, errors): a
+/// browser takes each body for its declared type only, so a photo or a JSON string is never run
+/// as a script or rendered as a page.
+pub async fn no_sniffing(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
 /// Puts where the time went into the request's span and, for requests that did such work, into
 /// `x-queue-time`, `x-decode-time`, `x-inference-time` and `x-database-time` (milliseconds), so
 /// that a slow answer explains itself.

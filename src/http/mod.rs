@@ -8,6 +8,7 @@ pub mod error;
 mod error_code;
 mod health;
 mod job_counts;
+mod messages;
 mod middleware;
 mod multipart;
 pub mod openapi;

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
 use super::embeddings::{self, EmbeddingsForm};
 use super::error::{ApiKeyRefused, BodyTooSlow, ErrorBody, ErrorCode, RateLimited, RetryLater};
 use super::health;
+use super::messages;
 use super::reports::{self, ReportForm};
 use super::search::{self, SearchForm};
 
@@ -38,6 +39,8 @@ use super::search::{self, SearchForm};
         reports::update,
         reports::delete,
         search::matches,
+        messages::send,
+        messages::list,
         search::search,
         reports::photo,
         reports::thumbnail,

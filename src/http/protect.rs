@@ -1,5 +1,6 @@
 //! Protection of `/v1/`: the client's address (the peer, or `X-Forwarded-For` from a trusted
-//! proxy), its API key (when keys are configured) and its rate limits, before any body is read.
+//! proxy), its API key (when keys are configured) and its rate limits, before any body is read;
+//! and who may read operators' data (`/metrics`, the detailed `/v1/status`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -25,6 +26,9 @@ pub struct Protection {
     pub limits: RateLimits,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The sha256 of the operator key (`--operator-key`), which opens operators' data to a
+    /// client that is not on this host.
+    pub operator_key: Option<[u8; 32]>,
 }
 
 impl Protection {
@@ -34,6 +38,35 @@ impl Protection {
             keys: ApiKeys::open(),
             limits: RateLimits::new(&crate::rate_limit::RateLimitSettings::off()),
             trusted_proxies: Vec::new(),
+            operator_key: None,
+        }
+    }
+
+    /// Whether a request may read operators' data on the public listener: one from this host
+    /// (its client address, after trusted proxies, is a loopback address; a request with no
+    /// connection at all is the process itself), or one presenting the operator key as
+    /// `Authorization: Bearer <key>`. Load figures, tenants and client counts help an attacker
+    /// time and aim an attack, so they are not for anyone on the network.
+    pub fn is_operator(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> bool {
+        let Some(peer) = peer else { return true };
+        let address = self.client_address(peer, headers);
+        let loopback = match address {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+            v4 => v4.is_loopback(),
+        };
+        if loopback {
+            return true;
+        }
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match (self.operator_key, presented) {
+            (Some(key), Some(presented)) => key == operator_key_hash(presented),
+            _ => false,
         }
     }
 
@@ -69,11 +102,51 @@ impl Protection {
     }
 }
 
-/// The caller of a request: its tenant when API keys are configured.
-#[derive(Debug, Clone, Default)]
+/// The sha256 of an operator key (keys are compared by hash, like API keys).
+pub fn operator_key_hash(key: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Whether the request may read operators' data (see [`Protection::is_operator`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operator(pub bool);
+
+impl<S> FromRequestParts<S> for Operator
+where
+    Arc<Protection>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Operator(
+            Arc::<Protection>::from_ref(state).is_operator(peer, &parts.headers),
+        ))
+    }
+}
+
+/// The caller of a request: its tenant when API keys are configured, and its address.
+#[derive(Debug, Clone)]
 pub struct Caller {
     /// The tenant of the presented key.
     pub tenant: Option<Arc<Tenant>>,
+    /// The client's address (the peer, or from a trusted proxy's `X-Forwarded-For`); the
+    /// unspecified address for a router driven in-process.
+    pub address: IpAddr,
+}
+
+impl Default for Caller {
+    fn default() -> Self {
+        Caller {
+            tenant: None,
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
+    }
 }
 
 impl Caller {
@@ -137,6 +210,7 @@ pub async fn protect(State(guard): State<Guard>, mut request: Request, next: Nex
         match presented.map(|k| protection.keys.tenant(k)) {
             Some(Some(tenant)) => Caller {
                 tenant: Some(tenant.clone()),
+                address,
             },
             refused => {
                 // The address's quota still counts, so guessing keys is rate limited too.
@@ -151,7 +225,10 @@ pub async fn protect(State(guard): State<Guard>, mut request: Request, next: Nex
             }
         }
     } else {
-        Caller::default()
+        Caller {
+            tenant: None,
+            address,
+        }
     };
     let key = caller.tenant.as_ref().map(|t| &t.id);
     let allowed = match protection.limits.check(class, address, key) {

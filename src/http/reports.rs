@@ -19,7 +19,8 @@ use super::multipart::{PhotoCaps, read_form};
 use super::protect::Caller;
 use crate::jobs::JobRecord;
 use crate::reports::{
-    NewReport, PhotoBody, PhotoFile, REPORT_FIELDS, Report, ReportFilter, ReportPatch,
+    Audience, NewReport, PhotoBody, PhotoFile, REPORT_FIELDS, Report, ReportFilter, ReportPatch,
+    Uploader,
 };
 
 /// Most reports per page.
@@ -40,8 +41,10 @@ struct PhotoUrls {
     thumbnail_url: String,
 }
 
-impl From<Report> for ReportBody {
-    fn from(report: Report) -> Self {
+impl ReportBody {
+    /// The report as `audience` may see it (see [`Report::shown_to`]), with its photos' URLs.
+    pub fn shown_to(report: Report, audience: Audience) -> Self {
+        let report = report.shown_to(audience);
         let photo_urls = report
             .photos
             .iter()
@@ -63,6 +66,16 @@ pub struct CreatedBody {
     owner_token: String,
 }
 
+/// The audience of a caller's answers about many reports (lists, searches): a tenant sees its
+/// own reports whole; anyone else sees them as the public does.
+pub fn audience_of(caller: &Caller) -> Audience {
+    if caller.tenant.is_some() {
+        Audience::Owner
+    } else {
+        Audience::Public
+    }
+}
+
 /// `POST /v1/reports`: fields + 1..N photos (multipart); answers 201 at once, embeddings follow.
 #[utoipa::path(post, path = "/v1/reports", operation_id = "create_report", tag = "reports",
     request_body(content = ReportForm, content_type = "multipart/form-data"),
@@ -72,7 +85,10 @@ pub struct CreatedBody {
         (status = 413, description = "A photo or the body is too large (`payload_too_large`)", body = crate::http::error::ErrorBody),
         (status = 415, description = "Not multipart, or a photo in an unsupported format (`unsupported_media_type`)", body = crate::http::error::ErrorBody),
         (status = 422, description = "A field is missing or wrong (`validation_failed`, with `field`), or a photo cannot be decoded (`invalid_image`, `image_too_large`, with `photo_index`; `image_too_large` also for a colour profile that inflates past 4 MiB)", body = crate::http::error::ErrorBody),
-        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
+        (status = 429, description = "Over a rate limit (`rate_limited`), or, without API keys, this address's bytes of photos for the UTC day are used up (`daily_limit_exceeded`, with used/max/requested bytes; `Retry-After` is the time until midnight UTC)", body = crate::http::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+        (status = 507, description = "Without API keys: the store holds all the photos it may (`storage_full`, with used/max/requested bytes)", body = crate::http::error::ErrorBody),
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
@@ -89,32 +105,41 @@ pub async fn create(
     };
     let form = read_form(multipart?, "photos", limits, &REPORT_FIELDS).await?;
     let new = NewReport::from_fields(&form.fields)?;
-    let created = app
-        .reports
-        .create(new, form.photos, caller.tenant_id())
-        .await?;
+    let uploader = match caller.tenant_id() {
+        Some(tenant) => Uploader::Tenant(tenant),
+        None => Uploader::Address(caller.address),
+    };
+    let created = app.reports.create(new, form.photos, uploader).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedBody {
-            report: created.report.into(),
+            report: ReportBody::shown_to(created.report, Audience::Owner),
             owner_token: created.owner_token,
         }),
     ))
 }
 
-/// `GET /v1/reports/{id}`.
+/// `GET /v1/reports/{id}`: the whole report for its owner (`Authorization: Bearer <owner
+/// token>`) and its tenant (API key); for anyone else, no contact unless published and the
+/// position rounded to 0.01° (about 1 km).
 #[utoipa::path(get, path = "/v1/reports/{id}", operation_id = "get_report", tag = "reports",
     params(("id" = Uuid, Path, description = "Report id")),
-    responses((status = 200, description = "The report, its photos' embedding state and its possible matches", body = ReportBody),
+    security(("owner_token" = [])),
+    responses((status = 200, description = "The report, its photos' embedding state and its possible matches: with the contact and the exact position for the owner token and the tenant's API key, without the contact (unless `contact_public`) and with the position rounded to 0.01° (`location_rounded`) for anyone else", body = ReportBody),
         (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Json<ReportBody>, ApiError> {
     let Path(id) = id.map_err(bad_id)?;
-    Ok(Json(app.reports.get(id, caller.tenant_id()).await?.into()))
+    let (report, audience) = app
+        .reports
+        .get_for(id, caller.tenant_id(), bearer(&headers))
+        .await?;
+    Ok(Json(ReportBody::shown_to(report, audience)))
 }
 
 /// Query of `GET /v1/reports`.
@@ -135,7 +160,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]{1,16}_[0-9a-f]{32}$")]
+    #[param(pattern = "^[0-9]{1,18}_[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 
@@ -150,7 +175,7 @@ pub struct ReportPage {
 /// `GET /v1/reports?kind=&species=&status=&limit=&cursor=`: newest first.
 #[utoipa::path(get, path = "/v1/reports", operation_id = "list_reports", tag = "reports",
     params(ListQuery),
-    responses((status = 200, description = "A page of reports, newest first", body = ReportPage),
+    responses((status = 200, description = "A page of reports, newest first (as the public sees them without an API key: no contact unless published, positions rounded to 0.01°)", body = ReportPage),
         (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn list(
@@ -180,8 +205,12 @@ pub async fn list(
     } else {
         None
     };
+    let audience = audience_of(&caller);
     Ok(Json(ReportPage {
-        reports: reports.into_iter().map(Into::into).collect(),
+        reports: reports
+            .into_iter()
+            .map(|r| ReportBody::shown_to(r, audience))
+            .collect(),
         next_cursor,
     }))
 }
@@ -217,6 +246,8 @@ pub async fn delete(
         (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::error::ErrorBody),
         (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody),
+        (status = 408, description = "The body stalled or took too long (`body_timeout`)", body = crate::http::error::ErrorBody),
+        (status = 413, description = "The body is larger than the route accepts (`payload_too_large`)", body = crate::http::error::ErrorBody),
         (status = 422, description = "The body or id is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn update(
@@ -229,12 +260,11 @@ pub async fn update(
     let Path(id) = id.map_err(bad_id)?;
     let token = bearer(&headers);
     let Json(patch) = patch.map_err(json_error)?;
-    Ok(Json(
-        app.reports
-            .update(id, caller.tenant_id(), token, &patch)
-            .await?
-            .into(),
-    ))
+    let report = app
+        .reports
+        .update(id, caller.tenant_id(), token, &patch)
+        .await?;
+    Ok(Json(ReportBody::shown_to(report, Audience::Owner)))
 }
 
 /// `GET /v1/photos/{id}`: the photo as uploaded, without its metadata.
@@ -310,32 +340,61 @@ async fn photo_file(
     })
 }
 
-/// `GET /v1/usage`: the caller's storage use and quota (with API keys only).
+/// `GET /v1/usage`: the caller's storage use and quota (an API key's), or, without API keys,
+/// the caller's address's bytes of photos uploaded today and the daily limit.
 #[utoipa::path(get, path = "/v1/usage", operation_id = "get_usage", tag = "reports",
-    responses((status = 200, description = "The API key's storage use and quota", body = UsageBody),
-        (status = 404, description = "The service runs without API keys (`not_found`)", body = crate::http::error::ErrorBody),
+    responses((status = 200, description = "With an API key: its storage use and quota (`scope` `tenant`). Without API keys: this address's bytes of photos uploaded since midnight UTC and the daily limit (`scope` `address`, with `resets_at`)", body = UsageBody),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn usage(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<UsageBody>, ApiError> {
-    let tenant = caller
-        .tenant_id()
-        .ok_or_else(|| ApiError::not_found("this service runs without API keys: no quota"))?;
-    let usage = app.reports.storage_usage(tenant).await?;
+    if let Some(tenant) = caller.tenant_id() {
+        let usage = app.reports.storage_usage(tenant).await?;
+        return Ok(Json(UsageBody {
+            scope: UsageScope::Tenant,
+            tenant: Some(tenant.to_owned()),
+            used_bytes: usage.used_bytes,
+            max_bytes: Some(usage.max_bytes),
+            resets_at: None,
+        }));
+    }
+    let usage = app.reports.address_usage(caller.address).await?;
     Ok(Json(UsageBody {
-        tenant: tenant.to_owned(),
+        scope: UsageScope::Address,
+        tenant: None,
         used_bytes: usage.used_bytes,
-        max_bytes: usage.max_bytes,
+        // No limit is said as none.
+        max_bytes: (usage.max_bytes < i64::MAX).then_some(usage.max_bytes),
+        resets_at: Some(usage.resets_at),
     }))
+}
+
+/// Whose use `GET /v1/usage` tells.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageScope {
+    /// The API key's tenant: bytes of photos stored, against its quota.
+    Tenant,
+    /// The caller's address (a service without API keys): bytes of photos uploaded today (UTC),
+    /// against the daily limit.
+    Address,
 }
 
 /// `GET /v1/usage` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageBody {
-    tenant: String,
+    scope: UsageScope,
+    /// The tenant (scope `tenant`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    /// Bytes stored (tenant) or uploaded today (address).
     used_bytes: i64,
-    max_bytes: i64,
+    /// The quota or the daily limit; null when there is none.
+    max_bytes: Option<i64>,
+    /// When an address's daily count starts again (midnight UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resets_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /v1/jobs/{id}`.
@@ -358,7 +417,7 @@ pub async fn job(
 }
 
 /// A JSON body that could not be read: too large (413), too slow (408) or not valid (422).
-fn json_error(e: JsonRejection) -> ApiError {
+pub(super) fn json_error(e: JsonRejection) -> ApiError {
     if let Some(timeout) = BodyTimeout::find(&e) {
         ApiError::body_timeout(timeout)
     } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -368,12 +427,12 @@ fn json_error(e: JsonRejection) -> ApiError {
     }
 }
 
-fn bad_id(_: PathRejection) -> ApiError {
+pub(super) fn bad_id(_: PathRejection) -> ApiError {
     ApiError::validation("the id must be a UUID")
 }
 
 /// The owner token from `Authorization: Bearer <token>`.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -386,10 +445,28 @@ fn encode_cursor(created_at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}_{}", created_at.timestamp_micros(), id.simple())
 }
 
+/// Latest cursor time, in microseconds since 1970: the end of year 9999 UTC, which PostgreSQL's
+/// timestamps hold; a later one reads as it (a page from the newest report).
+const MAX_CURSOR_MICROS: i64 = 253_402_300_799_999_999;
+
+/// A `next_cursor` back: `<micros>_<32 hex>` as made (digits only, so never before 1970, and
+/// at most [`MAX_CURSOR_MICROS`]): a forged one is a 422 or a harmless page, and never a time
+/// PostgreSQL cannot hold.
 fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let invalid = || ApiError::validation("invalid cursor").with("field", "cursor");
     let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
-    let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    if micros.is_empty()
+        || micros.len() > 18
+        || !micros.bytes().all(|b| b.is_ascii_digit())
+        || id.len() != 32
+        || !id.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(invalid());
+    }
+    let micros = micros
+        .parse::<i64>()
+        .map_err(|_| invalid())?
+        .min(MAX_CURSOR_MICROS);
     let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
     Ok((created_at, Uuid::parse_str(id).map_err(|_| invalid())?))
 }
@@ -412,18 +489,23 @@ pub struct ReportForm {
     #[schema(max_length = 5000)]
     #[serde(default)]
     description: String,
-    /// Latitude in degrees (with longitude).
+    /// Latitude in degrees (with longitude), kept to 1e-7°; anyone but the owner and the tenant
+    /// sees it rounded to 0.01° (about 1 km).
     #[schema(minimum = -90, maximum = 90)]
     #[serde(default)]
     latitude: f64,
-    /// Longitude in degrees (with latitude).
+    /// Longitude in degrees (with latitude), kept to 1e-7°; shown rounded like the latitude.
     #[schema(minimum = -180, maximum = 180)]
     #[serde(default)]
     longitude: f64,
-    /// How to reach the author (at most 200 characters).
+    /// How to reach the author (at most 200 characters): shown only to the owner and the tenant
+    /// unless `contact_public`; visitors write through `POST /v1/reports/{id}/messages`.
     #[schema(max_length = 200)]
     #[serde(default)]
     contact: String,
+    /// `true` to show the contact to anyone (default `false`).
+    #[serde(default)]
+    contact_public: bool,
     /// 1 to 5 photos (JPEG, PNG or WebP), one part each.
     #[schema(value_type = Vec<String>, format = Binary, min_items = 1, max_items = 5)]
     photos: Vec<Vec<u8>>,

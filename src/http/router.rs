@@ -8,7 +8,7 @@ use axum::routing::{MethodRouter, get, patch, post};
 use super::body::{self, with_body_limit};
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
-use super::{embeddings, health, middleware, openapi, protect, reports, search, web};
+use super::{embeddings, health, messages, middleware, openapi, protect, reports, search, web};
 use crate::rate_limit::RouteClass;
 
 /// Body limit of routes that take no body (or a small JSON one).
@@ -28,14 +28,17 @@ pub fn router(state: AppState) -> Router {
     routes(state, MetricsRoute::WithTheApi)
 }
 
-/// `/metrics` alone, for an operators' listener of its own (`--metrics-listen`).
+/// `/metrics` and the detailed `/v1/status`, for an operators' listener of its own
+/// (`--metrics-listen`): whoever reaches it is an operator.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(health::operators_metrics))
+        .route("/v1/status", get(health::operators_status))
         .layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),
             middleware::observe,
         ))
+        .layer(axum::middleware::from_fn(middleware::no_sniffing))
         .with_state(state)
 }
 
@@ -53,7 +56,7 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
             protect::protect,
         ))
     };
-    use RouteClass::{Read, Search, Upload};
+    use RouteClass::{Message, Read, Search, Upload};
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -85,6 +88,11 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         .route(
             "/v1/reports/{id}/matches",
             class(Search, get(search::matches)),
+        )
+        .route(
+            "/v1/reports/{id}/messages",
+            class(Message, with_body_limit(post(messages::send), SMALL_BODY))
+                .merge(class(Read, get(messages::list))),
         )
         .route(
             "/v1/search",
@@ -122,6 +130,7 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
             state.http_metrics.clone(),
             middleware::observe,
         ))
+        .layer(axum::middleware::from_fn(middleware::no_sniffing))
         .with_state(state)
 }
 

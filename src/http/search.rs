@@ -14,14 +14,18 @@ use super::body::BodySize;
 use super::error::ApiError;
 use super::multipart::{PhotoCaps, read_form};
 use super::protect::Caller;
-use super::reports::ReportBody;
+use super::reports::{ReportBody, audience_of};
 use crate::inference::Priority;
-use crate::reports::{ReportKind, ReportStatus, ValidationError};
+use crate::reports::{ReportKind, ReportStatus, ValidationError, checked_coordinate};
 use crate::search::{EmbeddingSource, SearchError};
 use crate::store::SearchFilter;
 
 /// Most results of one search.
 const MAX_K: usize = 100;
+
+/// Largest search radius: half the Earth's circumference (every point is within it), so that
+/// any larger radius is a mistake, not a wider search.
+pub const MAX_RADIUS_KM: f64 = 20_040.0;
 
 /// The text fields a search form may carry.
 const SEARCH_FIELDS: [&str; 8] = [
@@ -58,7 +62,7 @@ pub struct SearchResponse {
 /// `species`, `status` (open by default; `any` for all), `since` (RFC 3339), `latitude` +
 /// `longitude` + `radius_km`, and `k` (1..100, default 20). Results are grouped per report. A
 /// photo embedded before (the same bytes) needs no model run: it is answered also while the
-/// model is saturated.
+/// model is saturated. A field sent empty is refused (422): leave it out for no filter.
 #[utoipa::path(post, path = "/v1/search", operation_id = "search", tag = "search",
     request_body(content = SearchForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "The k most similar reports, best first", body = SearchResponse),
@@ -86,6 +90,7 @@ pub async fn search(
     let (mut filter, k) = parse_search(&form.fields)?;
     filter.tenant = caller.tenant_id().map(str::to_owned);
     let photo = form.photos.remove(0);
+    let audience = audience_of(&caller);
     let (results, query_source) = app.search.search(admission, photo, &filter, k).await?;
     Ok(Json(SearchResponse {
         k,
@@ -96,7 +101,7 @@ pub async fn search(
                 thumbnail_url: format!("/v1/photos/{}/thumbnail", r.photo_id),
                 photo_id: r.photo_id,
                 score: r.score,
-                report: r.report.into(),
+                report: ReportBody::shown_to(r.report, audience),
             })
             .collect(),
     }))
@@ -107,6 +112,14 @@ fn parse_search(
 ) -> Result<(SearchFilter, usize), ValidationError> {
     if let Some(unknown) = fields.keys().find(|k| !SEARCH_FIELDS.contains(&k.as_str())) {
         return Err(ValidationError::new(unknown.clone(), "unknown field"));
+    }
+    // A field sent empty is not a value of its schema (a time, a number, a name): refused, so
+    // that leaving it out is the one way to say "no filter".
+    if let Some((empty, _)) = fields.iter().find(|(_, v)| v.trim().is_empty()) {
+        return Err(ValidationError::new(
+            empty.clone(),
+            "is empty: leave the field out",
+        ));
     }
     let get = |name: &str| fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     let number = |name: &str| -> Result<Option<f64>, ValidationError> {
@@ -160,13 +173,18 @@ fn parse_search(
     ) {
         (None, None, None) => None,
         (Some(lat), Some(lon), Some(r)) => {
-            if lat.abs() > 90.0 || lon.abs() > 180.0 || r <= 0.0 {
+            if !(r > 0.0 && r <= MAX_RADIUS_KM) {
                 return Err(ValidationError::new(
                     "radius_km",
-                    "latitude in ±90, longitude in ±180, radius above 0",
+                    format!("must be above 0 and at most {MAX_RADIUS_KM}"),
                 ));
             }
-            Some((lat, lon, r))
+            // Kept to 1e-7° like stored positions: a subnormal centre is 0, never an underflow.
+            Some((
+                checked_coordinate("latitude", lat, 90.0)?,
+                checked_coordinate("longitude", lon, 180.0)?,
+                r,
+            ))
         }
         _ => {
             return Err(ValidationError::new(
@@ -320,8 +338,10 @@ pub struct SearchForm {
     #[schema(minimum = -180, maximum = 180)]
     #[serde(default)]
     longitude: f64,
-    /// See latitude (kilometres, more than 0).
-    #[schema(exclusive_minimum = 0)]
+    /// See latitude (kilometres, more than 0 and at most 20040). Reports are placed by their
+    /// public position (rounded to 0.01°, about 1 km), so that the answers to many searches
+    /// reveal no position more finely than it is shown.
+    #[schema(exclusive_minimum = 0, maximum = 20040)]
     #[serde(default)]
     radius_km: f64,
 }

@@ -295,7 +295,7 @@ async fn refuse(mut stream: TcpStream, linger: Duration) {
     const BODY: &str = r#"{"code":"overloaded","message":"too many open connections; retry shortly","reason":"connections","retry_after_seconds":1}"#;
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
-         connection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+         x-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
         BODY.len()
     );
     let _ = tokio::time::timeout(linger, async {

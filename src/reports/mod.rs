@@ -3,6 +3,7 @@
 
 mod model;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,8 +18,10 @@ pub use model::*;
 use crate::capacity::{CapacityError, Slots};
 use crate::imaging::{self, DecodeCaps, ImagingError};
 use crate::photo_store::{ObjectKeys, PhotoStore, PhotoStoreError};
+use crate::rate_limit::address_key;
 use crate::store::{
-    NewPhoto, OwnerCheck, Recorded, ReserveError, StorageCharge, StorageUsage, Store, StoreError,
+    AddressUsage, NewPhoto, OpenLimits, OwnerCheck, Payer, Recorded, ReserveError, StorageCharge,
+    StorageUsage, Store, StoreError,
 };
 use crate::telemetry::timing::{self, Stage};
 
@@ -80,6 +83,19 @@ pub struct ReportService {
     max_attempts: u32,
     match_limit: usize,
     quota_rejections: Arc<AtomicU64>,
+    open_limits: OpenLimits,
+    open_limit_rejections: Arc<AtomicU64>,
+}
+
+/// Who uploads a report, which decides what its photos are charged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uploader<'a> {
+    /// A tenant (API key): its storage quota.
+    Tenant(&'a str),
+    /// A client of the open service, by address: its daily bytes and the open store's cap.
+    Address(IpAddr),
+    /// An operator's tool (`lookalike import`): no limit.
+    Operator,
 }
 
 /// Settings of the report service.
@@ -115,7 +131,33 @@ impl ReportService {
             max_attempts: settings.max_attempts,
             match_limit: settings.match_limit,
             quota_rejections: Arc::default(),
+            open_limits: OpenLimits::NONE,
+            open_limit_rejections: Arc::default(),
         }
+    }
+
+    /// The service with the open service's upload limits (`OpenLimits::NONE` until set).
+    pub fn with_open_limits(mut self, limits: OpenLimits) -> Self {
+        self.open_limits = limits;
+        self
+    }
+
+    /// The open service's upload limits in force.
+    pub fn open_limits(&self) -> OpenLimits {
+        self.open_limits
+    }
+
+    /// Uploads refused by the open service's limits (an address's day, the store's cap).
+    pub fn open_limit_rejections(&self) -> u64 {
+        self.open_limit_rejections.load(Ordering::Relaxed)
+    }
+
+    /// What `address` uploaded today, against the daily limit.
+    pub async fn address_usage(&self, address: IpAddr) -> Result<AddressUsage, ReportError> {
+        Ok(self
+            .store
+            .address_usage(&address_key(address).to_string(), &self.open_limits)
+            .await?)
     }
 
     /// The upload slots (for status).
@@ -147,18 +189,27 @@ impl ReportService {
         self.uploads.acquire_for(address).await
     }
 
-    /// Checks every photo's header, stores the photos, and records the report (of `tenant`,
-    /// charged to its storage quota) with one embedding job per new photo. Answers without
-    /// waiting for any inference.
+    /// Checks every photo's header, stores the photos, and records the report (of the
+    /// uploader's tenant, charged to its storage quota; or of none, charged to the address's day
+    /// and the open store's cap) with one embedding job per new photo. Answers without waiting
+    /// for any inference.
     pub async fn create(
         &self,
         new: NewReport,
         photos: Vec<Bytes>,
-        tenant: Option<&str>,
+        uploader: Uploader<'_>,
     ) -> Result<Created, ReportError> {
-        let created = self.create_report(new, photos, tenant).await;
-        if let Err(ReportError::Quota(ReserveError::QuotaExceeded { .. })) = &created {
-            self.quota_rejections.fetch_add(1, Ordering::Relaxed);
+        let created = self.create_report(new, photos, uploader).await;
+        match &created {
+            Err(ReportError::Quota(ReserveError::QuotaExceeded { .. })) => {
+                self.quota_rejections.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(ReportError::Quota(
+                ReserveError::DailyLimit { .. } | ReserveError::StoreFull { .. },
+            )) => {
+                self.open_limit_rejections.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
         }
         created
     }
@@ -167,16 +218,22 @@ impl ReportService {
         &self,
         new: NewReport,
         photos: Vec<Bytes>,
-        tenant: Option<&str>,
+        uploader: Uploader<'_>,
     ) -> Result<Created, ReportError> {
-        // Bytes of photos as uploaded, which is what the quota counts.
-        let charge = tenant.map(|tenant| StorageCharge {
-            tenant: tenant.to_owned(),
-            bytes: photos
-                .iter()
-                .map(|p| i64::try_from(p.len()).unwrap_or(i64::MAX))
-                .sum(),
-        });
+        // Bytes of photos as uploaded, which is what the quota and the limits count.
+        let bytes = photos
+            .iter()
+            .map(|p| i64::try_from(p.len()).unwrap_or(i64::MAX))
+            .fold(0i64, i64::saturating_add);
+        let payer = match uploader {
+            Uploader::Tenant(tenant) => Some(Payer::Tenant(tenant.to_owned())),
+            Uploader::Address(address) => Some(Payer::Address {
+                address: address_key(address).to_string(),
+                limits: self.open_limits,
+            }),
+            Uploader::Operator => None,
+        };
+        let charge = payer.map(|payer| StorageCharge { payer, bytes });
         if let Some(charge) = &charge {
             // Refuses early, before reading headers or writing anything, what clearly does not fit; the
             // exact check is the reservation in the transaction that records the report.
@@ -188,7 +245,7 @@ impl ReportService {
             checked.push(self.check_photo(index, bytes).await?);
         }
         let owner_token = new_owner_token();
-        let owner_token_hash = token_hash(&owner_token);
+        let token_hash = owner_token_hash(&owner_token);
         let hashes: Vec<[u8; 32]> = checked.iter().map(|c| c.photo.sha256).collect();
         // Bytes the store holds already are not written again; a blob purged between this look
         // and the recording is written on the next round.
@@ -205,7 +262,7 @@ impl ReportService {
             let photos: Vec<NewPhoto> = checked.iter().map(|c| c.photo.clone()).collect();
             let recording = self.store.create_report(
                 &new,
-                &owner_token_hash,
+                &token_hash,
                 &photos,
                 self.model_id,
                 self.max_attempts,
@@ -324,19 +381,49 @@ impl ReportService {
         }
     }
 
-    /// Fails with the tenant's use when `charge` would clearly exceed its quota.
+    /// Fails with the use in the way when `charge` would clearly exceed the tenant's quota, or
+    /// the address's day or the open store's cap.
     async fn check_room(&self, charge: &StorageCharge) -> Result<(), ReportError> {
-        match self.store.storage_usage(&charge.tenant).await? {
-            Some(usage) if usage.used_bytes.saturating_add(charge.bytes) > usage.max_bytes => {
-                Err(ReserveError::QuotaExceeded {
-                    usage,
-                    requested: charge.bytes,
-                }
-                .into())
+        let requested = charge.bytes;
+        let address = match &charge.payer {
+            Payer::Tenant(tenant) => {
+                return match self.store.storage_usage(tenant).await? {
+                    Some(usage) if usage.used_bytes.saturating_add(requested) > usage.max_bytes => {
+                        Err(ReserveError::QuotaExceeded { usage, requested }.into())
+                    }
+                    Some(_) => Ok(()),
+                    None => Err(ReserveError::UnknownTenant.into()),
+                };
             }
-            Some(_) => Ok(()),
-            None => Err(ReserveError::UnknownTenant.into()),
+            Payer::Address { address, .. } => address,
+        };
+        let limits = &self.open_limits;
+        let day = match limits.daily_bytes_per_address {
+            i64::MAX => None,
+            _ => Some(self.store.address_usage(address, limits).await?),
+        };
+        if let Some(day) = day.filter(|d| d.used_bytes.saturating_add(requested) > d.max_bytes) {
+            return Err(ReserveError::DailyLimit {
+                used_bytes: day.used_bytes,
+                max_bytes: day.max_bytes,
+                requested,
+                retry_after: crate::store::usage::until_reset(chrono::Utc::now()),
+            }
+            .into());
         }
+        if limits.total_bytes == i64::MAX {
+            return Ok(());
+        }
+        let used_bytes = self.store.open_storage_used().await?;
+        if used_bytes.saturating_add(requested) > limits.total_bytes {
+            return Err(ReserveError::StoreFull {
+                used_bytes,
+                max_bytes: limits.total_bytes,
+                requested,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// A tenant's storage use.
@@ -362,6 +449,32 @@ impl ReportService {
         Ok(report)
     }
 
+    /// One report of `tenant` and who is asking: its owner when `token` is the owner token,
+    /// or when the caller is the tenant itself (its API key); the public otherwise.
+    pub async fn get_for(
+        &self,
+        id: Uuid,
+        tenant: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<(Report, Audience), ReportError> {
+        let report = self.get(id, tenant).await?;
+        let owner = tenant.is_some()
+            || match token {
+                Some(token) => {
+                    self.store
+                        .is_owner(id, tenant, &owner_token_hash(token))
+                        .await?
+                }
+                None => false,
+            };
+        let audience = if owner {
+            Audience::Owner
+        } else {
+            Audience::Public
+        };
+        Ok((report, audience))
+    }
+
     /// A page of reports.
     pub async fn list(&self, filter: &ReportFilter) -> Result<Vec<Report>, ReportError> {
         Ok(self.store.reports(filter, self.model_id).await?)
@@ -377,7 +490,7 @@ impl ReportService {
         let token = token.ok_or(ReportError::Unauthorized)?;
         owner_result(
             self.store
-                .delete_report(id, tenant, &token_hash(token), self.max_attempts)
+                .delete_report(id, tenant, &owner_token_hash(token), self.max_attempts)
                 .await?,
         )
     }
@@ -397,7 +510,7 @@ impl ReportService {
                 .update_report(
                     id,
                     tenant,
-                    &token_hash(token),
+                    &owner_token_hash(token),
                     patch,
                     self.model_id,
                     self.max_attempts,
@@ -507,6 +620,6 @@ fn new_owner_token() -> String {
 }
 
 /// What is stored of an owner token.
-fn token_hash(token: &str) -> Vec<u8> {
+pub fn owner_token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.trim().as_bytes()).to_vec()
 }

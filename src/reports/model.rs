@@ -113,6 +113,8 @@ pub struct NewReport {
     pub location: Option<(f64, f64)>,
     /// How to reach the author.
     pub contact: Option<String>,
+    /// Whether anyone may see the contact (by default only the owner and the tenant).
+    pub contact_public: bool,
 }
 
 /// Longest title, in characters.
@@ -123,7 +125,7 @@ pub const MAX_DESCRIPTION: usize = 5000;
 pub const MAX_CONTACT: usize = 200;
 
 /// The text fields a report form may carry.
-pub const REPORT_FIELDS: [&str; 7] = [
+pub const REPORT_FIELDS: [&str; 8] = [
     "kind",
     "species",
     "title",
@@ -131,6 +133,7 @@ pub const REPORT_FIELDS: [&str; 7] = [
     "latitude",
     "longitude",
     "contact",
+    "contact_public",
 ];
 
 impl NewReport {
@@ -162,6 +165,16 @@ impl NewReport {
         if let Some(c) = &contact {
             check_len("contact", c, MAX_CONTACT)?;
         }
+        // A number field sent empty is not a number (its schema says so): refused, not ignored.
+        for name in ["latitude", "longitude", "contact_public"] {
+            if fields.get(name).is_some_and(|v| v.trim().is_empty()) {
+                return Err(ValidationError::new(name, "is empty: leave the field out"));
+            }
+        }
+        let contact_public = optional("contact_public")
+            .map(|v| flag("contact_public", &v))
+            .transpose()?
+            .unwrap_or(false);
         let location = match (optional("latitude"), optional("longitude")) {
             (None, None) => None,
             (Some(lat), Some(lon)) => Some((
@@ -188,7 +201,20 @@ impl NewReport {
             description,
             location,
             contact,
+            contact_public,
         })
+    }
+}
+
+/// `true` or `false` (a form's boolean).
+fn flag(field: &str, value: &str) -> Result<bool, ValidationError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(ValidationError::new(
+            field,
+            format!("`{other}` is not true or false"),
+        )),
     }
 }
 
@@ -202,17 +228,39 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), ValidationError
     Ok(())
 }
 
-fn coordinate(field: &str, value: &str, limit: f64) -> Result<f64, ValidationError> {
+/// Positions are kept to this many degrees (about 1 cm): finer is noise, and nothing between
+/// 0 and it is left for the distance computation to underflow on (a subnormal longitude such as
+/// 1e-200 made every place search that reached it fail).
+pub const POSITION_STEP_DEG: f64 = 1e-7;
+
+/// The public position's step in degrees: 0.01° is 1.1 km of latitude and at most 1.1 km of
+/// longitude. The database computes it (`public_latitude`, `public_longitude`); place filters
+/// test it, so that no number of searches reveals a position more finely than it is shown.
+pub const PUBLIC_POSITION_STEP_DEG: f64 = 0.01;
+
+/// A latitude (`limit` 90) or longitude (`limit` 180) in degrees: finite, in range, and kept to
+/// [`POSITION_STEP_DEG`] (so a subnormal becomes 0).
+pub fn coordinate(field: &str, value: &str, limit: f64) -> Result<f64, ValidationError> {
     let v: f64 = value
         .parse()
         .map_err(|_| ValidationError::new(field, format!("`{value}` is not a number")))?;
+    checked_coordinate(field, v, limit)
+}
+
+/// [`coordinate`] of a number already parsed.
+pub fn checked_coordinate(field: &str, v: f64, limit: f64) -> Result<f64, ValidationError> {
     if !v.is_finite() || v.abs() > limit {
         return Err(ValidationError::new(
             field,
-            format!("must be between -{limit} and {limit}"),
+            format!("must be a number between -{limit} and {limit}"),
         ));
     }
-    Ok(v)
+    // An integer count of steps divided by their number per degree: the nearest double to the
+    // decimal value (48.85 stays 48.85).
+    let per_degree = 1e7; // 1 / POSITION_STEP_DEG, exact
+    let kept = (v * per_degree).round() / per_degree;
+    // `+ 0.0` turns -0 into 0.
+    Ok(kept.clamp(-limit, limit) + 0.0)
 }
 
 /// Changes an owner may make to a report.
@@ -230,6 +278,8 @@ pub struct ReportPatch {
     /// New contact.
     #[schema(max_length = 200)]
     pub contact: Option<String>,
+    /// Whether anyone may see the contact (by default only the owner and the tenant do).
+    pub contact_public: Option<bool>,
 }
 
 impl ReportPatch {
@@ -295,8 +345,17 @@ pub struct Report {
     pub latitude: Option<f64>,
     /// Longitude, degrees.
     pub longitude: Option<f64>,
-    /// How to reach the author.
+    /// How to reach the author: only for the owner (owner token), the tenant (API key), or
+    /// anyone when `contact_public`.
     pub contact: Option<String>,
+    /// Whether the reporter published the contact for anyone to see.
+    pub contact_public: bool,
+    /// Whether `latitude` and `longitude` are rounded to 0.01° (about 1 km): for anyone but the
+    /// owner and the tenant.
+    pub location_rounded: bool,
+    /// The position as anyone may see it: rounded to [`PUBLIC_POSITION_STEP_DEG`].
+    #[serde(skip)]
+    pub public_location: Option<(f64, f64)>,
     /// open or resolved.
     pub status: ReportStatus,
     /// Created at.
@@ -314,6 +373,32 @@ pub struct Report {
     /// ready (shown on a single report, not in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub possible_matches: Option<Vec<PossibleMatch>>,
+}
+
+/// Who is looking at a report, which decides what of it they see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The owner (owner token) or the tenant (its own API key): everything.
+    Owner,
+    /// Anyone else: no contact unless published, and the position rounded to about a kilometre.
+    Public,
+}
+
+impl Report {
+    /// The report as `audience` may see it.
+    pub fn shown_to(mut self, audience: Audience) -> Report {
+        if audience == Audience::Public {
+            if !self.contact_public {
+                self.contact = None;
+            }
+            (self.latitude, self.longitude) = match self.public_location {
+                Some((lat, lon)) => (Some(lat), Some(lon)),
+                None => (None, None),
+            };
+            self.location_rounded = self.latitude.is_some();
+        }
+        self
+    }
 }
 
 /// The report's embedding state from its photos'.
@@ -433,5 +518,62 @@ mod tests {
             err(&[("kind", "lost"), ("species", "dog"), ("title", &long)]),
             "title"
         );
+    }
+
+    #[test]
+    fn positions_are_finite_in_range_and_never_subnormal() {
+        let keep = |v: f64| checked_coordinate("longitude", v, 180.0);
+        assert_eq!(keep(1e-200), Ok(0.0));
+        assert_eq!(keep(-5e-324).map(f64::to_bits), Ok(0.0f64.to_bits()));
+        assert_eq!(keep(-0.0).map(f64::to_bits), Ok(0.0f64.to_bits()));
+        assert_eq!(keep(2.35224561), Ok(2.3522456));
+        assert_eq!(keep(-180.0), Ok(-180.0));
+        for bad in [f64::NAN, f64::INFINITY, 180.000001, -1e300] {
+            assert!(keep(bad).is_err(), "{bad}");
+        }
+        assert_eq!(coordinate("latitude", "1e-310", 90.0), Ok(0.0));
+        assert!(coordinate("latitude", "NaN", 90.0).is_err());
+    }
+
+    #[test]
+    fn the_public_sees_no_contact_and_the_rounded_position() {
+        let report = Report {
+            id: Uuid::nil(),
+            kind: ReportKind::Found,
+            species: Species::Dog,
+            title: "t".into(),
+            description: String::new(),
+            latitude: Some(48.8566123),
+            longitude: Some(2.3522456),
+            contact: Some("me@example.org".into()),
+            contact_public: false,
+            location_rounded: false,
+            public_location: Some((48.86, 2.35)),
+            status: ReportStatus::Open,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            tenant: None,
+            photos: Vec::new(),
+            embedding_status: EmbeddingStatus::Pending,
+            possible_matches: None,
+        };
+        let public = report.clone().shown_to(Audience::Public);
+        assert_eq!(public.contact, None);
+        assert_eq!(
+            (public.latitude, public.longitude),
+            (Some(48.86), Some(2.35))
+        );
+        assert!(public.location_rounded);
+        let owner = report.clone().shown_to(Audience::Owner);
+        assert_eq!(owner.contact.as_deref(), Some("me@example.org"));
+        assert_eq!(owner.latitude, Some(48.8566123));
+        assert!(!owner.location_rounded);
+        let published = Report {
+            contact_public: true,
+            ..report
+        }
+        .shown_to(Audience::Public);
+        assert_eq!(published.contact.as_deref(), Some("me@example.org"));
+        assert_eq!(published.latitude, Some(48.86));
     }
 }

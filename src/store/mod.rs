@@ -8,17 +8,22 @@ use sqlx::{ConnectOptions, Row};
 pub mod cleaning;
 pub mod jobs;
 pub mod lifecycle;
+pub mod messages;
+mod report_rows;
 pub mod reports;
 pub mod search;
 pub mod tenants;
+pub mod usage;
 
 pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
 pub use lifecycle::{ModelUsage, Purge, SweptBlob};
+pub use messages::MessagePage;
 pub use reports::{
-    CreatedReport, NewPhoto, OwnerCheck, PhotoKeys, Recorded, StorageCharge, StoredEmbedding,
+    CreatedReport, NewPhoto, OwnerCheck, Payer, PhotoKeys, Recorded, StorageCharge, StoredEmbedding,
 };
 pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode};
 pub use tenants::{ReserveError, StorageUsage};
+pub use usage::{AddressUsage, OpenLimits};
 
 use crate::config::DatabaseConfig;
 use crate::inference::ModelManifest;

@@ -2,20 +2,17 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use pgvector::Vector;
-use sqlx::postgres::PgRow;
-use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
 use super::tenants::ReserveError;
+use super::usage::OpenLimits;
 use super::{Store, StoreError, jobs, search};
 use crate::jobs::JobPayload;
 use crate::photo_store::ObjectKeys;
-use crate::reports::{
-    EmbeddingStatus, NewReport, Photo, Report, ReportFilter, ReportPatch, ReportStatus,
-    overall_status,
-};
+use crate::reports::{NewReport, Report, ReportFilter, ReportPatch, ReportStatus};
 
 /// A validated photo, ready to be recorded.
 #[derive(Debug, Clone)]
@@ -35,14 +32,38 @@ pub struct NewPhoto {
     pub bytes: usize,
 }
 
-/// Bytes a new report charges to its tenant's storage quota (reserved in the transaction that
-/// records it).
+/// Bytes a new report charges, and to whom (reserved in the transaction that records it).
 #[derive(Debug, Clone)]
 pub struct StorageCharge {
-    /// The tenant.
-    pub tenant: String,
-    /// Bytes reserved for the report's photos.
+    /// Who pays.
+    pub payer: Payer,
+    /// Bytes reserved for the report's photos (as uploaded).
     pub bytes: i64,
+}
+
+/// Who pays for a new report's photos.
+#[derive(Debug, Clone)]
+pub enum Payer {
+    /// A tenant, from its storage quota.
+    Tenant(String),
+    /// A client of the open service (no API keys): its address's bytes today and the open
+    /// store's total, within `limits`.
+    Address {
+        /// The client's address key (IPv4 address, or IPv6 /64).
+        address: String,
+        /// The limits in force.
+        limits: OpenLimits,
+    },
+}
+
+impl StorageCharge {
+    /// The tenant charged, if a tenant pays.
+    pub fn tenant(&self) -> Option<&str> {
+        match &self.payer {
+            Payer::Tenant(tenant) => Some(tenant),
+            Payer::Address { .. } => None,
+        }
+    }
 }
 
 /// What creating a report recorded.
@@ -132,9 +153,12 @@ impl Store {
         let id = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
+            // Positions are kept to 1e-7 degrees, rounded here by the one rounding the
+            // migrations use (the edge has already refused anything out of range).
             "INSERT INTO reports (id, kind, species, title, description, latitude, longitude, contact, owner_token_hash,
-                                  tenant_id, charged_bytes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                                  tenant_id, charged_bytes, contact_public)
+             VALUES ($1, $2, $3, $4, $5, round($6::numeric, 7)::double precision,
+                     round($7::numeric, 7)::double precision, $8, $9, $10, $11, $12)",
         )
         .bind(id)
         .bind(report.kind.as_str())
@@ -145,8 +169,9 @@ impl Store {
         .bind(report.location.map(|l| l.1))
         .bind(&report.contact)
         .bind(owner_token_hash)
-        .bind(charge.map(|c| c.tenant.as_str()))
+        .bind(charge.and_then(StorageCharge::tenant))
         .bind(charge.map_or(0, |c| c.bytes))
+        .bind(report.contact_public)
         .execute(&mut *tx)
         .await?;
         // The report's distinct blobs, by hash: the lock order.
@@ -233,8 +258,14 @@ impl Store {
         }
         // The reservation comes last, so that the tenant's row (which serialises its uploads) is
         // locked only for the read-back and the commit.
-        if let Some(charge) = charge {
-            super::tenants::reserve_in(&mut tx, &charge.tenant, charge.bytes).await?;
+        match charge.map(|c| (&c.payer, c.bytes)) {
+            Some((Payer::Tenant(tenant), bytes)) => {
+                super::tenants::reserve_in(&mut tx, tenant, bytes).await?;
+            }
+            Some((Payer::Address { address, limits }, bytes)) => {
+                super::usage::reserve_open_in(&mut tx, address, bytes, limits).await?;
+            }
+            None => {}
         }
         // Read back inside the transaction: once it commits, the answer is in hand, and a read
         // that fails rolls the upload back instead of leaving a stored report whose client got
@@ -400,8 +431,19 @@ impl Store {
             .collect()
     }
 
+    /// Whether `token_hash` is the owner token's of report `id` of `tenant` (false when there is
+    /// no such report).
+    pub async fn is_owner(
+        &self,
+        id: Uuid,
+        tenant: Option<&str>,
+        token_hash: &[u8],
+    ) -> Result<bool, StoreError> {
+        Ok(self.owner_hash(id, tenant).await?.as_deref() == Some(token_hash))
+    }
+
     /// The owner token hash of a report of `tenant`.
-    async fn owner_hash(
+    pub(super) async fn owner_hash(
         &self,
         id: Uuid,
         tenant: Option<&str>,
@@ -463,8 +505,9 @@ impl Store {
                 if !orphans.is_empty() {
                     jobs::notify(&mut tx).await?;
                 }
-                if let Some(tenant) = tenant {
-                    super::tenants::release_in(&mut tx, &tenant, charged).await?;
+                match tenant {
+                    Some(tenant) => super::tenants::release_in(&mut tx, &tenant, charged).await?,
+                    None => super::usage::release_open_in(&mut tx, charged).await?,
                 }
                 tx.commit().await?;
                 Ok(OwnerCheck::Done)
@@ -491,7 +534,8 @@ impl Store {
                 let mut tx = self.pool.begin().await?;
                 let status: Option<String> = sqlx::query_scalar(
                     "UPDATE reports SET status = coalesce($3, status), title = coalesce($4, title),
-                         description = coalesce($5, description), contact = coalesce($6, contact), updated_at = now()
+                         description = coalesce($5, description), contact = coalesce($6, contact),
+                         contact_public = coalesce($7, contact_public), updated_at = now()
                      WHERE id = $1 AND owner_token_hash = $2
                      RETURNING status",
                 )
@@ -501,6 +545,7 @@ impl Store {
                 .bind(patch.title.as_deref().map(str::trim))
                 .bind(patch.description.as_deref())
                 .bind(patch.contact.as_deref())
+                .bind(patch.contact_public)
                 .fetch_optional(&mut *tx)
                 .await?;
                 match (status.as_deref(), patch.status) {
@@ -632,86 +677,4 @@ impl Store {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
-}
-
-/// The photos of `reports` with their embedding state for `model_id`, by report.
-async fn photos_of<'e>(
-    db: impl PgExecutor<'e>,
-    reports: &[Uuid],
-    model_id: i32,
-) -> Result<HashMap<Uuid, Vec<Photo>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
-                e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error
-         FROM photos p
-         JOIN blobs b ON b.sha256 = p.sha256
-         LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
-         LEFT JOIN jobs j ON j.dedupe_key = lookalike_embed_job_key(p.sha256, $2)
-         WHERE p.report_id = ANY($1)
-         ORDER BY p.report_id, p.position",
-    )
-    .bind(reports)
-    .bind(model_id)
-    .fetch_all(db)
-    .await?;
-    let mut by_report: HashMap<Uuid, Vec<Photo>> = HashMap::new();
-    for r in rows {
-        let embedded: bool = r.try_get("embedded")?;
-        let job_status: Option<String> = r.try_get("job_status")?;
-        let failed = !embedded && job_status.as_deref() == Some("failed");
-        let sha: Vec<u8> = r.try_get("sha256")?;
-        by_report
-            .entry(r.try_get("report_id")?)
-            .or_default()
-            .push(Photo {
-                id: r.try_get("id")?,
-                position: r.try_get("position")?,
-                format: r.try_get("format")?,
-                width: r.try_get("width")?,
-                height: r.try_get("height")?,
-                bytes: r.try_get("bytes")?,
-                sha256: hex::encode(sha),
-                embedding_status: if embedded {
-                    EmbeddingStatus::Ready
-                } else if failed {
-                    EmbeddingStatus::Failed
-                } else {
-                    EmbeddingStatus::Pending
-                },
-                embedding_error: if failed {
-                    r.try_get("last_error")?
-                } else {
-                    None
-                },
-                job_id: r.try_get("job_id")?,
-            });
-    }
-    Ok(by_report)
-}
-
-const REPORT_COLUMNS: &str = "id, kind, species, title, description, latitude, longitude, contact, status, created_at, updated_at, tenant_id";
-
-fn report_from_row(row: &PgRow, photos: Vec<Photo>) -> Result<Report, StoreError> {
-    let parse =
-        |column: &str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(column)?) };
-    let bad =
-        |e: crate::reports::ValidationError| StoreError::Query(sqlx::Error::Decode(Box::new(e)));
-    let created_at: DateTime<Utc> = row.try_get("created_at")?;
-    Ok(Report {
-        id: row.try_get("id")?,
-        kind: parse("kind")?.parse().map_err(bad)?,
-        species: parse("species")?.parse().map_err(bad)?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
-        latitude: row.try_get("latitude")?,
-        longitude: row.try_get("longitude")?,
-        contact: row.try_get("contact")?,
-        status: parse("status")?.parse().map_err(bad)?,
-        created_at,
-        updated_at: row.try_get("updated_at")?,
-        tenant: row.try_get("tenant_id")?,
-        embedding_status: overall_status(&photos),
-        photos,
-        possible_matches: None,
-    })
 }

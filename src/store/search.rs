@@ -148,20 +148,25 @@ impl Store {
             q.push(" AND r.id <> ").push_bind(exclude);
         }
         if let Some((lat, lon, radius_km)) = filter.near {
-            // Haversine great-circle distance on a 6371 km sphere.
+            // Haversine great-circle distance on a 6371 km sphere, to the report's public
+            // position (rounded to 0.01°): whether a report is within a radius then depends on
+            // nothing finer than what anyone is shown, so no set of searches can triangulate
+            // the exact position. Safe for every row: public positions are multiples of 0.01
+            // and the centre a multiple of 1e-7 (never a subnormal difference to underflow on),
+            // and the haversine term is clamped to asin's domain.
             // The latitude band (1° ≈ 111.2 km) lets an index narrow the rows before the exact test.
-            let band = radius_km / 111.2;
-            q.push(" AND r.latitude BETWEEN ")
+            let band = radius_km.min(20_040.0) / 111.2;
+            q.push(" AND r.public_latitude BETWEEN ")
                 .push_bind(lat - band)
                 .push(" AND ")
                 .push_bind(lat + band);
-            q.push(" AND 2 * 6371 * asin(sqrt(power(sin(radians(r.latitude - ")
+            q.push(" AND 2 * 6371 * asin(least(1.0, sqrt(power(sin(radians(r.public_latitude - ")
                 .push_bind(lat)
                 .push(") / 2), 2) + cos(radians(")
                 .push_bind(lat)
-                .push(")) * cos(radians(r.latitude)) * power(sin(radians(r.longitude - ")
+                .push(")) * cos(radians(r.public_latitude)) * power(sin(radians(r.public_longitude - ")
                 .push_bind(lon)
-                .push(") / 2), 2))) <= ")
+                .push(") / 2), 2)))) <= ")
                 .push_bind(radius_km);
         }
         q.push(" ORDER BY e.embedding <=> ")

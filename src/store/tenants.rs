@@ -28,6 +28,32 @@ pub enum ReserveError {
         /// Bytes asked for.
         requested: i64,
     },
+    /// The client address has uploaded its day's bytes (open service).
+    #[error(
+        "daily upload limit reached: {requested} more bytes do not fit ({used_bytes} of {max_bytes} used today)"
+    )]
+    DailyLimit {
+        /// Bytes this address uploaded today.
+        used_bytes: i64,
+        /// The daily limit.
+        max_bytes: i64,
+        /// Bytes asked for.
+        requested: i64,
+        /// Until the day's count starts again.
+        retry_after: std::time::Duration,
+    },
+    /// The open service's store holds its cap.
+    #[error(
+        "the store is full: {requested} more bytes do not fit ({used_bytes} of {max_bytes} used)"
+    )]
+    StoreFull {
+        /// Bytes held by reports without a tenant.
+        used_bytes: i64,
+        /// The cap.
+        max_bytes: i64,
+        /// Bytes asked for.
+        requested: i64,
+    },
     /// No such tenant (its API key was removed while the request ran).
     #[error("no such tenant")]
     UnknownTenant,

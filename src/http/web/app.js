@@ -241,7 +241,9 @@ function newReportView() {
     h("div", { class: "row" }, select("kind", "This pet is", KINDS), select("species", "Species", SPECIES)),
     h("div", {}, h("label", { for: "title" }, "Title"), h("input", { id: "title", name: "title", required: true, maxlength: 200, placeholder: "Brown labrador near the park" })),
     h("div", {}, h("label", { for: "description" }, "Description (optional)"), h("textarea", { id: "description", name: "description", rows: 3, maxlength: 5000 })),
-    h("div", {}, h("label", { for: "contact" }, "How to reach you (optional)"), h("input", { id: "contact", name: "contact", maxlength: 200, autocomplete: "email" })),
+    h("div", {}, h("label", { for: "contact" }, "How to reach you (optional)"), h("input", { id: "contact", name: "contact", maxlength: 200, autocomplete: "email", "aria-describedby": "contact-hint" }),
+      h("p", { class: "hint", id: "contact-hint" }, "Only you see it: others write to you through this page, and the place is shown to them to about a kilometre."),
+      h("label", {}, h("input", { type: "checkbox", id: "contact_public", name: "contact_public" }), " Show my contact to everyone")),
     placeFields(false),
     picker.element,
     h("button", { type: "submit" }, "Post the report"));
@@ -254,6 +256,7 @@ function newReportView() {
       const value = form.querySelector(`#${name}`).value.trim();
       if (value) data.append(name, value);
     }
+    if (form.querySelector("#contact_public").checked) data.append("contact_public", "true");
     photos.forEach((p) => data.append("photos", p));
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
@@ -288,16 +291,28 @@ function reportView(id) {
   followReport(id, place);
 }
 
-/** Shows a report in `place`, refreshing it until its photos are ready and its matches in. */
+/** `Authorization` for the report's owner, when this browser holds its owner token. */
+function ownerHeaders(id) {
+  const token = tokens.get(id);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+/** Shows a report in `place`, refreshing it until its photos are ready and its matches in; its
+ * messages (the owner's) or the form to write to its owner (anyone else's) below, made once so
+ * that refreshing never loses what is being typed. */
 function followReport(id, place) {
   let timer = null;
   let readySince = null;
   const stop = () => clearTimeout(timer);
   leaving.push(stop);
+  const shown = h("div", {});
+  const messages = h("div", {});
+  place.replaceChildren(shown, messages);
   const load = async () => {
     try {
-      const report = await api(`/v1/reports/${id}`);
-      place.replaceChildren(renderReport(report, () => { stop(); load(); }));
+      const report = await api(`/v1/reports/${id}`, { headers: ownerHeaders(id) });
+      shown.replaceChildren(renderReport(report, () => { stop(); load(); }));
+      if (!messages.hasChildNodes()) messages.append(tokens.get(id) ? inbox(id) : writeToOwner(id));
       const pending = report.embedding_status === "pending";
       if (!pending && readySince === null) readySince = Date.now();
       // Matches are found just after the photos are ready: look again for a little while.
@@ -305,11 +320,64 @@ function followReport(id, place) {
         timer = setTimeout(load, pending ? 1000 : 2000);
       }
     } catch (err) {
-      place.replaceChildren(notice("error", err.message));
+      shown.replaceChildren(notice("error", err.message));
       if (err.status === 503 || err.status === 429 || err.status === 0) timer = setTimeout(load, 3000);
     }
   };
   load();
+}
+
+/** The form a visitor writes to the report's owner with (the contact stays private). */
+function writeToOwner(id) {
+  const out = h("div", { "aria-live": "polite" });
+  const text = h("textarea", { id: "message-text", rows: 3, maxlength: 2000, required: true });
+  const reply = h("input", { id: "message-reply-to", maxlength: 200, autocomplete: "email" });
+  const form = h("form", {},
+    h("label", { for: text.id }, "Message"), text,
+    h("label", { for: reply.id }, "How to answer you (optional; only the owner sees it)"), reply,
+    h("button", { type: "submit" }, "Send"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      await api(`/v1/reports/${id}/messages`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ text: text.value, reply_to: reply.value.trim() || undefined }),
+      });
+      text.value = "";
+      out.replaceChildren(notice("success", "Sent: the owner reads it here."));
+    } catch (err) {
+      out.replaceChildren(notice("error", err.message));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h("section", { "aria-labelledby": "write-title", class: "panel" },
+    h("h2", { id: "write-title" }, "Write to the owner"), form, out);
+}
+
+/** The owner's messages, newest first. */
+function inbox(id) {
+  const list = h("div", { id: "messages", "aria-live": "polite" }, h("p", { class: "hint" }, "Loading messages…"));
+  const load = async () => {
+    try {
+      const page = await api(`/v1/reports/${id}/messages?limit=50`, { headers: ownerHeaders(id) });
+      list.replaceChildren(page.messages.length
+        ? h("ul", { class: "messages" }, page.messages.map((m) => h("li", { class: "card message" },
+            h("div", { class: "meta" }, when(m.created_at), m.reply_to ? ` · answer to: ${m.reply_to}` : ""),
+            h("p", {}, m.text))))
+        : h("p", { class: "hint" }, "No messages yet."));
+    } catch (err) {
+      list.replaceChildren(notice("error", err.message));
+    }
+  };
+  load();
+  return h("section", { "aria-labelledby": "inbox-title", class: "panel" },
+    h("h2", { id: "inbox-title" }, "Messages to you"),
+    h("button", { type: "button", class: "secondary", onclick: load }, "Refresh"),
+    list);
 }
 
 function renderReport(report, reload) {
@@ -333,8 +401,10 @@ function renderReport(report, reload) {
       h("dl", { class: "facts" },
         h("dt", {}, "Kind"), h("dd", {}, `${report.kind} ${report.species}`),
         h("dt", {}, "Posted"), h("dd", {}, when(report.created_at)),
-        report.latitude != null ? [h("dt", {}, "Where"), h("dd", {}, `${report.latitude.toFixed(4)}, ${report.longitude.toFixed(4)}`)] : null,
-        report.contact ? [h("dt", {}, "Contact"), h("dd", {}, report.contact)] : null,
+        report.latitude != null ? [h("dt", {}, "Where"), h("dd", {}, report.location_rounded
+          ? `about ${report.latitude.toFixed(2)}, ${report.longitude.toFixed(2)} (to a kilometre)`
+          : `${report.latitude.toFixed(5)}, ${report.longitude.toFixed(5)}`)] : null,
+        report.contact ? [h("dt", {}, "Contact"), h("dd", { id: "contact-shown" }, report.contact, report.contact_public ? "" : " (only you see it)")] : null,
         h("dt", {}, "Photos"), h("dd", { id: "embedding-status" }, badge(status), status === "pending" ? " being compared… this page updates by itself." : status === "ready" ? " ready for matching." : " a photo could not be read.")),
       report.description ? h("p", {}, report.description) : null,
       h("ul", { class: "photos" }, photos),
@@ -405,6 +475,8 @@ function stat(title, big, ...rest) {
 }
 
 function renderStatus(s) {
+  // The load figures are for operators only (this host, or the operator key).
+  if (!s.gate) return notice("info", `lookalike ${s.version}, model ${s.model.name} ${s.model.version}. ${s.detail || ""}`);
   const g = s.gate;
   const q = s.jobs.queue;
   const permits = h("meter", { min: 0, max: g.permits, value: g.permits_in_use, "aria-label": "Model permits in use" });

@@ -1,0 +1,100 @@
+//! Reading reports back: the columns a report is read from, a row into a [`Report`], and the
+//! photos of reports with their embedding state (shared by the creation's read-back, single
+//! reports, lists and searches).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, Row};
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::reports::{EmbeddingStatus, Photo, Report, overall_status};
+
+/// The photos of `reports` with their embedding state for `model_id`, by report.
+pub(super) async fn photos_of<'e>(
+    db: impl PgExecutor<'e>,
+    reports: &[Uuid],
+    model_id: i32,
+) -> Result<HashMap<Uuid, Vec<Photo>>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
+                e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error
+         FROM photos p
+         JOIN blobs b ON b.sha256 = p.sha256
+         LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
+         LEFT JOIN jobs j ON j.dedupe_key = lookalike_embed_job_key(p.sha256, $2)
+         WHERE p.report_id = ANY($1)
+         ORDER BY p.report_id, p.position",
+    )
+    .bind(reports)
+    .bind(model_id)
+    .fetch_all(db)
+    .await?;
+    let mut by_report: HashMap<Uuid, Vec<Photo>> = HashMap::new();
+    for r in rows {
+        let embedded: bool = r.try_get("embedded")?;
+        let job_status: Option<String> = r.try_get("job_status")?;
+        let failed = !embedded && job_status.as_deref() == Some("failed");
+        let sha: Vec<u8> = r.try_get("sha256")?;
+        by_report
+            .entry(r.try_get("report_id")?)
+            .or_default()
+            .push(Photo {
+                id: r.try_get("id")?,
+                position: r.try_get("position")?,
+                format: r.try_get("format")?,
+                width: r.try_get("width")?,
+                height: r.try_get("height")?,
+                bytes: r.try_get("bytes")?,
+                sha256: hex::encode(sha),
+                embedding_status: if embedded {
+                    EmbeddingStatus::Ready
+                } else if failed {
+                    EmbeddingStatus::Failed
+                } else {
+                    EmbeddingStatus::Pending
+                },
+                embedding_error: if failed {
+                    r.try_get("last_error")?
+                } else {
+                    None
+                },
+                job_id: r.try_get("job_id")?,
+            });
+    }
+    Ok(by_report)
+}
+
+pub(super) const REPORT_COLUMNS: &str = "id, kind, species, title, description, latitude, longitude, contact, status, created_at, updated_at, tenant_id, contact_public, public_latitude, public_longitude";
+
+pub(super) fn report_from_row(row: &PgRow, photos: Vec<Photo>) -> Result<Report, StoreError> {
+    let parse =
+        |column: &str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(column)?) };
+    let bad =
+        |e: crate::reports::ValidationError| StoreError::Query(sqlx::Error::Decode(Box::new(e)));
+    let created_at: DateTime<Utc> = row.try_get("created_at")?;
+    Ok(Report {
+        id: row.try_get("id")?,
+        kind: parse("kind")?.parse().map_err(bad)?,
+        species: parse("species")?.parse().map_err(bad)?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        latitude: row.try_get("latitude")?,
+        longitude: row.try_get("longitude")?,
+        contact: row.try_get("contact")?,
+        contact_public: row.try_get("contact_public")?,
+        location_rounded: false,
+        public_location: row
+            .try_get::<Option<f64>, _>("public_latitude")?
+            .zip(row.try_get::<Option<f64>, _>("public_longitude")?),
+        status: parse("status")?.parse().map_err(bad)?,
+        created_at,
+        updated_at: row.try_get("updated_at")?,
+        tenant: row.try_get("tenant_id")?,
+        embedding_status: overall_status(&photos),
+        photos,
+        possible_matches: None,
+    })
+}
