@@ -25,4 +25,5 @@ mod reports_under_load;
 #[cfg(feature = "s3")]
 mod s3;
 mod search;
+mod subject;
 mod workers_apart;
