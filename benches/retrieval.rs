@@ -2,6 +2,9 @@
 //! copy (crop, rescale, JPEG re-compression, brightness, small rotation, flip), over a gallery of
 //! real photos padded with distractors. Exact cosine search over the model's embeddings, so this
 //! measures the model and the imaging; the HNSW index's own recall is measured by `search_db`.
+//! Photos go through lookalike's pipeline (src/pipeline.rs): both vectors of each run are
+//! scored, the whole photo's and the embedding the service stores (the subject's, with a model
+//! whose manifest names a subject method).
 //!
 //!   cargo bench --bench retrieval
 //!
@@ -12,9 +15,13 @@ mod support;
 
 use std::io::Cursor;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use image::{DynamicImage, ImageFormat, RgbImage};
-use lookalike::imaging::{self, DecodeCaps};
-use lookalike::inference::{Embedder, cosine};
+use lookalike::config::ImagingConfig;
+use lookalike::inference::{Gate, GateSettings, Priority, cosine};
+use lookalike::pipeline::Pipeline;
 
 fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
@@ -95,74 +102,117 @@ fn edits(img: &DynamicImage) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn embed(embedder: &Embedder, bytes: &[u8]) -> Vec<f32> {
-    let photo = imaging::prepare(bytes, &embedder.preprocessing(), &DecodeCaps::default())
-        .expect("decodes");
-    embedder
-        .embed_batch(&[photo.tensor.view()])
-        .expect("runs")
-        .remove(0)
+/// The pipeline's two vectors of one photo: (whole photo, stored embedding).
+type Vectors = (Vec<f32>, Vec<f32>);
+/// One of the two.
+type Pick = fn(&Vectors) -> &[f32];
+/// An edited copy: its original's index, the edit, its vectors.
+type Query<'a> = (usize, &'a str, Vectors);
+
+fn embed(runtime: &tokio::runtime::Runtime, pipeline: &Pipeline, bytes: &[u8]) -> Vectors {
+    let photo = runtime
+        .block_on(pipeline.embed(bytes.to_vec(), Priority::Interactive))
+        .expect("embeds");
+    (photo.whole, photo.embedding)
 }
 
 fn main() {
-    let embedder = support::embedder(1, 0);
+    let gate = Gate::new(
+        Arc::new(support::embedder(1, 0)),
+        GateSettings {
+            permits: 1,
+            max_batch: 1,
+            max_waiters: [64, 64],
+            max_wait: [Duration::from_secs(600); 2],
+        },
+    );
+    let imaging = ImagingConfig {
+        max_megapixels: 50.0,
+        max_decode_mib: 512,
+        jpeg_dct_scaling: true,
+        decode_permits: 1,
+        decode_max_waiters: 64,
+    };
+    let pipeline = Pipeline::new(gate, &imaging);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let embed = |bytes: &[u8]| embed(&runtime, &pipeline, bytes);
     let originals: Vec<DynamicImage> = support::real_photos::REAL_PHOTOS
         .iter()
         .map(|n| image::load_from_memory(&support::sample(n)).expect("sample decodes"))
         .collect();
     // Gallery: the originals first, then every original's nine tiles.
-    let mut gallery: Vec<Vec<f32>> = originals
+    let mut gallery: Vec<Vectors> = originals
         .iter()
-        .map(|img| embed(&embedder, &encode(img, ImageFormat::Png)))
+        .map(|img| embed(&encode(img, ImageFormat::Png)))
         .collect();
     for img in &originals {
         let (tw, th) = (img.width() / 3, img.height() / 3);
         for i in 0..9 {
             let tile = img.crop_imm((i % 3) * tw, (i / 3) * th, tw, th);
-            gallery.push(embed(&embedder, &encode(&tile, ImageFormat::Png)));
+            gallery.push(embed(&encode(&tile, ImageFormat::Png)));
         }
     }
-    let mut per_edit: std::collections::BTreeMap<&str, (u32, u32, u32)> = Default::default();
-    let (mut hits1, mut hits5, mut total) = (0u32, 0u32, 0u32);
-    for (index, img) in originals.iter().enumerate() {
-        for (edit, bytes) in edits(img) {
-            let query = embed(&embedder, &bytes);
-            let mut ranked: Vec<(usize, f32)> = gallery
-                .iter()
-                .enumerate()
-                .map(|(i, g)| (i, cosine(&query, g)))
-                .collect();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let rank = ranked
-                .iter()
-                .position(|(i, _)| *i == index)
-                .unwrap_or(usize::MAX);
-            let entry = per_edit.entry(edit).or_default();
-            entry.2 += 1;
-            total += 1;
-            if rank == 0 {
-                hits1 += 1;
-                entry.0 += 1;
-            }
-            if rank < 5 {
-                hits5 += 1;
-                entry.1 += 1;
-            }
-            if rank != 0 {
-                println!(
-                    "  miss: {} / {edit}: original ranked {}",
-                    support::real_photos::REAL_PHOTOS[index],
-                    rank.saturating_add(1)
-                );
-            }
-        }
-    }
+    let queries: Vec<Query> = originals
+        .iter()
+        .enumerate()
+        .flat_map(|(index, img)| {
+            edits(img)
+                .into_iter()
+                .map(move |(edit, bytes)| (index, edit, bytes))
+        })
+        .map(|(index, edit, bytes)| (index, edit, embed(&bytes)))
+        .collect();
     println!(
         "gallery: {} photos ({} originals + {} distractors)",
         gallery.len(),
         originals.len(),
         gallery.len() - originals.len()
     );
+    let methods: [(&str, Pick); 2] = [("whole photo", |v| &v.0), ("stored embedding", |v| &v.1)];
+    for (method, pick) in methods {
+        println!("{method}:");
+        score(&gallery, &queries, pick);
+    }
+}
+
+fn score(gallery: &[Vectors], queries: &[Query], pick: Pick) {
+    let mut per_edit: std::collections::BTreeMap<&str, (u32, u32, u32)> = Default::default();
+    let (mut hits1, mut hits5, mut total) = (0u32, 0u32, 0u32);
+    for (index, edit, query) in queries {
+        let query = pick(query);
+        let mut ranked: Vec<(usize, f32)> = gallery
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (i, cosine(query, pick(g))))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let rank = ranked
+            .iter()
+            .position(|(i, _)| i == index)
+            .unwrap_or(usize::MAX);
+        let entry = per_edit.entry(edit).or_default();
+        entry.2 += 1;
+        total += 1;
+        if rank == 0 {
+            hits1 += 1;
+            entry.0 += 1;
+        }
+        if rank < 5 {
+            hits5 += 1;
+            entry.1 += 1;
+        }
+        if rank != 0 {
+            println!(
+                "  miss: {} / {edit}: original ranked {}",
+                support::real_photos::REAL_PHOTOS[*index],
+                rank.saturating_add(1)
+            );
+        }
+    }
     for (edit, (h1, h5, n)) in &per_edit {
         println!(
             "  {edit:<20} recall@1 {:.3}  recall@5 {:.3}  ({n} queries)",
@@ -171,7 +221,7 @@ fn main() {
         );
     }
     println!(
-        "all edits: recall@1 {:.3}  recall@5 {:.3}  ({total} queries)",
+        "  all edits: recall@1 {:.3}  recall@5 {:.3}  ({total} queries)",
         f64::from(hits1) / f64::from(total),
         f64::from(hits5) / f64::from(total)
     );

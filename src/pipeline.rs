@@ -1,5 +1,10 @@
 //! The path of a photo to its embedding: a decode slot, then the inference gate.
 //! Shared by the embeddings endpoint, search and the background jobs.
+//!
+//! With a manifest that names a subject method (issue 22), a photo is embedded by its subject:
+//! the first run's class activation map gives a box, the box is cut from the decoded pixels and
+//! run again (same gate place), and the subject's vector is the embedding. A photo whose box
+//! covers most of it (or a model without the method) is embedded whole.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +13,12 @@ use futures_util::future::try_join_all;
 
 use crate::capacity::{CapacityError, Slots};
 use crate::config::ImagingConfig;
-use crate::imaging::{self, DecodeCaps, ImagingError, PhotoFormat};
-use crate::inference::{Embedding, Gate, GateError, Priority, Ticket};
+use image::RgbImage;
+
+use crate::imaging::{self, DecodeCaps, DecodedPhoto, ImagingError, PhotoFormat};
+use crate::inference::{
+    Embedding, Gate, GateError, ModelOutput, Preprocessing, Priority, SubjectBox, Ticket,
+};
 use crate::telemetry::timing::{self, Stage};
 
 /// Why a photo got no embedding.
@@ -64,8 +73,74 @@ pub struct EmbeddedPhoto {
     pub width: u32,
     /// Original height, upright.
     pub height: u32,
-    /// The embedding (unit length).
+    /// The embedding (unit length): the subject's, or the whole photo's.
     pub embedding: Embedding,
+    /// The whole photo's embedding (the manifest's `embedding` output): the vector of the model
+    /// the manifest's `whole_photo_of` names, which answers while the store reindexes.
+    pub whole: Embedding,
+    /// The first run's class logits (empty when the model has none).
+    pub logits: Vec<f32>,
+    /// Where the subject was found, in the decoded pixels' scale; none: embedded whole.
+    pub subject: Option<SubjectBox>,
+}
+
+impl EmbeddedPhoto {
+    /// A photo known only by one stored vector (no model run now).
+    pub fn stored(format: PhotoFormat, width: u32, height: u32, embedding: Embedding) -> Self {
+        EmbeddedPhoto {
+            format,
+            width,
+            height,
+            whole: embedding.clone(),
+            embedding,
+            logits: Vec::new(),
+            subject: None,
+        }
+    }
+}
+
+/// Longest side of the pixels kept for cropping the subject after the first run: a JPEG is
+/// already decoded near the model's size (DCT scaling), a large PNG or WebP is reduced to this.
+const SUBJECT_SOURCE_SIDE: u32 = 1024;
+
+/// A decoded photo ready for its first run, with the pixels its subject is cut from.
+struct Decoded {
+    format: PhotoFormat,
+    width: u32,
+    height: u32,
+    tensor: ndarray::Array3<f32>,
+    pixels: Option<RgbImage>,
+}
+
+impl Decoded {
+    /// The model input of `photo`, keeping (bounded) pixels when the subject will be cut.
+    fn new(photo: DecodedPhoto, pre: &Preprocessing, keep: bool) -> Result<Self, ImagingError> {
+        let tensor = imaging::to_tensor(&photo.pixels, pre)?;
+        let pixels = if keep {
+            let (w, h) = photo.pixels.dimensions();
+            let long = w.max(h);
+            Some(if long > SUBJECT_SOURCE_SIDE {
+                let k = f64::from(SUBJECT_SOURCE_SIDE) / f64::from(long);
+                let (nw, nh) = (
+                    ((f64::from(w) * k).round() as u32).max(1),
+                    ((f64::from(h) * k).round() as u32).max(1),
+                );
+                RgbImage::from_raw(nw, nh, imaging::resize(&photo.pixels, nw, nh)?)
+                    .ok_or_else(|| ImagingError::Decode("short RGB data".into()))?
+            } else {
+                photo.pixels
+            })
+        } else {
+            None
+        };
+        Ok(Decoded {
+            format: photo.format,
+            width: photo.width,
+            height: photo.height,
+            tensor,
+            pixels,
+        })
+    }
 }
 
 impl Pipeline {
@@ -131,10 +206,19 @@ impl Pipeline {
     ) -> Result<EmbeddedPhoto, PipelineError> {
         let pre = self.gate.model().manifest().preprocessing();
         let limits = self.limits;
-        let prepared = self
-            .decode(move || imaging::prepare(bytes.as_ref(), &pre, &limits))
+        let keep = self.subject_method();
+        let decoded = self
+            .decode(move || {
+                let photo = imaging::decode(bytes.as_ref(), &limits, (pre.width, pre.height))?;
+                Decoded::new(photo, &pre, keep)
+            })
             .await?;
-        Self::finish(ticket, prepared).await
+        self.finish(ticket, decoded).await
+    }
+
+    /// Whether photos are embedded by their subject (the model's manifest names a method).
+    fn subject_method(&self) -> bool {
+        self.gate.model().manifest().subject.is_some()
     }
 
     /// Decodes one photo once for both its embedding and its thumbnail, and embeds it at
@@ -147,10 +231,18 @@ impl Pipeline {
         let ticket = self.admit(priority)?;
         let pre = self.gate.model().manifest().preprocessing();
         let limits = self.limits;
-        let (prepared, thumbnail) = self
-            .decode(move || imaging::prepare_with_thumbnail(bytes.as_ref(), &pre, &limits))
+        let keep = self.subject_method();
+        let (decoded, thumbnail) = self
+            .decode(move || {
+                // One decode covering both the model input and the thumbnail.
+                let side = imaging::THUMBNAIL_SIDE;
+                let target = (pre.width.max(side), pre.height.max(side));
+                let photo = imaging::decode(bytes.as_ref(), &limits, target)?;
+                let thumbnail = imaging::thumbnail(&photo.pixels, side)?;
+                Ok((Decoded::new(photo, &pre, keep)?, thumbnail))
+            })
             .await?;
-        Ok((Self::finish(ticket, prepared).await?, thumbnail))
+        Ok((self.finish(ticket, decoded).await?, thumbnail))
     }
 
     /// Runs `decoding` on a decode slot.
@@ -169,16 +261,51 @@ impl Pipeline {
             })?)
     }
 
+    /// The model runs of one decoded photo, with the place `ticket` holds: the whole photo,
+    /// then (with a subject method) its subject's box, cut from the kept pixels on a decode
+    /// slot and run again.
     async fn finish(
+        &self,
         ticket: Ticket,
-        prepared: imaging::PreparedPhoto,
+        decoded: Decoded,
     ) -> Result<EmbeddedPhoto, PipelineError> {
-        let embedding = ticket.embed(prepared.tensor).await?;
+        let Decoded {
+            format,
+            width,
+            height,
+            tensor,
+            pixels,
+        } = decoded;
+        let first = ticket.infer(tensor).await?;
+        let manifest = self.gate.model().manifest();
+        let area = match (&manifest.subject, &pixels) {
+            (Some(settings), Some(pixels)) => {
+                crate::inference::subject_box(&first.cam, settings, pixels.width(), pixels.height())
+            }
+            _ => None,
+        };
+        let (embedding, subject) = match (area, pixels) {
+            (Some(area), Some(pixels)) => {
+                let pre = manifest.preprocessing();
+                let tensor = self
+                    .decode(move || {
+                        imaging::to_tensor(&crate::inference::crop(&pixels, area), &pre)
+                    })
+                    .await?;
+                let second = ticket.infer(tensor).await?;
+                (subject_vector(second), Some(area))
+            }
+            _ if manifest.subject.is_some() => (subject_vector(first.clone()), None),
+            _ => (first.embedding.clone(), None),
+        };
         Ok(EmbeddedPhoto {
-            format: prepared.format,
-            width: prepared.width,
-            height: prepared.height,
+            format,
+            width,
+            height,
             embedding,
+            whole: first.embedding,
+            logits: first.logits,
+            subject,
         })
     }
 
@@ -204,5 +331,15 @@ impl Pipeline {
                 .map(|(bytes, ticket)| self.embed_admitted(ticket, bytes)),
         )
         .await
+    }
+}
+
+/// The subject's vector from a run: the map-pooled embedding (the whole-photo one from a
+/// model that has none).
+fn subject_vector(output: ModelOutput) -> Embedding {
+    if output.cam_embedding.is_empty() {
+        output.embedding
+    } else {
+        output.cam_embedding
     }
 }

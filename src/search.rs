@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -11,7 +13,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::imaging::PhotoFormat;
-use crate::inference::Ticket;
+use crate::inference::{ModelRef, Ticket};
 use crate::pipeline::{EmbeddedPhoto, Pipeline, PipelineError};
 use crate::reports::{Report, ReportKind, ReportStatus};
 use crate::store::{NewMatch, SearchFilter, SearchMode, Store, StoreError};
@@ -69,6 +71,32 @@ pub struct Matcher {
     store: Store,
     model_id: i32,
     settings: SearchSettings,
+    previous: Option<Arc<Previous>>,
+}
+
+/// How often a reindexing store is asked whether the new model has caught up.
+const REINDEX_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The model whose vectors answer searches while the store reindexes for the current one: the
+/// model the current one's whole-photo output reproduces (the manifest's `whole_photo_of`).
+#[derive(Debug)]
+struct Previous {
+    model: ModelRef,
+    /// Set once the current model has every photo the previous one had: never unset.
+    caught_up: AtomicBool,
+    /// One check at a time; the others use the last answer.
+    checking: AtomicBool,
+    /// The previous model's id while it answers, and when that was last checked.
+    state: Mutex<(Option<i32>, Option<Instant>)>,
+}
+
+/// Which vectors answer a search now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answering {
+    /// The model whose vectors are searched.
+    pub model_id: i32,
+    /// Whether that model is the previous one: the query's whole-photo vector is searched.
+    pub whole_photo: bool,
 }
 
 impl Matcher {
@@ -78,6 +106,75 @@ impl Matcher {
             store,
             model_id,
             settings,
+            previous: None,
+        }
+    }
+
+    /// Searches answer from `previous`'s vectors (with the query's whole-photo vector) while
+    /// the store holds photos the current model has not embedded yet: a new way of embedding
+    /// reindexes without a gap in search.
+    pub fn with_previous(mut self, previous: Option<ModelRef>) -> Self {
+        self.previous = previous.map(|model| {
+            Arc::new(Previous {
+                model,
+                caught_up: AtomicBool::new(false),
+                checking: AtomicBool::new(false),
+                state: Mutex::new((None, None)),
+            })
+        });
+        self
+    }
+
+    /// The vectors that answer a search now: the previous model's while the store reindexes,
+    /// else the current model's. Checked at most every couple of seconds; a failed check keeps
+    /// the last answer.
+    pub async fn answering(&self) -> Answering {
+        let current = Answering {
+            model_id: self.model_id,
+            whole_photo: false,
+        };
+        let Some(previous) = &self.previous else {
+            return current;
+        };
+        if previous.caught_up.load(Ordering::Acquire) {
+            return current;
+        }
+        let lock = || previous.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (old_id, checked) = *lock();
+        let due = checked.is_none_or(|at| at.elapsed() >= REINDEX_CHECK_INTERVAL);
+        let answer = |id: Option<i32>| match id {
+            Some(model_id) if model_id != self.model_id => Answering {
+                model_id,
+                whole_photo: true,
+            },
+            _ => current,
+        };
+        if !due || previous.checking.swap(true, Ordering::AcqRel) {
+            return answer(old_id);
+        }
+        let checked = async {
+            let model = &previous.model;
+            let Some(id) = self.store.model_id(&model.name, &model.version).await? else {
+                return Ok::<_, StoreError>(None);
+            };
+            let pending = id != self.model_id && self.store.reindexing(id, self.model_id).await?;
+            Ok(pending.then_some(id))
+        }
+        .await;
+        previous.checking.store(false, Ordering::Release);
+        match checked {
+            Ok(id) => {
+                *lock() = (id, Some(Instant::now()));
+                if id.is_none() {
+                    previous.caught_up.store(true, Ordering::Release);
+                    tracing::info!(model = %previous.model.name, version = %previous.model.version, "reindexed: the current model answers searches");
+                }
+                answer(id)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether the store is reindexing");
+                answer(old_id)
+            }
         }
     }
 
@@ -89,6 +186,19 @@ impl Matcher {
     /// The `k` reports nearest to `query` (by their best photo) among those passing `filter`.
     pub async fn nearest_reports(
         &self,
+        query: &[f32],
+        filter: &SearchFilter,
+        k: usize,
+        mode: Option<SearchMode>,
+    ) -> Result<Vec<ReportHit>, StoreError> {
+        self.nearest_reports_of(self.model_id, query, filter, k, mode)
+            .await
+    }
+
+    /// [`Matcher::nearest_reports`] among model `model_id`'s vectors.
+    async fn nearest_reports_of(
+        &self,
+        model_id: i32,
         query: &[f32],
         filter: &SearchFilter,
         k: usize,
@@ -111,7 +221,7 @@ impl Matcher {
             .unwrap_or(i64::MAX);
         let hits = self
             .store
-            .nearest_photos(query, self.model_id, filter, limit, mode)
+            .nearest_photos(query, model_id, filter, limit, mode)
             .await?;
         let mut best: HashMap<Uuid, ReportHit> = HashMap::new();
         for h in hits {
@@ -304,6 +414,17 @@ impl SearchService {
         admission: Result<Ticket, PipelineError>,
         photos: Vec<Bytes>,
     ) -> Result<Vec<SourcedEmbedding>, SearchError> {
+        self.embed_photos_of(self.matcher.model_id, admission, photos)
+            .await
+    }
+
+    /// [`SearchService::embed_photos`], answering from model `model_id`'s stored vectors.
+    async fn embed_photos_of(
+        &self,
+        model_id: i32,
+        admission: Result<Ticket, PipelineError>,
+        photos: Vec<Bytes>,
+    ) -> Result<Vec<SourcedEmbedding>, SearchError> {
         let hashing = photos.clone();
         let hashes: Vec<[u8; 32]> = tokio::task::spawn_blocking(move || {
             hashing
@@ -315,7 +436,7 @@ impl SearchService {
         .map_err(|_| StoreError::Unavailable("hashing the photos failed".into()))?;
         let mut stored = timing::measure(
             Stage::Database,
-            self.store.stored_embeddings(&hashes, self.matcher.model_id),
+            self.store.stored_embeddings(&hashes, model_id),
         )
         .await?;
         let mut answers: Vec<Option<SourcedEmbedding>> = hashes
@@ -323,12 +444,12 @@ impl SearchService {
             .map(|h| {
                 let known = stored.remove(h)?;
                 Some(SourcedEmbedding {
-                    photo: EmbeddedPhoto {
-                        format: PhotoFormat::from_name(&known.format)?,
-                        width: u32::try_from(known.width).ok()?,
-                        height: u32::try_from(known.height).ok()?,
-                        embedding: known.embedding,
-                    },
+                    photo: EmbeddedPhoto::stored(
+                        PhotoFormat::from_name(&known.format)?,
+                        u32::try_from(known.width).ok()?,
+                        u32::try_from(known.height).ok()?,
+                        known.embedding,
+                    ),
                     source: EmbeddingSource::Store,
                 })
             })
@@ -392,16 +513,24 @@ impl SearchService {
         filter: &SearchFilter,
         k: usize,
     ) -> Result<(Vec<SearchResult>, EmbeddingSource), SearchError> {
+        // While the store reindexes for a new way of embedding, the previous model's vectors
+        // answer, searched with the query's whole-photo vector (the same model run gives both).
+        let answering = self.matcher.answering().await;
         let sourced = self
-            .embed_photos(admission, vec![photo])
+            .embed_photos_of(answering.model_id, admission, vec![photo])
             .await?
             .pop()
             .ok_or_else(|| StoreError::Unavailable("the query photo got no embedding".into()))?;
         let query = sourced.photo;
+        let vector = if answering.whole_photo {
+            &query.whole
+        } else {
+            &query.embedding
+        };
         let (hits, mut reports) = timing::measure(Stage::Database, async {
             let hits = self
                 .matcher
-                .nearest_reports(&query.embedding, filter, k, None)
+                .nearest_reports_of(answering.model_id, vector, filter, k, None)
                 .await?;
             let ids: Vec<Uuid> = hits.iter().map(|h| h.report_id).collect();
             let reports = self

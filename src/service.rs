@@ -79,12 +79,16 @@ pub fn app_state(
     search: &SearchConfig,
     max_attempts: u32,
 ) -> AppState {
+    // A new way of embedding answers from the vectors its whole-photo output reproduces until
+    // the store has reindexed.
+    let previous = parts.gate.model().manifest().whole_photo_of.clone();
     let pipeline = Pipeline::new(parts.gate, imaging);
     let matcher = Matcher::new(
         parts.store.clone(),
         parts.model_id,
         search_settings(search, uploads.max_report_photos),
-    );
+    )
+    .with_previous(previous);
     let upload_slots = Slots::new(
         "upload",
         uploads.upload_permits,

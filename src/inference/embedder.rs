@@ -12,6 +12,7 @@ use ort::value::TensorRef;
 
 use super::device::{ConvSearch, Device, DeviceSettings, batch_buckets, bucket_for};
 use super::manifest::{ManifestError, ModelManifest, Preprocessing};
+use super::runner::ModelOutput;
 
 /// One embedding vector (unit length).
 pub type Embedding = Vec<f32>;
@@ -255,6 +256,19 @@ impl Embedder {
         &self,
         images: &[ArrayView3<'_, f32>],
     ) -> Result<Vec<Embedding>, EmbedderError> {
+        Ok(self
+            .infer_batch(images)?
+            .into_iter()
+            .map(|o| o.embedding)
+            .collect())
+    }
+
+    /// Every output the manifest names (embedding, logits, map) for a batch of preprocessed
+    /// images (each `[3, H, W]`): one model run, blocking.
+    pub fn infer_batch(
+        &self,
+        images: &[ArrayView3<'_, f32>],
+    ) -> Result<Vec<ModelOutput>, EmbedderError> {
         let p = self.preprocessing();
         let (h, w) = (p.height as usize, p.width as usize);
         let mut batch = Array4::<f32>::zeros((images.len(), 3, h, w));
@@ -270,7 +284,7 @@ impl Embedder {
         self.run(batch)
     }
 
-    fn run(&self, batch: Array4<f32>) -> Result<Vec<Embedding>, EmbedderError> {
+    fn run(&self, batch: Array4<f32>) -> Result<Vec<ModelOutput>, EmbedderError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -303,40 +317,52 @@ impl Embedder {
         &self,
         session: &mut Session,
         batch: Array4<f32>,
-    ) -> Result<Vec<Embedding>, EmbedderError> {
+    ) -> Result<Vec<ModelOutput>, EmbedderError> {
         let run_error = |e: ort::Error| EmbedderError::Run(e.to_string());
         let input = TensorRef::from_array_view(&batch).map_err(run_error)?;
         let outputs = session
             .run(ort::inputs![self.manifest.input.name.as_str() => input])
             .map_err(run_error)?;
-        let output = outputs
-            .get(&self.manifest.outputs.embedding)
-            .ok_or_else(|| {
-                EmbedderError::Run(format!(
-                    "no output named {}",
-                    self.manifest.outputs.embedding
-                ))
-            })?;
-        let array = output.try_extract_array::<f32>().map_err(run_error)?;
-        let array = array
-            .into_dimensionality::<ndarray::Ix2>()
-            .map_err(|e| EmbedderError::Run(format!("embedding output: {e}")))?;
-        if array.ncols() != self.manifest.dim || array.nrows() != batch.len_of(Axis(0)) {
-            return Err(EmbedderError::Run(format!(
-                "embedding output of shape {:?}",
-                array.dim()
-            )));
-        }
-        let normalize = !self.manifest.embedding_normalized;
-        Ok(array
-            .rows()
-            .into_iter()
-            .map(|row| {
-                let mut v = row.to_vec();
-                if normalize {
-                    l2_normalize(&mut v);
+        let photos = batch.len_of(Axis(0));
+        // Each named output as one row per photo; an output the manifest does not name is empty.
+        let rows =
+            |name: Option<&String>, width: Option<usize>| -> Result<Vec<Vec<f32>>, EmbedderError> {
+                let Some(name) = name else {
+                    return Ok(vec![Vec::new(); photos]);
+                };
+                let output = outputs
+                    .get(name.as_str())
+                    .ok_or_else(|| EmbedderError::Run(format!("no output named {name}")))?;
+                let array = output.try_extract_array::<f32>().map_err(run_error)?;
+                let array = array
+                    .into_dimensionality::<ndarray::Ix2>()
+                    .map_err(|e| EmbedderError::Run(format!("output {name}: {e}")))?;
+                if array.nrows() != photos || width.is_some_and(|w| array.ncols() != w) {
+                    return Err(EmbedderError::Run(format!(
+                        "output {name} of shape {:?}",
+                        array.dim()
+                    )));
                 }
-                v
+                Ok(array.rows().into_iter().map(|row| row.to_vec()).collect())
+            };
+        let names = &self.manifest.outputs;
+        let dim = Some(self.manifest.dim);
+        let mut embeddings = rows(Some(&names.embedding), dim)?;
+        if !self.manifest.embedding_normalized {
+            embeddings.iter_mut().for_each(|v| l2_normalize(v));
+        }
+        let logits = rows(names.logits.as_ref(), None)?;
+        let cams = rows(names.cam.as_ref(), None)?;
+        let cam_embeddings = rows(names.cam_embedding.as_ref(), dim)?;
+        Ok(embeddings
+            .into_iter()
+            .zip(logits)
+            .zip(cams.into_iter().zip(cam_embeddings))
+            .map(|((embedding, logits), (cam, cam_embedding))| ModelOutput {
+                embedding,
+                logits,
+                cam,
+                cam_embedding,
             })
             .collect())
     }
@@ -351,7 +377,7 @@ impl Embedder {
         })?;
         let norm = out
             .first()
-            .map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt())
+            .map(|o| o.embedding.iter().map(|x| x * x).sum::<f32>().sqrt())
             .unwrap_or(0.0);
         if (norm - 1.0).abs() > 1e-3 {
             return Err(EmbedderError::Contract {

@@ -29,7 +29,7 @@ use super::device::Device;
 use super::embedder::Embedding;
 pub use super::queue::Priority;
 use super::queue::{GateQueue, QueueId};
-use super::runner::BatchRunner;
+use super::runner::{BatchRunner, ModelOutput};
 use crate::config::GateConfig;
 use crate::telemetry::histogram::{self, Histogram, HistogramSnapshot};
 use crate::telemetry::prometheus::Exposition;
@@ -118,8 +118,8 @@ pub fn default_permits() -> usize {
     Device::Cpu.default_permits()
 }
 
-/// A waiter's answer: its embedding and how long the model run took, or why there is none.
-type Reply = Result<(Embedding, Duration), GateError>;
+/// A waiter's answer: its model output and how long the model run took, or why there is none.
+type Reply = Result<(ModelOutput, Duration), GateError>;
 
 struct Waiter {
     priority: Priority,
@@ -175,6 +175,12 @@ impl Ticket {
 
     /// Waits for a turn and embeds one preprocessed photo (`[3, H, W]`).
     pub async fn embed(self, tensor: Array3<f32>) -> Result<Embedding, GateError> {
+        Ok(self.infer(tensor).await?.embedding)
+    }
+
+    /// Waits for a turn and runs the model on one preprocessed photo (`[3, H, W]`): every output.
+    /// The place stays held, so one request's runs (a photo, then its subject) take one place.
+    pub async fn infer(&self, tensor: Array3<f32>) -> Result<ModelOutput, GateError> {
         self.gate.embed_admitted(tensor, self.priority).await
     }
 }
@@ -429,7 +435,7 @@ impl Gate {
         &self,
         tensor: Array3<f32>,
         priority: Priority,
-    ) -> Result<Embedding, GateError> {
+    ) -> Result<ModelOutput, GateError> {
         let inner = &self.inner;
         let max_wait = inner.settings.max_wait[priority.index()];
         let deadline = tokio::time::Instant::now() + max_wait;
@@ -584,10 +590,10 @@ impl Inner {
         self.update_run_time(elapsed);
 
         let outcome = match result {
-            Ok(Ok(embeddings)) if embeddings.len() == batch.len() => Ok(embeddings),
-            Ok(Ok(embeddings)) => Err(format!(
-                "model returned {} embeddings for {} photos",
-                embeddings.len(),
+            Ok(Ok(outputs)) if outputs.len() == batch.len() => Ok(outputs),
+            Ok(Ok(outputs)) => Err(format!(
+                "model returned {} outputs for {} photos",
+                outputs.len(),
                 batch.len()
             )),
             Ok(Err(e)) => Err(e.to_string()),
@@ -705,7 +711,7 @@ mod tests {
             &self.manifest
         }
 
-        fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<Embedding>, EmbedderError> {
+        fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<ModelOutput>, EmbedderError> {
             let mut open = self.open.lock().unwrap();
             while !*open {
                 open = self.opened.wait(open).unwrap();
@@ -716,7 +722,10 @@ mod tests {
             if self.panic_on.is_some_and(|m| markers.contains(&m)) {
                 panic!("the fake model panics on this photo");
             }
-            Ok(markers.iter().map(|&m| vec![m as f32]).collect())
+            Ok(markers
+                .iter()
+                .map(|&m| ModelOutput::embedding_only(vec![m as f32]))
+                .collect())
         }
     }
 

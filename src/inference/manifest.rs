@@ -56,6 +56,43 @@ pub struct ModelManifest {
     /// Whether the graph already L2-normalises the embedding.
     #[serde(default)]
     pub embedding_normalized: bool,
+    /// How the subject of a photo is found and embedded; none: the whole photo is embedded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<SubjectSettings>,
+    /// The model whose vectors this graph's `embedding` output (the whole photo) reproduces:
+    /// while the store reindexes for this model, searches answer from that model's vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_photo_of: Option<ModelRef>,
+}
+
+/// A model as the store knows it: name and version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRef {
+    /// Model name.
+    pub name: String,
+    /// Model version.
+    pub version: String,
+}
+
+/// The subject method (`cam-crop`): the class activation map's box, embedded by a second run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SubjectSettings {
+    /// The method's name; only `cam-crop` is known.
+    pub method: SubjectMethod,
+    /// Cells of the map at or above this fraction of its maximum make the box.
+    pub threshold: f32,
+    /// The box grows by this fraction of its size on each side.
+    pub margin: f32,
+    /// A box covering more than this fraction of the photo is the whole photo (no second run).
+    pub max_area: f32,
+}
+
+/// Subject methods the service knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubjectMethod {
+    /// The box of the class activation map, cropped from the decoded pixels and embedded again.
+    CamCrop,
 }
 
 /// The model's input tensor as the manifest describes it.
@@ -98,6 +135,12 @@ pub struct OutputNames {
     /// The class logits output, when the graph has one.
     #[serde(default)]
     pub logits: Option<String>,
+    /// The class activation map (row-major square grid, maximum 1), when the graph has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cam: Option<String>,
+    /// The head features pooled with the map as weights (unit length), when the graph has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cam_embedding: Option<String>,
 }
 
 impl ModelManifest {
@@ -131,6 +174,21 @@ impl ModelManifest {
         }
         if input.width == 0 || input.height == 0 || input.std == 0.0 || manifest.dim == 0 {
             return Err(unsupported("zero input size, std or dim".into()));
+        }
+        if let Some(s) = &manifest.subject {
+            let outputs = &manifest.outputs;
+            if outputs.cam.is_none() || outputs.cam_embedding.is_none() {
+                return Err(unsupported(
+                    "the subject method needs the outputs cam and cam_embedding".into(),
+                ));
+            }
+            let fraction = |v: f32| v > 0.0 && v <= 1.0;
+            if !fraction(s.threshold) || !fraction(s.max_area) || !(0.0..=1.0).contains(&s.margin) {
+                return Err(unsupported(format!(
+                    "subject threshold {}, margin {}, max_area {} (fractions expected)",
+                    s.threshold, s.margin, s.max_area
+                )));
+            }
         }
         Ok(manifest)
     }

@@ -7,12 +7,16 @@ mod gate;
 mod manifest;
 mod queue;
 mod runner;
+mod subject;
 
 pub use device::{ConvSearch, Device, DeviceSettings, batch_buckets, bucket_for};
 pub use embedder::{
     Embedder, EmbedderError, Embedding, RuntimeError, cosine, init_runtime, l2_normalize,
 };
 pub use gate::{Gate, GateError, GateSettings, GateSnapshot, Priority, Ticket, default_permits};
-pub use manifest::{ManifestError, ModelManifest, Preprocessing};
+pub use manifest::{
+    ManifestError, ModelManifest, ModelRef, Preprocessing, SubjectMethod, SubjectSettings,
+};
 pub use queue::{Batch, GateQueue, QueueId};
-pub use runner::BatchRunner;
+pub use runner::{BatchRunner, ModelOutput};
+pub use subject::{SubjectBox, crop, subject_box};

@@ -7,13 +7,36 @@ use super::device::Device;
 use super::embedder::{Embedder, EmbedderError, Embedding};
 use super::manifest::ModelManifest;
 
+/// What one model run gives for one photo.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelOutput {
+    /// The whole photo's embedding (unit length): the manifest's `embedding` output.
+    pub embedding: Embedding,
+    /// The class logits (ImageNet-1k), or empty when the graph has none.
+    pub logits: Vec<f32>,
+    /// The class activation map (square grid, row-major, maximum 1), or empty when none.
+    pub cam: Vec<f32>,
+    /// The head features pooled by the map (unit length), or empty when none.
+    pub cam_embedding: Embedding,
+}
+
+impl ModelOutput {
+    /// An output that is only an embedding (a model without the other outputs).
+    pub fn embedding_only(embedding: Embedding) -> Self {
+        ModelOutput {
+            embedding,
+            ..ModelOutput::default()
+        }
+    }
+}
+
 /// Embeds batches of prepared photos. Called on a blocking thread, one batch per gate permit.
 pub trait BatchRunner: Send + Sync + 'static {
     /// The model's manifest: name, version, dimension, input.
     fn manifest(&self) -> &ModelManifest;
 
-    /// One embedding per photo (`[3, H, W]` each), in order.
-    fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<Embedding>, EmbedderError>;
+    /// One output per photo (`[3, H, W]` each), in order.
+    fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<ModelOutput>, EmbedderError>;
 
     /// Where it runs (`cpu`, `cuda:0`).
     fn device(&self) -> Device {
@@ -31,8 +54,8 @@ impl BatchRunner for Embedder {
         Embedder::manifest(self)
     }
 
-    fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<Embedding>, EmbedderError> {
-        self.embed_batch(photos)
+    fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<ModelOutput>, EmbedderError> {
+        self.infer_batch(photos)
     }
 
     fn device(&self) -> Device {

@@ -608,6 +608,16 @@ impl Worker {
             )
             .await
             .map_err(AttemptError::of_store)?;
+        // While the store reindexes for a new way of embedding, the previous model's vectors
+        // answer searches: a photo embedded now joins them too (its whole-photo vector, from
+        // the same run), so a new report is found before the reindex ends.
+        let answering = ctx.matcher.answering().await;
+        if saved && answering.whole_photo {
+            ctx.store
+                .save_previous_embedding(&sha256, answering.model_id, embedded.whole)
+                .await
+                .map_err(AttemptError::of_store)?;
+        }
         if !saved {
             tracing::warn!(
                 job = job.id,

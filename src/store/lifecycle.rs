@@ -234,6 +234,37 @@ impl Store {
         Ok(())
     }
 
+    /// The id of model `name` `version`, when the database knows it.
+    pub async fn model_id(&self, name: &str, version: &str) -> Result<Option<i32>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM models WHERE name = $1 AND version = $2")
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Whether model `old` holds a vector of a photo that model `new` has not embedded yet and
+    /// may still embed (its job for `new` has not failed for good): while so, a store that is
+    /// reindexing for `new` answers from `old`'s vectors.
+    pub async fn reindexing(&self, old: i32, new: i32) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM embeddings o
+                 WHERE o.model_id = $1
+                   AND NOT EXISTS (SELECT 1 FROM embeddings n
+                                   WHERE n.sha256 = o.sha256 AND n.model_id = $2)
+                   AND NOT EXISTS (SELECT 1 FROM jobs j
+                                   WHERE j.dedupe_key = lookalike_embed_job_key(o.sha256, $2)
+                                     AND j.status = 'failed'))",
+        )
+        .bind(old)
+        .bind(new)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// The models the database knows, with their vectors and unfinished jobs.
     pub async fn models(&self) -> Result<Vec<ModelUsage>, StoreError> {
         let rows = sqlx::query(

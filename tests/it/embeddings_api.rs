@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use image::{DynamicImage, ImageFormat};
 use lookalike::config::UploadConfig;
 use lookalike::imaging::{self, DecodeCaps};
-use lookalike::inference::{GateSettings, cosine};
+use lookalike::inference::{GateSettings, cosine, crop, subject_box};
 use serde_json::Value;
 
 async fn post(
@@ -30,10 +30,25 @@ fn embedding_of(body: &Value, i: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The photo's vector computed directly with the model, as the manifest's subject method says:
+/// the whole photo's run, then (when its activation map has a box) the run on the box.
 fn direct_embedding(bytes: &[u8]) -> Vec<f32> {
     let e = embedder();
-    let p = imaging::prepare(bytes, &e.preprocessing(), &DecodeCaps::default()).unwrap();
-    e.embed_batch(&[p.tensor.view()]).unwrap().remove(0)
+    let pre = e.preprocessing();
+    let photo = imaging::decode(bytes, &DecodeCaps::default(), (pre.width, pre.height)).unwrap();
+    let run = |pixels: &image::RgbImage| {
+        let tensor = imaging::to_tensor(pixels, &pre).unwrap();
+        e.infer_batch(&[tensor.view()]).unwrap().remove(0)
+    };
+    let first = run(&photo.pixels);
+    let Some(settings) = e.manifest().subject else {
+        return first.embedding;
+    };
+    let (w, h) = photo.pixels.dimensions();
+    match subject_box(&first.cam, &settings, w, h) {
+        Some(area) => run(&crop(&photo.pixels, area)).cam_embedding,
+        None => first.cam_embedding,
+    }
 }
 
 fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {

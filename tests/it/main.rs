@@ -31,4 +31,5 @@ mod reports_under_load;
 mod s3;
 mod search;
 mod slow_clients;
+mod subject;
 mod workers_apart;

@@ -153,6 +153,10 @@ async fn processes_with_different_models_each_embed_only_their_own() {
     drop(new);
 
     // After the upgrade, the old model's vectors, jobs and index are dropped by its operator.
+    let version =
+        lookalike::inference::ModelManifest::load_for(&repo("models/efficientnet_lite0.onnx"))
+            .unwrap()
+            .version;
     let dropped = run(
         &database,
         &storage,
@@ -161,7 +165,7 @@ async fn processes_with_different_models_each_embed_only_their_own() {
             "--name",
             "efficientnet-lite0",
             "--version",
-            "imagenet-57934424",
+            &version,
         ],
     );
     assert!(dropped.contains("5 embeddings deleted"), "{dropped}");
@@ -178,7 +182,7 @@ async fn processes_with_different_models_each_embed_only_their_own() {
     }
     let listed = run(&database, &storage, &["models"]);
     assert!(
-        listed.contains("efficientnet-lite0-next") && !listed.contains("imagenet-57934424"),
+        listed.contains("efficientnet-lite0-next") && !listed.contains(&version),
         "{listed}"
     );
 }

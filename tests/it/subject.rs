@@ -1,0 +1,287 @@
+//! Subject-aware embeddings (issue 22), with the real model and database: an animal in a corner
+//! of one photo finds its report from another photo of it elsewhere, and a store whose vectors
+//! come from the old, whole-photo model reindexes for the new one while it keeps answering.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use image::{RgbImage, imageops};
+use lookalike::http::router;
+use lookalike::imaging::{self, DecodeCaps};
+use lookalike::inference::{Embedder, Gate, cosine};
+use lookalike::photo_store::PhotoStore;
+use lookalike::service::{Parts, app_state};
+use serde_json::Value;
+
+use crate::common::*;
+
+fn pixels(name: &str) -> RgbImage {
+    image::load_from_memory(&sample(name)).unwrap().to_rgb8()
+}
+
+fn jpeg(img: &RgbImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(img)
+        .unwrap();
+    out.into_inner()
+}
+
+#[derive(Clone, Copy)]
+enum Corner {
+    TopLeft,
+    TopRight,
+    BottomRight,
+}
+
+/// `subject` pasted on the photo `background`, its width `fraction` of the background's short
+/// side, in `corner`, mirrored or not: one scene of the same subject.
+fn scene(
+    background: &str,
+    subject: &RgbImage,
+    fraction: f32,
+    corner: Corner,
+    mirror: bool,
+) -> Vec<u8> {
+    let mut bg = pixels(background);
+    let (w, h) = bg.dimensions();
+    let side = (fraction * w.min(h) as f32) as u32;
+    let height = side * subject.height() / subject.width();
+    let mut patch = imageops::resize(subject, side, height, imageops::FilterType::Triangle);
+    if mirror {
+        patch = imageops::flip_horizontal(&patch);
+    }
+    let (x, y) = match corner {
+        Corner::TopLeft => (0, 0),
+        Corner::TopRight => (w - side, 0),
+        Corner::BottomRight => (w - side, h - height),
+    };
+    imageops::replace(&mut bg, &patch, i64::from(x), i64::from(y));
+    jpeg(&bg)
+}
+
+/// The cat of scikit-image's chelsea.png, cut from its photo.
+fn cat() -> RgbImage {
+    imageops::crop_imm(&pixels("chelsea.png"), 120, 10, 210, 240).to_image()
+}
+
+fn motorcycle() -> RgbImage {
+    imageops::crop_imm(&pixels("motorcycle_left.png"), 100, 50, 400, 300).to_image()
+}
+
+/// The found reports of the corner test: the cat in a corner of one photo, the others
+/// distractors, three of them on the background the search photo will have.
+fn gallery() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "cat@astronaut",
+            scene("astronaut.png", &cat(), 0.3, Corner::BottomRight, false),
+        ),
+        (
+            "motorcycle@coffee",
+            scene("coffee.png", &motorcycle(), 0.3, Corner::BottomRight, false),
+        ),
+        ("coffee", sample("coffee.png")),
+        (
+            "rocket@coffee",
+            scene(
+                "coffee.png",
+                &pixels("rocket.jpg"),
+                0.35,
+                Corner::TopRight,
+                false,
+            ),
+        ),
+        ("grass", sample("grass.png")),
+        (
+            "motorcycle@astronaut",
+            scene("astronaut.png", &motorcycle(), 0.3, Corner::TopLeft, true),
+        ),
+    ]
+}
+
+/// The owner's photo: the same cat, larger, mirrored, in the other corner of another photo.
+fn query() -> Vec<u8> {
+    scene("coffee.png", &cat(), 0.45, Corner::TopLeft, true)
+}
+
+async fn create_report(app: &axum::Router, photo: &[u8]) -> String {
+    let photos = [photo.to_vec()];
+    let form = report_form("found", "cat", &photos);
+    let (status, _, body) = send(app, post_multipart("/v1/reports", &form)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn search(app: &axum::Router, photo: &[u8]) -> Value {
+    let form: Vec<Part> = vec![
+        ("photo", "q.jpg", "image/jpeg", photo),
+        ("k", "", "text/plain", b"3"),
+    ];
+    let (status, _, body) = send(app, post_multipart("/v1/search", &form)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn first_id(body: &Value) -> &str {
+    body["results"][0]["report"]["id"].as_str().unwrap()
+}
+
+async fn embeddings_of(store: &lookalike::store::Store, model_id: i32) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM embeddings WHERE model_id = $1")
+        .bind(model_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_animal_in_a_corner_finds_its_report_from_another_photo_of_it_elsewhere() {
+    let mut app = app(default_gate_settings(), uploads()).await;
+    let workers = app.start_workers(job_settings(2));
+    let gallery = gallery();
+    let mut ids = Vec::new();
+    for (_, photo) in &gallery {
+        ids.push(create_report(&app.router, photo).await);
+    }
+    eventually("every photo embedded", 120, || async {
+        embeddings_of(&app.state.store, app.model_id).await >= gallery.len() as i64
+    })
+    .await;
+    let body = search(&app.router, &query()).await;
+    assert_eq!(first_id(&body), ids[0], "the cat's report first: {body}");
+    let scores: Vec<f64> = (0..3)
+        .map(|i| body["results"][i]["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores[0] > scores[1] + 0.2, "clearly first: {scores:?}");
+    workers.stop(Duration::from_secs(5)).await;
+
+    // The whole photo (the model's plain embedding) would have found the background instead:
+    // what this test is about.
+    let embedder = embedder();
+    let whole = |bytes: &[u8]| {
+        let photo =
+            imaging::prepare(bytes, &embedder.preprocessing(), &DecodeCaps::default()).unwrap();
+        embedder
+            .embed_batch(&[photo.tensor.view()])
+            .unwrap()
+            .remove(0)
+    };
+    let q = whole(&query());
+    let nearest = gallery
+        .iter()
+        .max_by(|a, b| cosine(&q, &whole(&a.1)).total_cmp(&cosine(&q, &whole(&b.1))))
+        .unwrap();
+    assert_ne!(
+        nearest.0, "cat@astronaut",
+        "the whole photo finds the background"
+    );
+}
+
+/// The shipped model under its old identity: the same graph (whose `embedding` output is the
+/// old model's vector), named as the whole-photo model was, without the subject method.
+fn old_model() -> PathBuf {
+    let dir = temp_dir("old-model");
+    let model = dir.join("old.onnx");
+    std::os::unix::fs::symlink(repo("models/efficientnet_lite0.onnx"), &model).unwrap();
+    let mut manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("models/efficientnet_lite0.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let old = manifest["whole_photo_of"].clone();
+    assert!(old.is_object(), "the manifest names the model it replaces");
+    manifest["name"] = old["name"].clone();
+    manifest["version"] = old["version"].clone();
+    let fields = manifest.as_object_mut().unwrap();
+    fields.remove("subject");
+    fields.remove("whole_photo_of");
+    std::fs::write(model.with_extension("manifest.json"), manifest.to_string()).unwrap();
+    model
+}
+
+/// A test app over `store` and `gate`, its photos in `storage_dir`.
+async fn app_with(store: lookalike::store::Store, gate: Gate, storage_dir: PathBuf) -> TestApp {
+    let storage = PhotoStore::local(&storage_dir).unwrap();
+    let model_id = store.register_model(gate.model().manifest()).await.unwrap();
+    let parts = Parts {
+        store,
+        gate,
+        storage: storage.clone(),
+        model_id,
+    };
+    let state = app_state(
+        parts,
+        &imaging_config(),
+        &uploads(),
+        &lookalike::config::SearchConfig::default(),
+        3,
+    );
+    TestApp {
+        router: router(state.clone()),
+        state,
+        storage,
+        storage_dir,
+        model_id,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_on_the_old_model_reindexes_while_it_keeps_answering() {
+    let store = fresh_store().await;
+    let storage_dir = temp_dir("storage");
+    let config = model_config();
+    let old = Embedder::load(&config.ort_library, &old_model(), 1, 1).unwrap();
+    assert!(old.manifest().subject.is_none());
+    let old_gate = Gate::new(Arc::new(old), default_gate_settings());
+    let mut before = app_with(store.clone(), old_gate, storage_dir.clone()).await;
+    let workers = before.start_workers(job_settings(2));
+    let names = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"];
+    let mut ids = Vec::new();
+    for name in names {
+        ids.push(create_report(&before.router, &sample(name)).await);
+    }
+    eventually("the old model embeds every photo", 120, || async {
+        embeddings_of(&store, before.model_id).await >= names.len() as i64
+    })
+    .await;
+    workers.stop(Duration::from_secs(5)).await;
+
+    // The new model starts on that store: `lookalike reindex` queues its embeddings.
+    let mut after = app_with(store.clone(), gate(default_gate_settings()), storage_dir).await;
+    assert_ne!(after.model_id, before.model_id);
+    let queued = store
+        .enqueue_missing_embeddings(after.model_id, 3)
+        .await
+        .unwrap();
+    assert_eq!(queued, names.len() as u64);
+    let matcher = after.state.search.matcher().clone();
+    let answering = matcher.answering().await;
+    assert_eq!(
+        (answering.model_id, answering.whole_photo),
+        (before.model_id, true),
+        "the old vectors answer while nothing is reindexed"
+    );
+    assert_eq!(embeddings_of(&store, after.model_id).await, 0);
+    for (name, id) in names.iter().zip(&ids) {
+        let body = search(&after.router, &edited_copy(&sample(name))).await;
+        assert_eq!(first_id(&body), id, "{name} during the reindex: {body}");
+    }
+
+    let workers = after.start_workers(job_settings(2));
+    eventually("the new model answers", 120, || async {
+        let answering = matcher.answering().await;
+        (answering.model_id, answering.whole_photo) == (after.model_id, false)
+    })
+    .await;
+    assert_eq!(
+        embeddings_of(&store, after.model_id).await,
+        names.len() as i64
+    );
+    for (name, id) in names.iter().zip(&ids) {
+        let body = search(&after.router, &edited_copy(&sample(name))).await;
+        assert_eq!(first_id(&body), id, "{name} after the reindex: {body}");
+    }
+    workers.stop(Duration::from_secs(5)).await;
+}
