@@ -951,18 +951,6 @@ impl OpenLimitsConfig {
     }
 }
 
-impl Default for OpenLimitsConfig {
-    /// The command line's defaults (and `LOOKALIKE_*` variables where set).
-    fn default() -> Self {
-        #[derive(Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            open: OpenLimitsConfig,
-        }
-        Defaults::parse_from(["lookalike"]).open
-    }
-}
-
 fn redact_secret<S: serde::Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match secret {
         Some(_) => s.serialize_str("***"),
@@ -1235,6 +1223,9 @@ mod tests {
         assert_eq!(cfg.rate_limits.uploads_per_address.to_string(), "10/min");
         assert_eq!(cfg.rate_limits.uploads_per_key.to_string(), "50/h");
         assert!(cfg.rate_limits.trusted_proxies.is_empty());
+        // The open service's limits are on by default.
+        assert_eq!(cfg.open_limits.limits().daily_bytes_per_address, 1 << 30);
+        assert_eq!(cfg.open_limits.limits().total_bytes, 100 << 30);
         let cli = Cli::try_parse_from([
             "lookalike",
             "serve",
@@ -1242,6 +1233,10 @@ mod tests {
             "10.0.0.0/8,::1",
             "--api-keys",
             "acme:0123456789abcdef",
+            "--operator-key",
+            "operator-secret-0123",
+            "--open-upload-bytes-per-day",
+            "0",
         ])
         .unwrap();
         let Command::Serve(cfg) = cli.command else {
@@ -1250,5 +1245,7 @@ mod tests {
         assert_eq!(cfg.rate_limits.trusted_proxies.len(), 2);
         let logged = serde_json::to_string(&cfg).unwrap();
         assert!(!logged.contains("0123456789abcdef"), "{logged}");
+        assert!(!logged.contains("operator-secret"), "{logged}");
+        assert_eq!(cfg.open_limits.limits().daily_bytes_per_address, i64::MAX);
     }
 }

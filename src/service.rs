@@ -9,8 +9,8 @@ use tokio::net::TcpListener;
 use crate::capacity::{ByteBudget, Slots};
 use crate::config::{
     AccessConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, DatabaseConfig,
-    GateConfig, ImagingConfig, JobsConfig, ModelConfig, OpenLimitsConfig, PhotoStoreConfig,
-    RateLimitConfig, SearchConfig, ServeConfig, SweepConfig, UploadConfig, WorkConfig,
+    GateConfig, ImagingConfig, JobsConfig, ModelConfig, PhotoStoreConfig, RateLimitConfig,
+    SearchConfig, ServeConfig, SweepConfig, UploadConfig, WorkConfig,
 };
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoCaps, Protection};
@@ -106,8 +106,7 @@ pub fn app_state(
             max_attempts,
             match_limit: search.match_limit.max(1),
         },
-    )
-    .with_open_limits(OpenLimitsConfig::default().limits());
+    );
     AppState {
         search: SearchService::new(pipeline.clone(), matcher, parts.store.clone()),
         store: parts.store,
@@ -253,6 +252,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .reports
         .upload_slots()
         .set_per_address_cap(config.edge.max_uploads_per_address);
+    // The open service's limits are the served binary's (in-process states, for tests, tools
+    // and benches, have none: they upload from no address).
     state.reports = state
         .reports
         .clone()
