@@ -37,7 +37,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-import k8s_kustomize
+sys.dont_write_bytecode = True  # no __pycache__ in scripts/
+import k8s_kustomize  # noqa: E402
 
 # The oldest Kubernetes the manifests target (unhealthyPodEvictionPolicy, the sidecar-free
 # probes and the restricted Pod Security level are there) and the newest the validator knows.

@@ -27,6 +27,7 @@ mod privacy;
 mod protection;
 mod reports;
 mod reports_under_load;
+mod rolling_update;
 #[cfg(feature = "s3")]
 mod s3;
 mod search;
