@@ -9,7 +9,7 @@ use futures_util::future::try_join_all;
 use crate::capacity::{CapacityError, Slots};
 use crate::config::ImagingConfig;
 use crate::imaging::{self, DecodeCaps, ImagingError, PhotoFormat};
-use crate::inference::{Embedding, Gate, GateError, Priority, Ticket};
+use crate::inference::{Embedding, Gate, GateError, PhotoLabels, Priority, Ticket};
 use crate::telemetry::timing::{self, Stage};
 
 /// Why a photo got no embedding.
@@ -66,6 +66,8 @@ pub struct EmbeddedPhoto {
     pub height: u32,
     /// The embedding (unit length).
     pub embedding: Embedding,
+    /// Species and breeds read from the photo (`None` for a model without logits).
+    pub labels: Option<PhotoLabels>,
 }
 
 impl Pipeline {
@@ -173,12 +175,13 @@ impl Pipeline {
         ticket: Ticket,
         prepared: imaging::PreparedPhoto,
     ) -> Result<EmbeddedPhoto, PipelineError> {
-        let embedding = ticket.embed(prepared.tensor).await?;
+        let output = ticket.embed_labelled(prepared.tensor).await?;
         Ok(EmbeddedPhoto {
             format: prepared.format,
             width: prepared.width,
             height: prepared.height,
-            embedding,
+            embedding: output.embedding,
+            labels: output.labels,
         })
     }
 

@@ -11,10 +11,21 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
 use super::device::{ConvSearch, Device, DeviceSettings, batch_buckets, bucket_for};
+use super::labels::{PhotoLabels, labels_from_logits};
 use super::manifest::{ManifestError, ModelManifest, Preprocessing};
 
 /// One embedding vector (unit length).
 pub type Embedding = Vec<f32>;
+
+/// One photo's model output: its embedding and, when the model has a logits output, the
+/// species and breeds read from them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhotoOutput {
+    /// The embedding (unit length).
+    pub embedding: Embedding,
+    /// Species and breeds (`None` for a model without logits).
+    pub labels: Option<PhotoLabels>,
+}
 
 /// The ONNX Runtime library could not be loaded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -255,6 +266,18 @@ impl Embedder {
         &self,
         images: &[ArrayView3<'_, f32>],
     ) -> Result<Vec<Embedding>, EmbedderError> {
+        Ok(self
+            .embed_batch_labelled(images)?
+            .into_iter()
+            .map(|o| o.embedding)
+            .collect())
+    }
+
+    /// As [`Embedder::embed_batch`], with each photo's species and breeds.
+    pub fn embed_batch_labelled(
+        &self,
+        images: &[ArrayView3<'_, f32>],
+    ) -> Result<Vec<PhotoOutput>, EmbedderError> {
         let p = self.preprocessing();
         let (h, w) = (p.height as usize, p.width as usize);
         let mut batch = Array4::<f32>::zeros((images.len(), 3, h, w));
@@ -270,7 +293,7 @@ impl Embedder {
         self.run(batch)
     }
 
-    fn run(&self, batch: Array4<f32>) -> Result<Vec<Embedding>, EmbedderError> {
+    fn run(&self, batch: Array4<f32>) -> Result<Vec<PhotoOutput>, EmbedderError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -303,7 +326,7 @@ impl Embedder {
         &self,
         session: &mut Session,
         batch: Array4<f32>,
-    ) -> Result<Vec<Embedding>, EmbedderError> {
+    ) -> Result<Vec<PhotoOutput>, EmbedderError> {
         let run_error = |e: ort::Error| EmbedderError::Run(e.to_string());
         let input = TensorRef::from_array_view(&batch).map_err(run_error)?;
         let outputs = session
@@ -328,16 +351,51 @@ impl Embedder {
             )));
         }
         let normalize = !self.manifest.embedding_normalized;
+        let labels = self.labels_of(&outputs, array.nrows())?;
         Ok(array
             .rows()
             .into_iter()
-            .map(|row| {
+            .zip(labels)
+            .map(|(row, labels)| {
                 let mut v = row.to_vec();
                 if normalize {
                     l2_normalize(&mut v);
                 }
-                v
+                PhotoOutput {
+                    embedding: v,
+                    labels,
+                }
             })
+            .collect())
+    }
+
+    /// Each photo's labels from the logits output, when the manifest names one.
+    fn labels_of(
+        &self,
+        outputs: &ort::session::SessionOutputs<'_>,
+        photos: usize,
+    ) -> Result<Vec<Option<PhotoLabels>>, EmbedderError> {
+        let Some(name) = &self.manifest.outputs.logits else {
+            return Ok(vec![None; photos]);
+        };
+        let output = outputs
+            .get(name)
+            .ok_or_else(|| EmbedderError::Run(format!("no output named {name}")))?;
+        let array = output
+            .try_extract_array::<f32>()
+            .map_err(|e| EmbedderError::Run(e.to_string()))?
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|e| EmbedderError::Run(format!("logits output: {e}")))?;
+        if array.nrows() != photos {
+            return Err(EmbedderError::Run(format!(
+                "logits output of shape {:?}",
+                array.dim()
+            )));
+        }
+        Ok(array
+            .rows()
+            .into_iter()
+            .map(|row| labels_from_logits(&row.to_vec()))
             .collect())
     }
 
@@ -351,7 +409,7 @@ impl Embedder {
         })?;
         let norm = out
             .first()
-            .map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt())
+            .map(|o| o.embedding.iter().map(|x| x * x).sum::<f32>().sqrt())
             .unwrap_or(0.0);
         if (norm - 1.0).abs() > 1e-3 {
             return Err(EmbedderError::Contract {

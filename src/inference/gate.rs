@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::device::Device;
-use super::embedder::Embedding;
+use super::embedder::{Embedding, PhotoOutput};
 pub use super::queue::Priority;
 use super::queue::{GateQueue, QueueId};
 use super::runner::BatchRunner;
@@ -118,8 +118,8 @@ pub fn default_permits() -> usize {
     Device::Cpu.default_permits()
 }
 
-/// A waiter's answer: its embedding and how long the model run took, or why there is none.
-type Reply = Result<(Embedding, Duration), GateError>;
+/// A waiter's answer: its model output and how long the model run took, or why there is none.
+type Reply = Result<(PhotoOutput, Duration), GateError>;
 
 struct Waiter {
     priority: Priority,
@@ -175,6 +175,11 @@ impl Ticket {
 
     /// Waits for a turn and embeds one preprocessed photo (`[3, H, W]`).
     pub async fn embed(self, tensor: Array3<f32>) -> Result<Embedding, GateError> {
+        Ok(self.embed_labelled(tensor).await?.embedding)
+    }
+
+    /// As [`Ticket::embed`], with the photo's species and breeds where the model reads them.
+    pub async fn embed_labelled(self, tensor: Array3<f32>) -> Result<PhotoOutput, GateError> {
         self.gate.embed_admitted(tensor, self.priority).await
     }
 }
@@ -429,7 +434,7 @@ impl Gate {
         &self,
         tensor: Array3<f32>,
         priority: Priority,
-    ) -> Result<Embedding, GateError> {
+    ) -> Result<PhotoOutput, GateError> {
         let inner = &self.inner;
         let max_wait = inner.settings.max_wait[priority.index()];
         let deadline = tokio::time::Instant::now() + max_wait;
@@ -571,7 +576,8 @@ impl Inner {
         self.stats.max_running.fetch_max(running, Ordering::SeqCst);
         let started = Instant::now();
         let views: Vec<_> = batch.iter().map(|w| w.tensor.view()).collect();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.runner.run(&views)));
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.runner.run_labelled(&views)));
         let elapsed = started.elapsed();
         self.stats.running.fetch_sub(1, Ordering::SeqCst);
 

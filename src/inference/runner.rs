@@ -4,7 +4,7 @@
 use ndarray::ArrayView3;
 
 use super::device::Device;
-use super::embedder::{Embedder, EmbedderError, Embedding};
+use super::embedder::{Embedder, EmbedderError, Embedding, PhotoOutput};
 use super::manifest::ModelManifest;
 
 /// Embeds batches of prepared photos. Called on a blocking thread, one batch per gate permit.
@@ -14,6 +14,22 @@ pub trait BatchRunner: Send + Sync + 'static {
 
     /// One embedding per photo (`[3, H, W]` each), in order.
     fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<Embedding>, EmbedderError>;
+
+    /// As `run`, with each photo's species and breeds where the model reads them (the gate
+    /// calls this; a model without labels needs only `run`).
+    fn run_labelled(
+        &self,
+        photos: &[ArrayView3<'_, f32>],
+    ) -> Result<Vec<PhotoOutput>, EmbedderError> {
+        Ok(self
+            .run(photos)?
+            .into_iter()
+            .map(|embedding| PhotoOutput {
+                embedding,
+                labels: None,
+            })
+            .collect())
+    }
 
     /// Where it runs (`cpu`, `cuda:0`).
     fn device(&self) -> Device {
@@ -33,6 +49,13 @@ impl BatchRunner for Embedder {
 
     fn run(&self, photos: &[ArrayView3<'_, f32>]) -> Result<Vec<Embedding>, EmbedderError> {
         self.embed_batch(photos)
+    }
+
+    fn run_labelled(
+        &self,
+        photos: &[ArrayView3<'_, f32>],
+    ) -> Result<Vec<PhotoOutput>, EmbedderError> {
+        self.embed_batch_labelled(photos)
     }
 
     fn device(&self) -> Device {
