@@ -5,17 +5,19 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
+pub mod embeddings;
 pub mod jobs;
+pub mod labels;
 pub mod lifecycle;
 pub mod reports;
 pub mod search;
 pub mod tenants;
 
+pub use embeddings::StoredEmbedding;
 pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
+pub use labels::BreedHit;
 pub use lifecycle::{ModelUsage, Purge, SweptBlob};
-pub use reports::{
-    CreatedReport, NewPhoto, OwnerCheck, PhotoKeys, Recorded, StorageCharge, StoredEmbedding,
-};
+pub use reports::{CreatedReport, NewPhoto, OwnerCheck, PhotoKeys, Recorded, StorageCharge};
 pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode};
 pub use tenants::{ReserveError, StorageUsage};
 

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use pgvector::Vector;
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::labels::{labels_from_row, push_breed_filter};
 use super::tenants::ReserveError;
 use super::{Store, StoreError, jobs, search};
 use crate::jobs::JobPayload;
@@ -80,19 +80,6 @@ pub struct PhotoKeys {
     pub format: String,
     /// The content hash, hex.
     pub sha256: String,
-}
-
-/// A photo's stored embedding, with what the upload recorded of the photo.
-#[derive(Debug, Clone)]
-pub struct StoredEmbedding {
-    /// The embedding (unit length).
-    pub embedding: Vec<f32>,
-    /// `jpeg`, `png` or `webp`.
-    pub format: String,
-    /// Upright width.
-    pub width: i32,
-    /// Upright height.
-    pub height: i32,
 }
 
 /// What an owner-only action found.
@@ -258,42 +245,6 @@ impl Store {
         })))
     }
 
-    /// The stored embeddings for `model_id` of the photos whose bytes hash to `hashes`, with
-    /// each photo's format and size, by hash (photos never embedded are left out).
-    pub async fn stored_embeddings(
-        &self,
-        hashes: &[[u8; 32]],
-        model_id: i32,
-    ) -> Result<HashMap<[u8; 32], StoredEmbedding>, StoreError> {
-        let wanted: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
-        let rows = sqlx::query(
-            "SELECT e.sha256, e.embedding, b.format, b.width, b.height
-             FROM embeddings e JOIN blobs b ON b.sha256 = e.sha256
-             WHERE e.sha256 = ANY($1) AND e.model_id = $2",
-        )
-        .bind(&wanted)
-        .bind(model_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut found = HashMap::new();
-        for r in rows {
-            let sha: Vec<u8> = r.try_get("sha256")?;
-            let Ok(sha) = <[u8; 32]>::try_from(sha.as_slice()) else {
-                continue;
-            };
-            found.insert(
-                sha,
-                StoredEmbedding {
-                    embedding: r.try_get::<Vector, _>("embedding")?.to_vec(),
-                    format: r.try_get("format")?,
-                    width: r.try_get("width")?,
-                    height: r.try_get("height")?,
-                },
-            );
-        }
-        Ok(found)
-    }
-
     /// Which of these blobs are recorded (their objects are stored).
     pub async fn stored_blobs(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, StoreError> {
         let wanted: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
@@ -349,6 +300,9 @@ impl Store {
         }
         if let Some(species) = filter.species {
             q.push(" AND species = ").push_bind(species.as_str());
+        }
+        if !filter.breeds.is_empty() {
+            push_breed_filter(&mut q, "reports.id", model_id, &filter.breeds);
         }
         if let Some(status) = filter.status {
             q.push(" AND status = ").push_bind(status.as_str());
@@ -567,44 +521,6 @@ impl Store {
         Ok(row.map(|(photo, thumbnail)| ObjectKeys { photo, thumbnail }))
     }
 
-    /// Stores a blob's embedding and marks its job done, atomically, and enqueues the matching of
-    /// the reports it completes. Returns false (and stores nothing) when the job is no longer this
-    /// worker's or the blob was purged meanwhile.
-    pub async fn save_embedding(
-        &self,
-        job_id: i64,
-        worker: &str,
-        sha256: &[u8],
-        model_id: i32,
-        embedding: Vec<f32>,
-        max_attempts: i32,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The blob first (the lock order of `create_report`): a report being created with this
-        // photo is either committed before this reads the reports, or waits and then sees the
-        // embedding. A blob purged meanwhile has nothing left to embed.
-        let kept: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM blobs WHERE sha256 = $1 FOR NO KEY UPDATE")
-                .bind(sha256)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if !Store::finish_job_in(&mut tx, job_id, worker).await? || kept.is_none() {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO embeddings (sha256, model_id, embedding) VALUES ($1, $2, $3)
-             ON CONFLICT (sha256, model_id) DO NOTHING",
-        )
-        .bind(sha256)
-        .bind(model_id)
-        .bind(Vector::from(embedding))
-        .execute(&mut *tx)
-        .await?;
-        search::enqueue_ready_matches(&mut tx, Some(sha256), None, model_id, max_attempts).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
     /// Enqueues embedding jobs for every blob lacking an embedding for `model_id`, and re-queues
     /// failed ones. Returns how many jobs were (re)queued.
     pub async fn enqueue_missing_embeddings(
@@ -642,7 +558,8 @@ async fn photos_of<'e>(
 ) -> Result<HashMap<Uuid, Vec<Photo>>, StoreError> {
     let rows = sqlx::query(
         "SELECT p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
-                e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error
+                e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error,
+                e.species, e.species_probability, e.breed_classes, e.breed_probabilities
          FROM photos p
          JOIN blobs b ON b.sha256 = p.sha256
          LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
@@ -660,6 +577,7 @@ async fn photos_of<'e>(
         let job_status: Option<String> = r.try_get("job_status")?;
         let failed = !embedded && job_status.as_deref() == Some("failed");
         let sha: Vec<u8> = r.try_get("sha256")?;
+        let labels = labels_from_row(&r)?;
         by_report
             .entry(r.try_get("report_id")?)
             .or_default()
@@ -684,6 +602,9 @@ async fn photos_of<'e>(
                     None
                 },
                 job_id: r.try_get("job_id")?,
+                predicted_species: labels.as_ref().map(|l| l.predicted_species),
+                species_probability: labels.as_ref().map(|l| l.species_probability),
+                breeds: labels.map(|l| l.breeds).unwrap_or_default(),
             });
     }
     Ok(by_report)
