@@ -39,6 +39,7 @@ use super::search::{self, SearchForm};
         reports::delete,
         search::matches,
         search::search,
+        search::by_text,
         reports::photo,
         reports::thumbnail,
         reports::job,
