@@ -14,6 +14,7 @@ mod gate;
 mod int8;
 mod job_lease;
 mod jpeg;
+mod labels;
 mod lifecycle;
 mod models;
 mod observability;
