@@ -284,7 +284,7 @@ fn main() {
                 }
             }
             found += u32::from(q.scores[q.target] >= floor);
-            if q.scores.iter().any(|s| *s == f32::NEG_INFINITY) {
+            if q.scores.contains(&f32::NEG_INFINITY) {
                 subjects += 1;
                 subject += u32::from(q.scores[q.target] >= floor);
             }
