@@ -17,7 +17,8 @@ use image::RgbImage;
 
 use crate::imaging::{self, DecodeCaps, DecodedPhoto, ImagingError, PhotoFormat};
 use crate::inference::{
-    Embedding, Gate, GateError, ModelOutput, Preprocessing, Priority, SubjectBox, Ticket,
+    Embedding, Gate, GateError, ModelOutput, PhotoLabels, Preprocessing, Priority, SubjectBox,
+    Ticket, labels_from_logits,
 };
 use crate::telemetry::timing::{self, Stage};
 
@@ -78,8 +79,9 @@ pub struct EmbeddedPhoto {
     /// The whole photo's embedding (the manifest's `embedding` output): the vector of the model
     /// the manifest's `whole_photo_of` names, which answers while the store reindexes.
     pub whole: Embedding,
-    /// The first run's class logits (empty when the model has none).
-    pub logits: Vec<f32>,
+    /// Species and breeds read from the subject's run (the whole photo's when no subject was
+    /// found); `None` for a model without logits.
+    pub labels: Option<PhotoLabels>,
     /// Where the subject was found, in the decoded pixels' scale; none: embedded whole.
     pub subject: Option<SubjectBox>,
 }
@@ -93,7 +95,7 @@ impl EmbeddedPhoto {
             height,
             whole: embedding.clone(),
             embedding,
-            logits: Vec::new(),
+            labels: None,
             subject: None,
         }
     }
@@ -284,7 +286,7 @@ impl Pipeline {
             }
             _ => None,
         };
-        let (embedding, subject) = match (area, pixels) {
+        let (embedding, subject, logits) = match (area, pixels) {
             (Some(area), Some(pixels)) => {
                 let pre = manifest.preprocessing();
                 let tensor = self
@@ -292,11 +294,14 @@ impl Pipeline {
                         imaging::to_tensor(&crate::inference::crop(&pixels, area), &pre)
                     })
                     .await?;
-                let second = ticket.infer(tensor).await?;
-                (subject_vector(second), Some(area))
+                let mut second = ticket.infer(tensor).await?;
+                let logits = std::mem::take(&mut second.logits);
+                (subject_vector(second), Some(area), logits)
             }
-            _ if manifest.subject.is_some() => (subject_vector(first.clone()), None),
-            _ => (first.embedding.clone(), None),
+            _ if manifest.subject.is_some() => {
+                (subject_vector(first.clone()), None, first.logits.clone())
+            }
+            _ => (first.embedding.clone(), None, first.logits.clone()),
         };
         Ok(EmbeddedPhoto {
             format,
@@ -304,7 +309,7 @@ impl Pipeline {
             height,
             embedding,
             whole: first.embedding,
-            logits: first.logits,
+            labels: labels_from_logits(&logits),
             subject,
         })
     }

@@ -66,7 +66,8 @@ pub fn search_settings(search: &SearchConfig, max_report_photos: usize) -> Searc
     SearchSettings {
         ef_search: search.ef_search,
         max_photos_per_report: max_report_photos.max(1),
-        match_threshold: search.match_threshold,
+        min_score: search.min_score,
+        query_species: search.query_species,
         match_limit: search.match_limit.max(1),
     }
 }

@@ -11,7 +11,7 @@ use super::body::BodySize;
 use super::error::ApiError;
 use super::multipart::read_photos;
 use crate::imaging::PhotoFormat;
-use crate::inference::Priority;
+use crate::inference::{PhotoLabels, Priority};
 use crate::search::EmbeddingSource;
 
 /// Response body.
@@ -37,6 +37,10 @@ struct PhotoEmbedding {
     embedding: Vec<f32>,
     /// `store` when the same bytes were embedded before (no model run), `model` otherwise.
     source: EmbeddingSource,
+    /// What the model reads in the photo: species and breeds (absent for a model without
+    /// class logits, or a photo stored before they were kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<PhotoLabels>,
 }
 
 /// Embeds 1..N photos sent in the multipart field `photos`, at interactive priority; photos
@@ -79,6 +83,7 @@ pub async fn create(
                 height: e.photo.height,
                 embedding: e.photo.embedding,
                 source: e.source,
+                labels: e.photo.labels,
             })
             .collect(),
     }))

@@ -42,6 +42,7 @@ use super::search::{self, SearchForm};
         messages::send,
         messages::list,
         search::search,
+        search::by_text,
         reports::photo,
         reports::thumbnail,
         reports::job,

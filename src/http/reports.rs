@@ -156,6 +156,10 @@ pub struct ListQuery {
     /// Only this status (any by default).
     #[param(value_type = Option<crate::reports::ReportStatus>)]
     status: Option<String>,
+    /// Only reports with a photo read as this breed: a name, plural, group (`poodle`), synonym
+    /// (`alsatian`) or French, Spanish or German name; unknown names are refused.
+    #[param(max_length = 200, example = "beagle")]
+    breed: Option<String>,
     /// Page size (default 20).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
@@ -172,7 +176,7 @@ pub struct ReportPage {
     next_cursor: Option<String>,
 }
 
-/// `GET /v1/reports?kind=&species=&status=&limit=&cursor=`: newest first.
+/// `GET /v1/reports?kind=&species=&status=&breed=&limit=&cursor=`: newest first.
 #[utoipa::path(get, path = "/v1/reports", operation_id = "list_reports", tag = "reports",
     params(ListQuery),
     responses((status = 200, description = "A page of reports, newest first (as the public sees them without an API key: no contact unless published, positions rounded to 0.01°)", body = ReportPage),
@@ -195,6 +199,12 @@ pub async fn list(
         kind: q.kind.as_deref().map(str::parse).transpose()?,
         species: q.species.as_deref().map(str::parse).transpose()?,
         status: q.status.as_deref().map(str::parse).transpose()?,
+        breeds: q
+            .breed
+            .as_deref()
+            .map(super::search::breed_classes)
+            .transpose()?
+            .unwrap_or_default(),
         before: q.cursor.as_deref().map(decode_cursor).transpose()?,
         limit,
         tenant: caller.tenant_id().map(str::to_owned),

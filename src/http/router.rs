@@ -99,7 +99,8 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
             class(
                 Search,
                 with_body_limit(post(search::search), limit(photos.max_bytes)),
-            ),
+            )
+            .merge(class(Search, get(search::by_text))),
         )
         .route("/v1/photos/{id}", class(Read, get(reports::photo)))
         .route(

@@ -15,9 +15,9 @@ use super::error::ApiError;
 use super::multipart::{PhotoCaps, read_form};
 use super::protect::Caller;
 use super::reports::{ReportBody, audience_of};
-use crate::inference::Priority;
-use crate::reports::{ReportKind, ReportStatus, ValidationError, checked_coordinate};
-use crate::search::{EmbeddingSource, SearchError};
+use crate::inference::{PhotoLabels, Priority, parse_breed_query};
+use crate::reports::{ReportKind, ReportStatus, Species, ValidationError, checked_coordinate};
+use crate::search::{EmbeddingSource, PhotoSearch, QuerySpecies, SearchError};
 use crate::store::SearchFilter;
 
 /// Most results of one search.
@@ -28,7 +28,7 @@ const MAX_K: usize = 100;
 pub const MAX_RADIUS_KM: f64 = 20_040.0;
 
 /// The text fields a search form may carry.
-const SEARCH_FIELDS: [&str; 8] = [
+const SEARCH_FIELDS: [&str; 10] = [
     "kind",
     "species",
     "status",
@@ -37,7 +37,12 @@ const SEARCH_FIELDS: [&str; 8] = [
     "longitude",
     "radius_km",
     "k",
+    "breed",
+    "min_score",
 ];
+
+/// Longest text query or breed name, in characters.
+const MAX_QUERY: usize = 200;
 
 /// One search result.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -55,7 +60,30 @@ pub struct SearchResponse {
     /// `store` when the query photo's bytes were embedded before (no model run), `model`
     /// otherwise.
     query_source: EmbeddingSource,
+    /// What the model reads in the query photo (absent for a model without class logits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_labels: Option<PhotoLabels>,
+    /// The species read in the query photo that ranked (`boost`) or narrowed (`filter`) the
+    /// results; absent when none was used (the client named a species, or `species=any`, or
+    /// the photo is read as neither dog nor cat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    species_used: Option<SpeciesUsed>,
+    /// The relevance floor applied: results less similar are not look-alikes and are left out
+    /// (0: no floor). The configured one unless the request passed `min_score`.
+    min_score: f32,
+    /// Results among the k best left out for being below `min_score` (ask again with
+    /// `min_score=0` to see them).
+    below_min_score: usize,
     results: Vec<SearchHit>,
+}
+
+/// A detected species used by a search.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SpeciesUsed {
+    species: Species,
+    /// `boost` or `filter`.
+    #[schema(value_type = String, example = "boost")]
+    how: QuerySpecies,
 }
 
 /// `POST /v1/search`: one photo in the field `photo`, plus filters: `kind` (comma-separated),
@@ -87,15 +115,22 @@ pub async fn search(
         max_count: 1,
     };
     let mut form = read_form(multipart?, "photo", limits, &SEARCH_FIELDS).await?;
-    let (mut filter, k) = parse_search(&form.fields)?;
-    filter.tenant = caller.tenant_id().map(str::to_owned);
+    let mut ask = parse_search(&form.fields)?;
+    ask.filter.tenant = caller.tenant_id().map(str::to_owned);
     let photo = form.photos.remove(0);
     let audience = audience_of(&caller);
-    let (results, query_source) = app.search.search(admission, photo, &filter, k).await?;
+    let answer = app.search.search(admission, photo, &ask).await?;
     Ok(Json(SearchResponse {
-        k,
-        query_source,
-        results: results
+        k: ask.k,
+        query_source: answer.source,
+        query_labels: answer.labels,
+        species_used: answer
+            .species
+            .map(|(species, how)| SpeciesUsed { species, how }),
+        min_score: answer.min_score,
+        below_min_score: answer.below_min_score,
+        results: answer
+            .results
             .into_iter()
             .map(|r| SearchHit {
                 thumbnail_url: format!("/v1/photos/{}/thumbnail", r.photo_id),
@@ -109,7 +144,7 @@ pub async fn search(
 
 fn parse_search(
     fields: &std::collections::HashMap<String, String>,
-) -> Result<(SearchFilter, usize), ValidationError> {
+) -> Result<PhotoSearch, ValidationError> {
     if let Some(unknown) = fields.keys().find(|k| !SEARCH_FIELDS.contains(&k.as_str())) {
         return Err(ValidationError::new(unknown.clone(), "unknown field"));
     }
@@ -193,16 +228,167 @@ fn parse_search(
             ));
         }
     };
+    let species = get("species").filter(|s| *s != "any");
     let filter = SearchFilter {
         kinds,
-        species: get("species").map(str::parse).transpose()?,
+        species: species.map(str::parse).transpose()?,
         status,
         since,
         near,
         exclude: None,
         tenant: None,
+        breeds: get("breed")
+            .map(breed_classes)
+            .transpose()?
+            .unwrap_or_default(),
     };
-    Ok((filter, k))
+    let min_score = number("min_score")?
+        .map(|m| {
+            if (-1.0..=1.0).contains(&m) {
+                Ok(m as f32)
+            } else {
+                Err(ValidationError::new(
+                    "min_score",
+                    "must be between -1 and 1 (0: no floor)",
+                ))
+            }
+        })
+        .transpose()?;
+    Ok(PhotoSearch {
+        filter,
+        k,
+        min_score,
+        use_species: get("species") != Some("any"),
+    })
+}
+
+/// The ImageNet classes a `breed` parameter names (a breed, a group such as `poodle`, a plural,
+/// a synonym or a translation); unknown names are refused.
+pub(super) fn breed_classes(value: &str) -> Result<Vec<u16>, ValidationError> {
+    if value.chars().count() > MAX_QUERY {
+        return Err(ValidationError::new(
+            "breed",
+            format!("at most {MAX_QUERY} characters"),
+        ));
+    }
+    let query = parse_breed_query(value);
+    if query.is_empty() {
+        return Err(ValidationError::new(
+            "breed",
+            format!("`{value}` names no known dog or cat breed"),
+        ));
+    }
+    Ok(query.classes)
+}
+
+/// Query of `GET /v1/search`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TextSearchQuery {
+    /// Breed words: a breed (`beagle`, `siamese`, `tabby`), a plural (`beagles`), a group
+    /// (`poodle`, `terrier`), a synonym (`alsatian`, `goldie`), a French, Spanish or German name
+    /// (`berger allemand`, `pastor alemán`, `Schäferhund`), or a species (`dog`, `chat`, `gato`)
+    /// for all its breeds. Other words are ignored.
+    #[param(min_length = 1, max_length = 200, example = "beagle")]
+    q: String,
+    /// Only these kinds, comma-separated.
+    #[param(pattern = "^\\s*(lost|found|sighting)\\s*(,\\s*(lost|found|sighting)\\s*)*$")]
+    kind: Option<String>,
+    /// Only reports of this species.
+    #[param(value_type = Option<crate::reports::Species>)]
+    species: Option<String>,
+    /// open (default), resolved or any.
+    #[param(value_type = Option<StatusFilter>)]
+    status: Option<String>,
+    /// Reports wanted (1 to 100; default 20).
+    #[param(minimum = 1, maximum = 100)]
+    k: Option<usize>,
+}
+
+/// A report found by breed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BreedSearchHit {
+    report: ReportBody,
+    /// Its photo most likely of the breeds asked.
+    photo_id: Uuid,
+    thumbnail_url: String,
+    /// That photo's probability of showing one of them (0 to 1).
+    probability: f32,
+}
+
+/// `GET /v1/search` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TextSearchResponse {
+    q: String,
+    /// The breeds the query was understood as (empty: none known; then no results).
+    breeds: Vec<&'static str>,
+    /// Reports with a photo read as one of them, most likely first.
+    results: Vec<BreedSearchHit>,
+}
+
+/// `GET /v1/search?q=beagle`: reports whose photos the model reads as the breeds named in `q`,
+/// without a photo, most likely first (from the labels stored with the embeddings: no model
+/// run).
+#[utoipa::path(get, path = "/v1/search", operation_id = "search_by_text", tag = "search",
+    params(TextSearchQuery),
+    responses((status = 200, description = "Reports of the breeds named, most likely first", body = TextSearchResponse),
+        (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
+        (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
+pub async fn by_text(
+    State(app): State<AppState>,
+    caller: Caller,
+    query: Result<Query<TextSearchQuery>, QueryRejection>,
+) -> Result<Json<TextSearchResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::validation(e.body_text()))?;
+    let text = q.q.trim();
+    if text.is_empty() || text.chars().count() > MAX_QUERY {
+        return Err(
+            ApiError::validation(format!("q must be 1 to {MAX_QUERY} characters"))
+                .with("field", "q"),
+        );
+    }
+    let k = q.k.unwrap_or(20);
+    if !(1..=MAX_K).contains(&k) {
+        return Err(
+            ApiError::validation(format!("k must be between 1 and {MAX_K}")).with("field", "k"),
+        );
+    }
+    let kinds = match q.kind.as_deref() {
+        None => Vec::new(),
+        Some(v) => v
+            .split(',')
+            .map(|k| k.trim().parse::<ReportKind>())
+            .collect::<Result<_, _>>()?,
+    };
+    let status = match q.status.as_deref() {
+        None => Some(ReportStatus::Open),
+        Some("any") => None,
+        Some(v) => Some(v.parse()?),
+    };
+    let filter = SearchFilter {
+        kinds,
+        species: q.species.as_deref().map(str::parse).transpose()?,
+        status,
+        tenant: caller.tenant_id().map(str::to_owned),
+        ..SearchFilter::default()
+    };
+    let audience = audience_of(&caller);
+    let breeds = parse_breed_query(text);
+    let found = app.search.search_by_breed(&breeds, &filter, k).await?;
+    Ok(Json(TextSearchResponse {
+        q: text.to_owned(),
+        breeds: breeds.names(),
+        results: found
+            .into_iter()
+            .map(|r| BreedSearchHit {
+                thumbnail_url: format!("/v1/photos/{}/thumbnail", r.photo_id),
+                photo_id: r.photo_id,
+                probability: r.probability,
+                report: ReportBody::shown_to(r.report, audience),
+            })
+            .collect(),
+    }))
 }
 
 /// Query of `GET /v1/reports/{id}/matches`.
@@ -213,9 +399,11 @@ pub struct MatchesQuery {
     /// Only these kinds, comma-separated (the opposite kinds by default).
     #[param(pattern = "^\\s*(lost|found|sighting)\\s*(,\\s*(lost|found|sighting)\\s*)*$")]
     kind: Option<String>,
-    /// Least similarity (cosine, -1 to 1; the configured match threshold by default).
+    /// Least similarity (cosine, -1 to 1; the configured relevance floor, `--min-score`, by
+    /// default). Also accepted as `threshold`, its former name.
     #[param(minimum = -1, maximum = 1)]
-    threshold: Option<f32>,
+    #[serde(alias = "threshold")]
+    min_score: Option<f32>,
     /// Most matches (1 to 100).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
@@ -235,11 +423,14 @@ pub struct MatchBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MatchesResponse {
     report_id: Uuid,
+    /// The least similarity of a match here: the request's `min_score`, or the relevance floor.
+    min_score: f32,
     matches: Vec<MatchBody>,
 }
 
-/// `GET /v1/reports/{id}/matches?kind=&threshold=&limit=`: open reports similar to this one's
-/// photos (opposite kind by default), from stored embeddings only.
+/// `GET /v1/reports/{id}/matches?kind=&min_score=&limit=`: open reports similar to this one's
+/// photos (opposite kind by default) at or above the relevance floor, from stored embeddings
+/// only.
 #[utoipa::path(get, path = "/v1/reports/{id}/matches", operation_id = "get_matches", tag = "search",
     params(("id" = Uuid, Path, description = "Report id"), MatchesQuery),
     responses((status = 200, description = "Open reports similar to this one's photos", body = MatchesResponse),
@@ -262,9 +453,9 @@ pub async fn matches(
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    if q.threshold.is_some_and(|t| !(-1.0..=1.0).contains(&t)) {
+    if q.min_score.is_some_and(|t| !(-1.0..=1.0).contains(&t)) {
         return Err(
-            ApiError::validation("threshold must be between -1 and 1").with("field", "threshold")
+            ApiError::validation("min_score must be between -1 and 1").with("field", "min_score")
         );
     }
     if q.limit.is_some_and(|l| !(1..=MAX_K).contains(&l)) {
@@ -273,12 +464,22 @@ pub async fn matches(
                 .with("field", "limit"),
         );
     }
+    let min_score = q
+        .min_score
+        .unwrap_or(app.search.matcher().settings().min_score);
     let found = app
         .search
-        .matches_of(report_id, caller.tenant_id(), kinds, q.threshold, q.limit)
+        .matches_of(
+            report_id,
+            caller.tenant_id(),
+            kinds,
+            Some(min_score),
+            q.limit,
+        )
         .await?;
     Ok(Json(MatchesResponse {
         report_id,
+        min_score,
         matches: found
             .into_iter()
             .map(|m| MatchBody {
@@ -318,10 +519,22 @@ pub struct SearchForm {
     #[schema(pattern = "^\\s*(lost|found|sighting)\\s*(,\\s*(lost|found|sighting)\\s*)*$")]
     #[serde(default)]
     kind: String,
-    /// Only this species.
-    #[schema(value_type = crate::reports::Species)]
+    /// Only this species (dog, cat, other); `any` also keeps the species read in the query
+    /// photo from ranking or narrowing the search. When absent, that species is used (see
+    /// `species_used` in the answer).
+    #[schema(pattern = "^(dog|cat|other|any)$")]
     #[serde(default)]
     species: String,
+    /// Only reports with a photo read as this breed: a name, plural, group (`poodle`,
+    /// `terrier`), synonym (`alsatian`) or French, Spanish or German name (`berger allemand`).
+    #[schema(max_length = 200, example = "beagle")]
+    #[serde(default)]
+    breed: String,
+    /// The relevance floor for this search (cosine, -1 to 1; 0: none); the configured one by
+    /// default (see `min_score` in the answer).
+    #[schema(minimum = -1, maximum = 1)]
+    #[serde(default)]
+    min_score: f32,
     /// open (default), resolved or any.
     #[schema(value_type = StatusFilter)]
     #[serde(default)]

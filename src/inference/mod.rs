@@ -1,19 +1,23 @@
 //! Inference: the ONNX model (`Embedder`) and the gate that every model run passes (`Gate`).
 //! Knows nothing of HTTP or SQL.
 
+mod breed_words;
 mod device;
 mod embedder;
 mod gate;
+pub mod labels;
 mod manifest;
 mod queue;
 mod runner;
 mod subject;
 
+pub use breed_words::{BreedQuery, parse_breed_query};
 pub use device::{ConvSearch, Device, DeviceSettings, batch_buckets, bucket_for};
 pub use embedder::{
     Embedder, EmbedderError, Embedding, RuntimeError, cosine, init_runtime, l2_normalize,
 };
 pub use gate::{Gate, GateError, GateSettings, GateSnapshot, Priority, Ticket, default_permits};
+pub use labels::{BreedGuess, PhotoLabels, labels_from_logits};
 pub use manifest::{
     ManifestError, ModelManifest, ModelRef, Preprocessing, SubjectMethod, SubjectSettings,
 };

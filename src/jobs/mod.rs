@@ -598,12 +598,13 @@ impl Worker {
             .map_err(AttemptError::of_photo_store)?;
         let saved = ctx
             .store
-            .save_embedding(
+            .save_labelled_embedding(
                 job.id,
                 &self.id,
                 &sha256,
                 ctx.model_id,
                 embedded.embedding,
+                embedded.labels.as_ref(),
                 job.max_attempts,
             )
             .await

@@ -326,6 +326,15 @@ pub struct Photo {
     /// The job that makes (or made) its embedding.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_id: Option<i64>,
+    /// The species the model reads in the photo (absent until its embedding is made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_species: Option<Species>,
+    /// The probability of `predicted_species`, 0 to 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub species_probability: Option<f32>,
+    /// The most likely breeds of that species, best first (empty for other, or before the
+    /// embedding is made).
+    pub breeds: Vec<crate::inference::BreedGuess>,
 }
 
 /// A report with its photos.
@@ -433,6 +442,8 @@ pub struct ReportFilter {
     pub limit: u32,
     /// Only reports of this tenant (`None`: of no tenant, when the service runs without API keys).
     pub tenant: Option<String>,
+    /// Only reports with a photo whose listed breeds include one of these ImageNet classes.
+    pub breeds: Vec<u16>,
 }
 
 /// A possible match of a report, as stored by its matching job and shown with the report.

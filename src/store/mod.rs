@@ -6,7 +6,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
 pub mod cleaning;
+pub mod embeddings;
 pub mod jobs;
+pub mod labels;
 pub mod lifecycle;
 pub mod messages;
 mod report_rows;
@@ -15,12 +17,12 @@ pub mod search;
 pub mod tenants;
 pub mod usage;
 
+pub use embeddings::StoredEmbedding;
 pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
+pub use labels::BreedHit;
 pub use lifecycle::{ModelUsage, Purge, SweptBlob};
 pub use messages::MessagePage;
-pub use reports::{
-    CreatedReport, NewPhoto, OwnerCheck, Payer, PhotoKeys, Recorded, StorageCharge, StoredEmbedding,
-};
+pub use reports::{CreatedReport, NewPhoto, OwnerCheck, Payer, PhotoKeys, Recorded, StorageCharge};
 pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode};
 pub use tenants::{ReserveError, StorageUsage};
 pub use usage::{AddressUsage, OpenLimits};

@@ -10,6 +10,7 @@ use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::labels::labels_from_row;
 use crate::reports::{EmbeddingStatus, Photo, Report, overall_status};
 
 /// The photos of `reports` with their embedding state for `model_id`, by report.
@@ -20,7 +21,8 @@ pub(super) async fn photos_of<'e>(
 ) -> Result<HashMap<Uuid, Vec<Photo>>, StoreError> {
     let rows = sqlx::query(
         "SELECT p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
-                e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error
+                e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error,
+                e.species, e.species_probability, e.breed_classes, e.breed_probabilities
          FROM photos p
          JOIN blobs b ON b.sha256 = p.sha256
          LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
@@ -38,6 +40,7 @@ pub(super) async fn photos_of<'e>(
         let job_status: Option<String> = r.try_get("job_status")?;
         let failed = !embedded && job_status.as_deref() == Some("failed");
         let sha: Vec<u8> = r.try_get("sha256")?;
+        let labels = labels_from_row(&r)?;
         by_report
             .entry(r.try_get("report_id")?)
             .or_default()
@@ -62,6 +65,9 @@ pub(super) async fn photos_of<'e>(
                     None
                 },
                 job_id: r.try_get("job_id")?,
+                predicted_species: labels.as_ref().map(|l| l.predicted_species),
+                species_probability: labels.as_ref().map(|l| l.species_probability),
+                breeds: labels.map(|l| l.breeds).unwrap_or_default(),
             });
     }
     Ok(by_report)

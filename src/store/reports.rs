@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use pgvector::Vector;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::labels::push_breed_filter;
 use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
 use super::tenants::ReserveError;
 use super::usage::OpenLimits;
@@ -101,19 +101,6 @@ pub struct PhotoKeys {
     pub format: String,
     /// The content hash, hex.
     pub sha256: String,
-}
-
-/// A photo's stored embedding, with what the upload recorded of the photo.
-#[derive(Debug, Clone)]
-pub struct StoredEmbedding {
-    /// The embedding (unit length).
-    pub embedding: Vec<f32>,
-    /// `jpeg`, `png` or `webp`.
-    pub format: String,
-    /// Upright width.
-    pub width: i32,
-    /// Upright height.
-    pub height: i32,
 }
 
 /// What an owner-only action found.
@@ -289,42 +276,6 @@ impl Store {
         })))
     }
 
-    /// The stored embeddings for `model_id` of the photos whose bytes hash to `hashes`, with
-    /// each photo's format and size, by hash (photos never embedded are left out).
-    pub async fn stored_embeddings(
-        &self,
-        hashes: &[[u8; 32]],
-        model_id: i32,
-    ) -> Result<HashMap<[u8; 32], StoredEmbedding>, StoreError> {
-        let wanted: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
-        let rows = sqlx::query(
-            "SELECT e.sha256, e.embedding, b.format, b.width, b.height
-             FROM embeddings e JOIN blobs b ON b.sha256 = e.sha256
-             WHERE e.sha256 = ANY($1) AND e.model_id = $2",
-        )
-        .bind(&wanted)
-        .bind(model_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut found = HashMap::new();
-        for r in rows {
-            let sha: Vec<u8> = r.try_get("sha256")?;
-            let Ok(sha) = <[u8; 32]>::try_from(sha.as_slice()) else {
-                continue;
-            };
-            found.insert(
-                sha,
-                StoredEmbedding {
-                    embedding: r.try_get::<Vector, _>("embedding")?.to_vec(),
-                    format: r.try_get("format")?,
-                    width: r.try_get("width")?,
-                    height: r.try_get("height")?,
-                },
-            );
-        }
-        Ok(found)
-    }
-
     /// Which of these blobs are recorded (their objects are stored).
     pub async fn stored_blobs(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, StoreError> {
         let wanted: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
@@ -380,6 +331,9 @@ impl Store {
         }
         if let Some(species) = filter.species {
             q.push(" AND species = ").push_bind(species.as_str());
+        }
+        if !filter.breeds.is_empty() {
+            push_breed_filter(&mut q, "reports.id", model_id, &filter.breeds);
         }
         if let Some(status) = filter.status {
             q.push(" AND status = ").push_bind(status.as_str());
@@ -610,65 +564,6 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.map(|(photo, thumbnail)| ObjectKeys { photo, thumbnail }))
-    }
-
-    /// Stores a blob's embedding and marks its job done, atomically, and enqueues the matching of
-    /// the reports it completes. Returns false (and stores nothing) when the job is no longer this
-    /// worker's or the blob was purged meanwhile.
-    pub async fn save_embedding(
-        &self,
-        job_id: i64,
-        worker: &str,
-        sha256: &[u8],
-        model_id: i32,
-        embedding: Vec<f32>,
-        max_attempts: i32,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The blob first (the lock order of `create_report`): a report being created with this
-        // photo is either committed before this reads the reports, or waits and then sees the
-        // embedding. A blob purged meanwhile has nothing left to embed.
-        let kept: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM blobs WHERE sha256 = $1 FOR NO KEY UPDATE")
-                .bind(sha256)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if !Store::finish_job_in(&mut tx, job_id, worker).await? || kept.is_none() {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO embeddings (sha256, model_id, embedding) VALUES ($1, $2, $3)
-             ON CONFLICT (sha256, model_id) DO NOTHING",
-        )
-        .bind(sha256)
-        .bind(model_id)
-        .bind(Vector::from(embedding))
-        .execute(&mut *tx)
-        .await?;
-        search::enqueue_ready_matches(&mut tx, Some(sha256), None, model_id, max_attempts).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Adds a photo's vector for model `model_id` (the previous model, which answers while the
-    /// store reindexes for a new one), unless it has one or its blob is gone.
-    pub async fn save_previous_embedding(
-        &self,
-        sha256: &[u8],
-        model_id: i32,
-        embedding: Vec<f32>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO embeddings (sha256, model_id, embedding)
-             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM blobs WHERE sha256 = $1)
-             ON CONFLICT (sha256, model_id) DO NOTHING",
-        )
-        .bind(sha256)
-        .bind(model_id)
-        .bind(Vector::from(embedding))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Enqueues embedding jobs for every blob lacking an embedding for `model_id`, and re-queues

@@ -16,6 +16,7 @@ mod hostile_input;
 mod int8;
 mod job_lease;
 mod jpeg;
+mod labels;
 mod lifecycle;
 mod metadata;
 mod models;

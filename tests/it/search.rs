@@ -34,8 +34,13 @@ async fn wait_until_embedded(app: &TestApp, total: i64) {
     .await;
 }
 
+/// A search with the relevance floor off: these tests count and order results (the floor has
+/// its own tests in `labels`).
 async fn search(app: &axum::Router, photo: &[u8], fields: &[(&str, &str)]) -> (StatusCode, Value) {
-    let mut form: Vec<Part> = vec![("photo", "q.jpg", "image/jpeg", photo)];
+    let mut form: Vec<Part> = vec![
+        ("photo", "q.jpg", "image/jpeg", photo),
+        ("min_score", "", "text/plain", b"0"),
+    ];
     for (k, v) in fields {
         form.push((k, "", "text/plain", v.as_bytes()));
     }

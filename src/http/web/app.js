@@ -116,7 +116,7 @@ const tokens = {
 // ---------- shared pieces ----------
 
 /** A drop zone over a file input: drag and drop, the file picker, or (on phones) the camera. */
-function photoPicker({ name, multiple, label }) {
+function photoPicker({ name, multiple, label, onChange }) {
   const input = h("input", { type: "file", id: `${name}-input`, name, accept: "image/jpeg,image/png,image/webp", multiple, required: true });
   const camera = h("input", { type: "file", id: `${name}-camera`, accept: "image/*", capture: "environment", class: "camera" });
   const previews = h("div", { class: "previews", "aria-live": "polite" });
@@ -131,6 +131,7 @@ function photoPicker({ name, multiple, label }) {
     files = Array.from(list).filter((f) => f.type.startsWith("image/")).slice(0, multiple ? MAX_REPORT_PHOTOS : 1);
     previews.replaceChildren(...files.map((f) => h("img", { src: URL.createObjectURL(f), alt: `Chosen photo ${f.name}` })));
     input.required = files.length === 0;
+    if (onChange) onChange(files);
   };
   input.addEventListener("change", () => setFiles(input.files));
   camera.addEventListener("change", () => setFiles(camera.files));
@@ -203,11 +204,17 @@ function searchView() {
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     out.replaceChildren(notice("info", "Comparing your photo with the reports…"));
-    try {
+    // `weaker`: the person asked to see the results below the relevance floor too.
+    const run = async (weaker) => {
+      if (weaker) data.set("min_score", "0");
       const answer = await api("/v1/search", { method: "POST", body: data });
-      out.replaceChildren(results(answer.results));
+      const more = () => run(true).catch((err) => out.replaceChildren(notice("error", err.message)));
+      out.replaceChildren(...[readAs(answer), results(answer.results, answer, more)].filter(Boolean));
       const heading = out.querySelector("h2");
       if (heading) { heading.scrollIntoView({ block: "start" }); heading.focus({ preventScroll: true }); }
+    };
+    try {
+      await run(false);
     } catch (err) {
       out.replaceChildren(notice("error", err.message));
     } finally {
@@ -216,28 +223,80 @@ function searchView() {
   });
   show(h("h1", {}, "Is your pet among the reports?"),
     h("p", { id: "search-hint" }, "Drop a photo of the pet: the reports whose photos look most alike come first."),
-    form, out);
+    form, out, breedSearch());
 }
 
-function results(list) {
+/** What the model read in the query photo, and how it was used. */
+function readAs(answer) {
+  const labels = answer.query_labels;
+  if (!labels || labels.predicted_species === "other") return null;
+  const breeds = (labels.breeds || []).map((b) => `${b.name} ${Math.round(b.probability * 100)}%`).join(", ");
+  const used = answer.species_used
+    ? (answer.species_used.how === "filter" ? ` Showing ${labels.predicted_species}s only.` : ` ${labels.predicted_species[0].toUpperCase()}${labels.predicted_species.slice(1)}s come first.`)
+    : "";
+  return h("p", { class: "hint" }, `Your photo looks like a ${labels.predicted_species}${breeds ? ` (${breeds})` : ""}.${used}`);
+}
+
+/** Search by breed name, without a photo. */
+function breedSearch() {
+  const out = h("div", { "aria-live": "polite" });
+  const input = h("input", { id: "breed-q", name: "q", required: true, maxlength: 200, placeholder: "beagle, siamese, tabby, berger allemand…" });
+  const form = h("form", {},
+    h("div", {}, h("label", { for: "breed-q" }, "Or search by breed, without a photo"), input),
+    h("button", { type: "submit", class: "secondary" }, "Search by breed"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const params = new URLSearchParams({ q: input.value.trim(), k: "20" });
+    out.replaceChildren(notice("info", "Looking for that breed…"));
+    try {
+      const answer = await api(`/v1/search?${params}`);
+      if (!answer.breeds.length) { out.replaceChildren(notice("info", "No dog or cat breed known by that name. Try another name, e.g. “labrador” or “siamese”.")); return; }
+      const understood = h("p", { class: "hint" }, `Breeds: ${answer.breeds.slice(0, 8).join(", ")}${answer.breeds.length > 8 ? ", …" : ""}`);
+      if (!answer.results.length) { out.replaceChildren(understood, notice("info", "No report shows that breed yet.")); return; }
+      out.replaceChildren(understood, h("section", { "aria-label": "Reports by breed" },
+        h("h2", { tabindex: -1 }, `${answer.results.length} report${answer.results.length === 1 ? "" : "s"}, most likely first`),
+        h("ul", { class: "results" }, answer.results.map((r) => resultCard(r, `${Math.round(r.probability * 100)}% likely`)))));
+    } catch (err) {
+      out.replaceChildren(notice("error", err.message));
+    }
+  });
+  return h("section", { "aria-label": "Search by breed" }, form, out);
+}
+
+function resultCard(r, score) {
+  return h("li", { class: "card result" },
+    h("a", { href: `#/report/${r.report.id}` },
+      h("img", { src: r.thumbnail_url, alt: `Photo of ${r.report.title}`, loading: "lazy" }),
+      h("div", { class: "body" },
+        h("div", { class: "title" }, r.report.title),
+        h("div", { class: "meta" }, `${r.report.kind} · ${r.report.species} · ${when(r.report.created_at)}`),
+        h("div", { class: "score" }, score))));
+}
+
+/** Results at or above the relevance floor; a way to see the weaker ones when some were left out. */
+function results(list, answer, showWeaker) {
+  const hidden = (answer && answer.below_min_score) || 0;
+  const weaker = hidden > 0
+    ? h("button", { type: "button", class: "secondary", onclick: showWeaker }, `Show ${hidden} weaker match${hidden === 1 ? "" : "es"}`)
+    : null;
+  if (!list.length && hidden > 0) {
+    return h("div", {}, notice("info", "No close look-alikes yet. Post a report so others can find you, or look at the weaker matches."), weaker);
+  }
   if (!list.length) return notice("info", "No report matches these filters yet. Try fewer filters, or post a report so others can find you.");
   return h("section", { "aria-label": "Results" },
     h("h2", { tabindex: -1 }, `${list.length} look-alike report${list.length === 1 ? "" : "s"}, most alike first`),
-    h("ul", { class: "results" }, list.map((r) => h("li", { class: "card result" },
-      h("a", { href: `#/report/${r.report.id}` },
-        h("img", { src: r.thumbnail_url, alt: `Photo of ${r.report.title}`, loading: "lazy" }),
-        h("div", { class: "body" },
-          h("div", { class: "title" }, r.report.title),
-          h("div", { class: "meta" }, `${r.report.kind} · ${r.report.species} · ${when(r.report.created_at)}`),
-          h("div", { class: "score" }, percent(r.score))))))));
+    h("ul", { class: "results" }, list.map((r) => resultCard(r, percent(r.score)))),
+    weaker);
 }
 
 // ---------- post a report ----------
 
 function newReportView() {
-  const picker = photoPicker({ name: "photos", multiple: true, label: `Photos (1 to ${MAX_REPORT_PHOTOS})` });
+  const guess = h("p", { class: "hint", "aria-live": "polite" });
+  const picker = photoPicker({ name: "photos", multiple: true, label: `Photos (1 to ${MAX_REPORT_PHOTOS})`, onChange: (files) => prefill(files, form, guess) });
   const out = h("div", { "aria-live": "polite" });
   const form = h("form", {},
+    guess,
     h("div", { class: "row" }, select("kind", "This pet is", KINDS), select("species", "Species", SPECIES)),
     h("div", {}, h("label", { for: "title" }, "Title"), h("input", { id: "title", name: "title", required: true, maxlength: 200, placeholder: "Brown labrador near the park" })),
     h("div", {}, h("label", { for: "description" }, "Description (optional)"), h("textarea", { id: "description", name: "description", rows: 3, maxlength: 5000 })),
@@ -247,6 +306,7 @@ function newReportView() {
     placeFields(false),
     picker.element,
     h("button", { type: "submit" }, "Post the report"));
+  form.querySelector("#species").addEventListener("change", (e) => { e.target.dataset.touched = "1"; });
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const photos = picker.files();
@@ -281,6 +341,32 @@ function newReportView() {
   show(h("h1", {}, "Post a report"),
     h("p", {}, "Lost a pet, found one, or saw one? Post it with photos: others searching by photo will find it, and it lists the reports that look alike."),
     form, out);
+}
+
+/** Pre-fills the species (and a title) from what the model reads in the first photo; the person
+ *  can change both. A failure leaves the form as it is. */
+let prefilled = 0;
+async function prefill(files, form, guess) {
+  const asked = ++prefilled;
+  guess.textContent = "";
+  if (!files.length) return;
+  const data = new FormData();
+  data.append("photos", files[0]);
+  try {
+    const answer = await api("/v1/embeddings", { method: "POST", body: data });
+    const labels = answer.embeddings[0] && answer.embeddings[0].labels;
+    if (asked !== prefilled || !labels || labels.predicted_species === "other") return;
+    const species = form.querySelector("#species");
+    // The person's own choice is never overwritten.
+    if (species.dataset.touched) return;
+    species.value = labels.predicted_species;
+    const title = form.querySelector("#title");
+    const breed = labels.breeds && labels.breeds[0];
+    if (breed && !title.value) title.placeholder = `${breed.name[0].toUpperCase()}${breed.name.slice(1)} near the park`;
+    guess.textContent = `The photo looks like a ${labels.predicted_species}${breed ? ` (maybe ${breed.name})` : ""}: species filled in; change it if it is wrong.`;
+  } catch (err) {
+    // The form works without the guess.
+  }
 }
 
 // ---------- a report ----------
