@@ -96,7 +96,7 @@ impl Tally {
                 latencies.len(),
                 share(ok),
                 share(busy),
-                100.0 - share(ok) - share(busy)
+                (100.0 - share(ok) - share(busy)).max(0.0)
             );
         }
     }
