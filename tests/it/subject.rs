@@ -119,6 +119,8 @@ async fn search(app: &axum::Router, photo: &[u8]) -> Value {
     let form: Vec<Part> = vec![
         ("photo", "q.jpg", "image/jpeg", photo),
         ("k", "", "text/plain", b"3"),
+        // No relevance floor: the test compares the subject's score with the unrelated ones.
+        ("min_score", "", "text/plain", b"0"),
     ];
     let (status, _, body) = send(app, post_multipart("/v1/search", &form)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
