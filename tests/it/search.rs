@@ -285,6 +285,13 @@ async fn a_small_tenants_search_among_a_big_ones_fills_k() {
     ] {
         sqlx::query(sql).execute(store.pool()).await.unwrap();
     }
+    // The fixture's 2,012 vectors go through the HNSW index in one statement: on two cores shared
+    // with the rest of the suite that can outlast the store's statement timeout, which is about
+    // requests, not set-up, so they are inserted on the admin connection without one.
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut admin)
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO embeddings (sha256, model_id, embedding)
          SELECT sha256(n::text::bytea), $1,
@@ -294,7 +301,7 @@ async fn a_small_tenants_search_among_a_big_ones_fills_k() {
     )
     .bind(model)
     .bind(&query)
-    .execute(store.pool())
+    .execute(&mut admin)
     .await
     .unwrap();
     let tenant = |t: &str| SearchFilter {
