@@ -40,7 +40,6 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::body::{BodyCuts, BodyDeadlines, DeadlineBody};
-use crate::config::EdgeConfig;
 use crate::telemetry::prometheus::Exposition;
 
 /// Connections that get the short 503 at once; beyond them a refused connection is just closed.
@@ -71,27 +70,6 @@ pub struct ServerSettings {
     pub write_stall: Duration,
     /// Longest a response may take to be written, from its first byte.
     pub response_timeout: Duration,
-}
-
-impl ServerSettings {
-    /// Settings from the configuration.
-    pub fn from_config(c: &EdgeConfig) -> Self {
-        ServerSettings {
-            max_connections: c.max_connections.max(1),
-            header_timeout: c.header_timeout(),
-            keep_alive: c.keep_alive(),
-            body: BodyDeadlines {
-                total: c.body_timeout(),
-                idle: c.body_idle_timeout(),
-                min_bytes_per_sec: c.body_min_bytes_per_sec,
-                rate_window: c.body_rate_window(),
-            },
-            linger: c.linger(),
-            linger_max_bytes: (c.linger_max_mib as u64) << 20,
-            write_stall: c.write_stall(),
-            response_timeout: c.response_timeout(),
-        }
-    }
 }
 
 /// Counters of the connection loop (all connections of one listener).

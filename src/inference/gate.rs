@@ -30,7 +30,6 @@ use super::embedder::Embedding;
 pub use super::queue::Priority;
 use super::queue::{GateQueue, QueueId};
 use super::runner::{BatchRunner, ModelOutput};
-use crate::config::GateConfig;
 use crate::telemetry::histogram::{self, Histogram, HistogramSnapshot};
 use crate::telemetry::prometheus::Exposition;
 use crate::telemetry::timing::{self, Stage};
@@ -81,35 +80,6 @@ pub struct GateSettings {
     pub max_waiters: [usize; 2],
     /// Longest wait, per priority.
     pub max_wait: [Duration; 2],
-}
-
-impl GateSettings {
-    /// Settings from the configuration for a model on the CPU.
-    pub fn from_config(c: &GateConfig) -> Self {
-        GateSettings::for_device(c, Device::Cpu)
-    }
-
-    /// Settings from the configuration for a model on `device`: zero permits or zero batch means
-    /// the device's default.
-    pub fn for_device(c: &GateConfig, device: Device) -> Self {
-        GateSettings {
-            permits: if c.permits == 0 {
-                device.default_permits()
-            } else {
-                c.permits
-            },
-            max_batch: if c.max_batch == 0 {
-                device.default_max_batch()
-            } else {
-                c.max_batch
-            },
-            max_waiters: [c.max_waiters, c.max_background_waiters],
-            max_wait: [
-                Duration::from_millis(c.max_wait_ms),
-                Duration::from_millis(c.max_background_wait_ms),
-            ],
-        }
-    }
 }
 
 /// One run at a time per two cores: ONNX Runtime's intra-op threads use the cores inside a run,
