@@ -60,12 +60,12 @@ pub struct OpenLimitsConfig {
 
 impl OpenLimitsConfig {
     /// The limits in bytes (`i64::MAX` where off).
-    pub fn limits(&self) -> crate::store::OpenLimits {
+    pub fn limits(&self) -> crate::domain::limits::OpenLimits {
         let bytes = |n: u64| match n {
             0 => i64::MAX,
             n => i64::try_from(n).unwrap_or(i64::MAX),
         };
-        crate::store::OpenLimits {
+        crate::domain::limits::OpenLimits {
             daily_bytes_per_address: bytes(self.upload_bytes_per_day),
             total_bytes: bytes(self.max_storage_bytes),
         }

@@ -16,7 +16,7 @@ pub struct SearchConfig {
         long = "min-score",
         visible_alias = "match-threshold",
         env = "LOOKALIKE_MIN_SCORE",
-        default_value_t = crate::search::DEFAULT_MIN_SCORE
+        default_value_t = crate::domain::search::DEFAULT_MIN_SCORE
     )]
     pub min_score: f32,
     /// How a search by photo uses the species read in the query photo when the client names
@@ -26,9 +26,9 @@ pub struct SearchConfig {
         long = "query-species",
         env = "LOOKALIKE_QUERY_SPECIES",
         value_enum,
-        default_value_t = crate::search::QuerySpecies::Boost
+        default_value_t = crate::domain::search::QuerySpecies::Boost
     )]
-    pub query_species: crate::search::QuerySpecies,
+    pub query_species: crate::domain::search::QuerySpecies,
     /// Most possible matches kept per report.
     #[arg(
         long = "match-limit",
@@ -42,8 +42,8 @@ impl Default for SearchConfig {
     fn default() -> Self {
         SearchConfig {
             ef_search: 100,
-            min_score: crate::search::DEFAULT_MIN_SCORE,
-            query_species: crate::search::QuerySpecies::Boost,
+            min_score: crate::domain::search::DEFAULT_MIN_SCORE,
+            query_species: crate::domain::search::QuerySpecies::Boost,
             match_limit: 10,
         }
     }

@@ -23,9 +23,8 @@ use crate::store::{ClaimedJob, Store};
 use crate::telemetry::prometheus::Exposition;
 
 mod cleaning;
-mod payload;
 
-pub use payload::{
+pub use crate::domain::job::{
     DeleteObjectsJob, EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob, PurgeJob,
     StripMetadataJob,
 };

@@ -17,15 +17,17 @@ pub mod search;
 pub mod tenants;
 pub mod usage;
 
+pub use crate::domain::limits::OpenLimits;
+pub use crate::domain::search::{NewMatch, SearchFilter, SearchMode};
 pub use embeddings::StoredEmbedding;
 pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
 pub use labels::BreedHit;
 pub use lifecycle::{ModelUsage, Purge, SweptBlob};
 pub use messages::MessagePage;
 pub use reports::{CreatedReport, NewPhoto, OwnerCheck, Payer, PhotoKeys, Recorded, StorageCharge};
-pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode};
+pub use search::PhotoHit;
 pub use tenants::{ReserveError, StorageUsage};
-pub use usage::{AddressUsage, OpenLimits};
+pub use usage::AddressUsage;
 
 use crate::inference::ModelManifest;
 
