@@ -6,11 +6,14 @@ import { searchView } from "./js/search.js";
 import { newReportView } from "./js/post.js";
 import { reportView } from "./js/report.js";
 import { statusView } from "./js/status.js";
+import { mineView } from "./js/mine.js";
 
 const ID = "([0-9a-f-]{36})";
 addRoute(/^\/$/, searchView, { nav: "search", isFallback: true });
 addRoute(/^\/new$/, newReportView, { nav: "new" });
 addRoute(new RegExp(`^/reports?/${ID}$`, "i"), reportView);
+addRoute(/^\/mine$/, mineView, { nav: "mine" });
+// The operators' view: at its own address, not in the public menu.
 addRoute(/^\/status$/, statusView);
 
 start();

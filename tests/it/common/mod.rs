@@ -1,6 +1,7 @@
 //! Shared test fixtures: the real model, a fresh PostgreSQL database per test, sample photos,
 //! and multipart bodies. Everything comes from `make test`'s set-up (scripts/setup.sh).
 
+pub mod browser;
 pub mod process;
 
 use std::path::{Path, PathBuf};

@@ -49,3 +49,41 @@ export function percent(score) {
 export function when(iso) {
   return new Date(iso).toLocaleString();
 }
+
+/** A size in words: "3.1 MB", "420 KB". */
+export function mb(bytes) {
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  return `${Math.max(1, Math.round(bytes / 1e3))} KB`;
+}
+
+const announced = new Set();
+/** Says `text` once to screen readers, through the page's one live region: what is new, never
+ *  what was already said (`key` names it; the text alone when absent). */
+export function announce(text, key = text) {
+  if (announced.has(key)) return;
+  announced.add(key);
+  const region = document.getElementById("announcer");
+  if (region) region.textContent = text;
+}
+
+/** Sets `el`'s text only when it changed (a screen reader re-reads what is rewritten). */
+export function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+/** Makes `old` look like `fresh` by changing only what differs (text, attributes; a node whose
+ *  tag changed is replaced): what did not change is not rewritten, so it keeps focus and is not
+ *  re-read. */
+export function morph(old, fresh) {
+  if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) { old.replaceWith(fresh); return; }
+  if (old.nodeType === Node.TEXT_NODE) { if (old.data !== fresh.data) old.data = fresh.data; return; }
+  if (old.nodeType !== Node.ELEMENT_NODE) return;
+  for (const { name } of [...old.attributes]) if (!fresh.hasAttribute(name)) old.removeAttribute(name);
+  for (const { name, value } of [...fresh.attributes]) if (old.getAttribute(name) !== value) old.setAttribute(name, value);
+  // A meter's or progress's value is a property too.
+  if ("value" in fresh && old.value !== fresh.value && (old.tagName === "METER" || old.tagName === "PROGRESS")) old.value = fresh.value;
+  const oldKids = [...old.childNodes];
+  const freshKids = [...fresh.childNodes];
+  freshKids.forEach((kid, i) => { if (i < oldKids.length) morph(oldKids[i], kid); else old.append(kid); });
+  oldKids.slice(freshKids.length).forEach((kid) => kid.remove());
+}

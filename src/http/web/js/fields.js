@@ -1,25 +1,38 @@
 // Form pieces shared by the views: the photo picker, selects, the place fields, badges.
-import { h } from "./dom.js";
+import { h, mb, announce } from "./dom.js";
+import { ACCEPTED_WORDS, checkFiles } from "./photos.js";
 
 export const KINDS = ["lost", "found", "sighting"];
 export const SPECIES = ["dog", "cat", "other"];
 export const MAX_REPORT_PHOTOS = 5;
 
-/** A drop zone over a file input: drag and drop, the file picker, or (on phones) the camera. */
+/** A drop zone over a file input: drag and drop, the file picker, or (on phones) the camera. A file
+ *  the service cannot read, or one too many, is named and explained, never dropped silently. */
 export function photoPicker({ name, multiple, label, onChange }) {
-  const input = h("input", { type: "file", id: `${name}-input`, name, accept: "image/jpeg,image/png,image/webp", multiple, required: true });
+  const max = multiple ? MAX_REPORT_PHOTOS : 1;
+  const hint = `${name}-hint`;
+  // image/* so that a HEIC can be chosen and then explained (or converted where the browser can).
+  const input = h("input", { type: "file", id: `${name}-input`, name, accept: "image/*", multiple, required: true, "aria-describedby": hint });
   const camera = h("input", { type: "file", id: `${name}-camera`, accept: "image/*", capture: "environment", class: "camera" });
-  const previews = h("div", { class: "previews", "aria-live": "polite" });
+  const previews = h("div", { class: "previews" });
+  const problems = h("div", { id: `${name}-problems` });
   const zone = h("div", { class: "drop" },
     h("label", { for: input.id }, label),
-    h("p", { class: "hint" }, multiple ? `Drop up to ${MAX_REPORT_PHOTOS} photos here, or choose them.` : "Drop a photo here, or choose one."),
+    h("p", { class: "hint", id: hint }, `${multiple ? `Drop up to ${max} photos here, or choose them` : "Drop a photo here, or choose one"} (${ACCEPTED_WORDS}; large ones are made smaller before sending).`),
     input,
     h("div", { class: "camera-row" }, h("label", { for: camera.id, class: "hint" }, "Or take a photo:"), camera),
-    previews);
+    previews, problems);
   let files = [];
-  const setFiles = (list) => {
-    files = Array.from(list).filter((f) => f.type.startsWith("image/")).slice(0, multiple ? MAX_REPORT_PHOTOS : 1);
-    previews.replaceChildren(...files.map((f) => h("img", { src: URL.createObjectURL(f), alt: `Chosen photo ${f.name}` })));
+  const setFiles = async (list) => {
+    const checked = await checkFiles(list, max);
+    files = checked.files;
+    previews.replaceChildren(...files.map((f) => h("figure", { class: "preview" },
+      h("img", { src: URL.createObjectURL(f), alt: `Chosen photo ${f.name}` }),
+      h("figcaption", { class: "hint" }, mb(f.size)))));
+    problems.replaceChildren(checked.problems.length
+      ? h("div", { class: "notice error", role: "alert" }, h("ul", { class: "file-problems" }, checked.problems.map((p) => h("li", {}, p))))
+      : "");
+    if (checked.problems.length) announce(checked.problems.join(" "), `${Date.now()}`);
     input.required = files.length === 0;
     if (onChange) onChange(files);
   };
@@ -31,11 +44,13 @@ export function photoPicker({ name, multiple, label, onChange }) {
   return { element: zone, files: () => files };
 }
 
-export function select(name, label, options, { any } = {}) {
+/** A select; `any` is a first choice meaning "no filter", `choose` one that must be changed. */
+export function select(name, label, options, { any, choose } = {}) {
   return h("div", {},
     h("label", { for: name }, label),
-    h("select", { id: name, name },
+    h("select", { id: name, name, required: choose ? true : undefined },
       any ? h("option", { value: "" }, any) : null,
+      choose ? h("option", { value: "", disabled: true, selected: true }, choose) : null,
       options.map((o) => h("option", { value: o }, o))));
 }
 
@@ -56,7 +71,7 @@ export function placeFields(withRadius) {
     h("div", { class: "row" },
       h("div", {}, h("label", { for: "latitude" }, "Latitude"), lat),
       h("div", {}, h("label", { for: "longitude" }, "Longitude"), lon),
-      withRadius ? h("div", {}, h("label", { for: "radius_km" }, "Within (km)"), h("input", { id: "radius_km", name: "radius_km", type: "number", min: 1, max: 20000, value: 25, inputmode: "numeric" })) : null),
+      withRadius ? h("div", {}, h("label", { for: "radius_km" }, "Within (km)"), h("input", { id: "radius_km", name: "radius_km", type: "number", min: 1, max: 20000, placeholder: "25", inputmode: "numeric" })) : null),
     locate, status);
 }
 

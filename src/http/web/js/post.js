@@ -1,16 +1,19 @@
-// Posting a report: the form, the species guessed from the first photo, the owner token.
-import { h, show, notice } from "./dom.js";
-import { api, tokens } from "./api.js";
+// Posting a report: the form, the species guessed from the first photo, photos made smaller and
+// sent with their progress shown; on success the report's own page (with the owner token).
+import { h, show, mb, announce } from "./dom.js";
+import { api, upload, tokens } from "./api.js";
+import { shrink, describe } from "./photos.js";
 import { KINDS, SPECIES, MAX_REPORT_PHOTOS, photoPicker, select, placeFields } from "./fields.js";
-import { followReport } from "./report.js";
+import { justPosted } from "./report.js";
 
 export function newReportView() {
   const guess = h("p", { class: "hint", "aria-live": "polite" });
   const picker = photoPicker({ name: "photos", multiple: true, label: `Photos (1 to ${MAX_REPORT_PHOTOS})`, onChange: (files) => prefill(files, form, guess) });
-  const out = h("div", { "aria-live": "polite" });
+  // Beside the button, where the person looks: progress, then what went wrong.
+  const out = h("div", { id: "post-outcome" });
   const form = h("form", {},
     guess,
-    h("div", { class: "row" }, select("kind", "This pet is", KINDS), select("species", "Species", SPECIES)),
+    h("div", { class: "row" }, select("kind", "This pet is", KINDS), select("species", "Species", SPECIES, { choose: "Choose… (other if not sure)" })),
     h("div", {}, h("label", { for: "title" }, "Title"), h("input", { id: "title", name: "title", required: true, maxlength: 200, placeholder: "Brown labrador near the park" })),
     h("div", {}, h("label", { for: "description" }, "Description (optional)"), h("textarea", { id: "description", name: "description", rows: 3, maxlength: 5000 })),
     h("div", {}, h("label", { for: "contact" }, "How to reach you (optional)"), h("input", { id: "contact", name: "contact", maxlength: 200, autocomplete: "email", "aria-describedby": "contact-hint" }),
@@ -18,12 +21,19 @@ export function newReportView() {
       h("label", {}, h("input", { type: "checkbox", id: "contact_public", name: "contact_public" }), " Show my contact to everyone")),
     placeFields(false),
     picker.element,
-    h("button", { type: "submit" }, "Post the report"));
+    h("button", { type: "submit" }, "Post the report"),
+    out);
   form.querySelector("#species").addEventListener("change", (e) => { e.target.dataset.touched = "1"; });
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    const photos = picker.files();
-    if (!photos.length) { out.replaceChildren(notice("error", "Add at least one photo.")); return; }
+    const chosen = picker.files();
+    if (!chosen.length) { failed(out, "Add at least one photo."); return; }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    const progress = h("progress", { id: "upload-progress", max: 100, value: 0, "aria-label": "Sent" });
+    const words = h("p", { id: "upload-words" }, "Preparing the photos…");
+    out.replaceChildren(h("div", { class: "sending" }, words, progress));
+    const photos = await Promise.all(chosen.map(smaller));
     const data = new FormData();
     for (const name of ["kind", "species", "title", "description", "contact", "latitude", "longitude"]) {
       const value = form.querySelector(`#${name}`).value.trim();
@@ -31,29 +41,43 @@ export function newReportView() {
     }
     if (form.querySelector("#contact_public").checked) data.append("contact_public", "true");
     photos.forEach((p) => data.append("photos", p));
-    const button = form.querySelector("button[type=submit]");
-    button.disabled = true;
-    out.replaceChildren(notice("info", "Sending your report…"));
+    words.textContent = `Sending ${describe(photos)}…`;
+    announce(words.textContent, `${Date.now()}`);
     try {
-      const report = await api("/v1/reports", { method: "POST", body: data });
+      const report = await upload("/v1/reports", data, (sent, total) => {
+        progress.max = total;
+        progress.value = sent;
+        words.textContent = sent < total
+          ? `Sending: ${mb(sent)} of ${mb(total)} (${Math.floor(sent / total * 100)}%)`
+          : "Sent; the service is storing your report…";
+      });
       tokens.set(report.id, report.owner_token);
-      form.remove();
-      out.replaceChildren(
-        notice("success",
-          h("strong", {}, "Your report is posted. "),
-          "Keep this owner token: you need it to mark the report resolved or to delete it, and it is shown only now.",
-          h("code", { class: "token", id: "owner-token" }, report.owner_token),
-          "This browser remembers it too."),
-        h("div", { id: "report-live" }));
-      followReport(report.id, document.getElementById("report-live"));
+      justPosted.set(report.id, report.owner_token);
+      location.hash = `#/reports/${report.id}`;
     } catch (err) {
-      out.replaceChildren(notice("error", err.message));
+      // The form stays as it was: the same photos and words go again with one press.
+      failed(out, err.message);
+      button.textContent = "Try again";
       button.disabled = false;
     }
   });
   show(h("h1", {}, "Post a report"),
     h("p", {}, "Lost a pet, found one, or saw one? Post it with photos: others searching by photo will find it, and it lists the reports that look alike."),
-    form, out);
+    form);
+}
+
+/** A problem shown beside the button, and focused, so it is seen and read. */
+function failed(out, message) {
+  const problem = h("div", { class: "notice error", role: "alert", tabindex: -1, id: "post-error" }, message);
+  out.replaceChildren(problem);
+  problem.focus();
+}
+
+// Each chosen photo is made smaller once (for the species guess, then for the report).
+const shrunk = new WeakMap();
+function smaller(file) {
+  if (!shrunk.has(file)) shrunk.set(file, shrink(file));
+  return shrunk.get(file);
 }
 
 /** Pre-fills the species (and a title) from what the model reads in the first photo; the person
@@ -64,7 +88,7 @@ async function prefill(files, form, guess) {
   guess.textContent = "";
   if (!files.length) return;
   const data = new FormData();
-  data.append("photos", files[0]);
+  data.append("photos", await smaller(files[0]));
   try {
     const answer = await api("/v1/embeddings", { method: "POST", body: data });
     const labels = answer.embeddings[0] && answer.embeddings[0].labels;

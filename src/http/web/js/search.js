@@ -1,6 +1,7 @@
 // The search view: by photo (with filters), and by breed name.
-import { h, show, notice, percent, when } from "./dom.js";
-import { api } from "./api.js";
+import { h, show, notice, percent, when, mb } from "./dom.js";
+import { api, tokens } from "./api.js";
+import { shrink } from "./photos.js";
 import { KINDS, SPECIES, photoPicker, select, placeFields } from "./fields.js";
 
 export function searchView() {
@@ -11,39 +12,57 @@ export function searchView() {
     h("div", { class: "row" },
       h("fieldset", {},
         h("legend", {}, "Which reports"),
-        h("div", { class: "choices" }, KINDS.map((k) => h("label", {}, h("input", { type: "checkbox", name: "kind", value: k, checked: k !== "lost" }), k)))),
+        h("div", { class: "choices" }, KINDS.map((k) => h("label", {}, h("input", { type: "checkbox", name: "kind", value: k, checked: true }), k)))),
       select("species", "Species", SPECIES, { any: "any species" })),
     placeFields(true),
     h("button", { type: "submit" }, "Search"));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    const [photo] = picker.files();
-    if (!photo) { out.replaceChildren(notice("error", "Choose a photo first.")); return; }
-    const data = new FormData();
-    data.append("photo", photo);
+    const [chosen] = picker.files();
+    if (!chosen) { out.replaceChildren(notice("error", "Choose a photo first.")); return; }
     const kinds = [...form.querySelectorAll("input[name=kind]:checked")].map((c) => c.value);
-    if (kinds.length) data.append("kind", kinds.join(","));
-    const species = form.querySelector("#species").value;
-    if (species) data.append("species", species);
-    const [lat, lon, radius] = ["latitude", "longitude", "radius_km"].map((n) => form.querySelector(`#${n}`).value);
-    if (lat && lon) { data.append("latitude", lat); data.append("longitude", lon); data.append("radius_km", radius || "25"); }
-    data.append("k", "20");
+    if (!kinds.length) { out.replaceChildren(notice("error", "Tick at least one kind of report: lost, found or sighting.")); return; }
+    const [lat, lon, radius] = ["latitude", "longitude", "radius_km"].map((n) => form.querySelector(`#${n}`).value.trim());
+    if ((lat === "") !== (lon === "") || (radius && !lat)) {
+      const problem = notice("error", radius && !lat && !lon
+        ? "“Within (km)” needs a place: give a latitude and longitude (or “Use my location”), or leave the distance empty."
+        : "A place needs both a latitude and a longitude.");
+      out.replaceChildren(problem);
+      form.querySelector(lat ? "#longitude" : "#latitude").focus();
+      return;
+    }
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
-    out.replaceChildren(notice("info", "Comparing your photo with the reports…"));
+    out.replaceChildren(notice("info", "Preparing your photo…"));
+    const photo = await shrink(chosen);
+    const data = new FormData();
+    data.append("photo", photo);
+    data.append("kind", kinds.join(","));
+    const species = form.querySelector("#species").value;
+    if (species) data.append("species", species);
+    const place = lat && lon ? { latitude: Number(lat), longitude: Number(lon) } : null;
+    if (place) { data.append("latitude", lat); data.append("longitude", lon); data.append("radius_km", radius || "25"); }
+    data.append("k", "20");
+    out.replaceChildren(notice("info", `Comparing your photo (${mb(photo.size)}) with the reports…`));
     // `weaker`: the person asked to see the results below the relevance floor too.
     const run = async (weaker) => {
       if (weaker) data.set("min_score", "0");
       const answer = await api("/v1/search", { method: "POST", body: data });
       const more = () => run(true).catch((err) => out.replaceChildren(notice("error", err.message)));
-      out.replaceChildren(...[readAs(answer), results(answer.results, answer, more)].filter(Boolean));
+      // A finder never sees their own report: those this browser posted are left out.
+      const mine = new Set(tokens.ids());
+      const others = answer.results.filter((r) => !mine.has(r.report.id));
+      out.replaceChildren(...[readAs(answer), results(others, answer, more, place)].filter(Boolean));
       const heading = out.querySelector("h2");
       if (heading) { heading.scrollIntoView({ block: "start" }); heading.focus({ preventScroll: true }); }
     };
     try {
       await run(false);
     } catch (err) {
-      out.replaceChildren(notice("error", err.message));
+      // Said where the person looks: below the button, focused.
+      const problem = h("div", { class: "notice error", role: "alert", tabindex: -1 }, err.message);
+      out.replaceChildren(problem);
+      problem.focus();
     } finally {
       button.disabled = false;
     }
@@ -90,18 +109,36 @@ function breedSearch() {
   return h("section", { "aria-label": "Search by breed" }, form, out);
 }
 
-export function resultCard(r, score) {
+/** Kilometres between two places (haversine), for "about 3 km away". */
+function kilometres(a, b) {
+  const rad = (d) => d * Math.PI / 180;
+  const dLat = rad(b.latitude - a.latitude), dLon = rad(b.longitude - a.longitude);
+  const x = Math.sin(dLat / 2) ** 2 + Math.cos(rad(a.latitude)) * Math.cos(rad(b.latitude)) * Math.sin(dLon / 2) ** 2;
+  return 6371 * 2 * Math.asin(Math.sqrt(x));
+}
+
+/** Where a report is, in words: its distance from `place` when both are known, else its rough
+ *  position; nothing when the report has none. */
+export function where(report, place) {
+  if (report.distance_km != null) return `about ${Math.max(1, Math.round(report.distance_km))} km away`;
+  if (report.latitude == null || report.longitude == null) return null;
+  if (place) return `about ${Math.max(1, Math.round(kilometres(place, report)))} km away`;
+  return `near ${report.latitude.toFixed(2)}, ${report.longitude.toFixed(2)}`;
+}
+
+export function resultCard(r, score, place) {
   return h("li", { class: "card result" },
-    h("a", { href: `#/report/${r.report.id}` },
+    h("a", { href: `#/reports/${r.report.id}` },
       h("img", { src: r.thumbnail_url, alt: `Photo of ${r.report.title}`, loading: "lazy" }),
       h("div", { class: "body" },
         h("div", { class: "title" }, r.report.title),
         h("div", { class: "meta" }, `${r.report.kind} · ${r.report.species} · ${when(r.report.created_at)}`),
+        where(r.report, place) ? h("div", { class: "meta where" }, where(r.report, place)) : null,
         h("div", { class: "score" }, score))));
 }
 
 /** Results at or above the relevance floor; a way to see the weaker ones when some were left out. */
-export function results(list, answer, showWeaker) {
+export function results(list, answer, showWeaker, place) {
   const hidden = (answer && answer.below_min_score) || 0;
   const weaker = hidden > 0
     ? h("button", { type: "button", class: "secondary", onclick: showWeaker }, `Show ${hidden} weaker match${hidden === 1 ? "" : "es"}`)
@@ -112,6 +149,6 @@ export function results(list, answer, showWeaker) {
   if (!list.length) return notice("info", "No report matches these filters yet. Try fewer filters, or post a report so others can find you.");
   return h("section", { "aria-label": "Results" },
     h("h2", { tabindex: -1 }, `${list.length} look-alike report${list.length === 1 ? "" : "s"}, most alike first`),
-    h("ul", { class: "results" }, list.map((r) => resultCard(r, percent(r.score)))),
+    h("ul", { class: "results" }, list.map((r) => resultCard(r, percent(r.score), place))),
     weaker);
 }

@@ -1,17 +1,18 @@
 // The operators' view: the service's load, from /v1/status.
-import { h, show, notice, onLeave } from "./dom.js";
+import { h, show, notice, onLeave, morph } from "./dom.js";
 import { api } from "./api.js";
 
 export function statusView() {
-  const place = h("div", { "aria-live": "polite" });
+  // Updated in place (see `morph`): numbers change, nothing is rebuilt or re-read.
+  const place = h("div", {}, h("div", {}));
   show(h("h1", {}, "Service status"), h("p", { class: "hint" }, "Refreshes every 2 seconds."), place);
   let timer = null;
   onLeave(() => clearTimeout(timer));
   const load = async () => {
     try {
-      place.replaceChildren(renderStatus(await api("/v1/status")));
+      morph(place.firstChild, renderStatus(await api("/v1/status")));
     } catch (err) {
-      place.replaceChildren(notice("error", err.message));
+      morph(place.firstChild, notice("error", err.message));
     }
     timer = setTimeout(load, 2000);
   };
