@@ -69,6 +69,14 @@ async fn a_match_posted_later_appears_on_the_open_report_page_in_place() {
     s.open(&format!("#/reports/{id}"), "Lost tabby cat").await;
     s.text("#embedding-status", "ready", 30).await;
     s.text("#matches-empty", "None yet", 10).await;
+    let shown = s
+        .js("return document.querySelector('main').innerText")
+        .await;
+    let shown = shown.as_str().unwrap();
+    assert!(
+        !shown.contains("null") && !shown.contains("undefined"),
+        "{shown}"
+    );
     let text = s.browser.find(Locator::Css("#message-text")).await.unwrap();
     text.send_keys("Is this your cat? I saw").await.unwrap();
     s.js("document.getElementById('report-title').kept = 'yes'; window.scrollTo(0, 300);")
@@ -147,7 +155,7 @@ fn large_photo(seed: u32) -> Vec<u8> {
         }
     }
     let mut out = std::io::Cursor::new(Vec::new());
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 94)
         .encode_image(&big)
         .unwrap();
     out.into_inner()

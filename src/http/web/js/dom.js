@@ -33,7 +33,7 @@ export function leave() {
 
 /** Shows a view's nodes in <main>, focused at the top. */
 export function show(...nodes) {
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.filter((node) => node !== null && node !== undefined && node !== false));
   window.scrollTo(0, 0);
   main.focus({ preventScroll: true });
 }
