@@ -162,6 +162,29 @@ async fn a_person_searches_posts_a_report_and_follows_it_to_a_match() {
     wait_for_text(&browser, &shots, "#my-reports", "possible match", 10).await;
     shots.take(&browser, "my-reports").await;
 
+    // Searching again with the cat's photo, the finder sees the lost report, never their own.
+    browser.goto(&site).await.unwrap();
+    wait_for_text(&browser, &shots, "h1", "Is your pet among the reports?", 10).await;
+    browser
+        .find(Locator::Css("#photo-input"))
+        .await
+        .unwrap()
+        .send_keys(&found_photo)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, &shots, ".result", "Lost tabby cat", 30).await;
+    for result in browser.find_all(Locator::Css(".result")).await.unwrap() {
+        let text = result.text().await.unwrap();
+        assert!(!text.contains("Found a tabby cat in my garden"), "{text}");
+    }
+
     // The match leads to the lost report's page, where this browser is a visitor: no owner's
     // panel, a way to write to the owner.
     browser.goto(&address).await.unwrap();
