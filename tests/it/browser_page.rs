@@ -400,6 +400,49 @@ async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
     s.open("#/mine", "My reports").await;
     s.text("#my-reports", "Grey cat, resolved", 10).await;
 
+    // Swagger UI's "Try it out" for a search fills in only k (no place, no radius, no filter).
+    s.browser.goto(&format!("{}/docs", s.site)).await.unwrap();
+    let operation = "#operations-search-search";
+    s.text(operation, "/v1/search", 30).await;
+    s.browser
+        .find(Locator::Css(&format!(
+            "{operation} .opblock-summary-control"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    s.text(&format!("{operation} .try-out__btn"), "Try it out", 10)
+        .await;
+    s.browser
+        .find(Locator::Css(&format!("{operation} .try-out__btn")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let form_shown = "return document.querySelector('#operations-search-search tr[data-property-name=k] input') !== null";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.js(form_shown).await != true {
+        let row = s
+            .js("const r = document.querySelector('#operations-search-search tr[data-property-name=k]'); return r ? r.outerHTML : 'no row'")
+            .await;
+        assert!(Instant::now() < deadline, "no field for k: {row}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let filled = s
+        .js("return Object.fromEntries(['k', 'latitude', 'longitude', 'radius_km', 'breed', 'since', \
+             'kind', 'species', 'min_score'].map((n) => { \
+             const row = document.querySelector(`#operations-search-search tr[data-property-name=${n}]`); \
+             const input = row && row.querySelector('input:not([type=checkbox]), textarea'); \
+             return [n, input ? input.value : 'no field']; }))")
+        .await;
+    for (field, value) in filled.as_object().unwrap() {
+        let expected = if field == "k" { "10" } else { "" };
+        assert_eq!(value, expected, "{field} in {filled}");
+    }
+
     // The operators' view changes its numbers in place, not its elements.
     s.open("#/status", "Service status").await;
     s.text("#stats", "Model permits in use", 10).await;
