@@ -12,6 +12,9 @@ use crate::capacity::{AddressCaps, ByteBudget};
 use crate::inference::{ConvSearch, Device, DeviceSettings};
 use crate::rate_limit::{ClassRates, IpNet, RateLimitSettings, RateSpec};
 
+mod events;
+pub use events::{EventsConfig, WebhookConfig, WebhookDeliveryConfig};
+
 /// The local development database started by `scripts/pg.sh`.
 pub const DEFAULT_DATABASE_URL: &str =
     "postgres://postgres@127.0.0.1:55432/lookalike?sslmode=disable";
@@ -78,6 +81,8 @@ pub struct WorkConfig {
     pub search: SearchConfig,
     #[command(flatten)]
     pub sweep: SweepConfig,
+    #[command(flatten)]
+    pub webhook_delivery: WebhookDeliveryConfig,
     /// Serve `/metrics` (the workers', the gate's, the jobs') on this address; none by default.
     #[arg(long = "metrics-listen", env = "LOOKALIKE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -252,6 +257,10 @@ pub struct ServeConfig {
     pub open_limits: OpenLimitsConfig,
     #[command(flatten)]
     pub sweep: SweepConfig,
+    #[command(flatten)]
+    pub events: EventsConfig,
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
     /// Serve `/metrics` on this address only (for operators), instead of the public listener.
     #[arg(long = "metrics-listen", env = "LOOKALIKE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

@@ -8,7 +8,9 @@ use axum::routing::{MethodRouter, get, patch, post};
 use super::body::{self, with_body_limit};
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
-use super::{embeddings, health, messages, middleware, openapi, protect, reports, search, web};
+use super::{
+    embeddings, events, health, messages, middleware, openapi, protect, reports, search, web,
+};
 use crate::rate_limit::RouteClass;
 
 /// Body limit of routes that take no body (or a small JSON one).
@@ -34,6 +36,7 @@ pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(health::operators_metrics))
         .route("/v1/status", get(health::operators_status))
+        .route("/v1/webhooks/deliveries", get(events::operators_deliveries))
         .layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),
             middleware::observe,
@@ -109,6 +112,11 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         )
         .route("/v1/jobs/{id}", class(Read, get(reports::job)))
         .route("/v1/usage", class(Read, get(reports::usage)))
+        .route("/v1/reports/{id}/events", class(Read, get(events::stream)))
+        .route(
+            "/v1/webhooks/deliveries",
+            class(Read, get(events::deliveries)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route("/openapi.json", get(openapi::document))
