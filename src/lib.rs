@@ -27,6 +27,7 @@
 
 pub mod capacity;
 pub mod config;
+pub mod domain;
 pub mod events;
 pub mod http;
 pub mod imaging;

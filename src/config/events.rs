@@ -83,6 +83,7 @@ pub struct WebhookConfig {
     /// The service-wide receiver of every report's events (`http://...`); tenants may have their
     /// own (`webhook_url` and `webhook_secret` in the API keys file).
     #[arg(long = "webhook-url", env = "LOOKALIKE_WEBHOOK_URL")]
+    #[serde(serialize_with = "super::redact::redact_optional_url")]
     pub webhook_url: Option<String>,
     /// The secret that signs the service-wide receiver's deliveries (required with its URL).
     #[arg(
@@ -90,7 +91,7 @@ pub struct WebhookConfig {
         env = "LOOKALIKE_WEBHOOK_SECRET",
         hide_env_values = true
     )]
-    #[serde(serialize_with = "super::redact_secret")]
+    #[serde(serialize_with = "super::redact::redact_secret")]
     pub webhook_secret: Option<String>,
     /// Attempts per delivery before it is given up (retried with the job queue's backoff).
     #[arg(
