@@ -20,11 +20,15 @@
 //!   the database).
 //! - **Edge**: `http` (the connection loop, body limits and deadlines, thin handlers, the one
 //!   error → response mapping, the OpenAPI document).
+//! - **Events**: `events` (what happens to a report, heard by every replica through
+//!   LISTEN/NOTIFY, fanned out to live streams) and `webhooks` (those events POSTed, signed,
+//!   through the job queue).
 //! - **Wiring**: `service` (parts → state → serve, graceful shutdown); `main.rs` is the CLI.
 
 pub mod capacity;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod imaging;
 pub mod inference;
@@ -40,3 +44,4 @@ pub mod store;
 pub mod sweep;
 pub mod telemetry;
 pub mod tenants;
+pub mod webhooks;
