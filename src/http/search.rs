@@ -508,7 +508,7 @@ impl From<SearchError> for ApiError {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // describes a multipart body; never built
 // The examples are what Swagger UI's "Try it out" fills the form with: only `k`, so that a first
-// try finds something (an empty or null example leaves the field out).
+// try finds something (an empty example leaves the field out; a null one is sent as "null").
 pub struct SearchForm {
     /// The query photo (JPEG, PNG or WebP).
     #[schema(value_type = String, format = Binary)]
@@ -537,7 +537,7 @@ pub struct SearchForm {
     breed: String,
     /// The relevance floor for this search (cosine, -1 to 1; 0: none); the configured one by
     /// default (see `min_score` in the answer).
-    #[schema(minimum = -1, maximum = 1, example = json!(null))]
+    #[schema(minimum = -1, maximum = 1, example = "")]
     #[serde(default)]
     min_score: f32,
     /// open (default), resolved or any.
@@ -549,17 +549,17 @@ pub struct SearchForm {
     #[serde(default)]
     since: String,
     /// With longitude and radius_km: only reports within the radius.
-    #[schema(minimum = -90, maximum = 90, example = json!(null))]
+    #[schema(minimum = -90, maximum = 90, example = "")]
     #[serde(default)]
     latitude: f64,
     /// See latitude.
-    #[schema(minimum = -180, maximum = 180, example = json!(null))]
+    #[schema(minimum = -180, maximum = 180, example = "")]
     #[serde(default)]
     longitude: f64,
     /// See latitude (kilometres, more than 0 and at most 20040). Reports are placed by their
     /// public position (rounded to 0.01°, about 1 km), so that the answers to many searches
     /// reveal no position more finely than it is shown.
-    #[schema(exclusive_minimum = 0, maximum = 20040, example = json!(null))]
+    #[schema(exclusive_minimum = 0, maximum = 20040, example = "")]
     #[serde(default)]
     radius_km: f64,
 }
