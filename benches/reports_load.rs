@@ -91,6 +91,7 @@ fn main() {
             pipeline: state.pipeline.clone(),
             matcher: state.search.matcher().clone(),
             model_id: state.reports.model_id(),
+            webhooks: state.webhooks.clone(),
         };
         let workers = Workers::start(context, settings);
         let report = drive(&addr, &report_requests(&addr, fresh), clients, seconds).await;

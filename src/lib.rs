@@ -20,6 +20,9 @@
 //!   with the database).
 //! - **Edge**: `http` (the connection loop, body limits and deadlines, thin handlers, the one
 //!   error → response mapping, the OpenAPI document).
+//! - **Events**: `events` (what happens to a report, heard by every replica through
+//!   LISTEN/NOTIFY, fanned out to live streams) and `webhooks` (those events POSTed, signed,
+//!   through the job queue).
 //! - **Configuration**: `config` (typed settings, every one a flag and an env variable), on top:
 //!   the conversions from settings to each part's own types live with it.
 //! - **Wiring**: `service` (parts → state → serve, graceful shutdown); `main.rs` is the CLI.
@@ -27,6 +30,7 @@
 pub mod capacity;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod imaging;
 pub mod inference;
@@ -42,3 +46,4 @@ pub mod store;
 pub mod sweep;
 pub mod telemetry;
 pub mod tenants;
+pub mod webhooks;

@@ -10,8 +10,9 @@ use crate::capacity::{ByteBudget, Slots};
 use crate::config::{
     AccessConfig, CoreConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, GateConfig,
     ImagingConfig, JobsConfig, ModelConfig, RateLimitConfig, SearchConfig, ServeConfig,
-    SweepConfig, UploadConfig, WorkConfig,
+    SweepConfig, UploadConfig, WebhookConfig, WorkConfig,
 };
+use crate::events::{EventHub, EventSettings};
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoCaps, Protection};
 use crate::inference::{Embedder, Gate, GateSettings, ModelManifest};
@@ -24,6 +25,7 @@ use crate::search::{Matcher, SearchService, SearchSettings};
 use crate::store::Store;
 use crate::sweep::Sweeper;
 use crate::tenants::ApiKeys;
+use crate::webhooks::{WebhookTarget, Webhooks};
 
 /// Loads the model on its device with one session per gate permit (blocking work, run off the
 /// async threads).
@@ -108,6 +110,11 @@ pub fn app_state(
             match_limit: search.match_limit.max(1),
         },
     );
+    let events = Arc::new(EventHub::new(
+        parts.store.clone(),
+        parts.model_id,
+        EventSettings::default(),
+    ));
     AppState {
         search: SearchService::new(pipeline.clone(), matcher, parts.store.clone()),
         store: parts.store,
@@ -129,7 +136,51 @@ pub fn app_state(
         connections: Arc::default(),
         job_counts: Arc::default(),
         sweeps: Arc::default(),
+        events,
+        webhooks: Webhooks::default(),
     }
+}
+
+/// Writes the webhook targets of this configuration (the service-wide receiver, the tenants'
+/// own) to the database, where every process's job workers find them.
+pub async fn webhook_targets(
+    config: &WebhookConfig,
+    keys: &ApiKeys,
+    store: &Store,
+) -> anyhow::Result<()> {
+    let mut targets = Vec::new();
+    match (&config.webhook_url, &config.webhook_secret) {
+        (None, _) => {}
+        (Some(url), Some(secret)) if !secret.is_empty() => {
+            crate::webhooks::check_url(url).map_err(anyhow::Error::msg)?;
+            targets.push(WebhookTarget::service_wide(
+                url,
+                secret,
+                config.webhook_max_attempts,
+            ));
+        }
+        (Some(_), _) => anyhow::bail!(
+            "--webhook-url needs --webhook-secret (LOOKALIKE_WEBHOOK_SECRET) to sign its deliveries"
+        ),
+    }
+    for tenant in keys.tenants() {
+        if let Some(hook) = &tenant.webhook {
+            targets.push(WebhookTarget::of_tenant(
+                &tenant.id,
+                &hook.url,
+                &hook.secret,
+                config.webhook_max_attempts,
+            ));
+        }
+    }
+    store
+        .sync_webhook_targets(&targets)
+        .await
+        .context("recording the webhook targets")?;
+    if !targets.is_empty() {
+        tracing::info!(targets = targets.len(), "webhooks configured");
+    }
+    Ok(())
 }
 
 /// API keys (their tenants created or updated in the database) and rate limits from the
@@ -183,6 +234,7 @@ pub fn start_workers(
         pipeline: state.pipeline.clone(),
         matcher: state.search.matcher().clone(),
         model_id,
+        webhooks: state.webhooks.clone(),
     };
     // Photos stored before uploads were cleaned: one cleaning job each, queued by whichever
     // process runs workers (idempotent: blobs with a job are skipped).
@@ -244,6 +296,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
     let mut state = parts.into_state(&config.core);
     state.protection = Arc::new(protection(&config.access, &config.rate_limits, &store).await?);
+    webhook_targets(&config.webhooks, &state.protection.keys, &store).await?;
+    state.webhooks = Webhooks::new(config.webhooks.delivery.timeout());
+    state.events = Arc::new(EventHub::new(
+        store.clone(),
+        model_id,
+        config.events.settings(config.edge.response_timeout()),
+    ));
     state.body_budget = Arc::new(config.edge.body_budget());
     state
         .reports
@@ -315,6 +374,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
             let deadline = tokio::time::Instant::now() + grace;
             let _ = stop_tx.send(true);
+            // Event streams never end by themselves: ended now, their connections close.
+            state.events.close();
             let drain = async {
                 if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
                     tracing::warn!("grace period over; dropping the remaining requests");
@@ -360,6 +421,7 @@ pub async fn work(config: WorkConfig) -> anyhow::Result<()> {
     let mut state = parts.into_state(&config.core);
     let housekeeping =
         Housekeeping::start(&state, &store, &storage, &config.core.jobs, &config.sweep);
+    state.webhooks = Webhooks::new(config.webhook_delivery.timeout());
     let workers = start_workers(
         &mut state,
         storage,

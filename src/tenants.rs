@@ -15,6 +15,26 @@ pub struct Tenant {
     pub id: Arc<str>,
     /// Bytes of photos it may store.
     pub max_storage_bytes: u64,
+    /// Its own receiver of its reports' events, if it has one.
+    pub webhook: Option<TenantWebhook>,
+}
+
+/// A tenant's webhook receiver (from the keys file).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TenantWebhook {
+    /// The receiver (`http://...`).
+    pub url: String,
+    /// The secret that signs its deliveries.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for TenantWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantWebhook")
+            .field("url", &self.url)
+            .field("secret", &"***")
+            .finish()
+    }
 }
 
 /// Why the API keys could not be loaded.
@@ -40,9 +60,14 @@ struct KeyEntry {
     tenant: String,
     key: String,
     max_storage_bytes: Option<u64>,
+    #[serde(default)]
+    webhook_url: Option<String>,
+    #[serde(default)]
+    webhook_secret: Option<String>,
 }
 
-/// The keys file: `{"keys": [{"tenant": "acme", "key": "...", "max_storage_bytes": 1073741824}]}`.
+/// The keys file: `{"keys": [{"tenant": "acme", "key": "...", "max_storage_bytes": 1073741824}]}`,
+/// an entry optionally with `webhook_url` and `webhook_secret` (the tenant's own receiver).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeysFile {
@@ -93,6 +118,8 @@ impl ApiKeys {
                 tenant: tenant.to_owned(),
                 key: key.to_owned(),
                 max_storage_bytes: None,
+                webhook_url: None,
+                webhook_secret: None,
             });
         }
         let mut keys = ApiKeys::default();
@@ -128,11 +155,25 @@ impl ApiKeys {
         if self.by_hash.contains_key(&hash) {
             return Err(KeysError::Invalid("two tenants share a key".into()));
         }
+        let webhook = match (entry.webhook_url, entry.webhook_secret) {
+            (None, None) => None,
+            (Some(url), Some(secret)) if !secret.is_empty() => {
+                crate::webhooks::check_url(&url)
+                    .map_err(|e| KeysError::Invalid(format!("tenant `{tenant}`: {e}")))?;
+                Some(TenantWebhook { url, secret })
+            }
+            _ => {
+                return Err(KeysError::Invalid(format!(
+                    "tenant `{tenant}`: webhook_url and a non-empty webhook_secret go together"
+                )));
+            }
+        };
         self.by_hash.insert(
             hash,
             Arc::new(Tenant {
                 id: tenant.into(),
                 max_storage_bytes: entry.max_storage_bytes.unwrap_or(default_max_bytes),
+                webhook,
             }),
         );
         Ok(())

@@ -50,6 +50,10 @@ pub struct ServeConfig {
     pub open_limits: OpenLimitsConfig,
     #[command(flatten)]
     pub sweep: SweepConfig,
+    #[command(flatten)]
+    pub events: EventsConfig,
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
     /// Serve `/metrics` on this address only (for operators), instead of the public listener.
     #[arg(long = "metrics-listen", env = "LOOKALIKE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -66,6 +70,8 @@ pub struct WorkConfig {
     pub core: CoreConfig,
     #[command(flatten)]
     pub sweep: SweepConfig,
+    #[command(flatten)]
+    pub webhook_delivery: WebhookDeliveryConfig,
     /// Serve `/metrics` (the workers', the gate's, the jobs') on this address; none by default.
     #[arg(long = "metrics-listen", env = "LOOKALIKE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

@@ -10,6 +10,7 @@ mod access;
 mod commands;
 mod database;
 mod edge;
+mod events;
 mod jobs;
 mod log;
 mod model;
@@ -28,6 +29,7 @@ pub use database::{DEFAULT_DATABASE_URL, DatabaseConfig};
 pub use edge::{
     DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, EdgeConfig, UploadConfig,
 };
+pub use events::{EventsConfig, WebhookConfig, WebhookDeliveryConfig};
 pub use jobs::JobsConfig;
 pub use log::{LogConfig, LogFormat};
 pub use model::{GateConfig, ImagingConfig, ModelConfig};

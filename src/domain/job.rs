@@ -18,6 +18,21 @@ pub enum JobPayload {
     DeleteObjects(DeleteObjectsJob),
     /// Rewrite a blob stored before uploads were cleaned without its metadata.
     StripMetadata(StripMetadataJob),
+    /// Deliver one report event to one webhook target (queued by `store::events::publish`).
+    Webhook(WebhookJob),
+}
+
+/// Deliver the event `event_id` (its `body`, signed at each attempt) to the webhook `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookJob {
+    /// The event's stable id (the same on every attempt): receivers dedupe by it.
+    pub event_id: Uuid,
+    /// The webhook event (`match_found`, ...).
+    pub event: String,
+    /// The target's name (`default` or `tenant:<id>`), looked up at each attempt.
+    pub target: String,
+    /// The JSON body sent, byte for byte the same on every attempt.
+    pub body: String,
 }
 
 /// Embed the blob `sha256` (hex) with model `model_id`.
@@ -103,6 +118,7 @@ impl JobPayload {
             JobPayload::Purge(_) => "purge",
             JobPayload::DeleteObjects(_) => "delete_objects",
             JobPayload::StripMetadata(_) => "strip_metadata",
+            JobPayload::Webhook(_) => "webhook",
         }
     }
 
@@ -120,6 +136,8 @@ impl JobPayload {
             }
             // Also built in SQL, by `Store::enqueue_metadata_removal`; a test checks they agree.
             JobPayload::StripMetadata(s) => format!("strip_metadata:{}", s.sha256),
+            // Also built in SQL, by `store::events::publish`.
+            JobPayload::Webhook(w) => format!("webhook:{}:{}", w.event_id, w.target),
         }
     }
 
@@ -129,9 +147,10 @@ impl JobPayload {
         match self {
             JobPayload::Embed(e) => Some(e.model_id),
             JobPayload::Match(m) => Some(m.model_id),
-            JobPayload::Purge(_) | JobPayload::DeleteObjects(_) | JobPayload::StripMetadata(_) => {
-                None
-            }
+            JobPayload::Purge(_)
+            | JobPayload::DeleteObjects(_)
+            | JobPayload::StripMetadata(_)
+            | JobPayload::Webhook(_) => None,
         }
     }
 
@@ -143,6 +162,7 @@ impl JobPayload {
             JobPayload::Purge(p) => serde_json::to_value(p),
             JobPayload::DeleteObjects(d) => serde_json::to_value(d),
             JobPayload::StripMetadata(s) => serde_json::to_value(s),
+            JobPayload::Webhook(w) => serde_json::to_value(w),
         };
         // Plain structs of strings and integers always serialise.
         value.unwrap_or_default()
@@ -165,6 +185,9 @@ impl JobPayload {
                 serde_json::from_value(payload.clone()).map_err(bad)?,
             )),
             "strip_metadata" => Ok(JobPayload::StripMetadata(
+                serde_json::from_value(payload.clone()).map_err(bad)?,
+            )),
+            "webhook" => Ok(JobPayload::Webhook(
                 serde_json::from_value(payload.clone()).map_err(bad)?,
             )),
             other => Err(format!("unknown job kind `{other}`")),

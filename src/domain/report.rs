@@ -42,7 +42,7 @@ pub enum ReportStatus {
 }
 
 /// Where a photo's (or a report's) embedding stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbeddingStatus {
     /// Not made yet.

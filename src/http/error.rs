@@ -263,6 +263,28 @@ impl From<PipelineError> for ApiError {
     }
 }
 
+impl From<crate::events::SubscribeError> for ApiError {
+    fn from(e: crate::events::SubscribeError) -> Self {
+        use crate::events::SubscribeError;
+        let message = e.to_string();
+        match e {
+            SubscribeError::NotFound => ApiError::not_found("no such report"),
+            SubscribeError::Full { .. } => {
+                overloaded(message, "event_streams", Duration::from_secs(5))
+            }
+            SubscribeError::AddressFull { .. } => {
+                ApiError::new(ErrorCode::ConcurrencyLimited, message)
+                    .with("reason", "event_streams")
+                    .retry_after(Duration::from_secs(5))
+            }
+            SubscribeError::Unavailable => {
+                ApiError::new(ErrorCode::Unavailable, message).retry_after(Duration::from_secs(2))
+            }
+            SubscribeError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -312,6 +312,8 @@ pub async fn operators_metrics(State(app): State<AppState>) -> impl IntoResponse
         "Uploads refused by the open service's limits (an address's bytes of the day, the store's cap).",
         app.reports.open_limit_rejections() as f64,
     );
+    app.events.stats().render(&mut out);
+    app.webhooks.stats().render(&mut out);
     app.http_metrics.render(&mut out);
     (
         [(

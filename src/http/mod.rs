@@ -6,6 +6,7 @@ pub mod body;
 mod embeddings;
 pub mod error;
 mod error_code;
+mod events;
 mod health;
 mod job_counts;
 mod messages;

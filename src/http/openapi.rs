@@ -47,6 +47,8 @@ use super::search::{self, SearchForm};
         reports::thumbnail,
         reports::job,
         reports::usage,
+        super::events::stream,
+        super::events::deliveries,
         document,
         docs,
     ),

@@ -8,7 +8,9 @@ use axum::routing::{get, patch, post};
 use super::body::{self, with_body_limit};
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
-use super::{embeddings, health, messages, middleware, openapi, protect, reports, search, web};
+use super::{
+    embeddings, events, health, messages, middleware, openapi, protect, reports, search, web,
+};
 use crate::rate_limit::RouteClass;
 
 /// Body limit of routes that take no body (or a small JSON one).
@@ -34,6 +36,7 @@ pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(health::operators_metrics))
         .route("/v1/status", get(health::operators_status))
+        .route("/v1/webhooks/deliveries", get(events::operators_deliveries))
         .layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),
             middleware::observe,
@@ -79,7 +82,9 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         .route("/v1/photos/{id}", get(reports::photo))
         .route("/v1/photos/{id}/thumbnail", get(reports::thumbnail))
         .route("/v1/jobs/{id}", get(reports::job))
-        .route("/v1/usage", get(reports::usage));
+        .route("/v1/usage", get(reports::usage))
+        .route("/v1/reports/{id}/events", get(events::stream))
+        .route("/v1/webhooks/deliveries", get(events::deliveries));
     let messages = Router::new().route(
         "/v1/reports/{id}/messages",
         with_body_limit(post(messages::send), SMALL_BODY),
@@ -101,7 +106,8 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         .route("/docs/swagger-ui.css", get(web::swagger_css))
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::app_js))
-        .route("/assets/app.css", get(web::app_css));
+        .route("/assets/app.css", get(web::app_css))
+        .route("/assets/js/{file}", get(web::module));
     let routes = if metrics == MetricsRoute::WithTheApi {
         routes.route("/metrics", get(health::metrics))
     } else {

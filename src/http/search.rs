@@ -488,32 +488,37 @@ impl From<SearchError> for ApiError {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // describes a multipart body; never built
+// The examples are what Swagger UI's "Try it out" fills the form with: only `k`, so that a first
+// try finds something (an empty example leaves the field out; a null one is sent as "null").
 pub struct SearchForm {
     /// The query photo (JPEG, PNG or WebP).
     #[schema(value_type = String, format = Binary)]
     photo: Vec<u8>,
     /// Reports wanted (1 to 100; default 20).
-    #[schema(minimum = 1, maximum = 100)]
+    #[schema(minimum = 1, maximum = 100, example = 10)]
     #[serde(default)]
     k: u32,
     /// Only these kinds, comma-separated (lost, found, sighting).
-    #[schema(pattern = "^\\s*(lost|found|sighting)\\s*(,\\s*(lost|found|sighting)\\s*)*$")]
+    #[schema(
+        pattern = "^\\s*(lost|found|sighting)\\s*(,\\s*(lost|found|sighting)\\s*)*$",
+        example = ""
+    )]
     #[serde(default)]
     kind: String,
     /// Only this species (dog, cat, other); `any` also keeps the species read in the query
     /// photo from ranking or narrowing the search. When absent, that species is used (see
     /// `species_used` in the answer).
-    #[schema(pattern = "^(dog|cat|other|any)$")]
+    #[schema(pattern = "^(dog|cat|other|any)$", example = "")]
     #[serde(default)]
     species: String,
     /// Only reports with a photo read as this breed: a name, plural, group (`poodle`,
     /// `terrier`), synonym (`alsatian`) or French, Spanish or German name (`berger allemand`).
-    #[schema(max_length = 200, example = "beagle")]
+    #[schema(max_length = 200, example = "")]
     #[serde(default)]
     breed: String,
     /// The relevance floor for this search (cosine, -1 to 1; 0: none); the configured one by
     /// default (see `min_score` in the answer).
-    #[schema(minimum = -1, maximum = 1)]
+    #[schema(minimum = -1, maximum = 1, example = "")]
     #[serde(default)]
     min_score: f32,
     /// open (default), resolved or any.
@@ -521,21 +526,21 @@ pub struct SearchForm {
     #[serde(default)]
     status: String,
     /// Only reports created at or after this time (RFC 3339).
-    #[schema(value_type = chrono::DateTime<chrono::Utc>)]
+    #[schema(value_type = chrono::DateTime<chrono::Utc>, example = "")]
     #[serde(default)]
     since: String,
     /// With longitude and radius_km: only reports within the radius.
-    #[schema(minimum = -90, maximum = 90)]
+    #[schema(minimum = -90, maximum = 90, example = "")]
     #[serde(default)]
     latitude: f64,
     /// See latitude.
-    #[schema(minimum = -180, maximum = 180)]
+    #[schema(minimum = -180, maximum = 180, example = "")]
     #[serde(default)]
     longitude: f64,
     /// See latitude (kilometres, more than 0 and at most 20040). Reports are placed by their
     /// public position (rounded to 0.01°, about 1 km), so that the answers to many searches
     /// reveal no position more finely than it is shown.
-    #[schema(exclusive_minimum = 0, maximum = 20040)]
+    #[schema(exclusive_minimum = 0, maximum = 20040, example = "")]
     #[serde(default)]
     radius_km: f64,
 }

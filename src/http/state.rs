@@ -10,6 +10,7 @@ use super::multipart::PhotoCaps;
 use super::protect::Protection;
 use super::server::ConnectionStats;
 use crate::capacity::ByteBudget;
+use crate::events::EventHub;
 use crate::jobs::WorkerStats;
 use crate::pipeline::Pipeline;
 use crate::reports::ReportService;
@@ -17,6 +18,7 @@ use crate::search::SearchService;
 use crate::store::Store;
 use crate::sweep::SweepTotals;
 use crate::telemetry::prometheus::HttpMetrics;
+use crate::webhooks::Webhooks;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -49,6 +51,10 @@ pub struct AppState {
     pub job_counts: Arc<JobCountsCache>,
     /// What this process's sweeps of the photo store found.
     pub sweeps: Arc<SweepTotals>,
+    /// The live event streams of this process.
+    pub events: Arc<EventHub>,
+    /// Webhook deliveries by this process's job workers.
+    pub webhooks: Webhooks,
 }
 
 impl FromRef<AppState> for Arc<Protection> {

@@ -26,7 +26,7 @@ mod cleaning;
 
 pub use crate::domain::job::{
     DeleteObjectsJob, EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob, PurgeJob,
-    StripMetadataJob,
+    StripMetadataJob, WebhookJob,
 };
 
 /// Worker settings.
@@ -78,6 +78,8 @@ pub struct JobContext {
     pub matcher: Matcher,
     /// The current model's id.
     pub model_id: i32,
+    /// Webhook deliveries (the `webhook` jobs).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// Counters of this process's workers.
@@ -472,7 +474,42 @@ impl Worker {
             JobPayload::Purge(purge) => self.purge(job, &purge).await,
             JobPayload::DeleteObjects(delete) => self.delete_objects(job, &delete).await,
             JobPayload::StripMetadata(work) => self.strip_metadata(job, &work).await,
+            JobPayload::Webhook(work) => self.deliver_webhook(job, &work).await,
         }
+    }
+
+    /// One attempt to deliver a webhook, logged; done when the receiver took it, a counted
+    /// failure (retried with backoff) otherwise. A target no longer configured drops it.
+    async fn deliver_webhook(
+        &self,
+        job: &ClaimedJob,
+        work: &WebhookJob,
+    ) -> Result<(), AttemptError> {
+        let ctx = &self.context;
+        let target = ctx
+            .store
+            .webhook_target(&work.target)
+            .await
+            .map_err(AttemptError::of_store)?;
+        if let Some(target) = target {
+            let delivery = ctx
+                .webhooks
+                .send(&target, work.event_id, &work.event, &work.body, job.attempt)
+                .await;
+            if let Err(e) = ctx.store.record_delivery(&delivery).await {
+                tracing::warn!(job = job.id, error = %e, "could not log a webhook delivery");
+            }
+            if let Some(error) = delivery.error {
+                return Err(AttemptError::Failed(error));
+            }
+        } else {
+            tracing::info!(job = job.id, target = %work.target, "webhook target no longer configured; delivery dropped");
+        }
+        ctx.store
+            .finish_job(job.id, &self.id)
+            .await
+            .map(drop)
+            .map_err(AttemptError::of_store)
     }
 
     /// Deletes a blob no photo uses any more (its row, embeddings and jobs), queueing the

@@ -127,6 +127,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         search::enqueue_ready_matches(&mut tx, Some(sha256), None, model_id, max_attempts).await?;
+        super::events::publish_blob_status(&mut tx, sha256, model_id).await?;
         tx.commit().await?;
         Ok(true)
     }

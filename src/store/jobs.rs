@@ -197,23 +197,35 @@ impl Store {
         delay: Duration,
         give_up: bool,
     ) -> Result<bool, StoreError> {
-        let failed: Option<bool> = sqlx::query_scalar(
+        let mut tx = self.pool.begin().await?;
+        let failed: Option<(bool, String, serde_json::Value)> = sqlx::query_as(
             "UPDATE jobs SET
                  status = CASE WHEN $5 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
                  finished_at = CASE WHEN $5 OR attempts >= max_attempts THEN now() END,
                  run_after = now() + make_interval(secs => $4),
                  last_error = $3, locked_until = NULL, updated_at = now()
              WHERE id = $1 AND locked_by = $2 AND status = 'running'
-             RETURNING status = 'failed'",
+             RETURNING status = 'failed', kind, payload",
         )
         .bind(id)
         .bind(worker)
         .bind(error)
         .bind(secs(delay))
         .bind(give_up)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(failed.unwrap_or(false))
+        let Some((failed, kind, payload)) = failed else {
+            return Ok(false);
+        };
+        // A photo given up on: its reports' state changed (an event, with the failure).
+        if failed
+            && let Ok(JobPayload::Embed(embed)) = JobPayload::parse(&kind, &payload)
+            && let Ok(sha256) = hex::decode(&embed.sha256)
+        {
+            super::events::publish_blob_status(&mut tx, &sha256, embed.model_id).await?;
+        }
+        tx.commit().await?;
+        Ok(failed)
     }
 
     /// Puts a job back without counting the attempt (the service was busy or a dependency away,

@@ -7,6 +7,7 @@ use sqlx::{ConnectOptions, Row};
 
 pub mod cleaning;
 pub mod embeddings;
+pub mod events;
 pub mod jobs;
 pub mod labels;
 pub mod lifecycle;

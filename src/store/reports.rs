@@ -12,6 +12,7 @@ use super::{Store, StoreError, jobs, search};
 use crate::domain::job::JobPayload;
 use crate::domain::limits::OpenLimits;
 use crate::domain::report::{NewReport, Report, ReportFilter, ReportPatch, ReportStatus};
+use crate::events::{ReportEvent, ReportRef};
 use crate::photo_store::ObjectKeys;
 
 /// A validated photo, ready to be recorded.
@@ -442,6 +443,8 @@ impl Store {
                 let Some((tenant, charged)) = deleted else {
                     return Ok(OwnerCheck::NotFound);
                 };
+                let gone = ReportEvent::Deleted(ReportRef { report_id: id });
+                super::events::publish(&mut tx, &gone, None).await?;
                 // The photos went with the report (ON DELETE CASCADE); a blob stays while another
                 // report uses the same bytes. The purge job checks again, under the blob's lock,
                 // before it deletes anything.
@@ -486,12 +489,14 @@ impl Store {
             Some(h) if h != token_hash => Ok(OwnerCheck::Forbidden),
             Some(_) => {
                 let mut tx = self.pool.begin().await?;
-                let status: Option<String> = sqlx::query_scalar(
-                    "UPDATE reports SET status = coalesce($3, status), title = coalesce($4, title),
-                         description = coalesce($5, description), contact = coalesce($6, contact),
-                         contact_public = coalesce($7, contact_public), updated_at = now()
-                     WHERE id = $1 AND owner_token_hash = $2
-                     RETURNING status",
+                // The status before, too: only a report resolved now is announced.
+                let changed: Option<(String, String)> = sqlx::query_as(
+                    "UPDATE reports r SET status = coalesce($3, r.status), title = coalesce($4, r.title),
+                         description = coalesce($5, r.description), contact = coalesce($6, r.contact),
+                         contact_public = coalesce($7, r.contact_public), updated_at = now()
+                     FROM (SELECT id, status FROM reports WHERE id = $1 FOR UPDATE) before
+                     WHERE r.id = before.id AND r.owner_token_hash = $2
+                     RETURNING r.status, before.status",
                 )
                 .bind(id)
                 .bind(token_hash)
@@ -502,9 +507,14 @@ impl Store {
                 .bind(patch.contact_public)
                 .fetch_optional(&mut *tx)
                 .await?;
+                let (status, before) = changed.unzip();
                 match (status.as_deref(), patch.status) {
                     (None, _) => return Ok(OwnerCheck::NotFound),
                     (Some("resolved"), _) => {
+                        if before.as_deref() != Some("resolved") {
+                            let resolved = ReportEvent::Resolved(ReportRef { report_id: id });
+                            super::events::publish(&mut tx, &resolved, None).await?;
+                        }
                         sqlx::query(
                             "DELETE FROM report_matches WHERE report_id = $1 OR matched_report_id = $1",
                         )

@@ -4,10 +4,11 @@ use pgvector::Vector;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{Store, StoreError, jobs};
+use super::{Store, StoreError, events, jobs};
 use crate::domain::job::JobPayload;
 use crate::domain::report::{PossibleMatch, ReportKind};
 use crate::domain::search::{NewMatch, SearchFilter, SearchMode};
+use crate::events::MatchEvent;
 
 /// One photo near the query.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,11 +164,16 @@ impl Store {
         .bind(&concerned)
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM report_matches WHERE report_id = $1 AND model_id = $2")
-            .bind(report_id)
-            .bind(model_id)
-            .execute(&mut *tx)
-            .await?;
+        // What the report had before: a match not among them is new (an event).
+        let mut before: Vec<Uuid> = sqlx::query_scalar(
+            "DELETE FROM report_matches WHERE report_id = $1 AND model_id = $2 RETURNING matched_report_id",
+        )
+        .bind(report_id)
+        .bind(model_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        before.sort_unstable();
+        let mut new_matches: Vec<MatchEvent> = Vec::new();
         if open.binary_search(&report_id).is_err() {
             // Deleted or resolved meanwhile: it shows no matches.
             tx.commit().await?;
@@ -181,13 +187,14 @@ impl Store {
                 (report_id, m.other, m.photo_id, m.other_photo_id),
                 (m.other, report_id, m.other_photo_id, m.photo_id),
             ] {
-                sqlx::query(
+                let inserted: Option<bool> = sqlx::query_scalar(
                     "INSERT INTO report_matches (report_id, matched_report_id, model_id, score, photo_id, matched_photo_id)
                      VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (report_id, matched_report_id, model_id) DO UPDATE
                          SET score = EXCLUDED.score, photo_id = EXCLUDED.photo_id,
                              matched_photo_id = EXCLUDED.matched_photo_id, created_at = now()
-                         WHERE report_matches.score <= EXCLUDED.score OR report_matches.report_id = $7",
+                         WHERE report_matches.score <= EXCLUDED.score OR report_matches.report_id = $7
+                     RETURNING xmax = 0",
                 )
                 .bind(from)
                 .bind(to)
@@ -196,8 +203,22 @@ impl Store {
                 .bind(from_photo)
                 .bind(to_photo)
                 .bind(report_id)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                // New on this report: not among its matches before (its own rows were replaced),
+                // or a row just inserted on the other report.
+                let new = if from == report_id {
+                    before.binary_search(&to).is_err()
+                } else {
+                    inserted == Some(true)
+                };
+                if new {
+                    new_matches.push(MatchEvent {
+                        report_id: from,
+                        match_report_id: to,
+                        score: m.score,
+                    });
+                }
             }
         }
         // Each report concerned keeps its `cap` best.
@@ -216,6 +237,7 @@ impl Store {
         .bind(i64::try_from(cap).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
+        events::publish_matches(&mut tx, model_id, &open, new_matches).await?;
         tx.commit().await?;
         Ok(())
     }

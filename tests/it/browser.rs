@@ -6,171 +6,10 @@
 //! Screenshots are kept as artifacts in `<target>/tmp/screenshots/`; with
 //! `LOOKALIKE_UPDATE_SCREENSHOTS=1` they also replace those of the README in `docs/screenshots/`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use crate::common::browser::*;
 use crate::common::process::{Service, http};
 use crate::common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
-
-/// chromedriver on a port of its own; killed when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("chromedriver: {e} (run `make test`, which installs chromium and chromium-driver)")
-            });
-        let driver = Driver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        // Listening is enough: a session is asked for next (chromedriver keeps connections open,
-        // so a request read to its end would wait).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return driver;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not start");
-    }
-
-    async fn browser(&self) -> Client {
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1280,1000", "--hide-scrollbars", "--lang=en-GB"]
-            }
-        });
-        let Value::Object(capabilities) = capabilities else {
-            unreachable!()
-        };
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&self.url)
-            .await
-            .expect("a Chromium session")
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Where screenshots go: the artifacts folder, and the README's when asked.
-struct Screenshots {
-    artifacts: PathBuf,
-}
-
-impl Screenshots {
-    fn new() -> Self {
-        let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-        std::fs::create_dir_all(&artifacts).unwrap();
-        Screenshots { artifacts }
-    }
-
-    async fn take(&self, browser: &Client, name: &str) {
-        let png = browser.screenshot().await.unwrap();
-        std::fs::write(self.artifacts.join(format!("{name}.png")), &png).unwrap();
-        if std::env::var_os("LOOKALIKE_UPDATE_SCREENSHOTS").is_some() {
-            let docs = repo("docs/screenshots");
-            std::fs::create_dir_all(&docs).unwrap();
-            std::fs::write(docs.join(format!("{name}.png")), &png).unwrap();
-        }
-    }
-}
-
-/// Waits up to `seconds` until `css` matches an element whose text contains `text`; on timeout
-/// keeps a screenshot and the page's source beside the others, then fails.
-async fn wait_for_text(
-    browser: &Client,
-    shots: &Screenshots,
-    css: &str,
-    text: &str,
-    seconds: u64,
-) -> String {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        for element in browser.find_all(Locator::Css(css)).await.unwrap() {
-            if let Ok(found) = element.text().await
-                && found.contains(text)
-            {
-                return found;
-            }
-        }
-        if Instant::now() > deadline {
-            shots.take(browser, "failure").await;
-            let source = browser.source().await.unwrap_or_default();
-            std::fs::write(shots.artifacts.join("failure.html"), &source).unwrap();
-            panic!(
-                "no `{css}` with “{text}” after {seconds} s; see {}",
-                shots.artifacts.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Clicks the button labelled `label`.
-async fn click_button(browser: &Client, label: &str) {
-    for button in browser.find_all(Locator::Css("button")).await.unwrap() {
-        if button.text().await.unwrap() == label {
-            button.click().await.unwrap();
-            return;
-        }
-    }
-    panic!("no button “{label}”");
-}
-
-/// A photo written to a file, for a file input.
-fn photo_file(bytes: &[u8], name: &str) -> String {
-    let path = temp_dir("browser").join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path.to_string_lossy().into_owned()
-}
-
-async fn create_report(service: &Service, kind: &str, title: &str, photo: &[u8]) -> Value {
-    let photos = [photo.to_vec()];
-    let mut form = report_form(kind, "cat", &photos);
-    form[2] = ("title", "", "text/plain", title.as_bytes());
-    let (content_type, body) = multipart(&form);
-    let (status, answer) = http(&service.addr, "POST", "/v1/reports", &content_type, &body)
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
-    serde_json::from_slice(&answer).unwrap()
-}
-
-async fn embedded(service: &Service, report: &Value) -> bool {
-    let path = format!("/v1/reports/{}", report["id"].as_str().unwrap());
-    let (_, body) = http(&service.addr, "GET", &path, "", &[]).await.unwrap();
-    serde_json::from_slice::<Value>(&body).unwrap()["embedding_status"] == "ready"
-}
+use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_person_searches_posts_a_report_and_follows_it_to_a_match() {
@@ -204,11 +43,15 @@ async fn a_person_searches_posts_a_report_and_follows_it_to_a_match() {
     let query = photo_file(&edited_copy(&cat), "cat-query.jpg");
     browser.goto(&site).await.unwrap();
     wait_for_text(&browser, &shots, "h1", "Is your pet among the reports?", 10).await;
-    let lost_box = browser
-        .find(Locator::Css("input[name=kind][value=lost]"))
-        .await
-        .unwrap();
-    lost_box.click().await.unwrap();
+    // Every kind is searched by default: a finder sees the lost reports.
+    assert_eq!(
+        js(
+            &browser,
+            "return document.querySelectorAll('input[name=kind]:checked').length"
+        )
+        .await,
+        3
+    );
     browser
         .find(Locator::Css("#photo-input"))
         .await
@@ -284,11 +127,68 @@ async fn a_person_searches_posts_a_report_and_follows_it_to_a_match() {
         token.len() == 64 && token.chars().all(|c| c.is_ascii_hexdigit()),
         "{token}"
     );
+    // The report's own address, which a reload keeps.
+    let address = browser.current_url().await.unwrap().to_string();
+    let posted = address
+        .split("#/reports/")
+        .nth(1)
+        .unwrap_or_else(|| panic!("not the report's address: {address}"))
+        .to_owned();
     wait_for_text(&browser, &shots, "#embedding-status", "ready", 60).await;
     wait_for_text(&browser, &shots, "#matches .match", "Lost tabby cat", 60).await;
     shots.take(&browser, "report").await;
+    browser.refresh().await.unwrap();
+    wait_for_text(&browser, &shots, "#report-title", "Found a tabby cat", 10).await;
+    wait_for_text(&browser, &shots, "#owner-panel", "Owner link", 10).await;
+    assert_eq!(
+        browser.title().await.unwrap(),
+        "Found a tabby cat in my garden · lookalike"
+    );
+    let link = js(
+        &browser,
+        "return document.getElementById('owner-link').value",
+    )
+    .await;
+    assert!(
+        link.as_str()
+            .unwrap()
+            .ends_with(&format!("#/reports/{posted}?token={token}")),
+        "{link}"
+    );
 
-    // The match leads to the lost report's page.
+    // "My reports" lists it, with its match.
+    browser.goto(&format!("{site}/#/mine")).await.unwrap();
+    wait_for_text(&browser, &shots, "#my-reports", "Found a tabby cat", 10).await;
+    wait_for_text(&browser, &shots, "#my-reports", "possible match", 10).await;
+    shots.take(&browser, "my-reports").await;
+
+    // Searching again with the cat's photo, the finder sees the lost report, never their own.
+    browser.goto(&site).await.unwrap();
+    wait_for_text(&browser, &shots, "h1", "Is your pet among the reports?", 10).await;
+    browser
+        .find(Locator::Css("#photo-input"))
+        .await
+        .unwrap()
+        .send_keys(&found_photo)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, &shots, ".result", "Lost tabby cat", 30).await;
+    for result in browser.find_all(Locator::Css(".result")).await.unwrap() {
+        let text = result.text().await.unwrap();
+        assert!(!text.contains("Found a tabby cat in my garden"), "{text}");
+    }
+
+    // The match leads to the lost report's page, where this browser is a visitor: no owner's
+    // panel, a way to write to the owner.
+    browser.goto(&address).await.unwrap();
+    wait_for_text(&browser, &shots, "#matches .match", "Lost tabby cat", 10).await;
     browser
         .find(Locator::Css("#matches .match a"))
         .await
@@ -297,21 +197,11 @@ async fn a_person_searches_posts_a_report_and_follows_it_to_a_match() {
         .await
         .unwrap();
     wait_for_text(&browser, &shots, "#report-title", "Lost tabby cat", 10).await;
+    wait_for_text(&browser, &shots, "summary", "Is this your report?", 10).await;
+    assert!(browser.find(Locator::Css("#owner-panel")).await.is_err());
 
-    // The owner resolves the report, then deletes it, with the token this browser kept.
-    let (_, listed) = http(&service.addr, "GET", "/v1/reports?kind=found", "", &[])
-        .await
-        .unwrap();
-    let listed: Value = serde_json::from_slice(&listed).unwrap();
-    let posted = listed["reports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["title"] == "Found a tabby cat in my garden")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // The owner resolves the report, then deletes it, with the token this browser kept (at the
+    // address of the earlier pages too).
     browser
         .goto(&format!("{site}/#/report/{posted}"))
         .await
@@ -360,7 +250,15 @@ async fn a_person_searches_posts_a_report_and_follows_it_to_a_match() {
     )
     .await;
 
-    // 3. The operators' view, refreshing from /v1/status.
+    // 3. The operators' view, refreshing from /v1/status, at its own address (not in the menu).
+    let menu = browser
+        .find(Locator::Css("nav"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!menu.contains("Operators"), "{menu}");
     browser.goto(&format!("{site}/#/status")).await.unwrap();
     wait_for_text(&browser, &shots, "#stats", "Model permits in use", 10).await;
     wait_for_text(&browser, &shots, "#stats", "efficientnet-lite0", 10).await;
@@ -371,6 +269,13 @@ async fn a_person_searches_posts_a_report_and_follows_it_to_a_match() {
     browser.goto(&site).await.unwrap();
     wait_for_text(&browser, &shots, "h1", "Is your pet among the reports?", 10).await;
     shots.take(&browser, "search-phone").await;
+    let lost_id = lost["id"].as_str().unwrap();
+    browser
+        .goto(&format!("{site}/#/reports/{lost_id}"))
+        .await
+        .unwrap();
+    wait_for_text(&browser, &shots, "#report-title", "Lost tabby cat", 10).await;
+    shots.take(&browser, "report-phone").await;
 
     // 5. The interactive reference renders every operation from /openapi.json.
     browser.set_window_size(1280, 1000).await.unwrap();

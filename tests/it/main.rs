@@ -3,6 +3,7 @@
 //! Run one area with `cargo test --test it <area>::`, e.g. `cargo test --test it edge::`.
 
 mod browser;
+mod browser_page;
 mod common;
 mod concurrency;
 mod crash;
@@ -10,6 +11,7 @@ mod decode_budget;
 mod deletion;
 mod edge;
 mod embeddings_api;
+mod events;
 mod foundation;
 mod gate;
 mod hostile_input;
@@ -34,4 +36,5 @@ mod s3;
 mod search;
 mod slow_clients;
 mod subject;
+mod webhooks;
 mod workers_apart;

@@ -77,6 +77,29 @@ async fn every_documented_operation_is_routed_and_answers_as_documented() {
     }
 }
 
+/// Swagger UI's "Try it out" fills a form with each field's example: a search sent as it is
+/// filled must find something, so only `k` has one (an empty example leaves the field out; a
+/// null one would be sent as "null").
+#[tokio::test]
+async fn try_it_out_searches_with_only_k_filled_in() {
+    let app = app(default_gate_settings(), uploads()).await;
+    let (_, _, doc) = send(&app.router, get("/openapi.json")).await;
+    let form = &doc["components"]["schemas"]["SearchForm"]["properties"];
+    assert_eq!(form["k"]["example"], 10);
+    for field in [
+        "kind",
+        "species",
+        "breed",
+        "since",
+        "latitude",
+        "longitude",
+        "radius_km",
+        "min_score",
+    ] {
+        assert_eq!(form[field]["example"], "", "{field}");
+    }
+}
+
 #[tokio::test]
 async fn the_plain_reference_lists_every_operation() {
     use http_body_util::BodyExt;
@@ -105,7 +128,8 @@ async fn the_app_and_the_interactive_reference_are_served_from_the_binary() {
     let app = app(default_gate_settings(), uploads()).await;
     for (path, mime, needle) in [
         ("/", "text/html", "/assets/app.js"),
-        ("/assets/app.js", "text/javascript", "/v1/search"),
+        ("/assets/app.js", "text/javascript", "./js/router.js"),
+        ("/assets/js/search.js", "text/javascript", "/v1/search"),
         ("/assets/app.css", "text/css", "prefers-reduced-motion"),
         ("/docs", "text/html", "/docs/swagger-ui-bundle.js"),
         ("/docs/docs.js", "text/javascript", "/openapi.json"),
@@ -137,4 +161,7 @@ async fn the_app_and_the_interactive_reference_are_served_from_the_binary() {
             );
         }
     }
+    // Only the page's own modules are served.
+    let (status, _, _) = send_raw(&app.router, get("/assets/js/secrets.js")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

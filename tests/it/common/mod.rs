@@ -1,6 +1,7 @@
 //! Shared test fixtures: the real model, a fresh PostgreSQL database per test, sample photos,
 //! and multipart bodies. Everything comes from `make test`'s set-up (scripts/setup.sh).
 
+pub mod browser;
 pub mod process;
 mod reports;
 pub use reports::{create_report, create_report_with, wait_until_embedded};
