@@ -23,14 +23,14 @@ async fn a_person_searches_posts_a_report_and_follows_it_to_a_match() {
 
     // Reports already posted: the lost cat is the one to find.
     let cat = sample("chelsea.png");
-    let lost = create_report(&service, "lost", "Lost tabby cat, green collar", &cat).await;
+    let lost = post_report(&service, "lost", "Lost tabby cat, green collar", &cat).await;
     for (title, name) in [
         ("Found dog by the river", "coffee.png"),
         ("Found: grey kitten", "astronaut.png"),
     ] {
-        create_report(&service, "found", title, &sample(name)).await;
+        post_report(&service, "found", title, &sample(name)).await;
     }
-    create_report(
+    post_report(
         &service,
         "sighting",
         "Seen: cat on a wall",

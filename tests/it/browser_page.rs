@@ -60,7 +60,7 @@ async fn a_match_posted_later_appears_on_the_open_report_page_in_place() {
     let _machine = whole_machine().await;
     let s = Session::start().await;
     let cat = sample("chelsea.png");
-    let lost = create_report(&s.service, "lost", "Lost tabby cat, green collar", &cat).await;
+    let lost = post_report(&s.service, "lost", "Lost tabby cat, green collar", &cat).await;
     eventually("the lost cat embedded", 60, || embedded(&s.service, &lost)).await;
 
     // A visitor (who might be its owner on a phone) reads the report and starts a message.
@@ -85,7 +85,7 @@ async fn a_match_posted_later_appears_on_the_open_report_page_in_place() {
 
     // Someone else posts the same cat, found.
     let posted = Instant::now();
-    create_report(
+    post_report(
         &s.service,
         "found",
         "Found: tabby in my garden",
@@ -340,7 +340,7 @@ async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
     s.text(".notice.error", "needs a place", 10).await;
 
     // A resolved report says why it shows no match; a visitor sees no owner's panel.
-    let report = create_report(
+    let report = post_report(
         &s.service,
         "lost",
         "Grey cat, resolved",

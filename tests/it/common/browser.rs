@@ -158,7 +158,7 @@ pub fn photo_file(bytes: &[u8], name: &str) -> String {
 }
 
 /// A report posted through the API (one photo, species cat), as answered.
-pub async fn create_report(service: &Service, kind: &str, title: &str, photo: &[u8]) -> Value {
+pub async fn post_report(service: &Service, kind: &str, title: &str, photo: &[u8]) -> Value {
     let photos = [photo.to_vec()];
     let mut form = report_form(kind, "cat", &photos);
     form[2] = ("title", "", "text/plain", title.as_bytes());
