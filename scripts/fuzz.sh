@@ -7,10 +7,10 @@
 #   scripts/fuzz.sh [max examples per operation and phase, default 50]
 # Each phase runs on its own (one schemathesis run per phase) with its own budget, so a slow phase
 # cannot spend the others' time, and the script fails if any phase was skipped or cut short:
-#   LOOKALIKE_FUZZ_EXAMPLES_SECONDS (default 45), LOOKALIKE_FUZZ_COVERAGE_SECONDS (default 120):
+#   LOOKALIKE_FUZZ_EXAMPLES_SECONDS (default 45), LOOKALIKE_FUZZ_COVERAGE_SECONDS (default 150):
 #     the longest these bounded passes may take (each enumerates the document once); past it the
 #     phase is cut short and the script fails (raise the budget, do not skip the phase).
-#   LOOKALIKE_FUZZ_FUZZING_SECONDS (default 60), LOOKALIKE_FUZZ_STATEFUL_SECONDS (default 60):
+#   LOOKALIKE_FUZZ_FUZZING_SECONDS (default 50), LOOKALIKE_FUZZ_STATEFUL_SECONDS (default 50):
 #     how long the open-ended phases keep drawing new cases (schemathesis --max-time).
 # About 4-5 minutes in all, plus the build.
 # The service runs with an API key (so authentication is fuzzed too), without rate limits (so the
@@ -20,9 +20,9 @@ source "$(dirname "$0")/common.sh"
 EXAMPLES="${1:-50}"
 declare -A BUDGET=(
   [examples]="${LOOKALIKE_FUZZ_EXAMPLES_SECONDS:-45}"
-  [coverage]="${LOOKALIKE_FUZZ_COVERAGE_SECONDS:-120}"
-  [fuzzing]="${LOOKALIKE_FUZZ_FUZZING_SECONDS:-60}"
-  [stateful]="${LOOKALIKE_FUZZ_STATEFUL_SECONDS:-60}"
+  [coverage]="${LOOKALIKE_FUZZ_COVERAGE_SECONDS:-150}"
+  [fuzzing]="${LOOKALIKE_FUZZ_FUZZING_SECONDS:-50}"
+  [stateful]="${LOOKALIKE_FUZZ_STATEFUL_SECONDS:-50}"
 )
 TOOLS="schemathesis==4.32.5 openapi-spec-validator==0.9.0"
 PORT="${LOOKALIKE_FUZZ_PORT:-18181}"
