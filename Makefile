@@ -76,7 +76,8 @@ drain: setup
 	$(CARGO) bench --locked --bench kill_drain -- $(ARGS)
 
 ## Schema-driven fuzzing of the API (schemathesis: examples, coverage, fuzzing and stateful phases,
-## every check), capped at LOOKALIKE_FUZZ_SECONDS (default 150): make fuzz EXAMPLES=200
+## every check), each phase on its own budget (LOOKALIKE_FUZZ_{EXAMPLES,COVERAGE,FUZZING,STATEFUL}_SECONDS,
+## about 5 min in all); fails if a phase is skipped or cut short: make fuzz EXAMPLES=200
 fuzz: setup
 	@scripts/fuzz.sh $(EXAMPLES)
 

@@ -117,7 +117,7 @@ fn main() {
         let mut conn = pool.acquire().await.expect("conn");
         sqlx::query("SET maintenance_work_mem = '1GB'").execute(&mut *conn).await.expect("set");
         // The model's own partial index, as `Store::register_model` makes it (built after the load: faster).
-        sqlx::query(&format!("CREATE INDEX embeddings_hnsw_model_{model_id} ON embeddings USING hnsw (embedding vector_cosine_ops) WHERE model_id = {model_id}"))
+        sqlx::query(&format!("CREATE INDEX embeddings_hnsw_model_{model_id} ON embeddings USING hnsw (embedding halfvec_cosine_ops) WHERE model_id = {model_id}"))
             .execute(&mut *conn).await.expect("index");
         sqlx::query("ANALYZE").execute(&mut *conn).await.expect("analyze");
         drop(conn);

@@ -5,14 +5,25 @@
 # operations) with every check, and fails on any 5xx, any answer the document does not allow, or
 # a crash.
 #   scripts/fuzz.sh [max examples per operation and phase, default 50]
-# LOOKALIKE_FUZZ_SECONDS (default 150) caps the run: fuzzing and stateful testing stop when it is
-# spent (the whole script takes that plus the build and about half a minute).
+# Each phase runs on its own (one schemathesis run per phase) with its own budget, so a slow phase
+# cannot spend the others' time, and the script fails if any phase was skipped or cut short:
+#   LOOKALIKE_FUZZ_EXAMPLES_SECONDS (default 45), LOOKALIKE_FUZZ_COVERAGE_SECONDS (default 150):
+#     the longest these bounded passes may take (each enumerates the document once); past it the
+#     phase is cut short and the script fails (raise the budget, do not skip the phase).
+#   LOOKALIKE_FUZZ_FUZZING_SECONDS (default 50), LOOKALIKE_FUZZ_STATEFUL_SECONDS (default 50):
+#     how long the open-ended phases keep drawing new cases (schemathesis --max-time).
+# About 4-5 minutes in all, plus the build.
 # The service runs with an API key (so authentication is fuzzed too), without rate limits (so the
 # fuzzer reaches the handlers), on a throwaway database of the local cluster.
 source "$(dirname "$0")/common.sh"
 
 EXAMPLES="${1:-50}"
-MAX_SECONDS="${LOOKALIKE_FUZZ_SECONDS:-150}"
+declare -A BUDGET=(
+  [examples]="${LOOKALIKE_FUZZ_EXAMPLES_SECONDS:-45}"
+  [coverage]="${LOOKALIKE_FUZZ_COVERAGE_SECONDS:-150}"
+  [fuzzing]="${LOOKALIKE_FUZZ_FUZZING_SECONDS:-50}"
+  [stateful]="${LOOKALIKE_FUZZ_STATEFUL_SECONDS:-50}"
+)
 TOOLS="schemathesis==4.32.5 openapi-spec-validator==0.9.0"
 PORT="${LOOKALIKE_FUZZ_PORT:-18181}"
 KEY="fuzz-key-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
@@ -72,13 +83,38 @@ include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "413", "415", "422", "429"]
 TOML
 status=0
-# Run from the scratch folder: schemathesis keeps a cache in its working directory. The outer
-# timeout only guards against a hang: --max-time ends the run.
-(cd "$WORK" && timeout $((MAX_SECONDS + 300)) "$VENV/bin/schemathesis" \
-  --config-file "$WORK/schemathesis.toml" run "http://127.0.0.1:$PORT/openapi.json" \
-  --phases examples,coverage,fuzzing,stateful --checks all \
-  --header "x-api-key: $KEY" --max-examples "$EXAMPLES" --max-time "$MAX_SECONDS" --workers 2 \
-  --suppress-health-check all) || status=$?
+skipped=()
+# One run per phase, from the scratch folder (schemathesis keeps a cache in its working directory).
+# Examples and coverage are bounded passes: no --max-time (it would end them quietly part-way),
+# only an outer timeout at their budget, which fails the phase. Fuzzing and stateful testing draw
+# new cases until --max-time; their outer timeout only guards against a hang.
+for phase in examples coverage fuzzing stateful; do
+  budget=${BUDGET[$phase]}
+  args=(--phases "$phase")
+  limit=$budget
+  case $phase in fuzzing|stateful) args+=(--max-time "$budget"); limit=$((budget + 120)) ;; esac
+  log "fuzz: $phase phase (budget ${budget} s)"
+  started=$SECONDS
+  rc=0
+  (cd "$WORK" && timeout "$limit" "$VENV/bin/schemathesis" \
+    --config-file "$WORK/schemathesis.toml" run "http://127.0.0.1:$PORT/openapi.json" \
+    "${args[@]}" --checks all --header "x-api-key: $KEY" --max-examples "$EXAMPLES" --workers 2 \
+    --suppress-health-check all --no-color) 2>&1 | tee "$WORK/$phase.out" || rc=${PIPESTATUS[0]}
+  log "fuzz: $phase phase took $((SECONDS - started)) s (exit $rc)"
+  if [ "$rc" = 124 ]; then
+    skipped+=("$phase (cut short at its ${budget} s budget)")
+    continue
+  fi
+  [ "$rc" = 0 ] || status=$rc
+  # The summary's "Test Phases:" lists the phase as passed (✅) or failed (❌) when it ran; skipped
+  # (⏭, with its reason), interrupted (⚡) or errored (🚫) otherwise.
+  name=$(printf '%s' "${phase^}")
+  line=$(sed -n '/^Test Phases:/,/^$/p' "$WORK/$phase.out" | grep -F " $name" | head -1)
+  case $line in
+    *✅*|*❌*) ;;
+    *) skipped+=("$phase (${line:-no summary}; exit $rc)") ;;
+  esac
+done
 
 if ! kill -0 "$SERVICE" 2>/dev/null; then
   cat "$LOG" >&2; die "the service crashed during the run"
@@ -88,5 +124,6 @@ if grep -q '"level":"ERROR"\|panicked' "$LOG"; then
   die "the service logged errors or panics during the run"
 fi
 log "the service survived; 5xx answers it logged: $(grep -c 'request failed' "$LOG" || true)"
+[ "${#skipped[@]}" = 0 ] || die "phases that did not run to the end: ${skipped[*]}"
 [ "$status" = 0 ] || die "schemathesis found failures (exit $status)"
 log "no failures"

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +135,21 @@ impl PhotoStore {
             .await?)
     }
 
+    /// Reads an object as a stream, for an answer that sends it: a client that reads slowly (or
+    /// never) holds a few chunks, not the whole object. A missing object fails here, not in the
+    /// stream.
+    pub async fn get_stream(&self, key: &str) -> Result<ObjectStream, PhotoStoreError> {
+        let got = self.store.get(&ObjectPath::from(key)).await?;
+        let size = got.range.end.saturating_sub(got.range.start);
+        let chunks = match got.payload {
+            // object_store's own file stream reads 8 KiB per blocking task; larger reads cost
+            // fewer tasks for the same bounded memory.
+            GetResultPayload::File(file, _) => file_chunks(file, got.range),
+            GetResultPayload::Stream(stream) => stream.map_err(PhotoStoreError::from).boxed(),
+        };
+        Ok(ObjectStream { size, chunks })
+    }
+
     /// Deletes an object; one already gone counts as deleted.
     pub async fn delete(&self, key: &str) -> Result<(), PhotoStoreError> {
         match self.store.delete(&ObjectPath::from(key)).await {
@@ -154,6 +170,55 @@ impl PhotoStore {
             })
             .collect())
     }
+}
+
+/// Bytes read from a local file per chunk. hyper queues at most 16 chunks (and about 400 KiB)
+/// for a connection, so a client that never reads holds at most 256 KiB of a photo.
+const FILE_CHUNK_BYTES: u64 = 16 * 1024;
+
+/// An object being read: its length, and its bytes as they come.
+pub struct ObjectStream {
+    /// Its length in bytes (the answer's `Content-Length`).
+    pub size: u64,
+    /// Its bytes, chunk by chunk; an error ends the stream (and the answer, short).
+    pub chunks: BoxStream<'static, Result<Bytes, PhotoStoreError>>,
+}
+
+impl std::fmt::Debug for ObjectStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStream")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `range` of a local file, read a chunk at a time off the async threads, each read only when
+/// the consumer asks for the next chunk.
+fn file_chunks(
+    file: std::fs::File,
+    range: std::ops::Range<u64>,
+) -> BoxStream<'static, Result<Bytes, PhotoStoreError>> {
+    let file = Arc::new(file);
+    futures_util::stream::try_unfold(range.start, move |at| {
+        let file = file.clone();
+        let end = range.end;
+        async move {
+            if at >= end {
+                return Ok(None);
+            }
+            let len = (end - at).min(FILE_CHUNK_BYTES) as usize;
+            let chunk = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; len];
+                file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+            })
+            .await
+            .map_err(|e| PhotoStoreError::Backend(format!("reading a stored file: {e}")))?
+            .map_err(|e| PhotoStoreError::Backend(format!("reading a stored file: {e}")))?;
+            Ok(Some((chunk, at + len as u64)))
+        }
+    })
+    .boxed()
 }
 
 /// An object in the photo store.

@@ -333,13 +333,14 @@ async fn photo_file(
     // read of the photo store.
     let cache = (header::CACHE_CONTROL, "private, no-cache");
     Ok(match answer {
-        PhotoBody::Fresh { bytes, mime, etag } => (
+        PhotoBody::Fresh { body, mime, etag } => (
             [
                 (header::CONTENT_TYPE, mime.to_owned()),
                 (header::ETAG, etag),
                 (cache.0, cache.1.to_owned()),
+                (header::CONTENT_LENGTH, body.size.to_string()),
             ],
-            Body::from(bytes),
+            Body::from_stream(body.chunks),
         )
             .into_response(),
         PhotoBody::NotModified { etag } => (

@@ -15,7 +15,7 @@ pub use crate::domain::report::*;
 
 use crate::capacity::{CapacityError, Slots};
 use crate::imaging::{self, DecodeCaps, ImagingError};
-use crate::photo_store::{ObjectKeys, PhotoStore, PhotoStoreError};
+use crate::photo_store::{ObjectKeys, ObjectStream, PhotoStore, PhotoStoreError};
 use crate::rate_limit::address_key;
 use crate::store::{
     AddressUsage, NewPhoto, OpenLimits, OwnerCheck, Payer, Recorded, ReserveError, StorageCharge,
@@ -558,13 +558,14 @@ impl ReportService {
         }) {
             return Ok(PhotoBody::NotModified { etag });
         }
-        let bytes = match self.storage.get(&key).await {
+        // Streamed: a client that reads slowly holds a few chunks of the photo, not all of it.
+        let body = match self.storage.get_stream(&key).await {
             Err(PhotoStoreError::NotFound(_)) if file == PhotoFile::Thumbnail => {
                 return Err(ReportError::ThumbnailPending);
             }
             read => read?,
         };
-        Ok(PhotoBody::Fresh { bytes, mime, etag })
+        Ok(PhotoBody::Fresh { body, mime, etag })
     }
 }
 
@@ -578,12 +579,12 @@ pub enum PhotoFile {
 }
 
 /// A photo file as answered.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum PhotoBody {
     /// The file.
     Fresh {
-        /// Its bytes.
-        bytes: Bytes,
+        /// Its length and bytes, read as the answer is sent.
+        body: ObjectStream,
         /// Its media type.
         mime: &'static str,
         /// Its entity tag (the content hash: a photo's bytes never change under its id).

@@ -36,7 +36,7 @@ impl Store {
     ) -> Result<HashMap<[u8; 32], StoredEmbedding>, StoreError> {
         let wanted: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
         let rows = sqlx::query(&format!(
-            "SELECT e.sha256, e.embedding, b.format, b.width, b.height, {LABEL_COLUMNS}
+            "SELECT e.sha256, e.embedding::vector AS embedding, b.format, b.width, b.height, {LABEL_COLUMNS}
              FROM embeddings e JOIN blobs b ON b.sha256 = e.sha256
              WHERE e.sha256 = ANY($1) AND e.model_id = $2"
         ))
@@ -114,7 +114,7 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO embeddings (sha256, model_id, embedding, species, species_probability, breed_classes, breed_probabilities)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             VALUES ($1, $2, $3::halfvec, $4, $5, $6, $7)
              ON CONFLICT (sha256, model_id) DO NOTHING",
         )
         .bind(sha256)

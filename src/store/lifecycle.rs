@@ -216,7 +216,7 @@ impl Store {
                 // The model id is an integer formatted here; DDL takes no bind parameters.
                 sqlx::raw_sql(&format!(
                     "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON embeddings
-                     USING hnsw (embedding vector_cosine_ops) WHERE model_id = {model_id}"
+                     USING hnsw (embedding halfvec_cosine_ops) WHERE model_id = {model_id}"
                 ))
                 .execute(&mut *conn)
                 .await?;
@@ -275,7 +275,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO embeddings (sha256, model_id, embedding)
-             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM blobs WHERE sha256 = $1)
+             SELECT $1, $2, $3::halfvec WHERE EXISTS (SELECT 1 FROM blobs WHERE sha256 = $1)
              ON CONFLICT (sha256, model_id) DO NOTHING",
         )
         .bind(sha256)

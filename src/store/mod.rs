@@ -169,7 +169,7 @@ impl Store {
             && usize::try_from(dim).ok() != Some(manifest.dim)
         {
             return Err(StoreError::Config(format!(
-                "model {} {} makes {}-dimensional embeddings, but the database stores {dim}-dimensional ones (embeddings.embedding is vector({dim})): use a model of dimension {dim}, or a database migrated for {}",
+                "model {} {} makes {}-dimensional embeddings, but the database stores {dim}-dimensional ones (embeddings.embedding is halfvec({dim})): use a model of dimension {dim}, or a database migrated for {}",
                 manifest.name, manifest.version, manifest.dim, manifest.dim
             )));
         }

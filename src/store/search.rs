@@ -76,7 +76,9 @@ impl Store {
         let vector = Vector::from(query.to_vec());
         let mut q =
             QueryBuilder::<Postgres>::new("SELECT p.report_id, p.id AS photo_id, e.embedding <=> ");
-        q.push_bind(vector.clone());
+        // Stored vectors are halfvec (migration 0015): the query is cast to match, so the
+        // model's halfvec index serves the ORDER BY.
+        q.push_bind(vector.clone()).push("::halfvec");
         // The model id is written into the SQL, not bound: only a literal lets the planner prove
         // that the model's partial index covers the query (a generic plan for a parameter
         // cannot).
@@ -90,7 +92,7 @@ impl Store {
         }
         q.push(" ORDER BY e.embedding <=> ")
             .push_bind(vector)
-            .push(" LIMIT ")
+            .push("::halfvec LIMIT ")
             .push_bind(limit);
         let rows = q.build().fetch_all(&mut *tx).await?;
         tx.commit().await?;
@@ -112,7 +114,7 @@ impl Store {
         model_id: i32,
     ) -> Result<Vec<(Uuid, Vec<f32>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT p.id, e.embedding FROM photos p JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
+            "SELECT p.id, e.embedding::vector AS embedding FROM photos p JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
              WHERE p.report_id = $1 ORDER BY p.position",
         )
         .bind(report_id)

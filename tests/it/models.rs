@@ -67,7 +67,7 @@ async fn a_model_the_schema_cannot_hold_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("makes 512-dimensional embeddings")
-            && stderr.contains("vector(1280)")
+            && stderr.contains("halfvec(1280)")
             && !stderr.contains("panicked"),
         "{stderr}"
     );
