@@ -11,6 +11,7 @@ mod job_counts;
 mod messages;
 mod middleware;
 mod multipart;
+mod nearby;
 pub mod openapi;
 pub mod protect;
 mod reports;

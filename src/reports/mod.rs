@@ -2,6 +2,7 @@
 //! the report with its embedding jobs. The embedding itself happens later, in the `jobs` workers.
 
 mod model;
+mod nearby;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -20,6 +20,7 @@ mod labels;
 mod lifecycle;
 mod metadata;
 mod models;
+mod nearby;
 mod observability;
 mod open_limits;
 mod openapi;
