@@ -18,6 +18,8 @@ mod reports;
 mod router;
 mod search;
 pub mod server;
+mod share;
+mod share_html;
 mod state;
 mod web;
 

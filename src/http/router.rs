@@ -8,7 +8,9 @@ use axum::routing::{MethodRouter, get, patch, post};
 use super::body::{self, with_body_limit};
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
-use super::{embeddings, health, messages, middleware, openapi, protect, reports, search, web};
+use super::{
+    embeddings, health, messages, middleware, openapi, protect, reports, search, share, web,
+};
 use crate::rate_limit::RouteClass;
 
 /// Body limit of routes that take no body (or a small JSON one).
@@ -109,6 +111,12 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         )
         .route("/v1/jobs/{id}", class(Read, get(reports::job)))
         .route("/v1/usage", class(Read, get(reports::usage)))
+        .route("/v1/reports/{id}/qr.svg", class(Read, get(share::qr)))
+        .route("/r/{id}", class(Read, get(share::page)))
+        .route("/r/{id}/poster", class(Read, get(share::poster)))
+        .route("/assets/share.js", get(share::share_js))
+        .route("/assets/poster.js", get(share::poster_js))
+        .route("/assets/poster.css", get(share::poster_css))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route("/openapi.json", get(openapi::document))

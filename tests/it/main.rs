@@ -25,6 +25,7 @@ mod observability;
 mod open_limits;
 mod openapi;
 mod outage;
+mod poster;
 mod privacy;
 mod protection;
 mod reports;
