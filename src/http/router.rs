@@ -128,7 +128,8 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         .route("/docs/swagger-ui.css", get(web::swagger_css))
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::app_js))
-        .route("/assets/app.css", get(web::app_css));
+        .route("/assets/app.css", get(web::app_css))
+        .route("/assets/js/{file}", get(web::module));
     let routes = if metrics == MetricsRoute::WithTheApi {
         routes.route("/metrics", get(health::metrics))
     } else {

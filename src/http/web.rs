@@ -3,8 +3,11 @@
 //! npm by `scripts/vendor-swagger-ui.sh`). Every file is compiled into the binary: nothing is
 //! fetched from elsewhere at run time.
 
+use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+
+use crate::http::error::ApiError;
 
 /// A file of the page, with its media type and how long caches may keep it.
 struct Asset {
@@ -58,6 +61,31 @@ pub async fn app_js() -> Response {
         mime: JS,
         cache: FRESH,
     })
+}
+
+/// The page's ES modules (`src/http/web/js/`), one per concern or view, imported by `app.js`.
+/// A new module is one more line here.
+const MODULES: &[(&str, &str)] = &[
+    ("api.js", include_str!("web/js/api.js")),
+    ("dom.js", include_str!("web/js/dom.js")),
+    ("fields.js", include_str!("web/js/fields.js")),
+    ("post.js", include_str!("web/js/post.js")),
+    ("report.js", include_str!("web/js/report.js")),
+    ("router.js", include_str!("web/js/router.js")),
+    ("search.js", include_str!("web/js/search.js")),
+    ("status.js", include_str!("web/js/status.js")),
+];
+
+/// `GET /assets/js/{file}`: one of the page's modules; any other name is a 404.
+pub async fn module(Path(file): Path<String>) -> Response {
+    match MODULES.iter().find(|(name, _)| *name == file) {
+        Some((_, body)) => serve(&Asset {
+            body,
+            mime: JS,
+            cache: FRESH,
+        }),
+        None => ApiError::not_found("no such file of the page").into_response(),
+    }
 }
 
 /// `GET /assets/app.css`.

@@ -105,7 +105,8 @@ async fn the_app_and_the_interactive_reference_are_served_from_the_binary() {
     let app = app(default_gate_settings(), uploads()).await;
     for (path, mime, needle) in [
         ("/", "text/html", "/assets/app.js"),
-        ("/assets/app.js", "text/javascript", "/v1/search"),
+        ("/assets/app.js", "text/javascript", "./js/router.js"),
+        ("/assets/js/search.js", "text/javascript", "/v1/search"),
         ("/assets/app.css", "text/css", "prefers-reduced-motion"),
         ("/docs", "text/html", "/docs/swagger-ui-bundle.js"),
         ("/docs/docs.js", "text/javascript", "/openapi.json"),
@@ -137,4 +138,7 @@ async fn the_app_and_the_interactive_reference_are_served_from_the_binary() {
             );
         }
     }
+    // Only the page's own modules are served.
+    let (status, _, _) = send_raw(&app.router, get("/assets/js/secrets.js")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
