@@ -69,10 +69,13 @@ const MODULES: &[(&str, &str)] = &[
     ("api.js", include_str!("web/js/api.js")),
     ("dom.js", include_str!("web/js/dom.js")),
     ("fields.js", include_str!("web/js/fields.js")),
+    ("nearby.js", include_str!("web/js/nearby.js")),
+    ("places.js", include_str!("web/js/places.js")),
     ("post.js", include_str!("web/js/post.js")),
     ("report.js", include_str!("web/js/report.js")),
     ("router.js", include_str!("web/js/router.js")),
     ("search.js", include_str!("web/js/search.js")),
+    ("sharing.js", include_str!("web/js/sharing.js")),
     ("status.js", include_str!("web/js/status.js")),
 ];
 

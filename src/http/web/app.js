@@ -6,11 +6,13 @@ import { searchView } from "./js/search.js";
 import { newReportView } from "./js/post.js";
 import { reportView } from "./js/report.js";
 import { statusView } from "./js/status.js";
+import { nearbyView } from "./js/nearby.js";
 
 const ID = "([0-9a-f-]{36})";
 addRoute(/^\/$/, searchView, { nav: "search", isFallback: true });
 addRoute(/^\/new$/, newReportView, { nav: "new" });
 addRoute(new RegExp(`^/reports?/${ID}$`, "i"), reportView);
 addRoute(/^\/status$/, statusView);
+addRoute(/^\/nearby$/, nearbyView, { nav: "nearby" });
 
 start();

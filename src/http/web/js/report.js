@@ -3,6 +3,7 @@
 import { h, show, notice, percent, when, onLeave } from "./dom.js";
 import { api, tokens, ownerHeaders } from "./api.js";
 import { badge } from "./fields.js";
+import { shareLinks } from "./sharing.js";
 
 export function reportView(id) {
   const place = h("div", {});
@@ -121,7 +122,8 @@ function renderReport(report, reload) {
         h("dt", {}, "Photos"), h("dd", { id: "embedding-status" }, badge(status), status === "pending" ? " being compared… this page updates by itself." : status === "ready" ? " ready for matching." : " a photo could not be read.")),
       report.description ? h("p", {}, report.description) : null,
       h("ul", { class: "photos" }, photos),
-      ownerActions(report, reload)),
+      ownerActions(report, reload),
+      shareLinks(report)),
     h("section", { "aria-labelledby": "matches-title" },
       h("h2", { id: "matches-title" }, "Possible matches"),
       matches.length
