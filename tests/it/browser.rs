@@ -16,13 +16,13 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 /// chromedriver on a port of its own; killed when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Driver {
-    async fn start() -> Driver {
+    pub(crate) async fn start() -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -55,7 +55,7 @@ impl Driver {
         panic!("chromedriver did not start");
     }
 
-    async fn browser(&self) -> Client {
+    pub(crate) async fn browser(&self) -> Client {
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -83,18 +83,18 @@ impl Drop for Driver {
 }
 
 /// Where screenshots go: the artifacts folder, and the README's when asked.
-struct Screenshots {
-    artifacts: PathBuf,
+pub(crate) struct Screenshots {
+    pub(crate) artifacts: PathBuf,
 }
 
 impl Screenshots {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
         std::fs::create_dir_all(&artifacts).unwrap();
         Screenshots { artifacts }
     }
 
-    async fn take(&self, browser: &Client, name: &str) {
+    pub(crate) async fn take(&self, browser: &Client, name: &str) {
         let png = browser.screenshot().await.unwrap();
         std::fs::write(self.artifacts.join(format!("{name}.png")), &png).unwrap();
         if std::env::var_os("LOOKALIKE_UPDATE_SCREENSHOTS").is_some() {
@@ -107,7 +107,7 @@ impl Screenshots {
 
 /// Waits up to `seconds` until `css` matches an element whose text contains `text`; on timeout
 /// keeps a screenshot and the page's source beside the others, then fails.
-async fn wait_for_text(
+pub(crate) async fn wait_for_text(
     browser: &Client,
     shots: &Screenshots,
     css: &str,
@@ -137,7 +137,7 @@ async fn wait_for_text(
 }
 
 /// Clicks the button labelled `label`.
-async fn click_button(browser: &Client, label: &str) {
+pub(crate) async fn click_button(browser: &Client, label: &str) {
     for button in browser.find_all(Locator::Css("button")).await.unwrap() {
         if button.text().await.unwrap() == label {
             button.click().await.unwrap();

@@ -3,6 +3,7 @@
 //! Run one area with `cargo test --test it <area>::`, e.g. `cargo test --test it edge::`.
 
 mod browser;
+mod browser_nearby;
 mod common;
 mod concurrency;
 mod crash;
