@@ -306,3 +306,36 @@ async fn resolved_deleted_and_unknown_reports_are_the_same_neutral_404() {
     }
     assert!(pages.windows(2).all(|w| w[0] == w[1]), "the 404s differ");
 }
+
+#[tokio::test]
+async fn a_tenants_report_is_never_shared_even_with_its_key() {
+    use crate::privacy::{call, create, start};
+    const KEY: &str = "acme-key-0123456789";
+    let service = start("poster-tenant", 0, &["--api-keys", &format!("acme:{KEY}")]).await;
+    let photo = distinct_photos(1, 96).remove(0);
+    let key = [("X-API-Key", KEY)];
+    let created = create(
+        &service,
+        &key,
+        &photo,
+        &[("contact", "secret@acme.example")],
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.json());
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    for path in [format!("/r/{id}"), format!("/r/{id}/poster")] {
+        // Without a key the service answers nothing about it; with the tenant's key, the share
+        // pages are still only for the open service's reports.
+        let anonymous = call(&service, "GET", &path, &[]).await;
+        assert_eq!(anonymous.status, 401, "{path}");
+        assert_eq!(anonymous.json()["code"], "api_key_required", "{path}");
+        let keyed = call(&service, "GET", &path, &key).await;
+        assert_eq!(keyed.status, 404, "{path}");
+        assert_eq!(keyed.json()["code"], "not_found", "{path}");
+        assert!(!String::from_utf8_lossy(&keyed.body).contains("Brown dog"));
+    }
+    // Its QR code is the tenant's to ask for.
+    let qr = call(&service, "GET", &format!("/v1/reports/{id}/qr.svg"), &key).await;
+    assert_eq!(qr.status, 200);
+    assert_eq!(qr.header("content-type"), Some("image/svg+xml"));
+}
