@@ -24,6 +24,7 @@
 
 pub mod capacity;
 pub mod config;
+pub mod domain;
 pub mod http;
 pub mod imaging;
 pub mod inference;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
 use super::{Store, StoreError};
-use crate::reports::{Report, ReportFilter};
+use crate::domain::report::{Report, ReportFilter};
 
 /// A place and a radius, with a position in the nearest-first order to start after.
 #[derive(Debug, Clone, Copy, PartialEq)]
