@@ -56,11 +56,17 @@ async fn devtools(driver: &Driver, browser: &Client, cmd: &str, params: Value) {
     assert!(text.starts_with("HTTP/1.1 200"), "{cmd}: {text}");
 }
 
-/// Posts a report of `kind` at (lat, lon) with one photo; the creation answer.
-async fn post(service: &Service, kind: &str, title: &str, photo: &[u8], at: (&str, &str)) -> Value {
+/// Posts a report of `kind` and `species` at (lat, lon) with one photo; the creation answer.
+async fn post(
+    service: &Service,
+    (kind, species): (&str, &str),
+    title: &str,
+    photo: &[u8],
+    at: (&str, &str),
+) -> Value {
     let parts: Vec<(&str, &str, &str, &[u8])> = vec![
         ("kind", "", "text/plain", kind.as_bytes()),
-        ("species", "", "text/plain", b"dog"),
+        ("species", "", "text/plain", species.as_bytes()),
         ("title", "", "text/plain", title.as_bytes()),
         ("latitude", "", "text/plain", at.0.as_bytes()),
         ("longitude", "", "text/plain", at.1.as_bytes()),
@@ -110,28 +116,28 @@ async fn a_person_finds_reports_near_them_or_a_town_and_prints_a_poster() {
     let shots = Screenshots::new();
     let site = format!("http://{}", service.addr);
 
-    let photos = distinct_photos(3, 160);
+    let photos = distinct_photos(2, 160);
     let lyon = post(
         &service,
-        "lost",
-        "Lost beagle, red collar",
-        &photos[0],
+        ("lost", "cat"),
+        "Lost tabby cat, green collar",
+        &sample("chelsea.png"),
         ("45.7640", "4.8357"),
     )
     .await;
     post(
         &service,
-        "found",
+        ("found", "dog"),
         "Found dog near Villeurbanne",
-        &photos[1],
+        &photos[0],
         ("45.7719", "4.8902"),
     )
     .await;
     post(
         &service,
-        "lost",
+        ("lost", "dog"),
         "Lost terrier in Paris",
-        &photos[2],
+        &photos[1],
         ("48.8566", "2.3522"),
     )
     .await;
@@ -165,7 +171,10 @@ async fn a_person_finds_reports_near_them_or_a_town_and_prints_a_poster() {
     wait_for_text(&browser, &shots, "#nearby-results .card", "km away", 10).await;
     assert_eq!(
         listed(&browser).await,
-        ["Lost beagle, red collar", "Found dog near Villeurbanne"],
+        [
+            "Lost tabby cat, green collar",
+            "Found dog near Villeurbanne"
+        ],
         "nearest first, Paris out of 25 km"
     );
     let first = browser
@@ -242,12 +251,12 @@ async fn a_person_finds_reports_near_them_or_a_town_and_prints_a_poster() {
         .goto(&format!("{site}/r/{id}/poster"))
         .await
         .unwrap();
-    wait_for_text(&browser, &shots, "h1.poster-kind", "LOST DOG", 10).await;
+    wait_for_text(&browser, &shots, "h1.poster-kind", "LOST CAT", 10).await;
     wait_for_text(
         &browser,
         &shots,
         ".poster-title",
-        "Lost beagle, red collar",
+        "Lost tabby cat, green collar",
         5,
     )
     .await;
