@@ -236,7 +236,7 @@ pub async fn list(
         breeds: q
             .breed
             .as_deref()
-            .map(super::search::breed_classes)
+            .map(crate::search::breed_classes)
             .transpose()?
             .unwrap_or_default(),
         before: match near {
