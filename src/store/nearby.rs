@@ -77,7 +77,7 @@ impl Store {
             q.push(" AND species = ").push_bind(species.as_str());
         }
         if !filter.breeds.is_empty() {
-            super::labels::push_breed_filter(&mut q, "reports.id", model_id, &filter.breeds);
+            super::search::push_breed_filter(&mut q, "reports.id", model_id, &filter.breeds);
         }
         if let Some(status) = filter.status {
             q.push(" AND status = ").push_bind(status.as_str());
