@@ -12,12 +12,15 @@ mod job_counts;
 mod messages;
 mod middleware;
 mod multipart;
+mod nearby;
 pub mod openapi;
 pub mod protect;
 mod reports;
 mod router;
 mod search;
 pub mod server;
+mod share;
+mod share_html;
 mod state;
 mod web;
 

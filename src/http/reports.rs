@@ -32,6 +32,10 @@ pub struct ReportBody {
     #[serde(flatten)]
     report: Report,
     photo_urls: Vec<PhotoUrls>,
+    /// In a listing near a place: kilometres from its centre to the report's public (rounded)
+    /// position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distance_km: Option<f64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -54,7 +58,19 @@ impl ReportBody {
                 thumbnail_url: format!("/v1/photos/{}/thumbnail", p.id),
             })
             .collect();
-        ReportBody { report, photo_urls }
+        ReportBody {
+            report,
+            photo_urls,
+            distance_km: None,
+        }
+    }
+
+    /// The same, `km` from the centre of a listing near a place.
+    pub fn at_distance(self, km: f64) -> Self {
+        ReportBody {
+            distance_km: Some(km),
+            ..self
+        }
     }
 }
 
@@ -164,23 +180,35 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]{1,18}_[0-9a-f]{32}$")]
+    #[param(pattern = "^([0-9]{1,18}|d[0-9a-f]{16})_[0-9a-f]{32}$")]
     cursor: Option<String>,
+    /// With longitude and radius_km: only reports within the radius, nearest first, each with
+    /// `distance_km` to its public position (rounded to 0.01°). Reports without a position are
+    /// left out.
+    #[param(value_type = Option<f64>, minimum = -90, maximum = 90, example = 48.8566)]
+    latitude: Option<String>,
+    /// See latitude.
+    #[param(value_type = Option<f64>, minimum = -180, maximum = 180, example = 2.3522)]
+    longitude: Option<String>,
+    /// See latitude (kilometres, more than 0 and at most 20040; not without a place).
+    #[param(value_type = Option<f64>, exclusive_minimum = 0, maximum = 20040, example = 10)]
+    radius_km: Option<String>,
 }
 
 /// A page of reports.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReportPage {
-    reports: Vec<ReportBody>,
+    pub(super) reports: Vec<ReportBody>,
     /// Pass as `cursor` for the next page; absent on the last page.
-    next_cursor: Option<String>,
+    pub(super) next_cursor: Option<String>,
 }
 
-/// `GET /v1/reports?kind=&species=&status=&breed=&limit=&cursor=`: newest first.
+/// `GET /v1/reports?kind=&species=&status=&breed=&limit=&cursor=`: newest first; with
+/// `latitude=&longitude=&radius_km=`, nearest first.
 #[utoipa::path(get, path = "/v1/reports", operation_id = "list_reports", tag = "reports",
     params(ListQuery),
-    responses((status = 200, description = "A page of reports, newest first (as the public sees them without an API key: no contact unless published, positions rounded to 0.01°)", body = ReportPage),
-        (status = 422, description = "A parameter is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
+    responses((status = 200, description = "A page of reports, newest first, or with a place nearest first with `distance_km` (as the public sees them without an API key: no contact unless published, positions rounded to 0.01°)", body = ReportPage),
+        (status = 422, description = "A parameter is wrong (`validation_failed`, with `field`): e.g. a radius without a place, a latitude out of range, or a cursor of the other order", body = crate::http::error::ErrorBody),
         (status = 401, response = crate::http::error::ApiKeyRefused), (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn list(
     State(app): State<AppState>,
@@ -195,6 +223,12 @@ pub async fn list(
                 .with("field", "limit"),
         );
     }
+    let near = super::nearby::near(
+        q.latitude.as_deref(),
+        q.longitude.as_deref(),
+        q.radius_km.as_deref(),
+        q.cursor.as_deref(),
+    )?;
     let filter = ReportFilter {
         kind: q.kind.as_deref().map(str::parse).transpose()?,
         species: q.species.as_deref().map(str::parse).transpose()?,
@@ -205,10 +239,17 @@ pub async fn list(
             .map(crate::search::breed_classes)
             .transpose()?
             .unwrap_or_default(),
-        before: q.cursor.as_deref().map(decode_cursor).transpose()?,
+        before: match near {
+            None => q.cursor.as_deref().map(decode_cursor).transpose()?,
+            Some(_) => None,
+        },
         limit,
         tenant: caller.tenant_id().map(str::to_owned),
     };
+    if let Some(near) = near {
+        let page = super::nearby::page(&app, &filter, &near, audience_of(&caller)).await?;
+        return Ok(Json(page));
+    }
     let reports = app.reports.list(&filter).await?;
     let next_cursor = if reports.len() == limit as usize {
         reports.last().map(|r| encode_cursor(r.created_at, r.id))

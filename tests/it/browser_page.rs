@@ -2,7 +2,7 @@
 //! and model): a match posted later appears on an open report page by itself, in place; a report
 //! with two large photos goes through a weak signal (750 kb/s up), with its progress shown, after
 //! a failed try kept for a retry; and the smaller problems people met (files the service cannot
-//! read, too many photos, no default species, a radius without a place, a resolved report's
+//! read, too many photos, no default species, half a place, a resolved report's
 //! matches, the owner link, the operators' view updated in place).
 
 use std::time::{Duration, Instant};
@@ -313,14 +313,15 @@ async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
         true
     );
 
-    // A radius without a place is refused, in words.
+    // Half a place (a latitude without its longitude) is refused, in words.
     s.open("#/", "Is your pet among the reports?").await;
-    s.js("document.querySelector('details').open = true").await;
+    s.js("document.querySelector('fieldset.place details').open = true")
+        .await;
     s.browser
-        .find(Locator::Css("#radius_km"))
+        .find(Locator::Css("#latitude"))
         .await
         .unwrap()
-        .send_keys("10")
+        .send_keys("48.85")
         .await
         .unwrap();
     s.browser
@@ -337,7 +338,7 @@ async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
         .click()
         .await
         .unwrap();
-    s.text(".notice.error", "needs a place", 10).await;
+    s.text(".notice.error", "needs both a latitude and a longitude", 10).await;
 
     // A resolved report says why it shows no match; a visitor sees no owner's panel.
     let report = post_report(

@@ -4,6 +4,7 @@
 
 mod browser;
 mod browser_page;
+mod browser_nearby;
 mod common;
 mod concurrency;
 mod crash;
@@ -22,10 +23,12 @@ mod labels;
 mod lifecycle;
 mod metadata;
 mod models;
+mod nearby;
 mod observability;
 mod open_limits;
 mod openapi;
 mod outage;
+mod poster;
 mod privacy;
 mod protection;
 mod reports;

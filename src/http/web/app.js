@@ -7,6 +7,7 @@ import { newReportView } from "./js/post.js";
 import { reportView } from "./js/report.js";
 import { statusView } from "./js/status.js";
 import { mineView } from "./js/mine.js";
+import { nearbyView } from "./js/nearby.js";
 
 const ID = "([0-9a-f-]{36})";
 addRoute(/^\/$/, searchView, { nav: "search", isFallback: true });
@@ -15,5 +16,6 @@ addRoute(new RegExp(`^/reports?/${ID}$`, "i"), reportView);
 addRoute(/^\/mine$/, mineView, { nav: "mine" });
 // The operators' view: at its own address, not in the public menu.
 addRoute(/^\/status$/, statusView);
+addRoute(/^\/nearby$/, nearbyView, { nav: "nearby" });
 
 start();

@@ -1,6 +1,7 @@
 // Form pieces shared by the views: the photo picker, selects, the place fields, badges.
 import { h, mb, announce } from "./dom.js";
 import { ACCEPTED_WORDS, checkFiles } from "./photos.js";
+import { placePicker } from "./places.js";
 
 export const KINDS = ["lost", "found", "sighting"];
 export const SPECIES = ["dog", "cat", "other"];
@@ -54,25 +55,9 @@ export function select(name, label, options, { any, choose } = {}) {
       options.map((o) => h("option", { value: o }, o))));
 }
 
-/** Latitude, longitude (and a radius) with "use my location". */
+/** The place of a form: a town, "Near me" or coordinates (and a radius), see places.js. */
 export function placeFields(withRadius) {
-  const lat = h("input", { id: "latitude", name: "latitude", type: "number", step: "any", min: -90, max: 90, inputmode: "decimal" });
-  const lon = h("input", { id: "longitude", name: "longitude", type: "number", step: "any", min: -180, max: 180, inputmode: "decimal" });
-  const status = h("p", { class: "hint", "aria-live": "polite" });
-  const locate = h("button", { type: "button", class: "secondary", onclick: () => {
-    if (!navigator.geolocation) { status.textContent = "This browser cannot tell its location."; return; }
-    status.textContent = "Finding your location…";
-    navigator.geolocation.getCurrentPosition(
-      (p) => { lat.value = p.coords.latitude.toFixed(5); lon.value = p.coords.longitude.toFixed(5); status.textContent = "Location filled in."; },
-      () => { status.textContent = "Your location is not available; type it in instead."; });
-  } }, "Use my location");
-  return h("details", {},
-    h("summary", {}, withRadius ? "Near a place (optional)" : "Where (optional)"),
-    h("div", { class: "row" },
-      h("div", {}, h("label", { for: "latitude" }, "Latitude"), lat),
-      h("div", {}, h("label", { for: "longitude" }, "Longitude"), lon),
-      withRadius ? h("div", {}, h("label", { for: "radius_km" }, "Within (km)"), h("input", { id: "radius_km", name: "radius_km", type: "number", min: 1, max: 20000, placeholder: "25", inputmode: "numeric" })) : null),
-    locate, status);
+  return placePicker({ withRadius, legend: withRadius ? "Near a place (optional)" : "Where (optional)" }).element;
 }
 
 export function badge(status) {

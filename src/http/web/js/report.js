@@ -8,6 +8,7 @@ import { badge } from "./fields.js";
 import { hashQuery, route, setTitle } from "./router.js";
 import { follow } from "./live.js";
 import { writeToOwner, inbox } from "./messages.js";
+import { shareLinks } from "./sharing.js";
 
 /** Owner tokens of reports posted from this page a moment ago, shown once on their page. */
 export const justPosted = new Map();
@@ -101,13 +102,15 @@ class ReportPage {
     this.photos = h("ul", { class: "photos" });
     this.matches = h("ul", { class: "results", id: "matches" });
     this.empty = h("p", { class: "hint", id: "matches-empty" });
+    // The poster and share link: made once, shown while the report is open.
+    this.share = h("div", {}, shareLinks({ ...report, status: "open" }));
     const owned = Boolean(tokens.get(this.id));
     this.owner = owned ? ownerPanel(this.id, () => this.refresh()) : claimPanel(this.id);
     this.place.replaceChildren(
       h("article", { "aria-labelledby": "report-title", class: "report" },
         h("div", {},
           h("h2", { id: "report-title" }, this.titleText, " ", this.badge),
-          this.facts, this.description, this.photos, this.owner.element),
+          this.facts, this.description, this.photos, this.owner.element, this.share),
         h("section", { "aria-labelledby": "matches-title" },
           h("h2", { id: "matches-title" }, "Possible matches"), this.matches, this.empty)),
       owned ? inbox(this.id) : writeToOwner(this.id));
@@ -125,6 +128,7 @@ class ReportPage {
     this.updatePhotos(report);
     this.updateMatches(report);
     this.owner.update(report);
+    this.share.hidden = report.status !== "open";
     const wasPending = this.pending;
     this.pending = report.embedding_status === "pending";
     if (wasPending && report.embedding_status === "ready" && this.status !== null) {

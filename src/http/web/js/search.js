@@ -23,11 +23,9 @@ export function searchView() {
     const kinds = [...form.querySelectorAll("input[name=kind]:checked")].map((c) => c.value);
     if (!kinds.length) { out.replaceChildren(notice("error", "Tick at least one kind of report: lost, found or sighting.")); return; }
     const [lat, lon, radius] = ["latitude", "longitude", "radius_km"].map((n) => form.querySelector(`#${n}`).value.trim());
-    if ((lat === "") !== (lon === "") || (radius && !lat)) {
-      const problem = notice("error", radius && !lat && !lon
-        ? "“Within (km)” needs a place: give a latitude and longitude (or “Use my location”), or leave the distance empty."
-        : "A place needs both a latitude and a longitude.");
-      out.replaceChildren(problem);
+    // The radius belongs to the place picker and applies only with a place; half a place is refused.
+    if ((lat === "") !== (lon === "")) {
+      out.replaceChildren(notice("error", "A place needs both a latitude and a longitude: choose a town, use “Near me”, or clear the one you typed."));
       form.querySelector(lat ? "#longitude" : "#latitude").focus();
       return;
     }
