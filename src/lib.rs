@@ -23,6 +23,7 @@
 //! - **Wiring**: `service` (parts → state → serve, graceful shutdown); `main.rs` is the CLI.
 
 pub mod capacity;
+pub mod compute;
 pub mod config;
 pub mod http;
 pub mod imaging;

@@ -14,7 +14,9 @@ use crate::config::{
 };
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoCaps, Protection};
-use crate::inference::{Embedder, Gate, GateSettings, ModelManifest};
+use crate::inference::{
+    Embedder, Gate, GateSettings, ModelManifest, choose_precision, int8_cpu_feature, int8_variant,
+};
 use crate::jobs::{JobContext, JobSettings, Workers};
 use crate::photo_store::PhotoStore;
 use crate::pipeline::Pipeline;
@@ -25,8 +27,26 @@ use crate::store::Store;
 use crate::sweep::Sweeper;
 use crate::tenants::ApiKeys;
 
+/// The model configuration with its precision decided and logged (issue 25): `path` becomes the
+/// file that runs (the INT8 one where the CPU qualifies, unless a flag says otherwise).
+pub fn resolve_precision(model: &ModelConfig) -> anyhow::Result<ModelConfig> {
+    let choice = choose_precision(
+        model.precision,
+        &model.path,
+        model.device,
+        int8_cpu_feature(),
+        int8_variant(&model.path).is_file(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(precision = ?choice.precision, model = %choice.model.display(), reason = %choice.reason, "model precision chosen");
+    let mut resolved = model.clone();
+    resolved.path = choice.model;
+    resolved.precision = choice.precision;
+    Ok(resolved)
+}
+
 /// Loads the model on its device with one session per gate permit (blocking work, run off the
-/// async threads).
+/// async threads). `model.path` is loaded as it is: [`resolve_precision`] first.
 pub async fn load_gate(model: &ModelConfig, gate: &GateConfig) -> anyhow::Result<Gate> {
     let device = model.device_settings();
     let settings = GateSettings::for_device(gate, device.device);
@@ -38,7 +58,9 @@ pub async fn load_gate(model: &ModelConfig, gate: &GateConfig) -> anyhow::Result
         settings.max_batch,
     );
     let started = Instant::now();
-    let embedder = tokio::task::spawn_blocking(move || {
+    // On a compute thread: ONNX Runtime's threads inherit its priority.
+    crate::compute::set_nice(model.compute_nice);
+    let embedder = crate::compute::spawn(move || {
         Embedder::load_on(&library, &path, sessions, threads, &device, max_batch)
     })
     .await
@@ -102,7 +124,15 @@ pub fn app_state(
         Arc::new(upload_slots),
         ReportSettings {
             limits: pipeline.decode_caps(),
-            decode: pipeline.decode_slots().clone(),
+            // Their own slots (as many, at the async threads' priority): a report's header
+            // check takes a millisecond or two and must not queue behind the full decodes of a
+            // saturated gate (issue 25).
+            decode: Arc::new(Slots::new(
+                "check",
+                pipeline.decode_slots().snapshot().permits,
+                imaging.decode_max_waiters,
+                Duration::from_secs(5),
+            )),
             model_id: parts.model_id,
             max_attempts,
             match_limit: search.match_limit.max(1),
@@ -212,6 +242,7 @@ pub async fn open_parts(
     storage: &PhotoStoreConfig,
     database: &DatabaseConfig,
 ) -> anyhow::Result<Parts> {
+    let model = &resolve_precision(model)?;
     // The database first: a model it cannot hold is refused before minutes go into loading it.
     let manifest = ModelManifest::load_for(&model.path)?;
     let storage = PhotoStore::from_config(storage)?;
