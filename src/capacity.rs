@@ -585,6 +585,13 @@ impl Drop for DecrementOnDrop<'_> {
     }
 }
 
+/// The number of cores this process may use (at least 1).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@
 pub mod capacity;
 pub mod compute;
 pub mod config;
+pub mod domain;
 pub mod http;
 pub mod imaging;
 pub mod inference;

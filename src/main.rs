@@ -19,9 +19,7 @@ use lookalike::jobs::JobSettings;
 use lookalike::photo_store::PhotoStore;
 use lookalike::reports::{NewReport, ReportKind};
 use lookalike::search::Matcher;
-use lookalike::service::{
-    app_state, open_parts, resolve_precision, search_settings, start_workers,
-};
+use lookalike::service::{Parts, resolve_precision, search_settings, start_workers};
 use lookalike::store::SearchFilter;
 use lookalike::store::Store;
 use lookalike::sweep::Sweeper;
@@ -29,7 +27,10 @@ use lookalike::{service, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(&cli.log);
+    telemetry::init(
+        &cli.log.log_filter,
+        cli.log.log_format == lookalike::config::LogFormat::Json,
+    );
     let result = match cli.command {
         Command::Serve(config) => runtime().and_then(|rt| {
             let served = rt.block_on(service::serve(*config));
@@ -225,21 +226,9 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
         "no JPEG, PNG or WebP photos in {}",
         config.dir.display()
     );
-    let parts = open_parts(
-        &config.model,
-        &config.gate,
-        &config.storage,
-        &config.database,
-    )
-    .await?;
+    let parts = Parts::open(&config.core).await?;
     let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
-    let mut state = app_state(
-        parts,
-        &config.imaging,
-        &config.uploads,
-        &config.search,
-        config.jobs.max_attempts,
-    );
+    let mut state = parts.into_state(&config.core);
     let mut fields = HashMap::from([
         ("kind".to_owned(), config.kind.clone()),
         ("species".to_owned(), config.species.clone()),
@@ -282,7 +271,7 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
     if config.no_embed || created == 0 {
         return Ok(());
     }
-    let mut settings = JobSettings::from_config(&config.jobs);
+    let mut settings = JobSettings::from_config(&config.core.jobs);
     settings.workers = settings.workers.max(1);
     let workers = start_workers(&mut state, storage, model_id, settings);
     let total = store.job_counts().await?;

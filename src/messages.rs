@@ -2,9 +2,9 @@
 //! contact (which stays private unless the reporter publishes it), and the owner reads them with
 //! the owner token. Plain text, checked here; stored by `store::messages`.
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use crate::domain::message::Message;
 use crate::reports::{ReportError, ValidationError, owner_token_hash};
 use crate::store::messages::MessagePage;
 use crate::store::{OwnerCheck, Store};
@@ -13,20 +13,6 @@ use crate::store::{OwnerCheck, Store};
 pub const MAX_MESSAGE_CHARS: usize = 2000;
 /// Longest `reply_to`, in characters.
 pub const MAX_REPLY_TO_CHARS: usize = 200;
-
-/// A message to a report's owner.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct Message {
-    /// Its id (increasing: newer messages have larger ids).
-    pub id: i64,
-    /// The text, as written (plain text).
-    pub text: String,
-    /// How the writer asks to be answered, if they said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply_to: Option<String>,
-    /// When it was written.
-    pub created_at: DateTime<Utc>,
-}
 
 /// A message as written, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,6 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::config::PhotoStoreConfig;
-
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
 pub enum PhotoStoreError {
@@ -52,17 +50,6 @@ pub struct PhotoStore {
 }
 
 impl PhotoStore {
-    /// Opens the configured store (creating the local folder if needed).
-    pub fn from_config(config: &PhotoStoreConfig) -> Result<Self, PhotoStoreError> {
-        match &config.url {
-            Some(url) => Self::from_url(
-                url,
-                std::time::Duration::from_secs(config.timeout_secs.max(1)),
-            ),
-            None => Self::local(&config.dir),
-        }
-    }
-
     /// A store in a local folder.
     pub fn local(dir: &std::path::Path) -> Result<Self, PhotoStoreError> {
         std::fs::create_dir_all(dir)
@@ -80,7 +67,7 @@ impl PhotoStore {
     /// after it started, so a store that stops answering fails a request in seconds (a job is
     /// then deferred) instead of object_store's default of minutes.
     #[cfg(feature = "s3")]
-    fn from_url(url: &str, timeout: std::time::Duration) -> Result<Self, PhotoStoreError> {
+    pub fn from_url(url: &str, timeout: std::time::Duration) -> Result<Self, PhotoStoreError> {
         use object_store::aws::AmazonS3Builder;
         use object_store::{BackoffConfig, ClientOptions, RetryConfig};
         let parsed =
@@ -121,8 +108,9 @@ impl PhotoStore {
         Ok(PhotoStore { store })
     }
 
+    /// Without the `s3` feature an object store URL is refused.
     #[cfg(not(feature = "s3"))]
-    fn from_url(url: &str, _timeout: std::time::Duration) -> Result<Self, PhotoStoreError> {
+    pub fn from_url(url: &str, _timeout: std::time::Duration) -> Result<Self, PhotoStoreError> {
         Err(PhotoStoreError::Config(format!(
             "{url}: this build stores photos in a local folder only; build with `--features s3` for object stores"
         )))

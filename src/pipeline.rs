@@ -12,7 +12,6 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 
 use crate::capacity::{CapacityError, Slots};
-use crate::config::ImagingConfig;
 use image::RgbImage;
 
 use crate::imaging::{self, DecodeCaps, DecodedPhoto, ImagingError, PhotoFormat};
@@ -146,24 +145,13 @@ impl Decoded {
 }
 
 impl Pipeline {
-    /// A pipeline over `gate`, decoding under the configured limits.
-    pub fn new(gate: Gate, config: &ImagingConfig) -> Self {
-        let permits = if config.decode_permits == 0 {
-            crate::config::available_cores()
-        } else {
-            config.decode_permits
-        };
-        // Decoding a photo takes milliseconds; a decode wait beyond a few seconds means overload.
-        let decode = Slots::new(
-            "decode",
-            permits,
-            config.decode_max_waiters,
-            Duration::from_secs(5),
-        );
+    /// A pipeline over `gate`, decoding in `decode`'s slots under `limits`
+    /// (`Pipeline::new` builds them from the configuration).
+    pub fn with_decode(gate: Gate, decode: Slots, limits: DecodeCaps) -> Self {
         Pipeline {
             gate,
             decode: Arc::new(decode),
-            limits: DecodeCaps::from_config(config),
+            limits,
         }
     }
 

@@ -12,30 +12,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use crate::domain::search::{DEFAULT_MIN_SCORE, QuerySpecies};
 use crate::imaging::PhotoFormat;
 use crate::inference::{BreedQuery, ModelRef, PhotoLabels, Ticket};
 use crate::pipeline::{EmbeddedPhoto, Pipeline, PipelineError};
 use crate::reports::{Report, ReportKind, ReportStatus, Species};
 use crate::store::{NewMatch, SearchFilter, SearchMode, Store, StoreError};
-
-/// The relevance floor by default: the least cosine similarity called a look-alike (one constant,
-/// also the `--min-score` default). Calibrated by `cargo bench --bench labels` (550 edited copies
-/// of 91 real photos, and each of two dogs' other photo): at 0.5 precision 0.983 and recall
-/// 0.991, and both dogs' other photos (0.52 and 0.80) are kept; at 0.55 one of them is lost.
-pub const DEFAULT_MIN_SCORE: f32 = 0.5;
-
-/// How a search by photo uses the species the model reads in the query photo (when the client
-/// names no species).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QuerySpecies {
-    /// Not at all.
-    Off,
-    /// Only reports of that species.
-    Filter,
-    /// Reports of that species rank as if `SPECIES_BOOST` more similar (scores shown unchanged).
-    Boost,
-}
 
 /// What a report of the query's detected species gains in ranking (not in its shown score).
 pub const SPECIES_BOOST: f32 = 0.1;

@@ -8,9 +8,9 @@ use tokio::net::TcpListener;
 
 use crate::capacity::{ByteBudget, Slots};
 use crate::config::{
-    AccessConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, DatabaseConfig,
-    GateConfig, ImagingConfig, JobsConfig, ModelConfig, PhotoStoreConfig, RateLimitConfig,
-    SearchConfig, ServeConfig, SweepConfig, UploadConfig, WorkConfig,
+    AccessConfig, CoreConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, GateConfig,
+    ImagingConfig, JobsConfig, ModelConfig, RateLimitConfig, SearchConfig, ServeConfig,
+    SweepConfig, UploadConfig, WorkConfig,
 };
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoCaps, Protection};
@@ -234,50 +234,46 @@ pub fn start_workers(
     Some(workers)
 }
 
-/// Loads the model, opens the photo store, connects to and migrates the database, and
-/// registers the model: what `serve` and `import` both start with.
-pub async fn open_parts(
-    model: &ModelConfig,
-    gate: &GateConfig,
-    storage: &PhotoStoreConfig,
-    database: &DatabaseConfig,
-) -> anyhow::Result<Parts> {
-    let model = &resolve_precision(model)?;
-    // The database first: a model it cannot hold is refused before minutes go into loading it.
-    let manifest = ModelManifest::load_for(&model.path)?;
-    let storage = PhotoStore::from_config(storage)?;
-    let store = Store::connect(database)
-        .await
-        .context("connecting to the database")?;
-    store.migrate().await?;
-    let model_id = store.register_model(&manifest).await?;
-    let gate = load_gate(model, gate).await?;
-    Ok(Parts {
-        store,
-        gate,
-        storage,
-        model_id,
-    })
+impl Parts {
+    /// Loads the model, opens the photo store, connects to and migrates the database, and
+    /// registers the model: what `serve`, `work` and `import` all start with.
+    pub async fn open(core: &CoreConfig) -> anyhow::Result<Parts> {
+        let model = &resolve_precision(&core.model)?;
+        // The database first: a model it cannot hold is refused before minutes go into loading it.
+        let manifest = ModelManifest::load_for(&model.path)?;
+        let storage = PhotoStore::from_config(&core.storage)?;
+        let store = Store::connect(&core.database)
+            .await
+            .context("connecting to the database")?;
+        store.migrate().await?;
+        let model_id = store.register_model(&manifest).await?;
+        let gate = load_gate(model, &core.gate).await?;
+        Ok(Parts {
+            store,
+            gate,
+            storage,
+            model_id,
+        })
+    }
+
+    /// The application state over these parts, as the core configuration sets it up.
+    pub fn into_state(self, core: &CoreConfig) -> AppState {
+        app_state(
+            self,
+            &core.imaging,
+            &core.uploads,
+            &core.search,
+            core.jobs.max_attempts,
+        )
+    }
 }
 
 /// `lookalike serve`: model, database (migrated), workers, then HTTP until SIGTERM/Ctrl-C.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "effective configuration");
-    let parts = open_parts(
-        &config.model,
-        &config.gate,
-        &config.storage,
-        &config.database,
-    )
-    .await?;
+    let parts = Parts::open(&config.core).await?;
     let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
-    let mut state = app_state(
-        parts,
-        &config.imaging,
-        &config.uploads,
-        &config.search,
-        config.jobs.max_attempts,
-    );
+    let mut state = parts.into_state(&config.core);
     state.protection = Arc::new(protection(&config.access, &config.rate_limits, &store).await?);
     state.body_budget = Arc::new(config.edge.body_budget());
     state
@@ -290,12 +286,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .reports
         .clone()
         .with_open_limits(config.open_limits.limits());
-    let housekeeping = Housekeeping::start(&state, &store, &storage, &config.jobs, &config.sweep);
+    let housekeeping =
+        Housekeeping::start(&state, &store, &storage, &config.core.jobs, &config.sweep);
     let workers = start_workers(
         &mut state,
         storage,
         model_id,
-        JobSettings::from_config(&config.jobs),
+        JobSettings::from_config(&config.core.jobs),
     );
     let listener = TcpListener::bind(config.listen)
         .await
@@ -308,7 +305,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    tracing::info!(address = %config.listen, metrics = ?config.metrics_listen, workers = config.jobs.workers, "listening");
+    tracing::info!(address = %config.listen, metrics = ?config.metrics_listen, workers = config.core.jobs.workers, "listening");
 
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -386,30 +383,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 /// the grace period and the rest is handed back.
 pub async fn work(config: WorkConfig) -> anyhow::Result<()> {
     tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "effective configuration");
-    if config.jobs.workers == 0 {
+    if config.core.jobs.workers == 0 {
         anyhow::bail!("--job-workers is 0: a worker process needs at least one worker");
     }
-    let parts = open_parts(
-        &config.model,
-        &config.gate,
-        &config.storage,
-        &config.database,
-    )
-    .await?;
+    let parts = Parts::open(&config.core).await?;
     let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
-    let mut state = app_state(
-        parts,
-        &config.imaging,
-        &config.uploads,
-        &config.search,
-        config.jobs.max_attempts,
-    );
-    let housekeeping = Housekeeping::start(&state, &store, &storage, &config.jobs, &config.sweep);
+    let mut state = parts.into_state(&config.core);
+    let housekeeping =
+        Housekeeping::start(&state, &store, &storage, &config.core.jobs, &config.sweep);
     let workers = start_workers(
         &mut state,
         storage,
         model_id,
-        JobSettings::from_config(&config.jobs),
+        JobSettings::from_config(&config.core.jobs),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics_server = match config.metrics_listen {
@@ -431,7 +417,7 @@ pub async fn work(config: WorkConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
-    tracing::info!(workers = config.jobs.workers, metrics = ?config.metrics_listen, "working (no API)");
+    tracing::info!(workers = config.core.jobs.workers, metrics = ?config.metrics_listen, "working (no API)");
     shutdown_signal().await;
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     tracing::info!(

@@ -410,22 +410,36 @@ impl From<Limited> for ApiError {
             .with("class", l.class.as_str())
             .with("scope", json!(l.scope))
             .retry_after(l.retry_after);
-        error.headers = Box::new([
-            (
-                HeaderName::from_static("ratelimit-limit"),
-                HeaderValue::from(l.limit),
-            ),
-            (
-                HeaderName::from_static("ratelimit-remaining"),
-                HeaderValue::from(0u32),
-            ),
-            (
-                HeaderName::from_static("ratelimit-reset"),
-                HeaderValue::from(seconds_up(l.retry_after).max(1)),
-            ),
-        ]);
+        error.headers = Box::new(rate_limit_headers(
+            u64::from(l.limit),
+            0,
+            seconds_up(l.retry_after).max(1),
+        ));
         error
     }
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds), as in the IETF
+/// draft: the one place that writes them, for answers within a quota and refusals beyond it.
+pub fn rate_limit_headers(
+    limit: u64,
+    remaining: u64,
+    reset_secs: u64,
+) -> [(HeaderName, HeaderValue); 3] {
+    [
+        (
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderValue::from(limit),
+        ),
+        (
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderValue::from(remaining),
+        ),
+        (
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderValue::from(reset_secs),
+        ),
+    ]
 }
 
 /// Every error answer: a stable `code`, a message for people, and the details its code carries.

@@ -6,12 +6,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Request, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::{ApiError, seconds_up};
+use super::error::{ApiError, rate_limit_headers, seconds_up};
 use crate::rate_limit::{Allowed, IpNet, RateLimits, RouteClass};
 use crate::tenants::{ApiKeys, Tenant};
 
@@ -243,20 +243,18 @@ pub async fn protect(State(guard): State<Guard>, mut request: Request, next: Nex
     response
 }
 
-/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds), as in the IETF draft.
+/// The `RateLimit-*` headers of an answer within its quota.
 fn set_rate_headers(headers: &mut HeaderMap, allowed: &Allowed) {
-    let reset = seconds_up(allowed.reset);
-    for (name, value) in [
-        ("ratelimit-limit", u64::from(allowed.limit)),
-        ("ratelimit-remaining", u64::from(allowed.remaining)),
-        ("ratelimit-reset", reset),
-    ] {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    let [limit, remaining] = [allowed.limit, allowed.remaining].map(u64::from);
+    for (name, value) in rate_limit_headers(limit, remaining, seconds_up(allowed.reset)) {
+        headers.insert(name, value);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     #[test]

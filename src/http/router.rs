@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{MethodRouter, get, patch, post};
+use axum::routing::{get, patch, post};
 
 use super::body::{self, with_body_limit};
 use super::error::{ApiError, ErrorCode};
@@ -42,73 +42,55 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every route, `/metrics` where `metrics` says. Each `/v1/` route states its rate-limit
-/// class where it is declared (`upload`, `search`, `read`); health, metrics and docs have none.
+/// Every route, `/metrics` where `metrics` says. The `/v1/` routes stand in one sub-router per
+/// rate-limit class (`upload`, `search`, `read`, `message`), each behind its class's guard as a
+/// layer, so a route cannot be added without its protection; health, metrics and docs have none.
 pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
     // Each body route is limited to what it can hold: its photos and the multipart framing.
     let photos = state.photo_limits;
     let embeddings_max = photos.max_bytes.saturating_mul(photos.max_count);
     let report_max = photos.max_bytes.saturating_mul(state.max_report_photos);
     let limit = |bytes: usize| bytes.saturating_add(body::MULTIPART_OVERHEAD);
-    let class = |class: RouteClass, route: MethodRouter<AppState>| {
-        route.layer(axum::middleware::from_fn_with_state(
-            protect::Guard::new(state.protection.clone(), class),
-            protect::protect,
-        ))
-    };
-    use RouteClass::{Message, Read, Search, Upload};
+    let uploads = Router::new().route(
+        "/v1/reports",
+        with_body_limit(post(reports::create), limit(report_max)),
+    );
+    let searches = Router::new()
+        .route(
+            "/v1/embeddings",
+            with_body_limit(post(embeddings::create), limit(embeddings_max)),
+        )
+        .route("/v1/reports/{id}/matches", get(search::matches))
+        .route(
+            "/v1/search",
+            with_body_limit(post(search::search), limit(photos.max_bytes)),
+        )
+        .route("/v1/search", get(search::by_text));
+    let reads = Router::new()
+        .route("/v1/status", get(health::status))
+        .route("/v1/reports", get(reports::list))
+        .route(
+            "/v1/reports/{id}",
+            with_body_limit(patch(reports::update), SMALL_BODY)
+                .get(reports::get)
+                .delete(reports::delete),
+        )
+        .route("/v1/reports/{id}/messages", get(messages::list))
+        .route("/v1/photos/{id}", get(reports::photo))
+        .route("/v1/photos/{id}/thumbnail", get(reports::thumbnail))
+        .route("/v1/jobs/{id}", get(reports::job))
+        .route("/v1/usage", get(reports::usage));
+    let messages = Router::new().route(
+        "/v1/reports/{id}/messages",
+        with_body_limit(post(messages::send), SMALL_BODY),
+    );
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/v1/status", class(Read, get(health::status)))
-        .route(
-            "/v1/embeddings",
-            class(
-                Search,
-                with_body_limit(post(embeddings::create), limit(embeddings_max)),
-            ),
-        )
-        .route(
-            "/v1/reports",
-            class(
-                Upload,
-                with_body_limit(post(reports::create), limit(report_max)),
-            )
-            .merge(class(Read, get(reports::list))),
-        )
-        .route(
-            "/v1/reports/{id}",
-            class(
-                Read,
-                with_body_limit(patch(reports::update), SMALL_BODY)
-                    .get(reports::get)
-                    .delete(reports::delete),
-            ),
-        )
-        .route(
-            "/v1/reports/{id}/matches",
-            class(Search, get(search::matches)),
-        )
-        .route(
-            "/v1/reports/{id}/messages",
-            class(Message, with_body_limit(post(messages::send), SMALL_BODY))
-                .merge(class(Read, get(messages::list))),
-        )
-        .route(
-            "/v1/search",
-            class(
-                Search,
-                with_body_limit(post(search::search), limit(photos.max_bytes)),
-            )
-            .merge(class(Search, get(search::by_text))),
-        )
-        .route("/v1/photos/{id}", class(Read, get(reports::photo)))
-        .route(
-            "/v1/photos/{id}/thumbnail",
-            class(Read, get(reports::thumbnail)),
-        )
-        .route("/v1/jobs/{id}", class(Read, get(reports::job)))
-        .route("/v1/usage", class(Read, get(reports::usage)))
+        .merge(guarded(&state, RouteClass::Upload, uploads))
+        .merge(guarded(&state, RouteClass::Search, searches))
+        .merge(guarded(&state, RouteClass::Read, reads))
+        .merge(guarded(&state, RouteClass::Message, messages))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route("/openapi.json", get(openapi::document))
@@ -133,6 +115,15 @@ pub fn routes(state: AppState, metrics: MetricsRoute) -> Router {
         ))
         .layer(axum::middleware::from_fn(middleware::no_sniffing))
         .with_state(state)
+}
+
+/// `routes` of one rate-limit class behind that class's guard (API key, rate limit, `RateLimit-*`
+/// headers); a route layer, so an unknown route or method is answered without it, as before.
+fn guarded(state: &AppState, class: RouteClass, routes: Router<AppState>) -> Router<AppState> {
+    routes.route_layer(axum::middleware::from_fn_with_state(
+        protect::Guard::new(state.protection.clone(), class),
+        protect::protect,
+    ))
 }
 
 async fn not_found() -> ApiError {

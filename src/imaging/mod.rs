@@ -17,7 +17,6 @@ use image::{ImageDecoder, ImageReader, RgbImage};
 use ndarray::Array3;
 use serde::Serialize;
 
-use crate::config::ImagingConfig;
 use crate::inference::Preprocessing;
 
 mod decode;
@@ -120,17 +119,6 @@ pub struct DecodeCaps {
     pub max_alloc_bytes: u64,
     /// Decode large JPEGs at a reduced DCT scale.
     pub jpeg_dct_scaling: bool,
-}
-
-impl DecodeCaps {
-    /// Limits from the configuration.
-    pub fn from_config(c: &ImagingConfig) -> Self {
-        DecodeCaps {
-            max_pixels: (c.max_megapixels * 1e6) as u64,
-            max_alloc_bytes: c.max_decode_mib * 1024 * 1024,
-            jpeg_dct_scaling: c.jpeg_dct_scaling,
-        }
-    }
 }
 
 impl Default for DecodeCaps {

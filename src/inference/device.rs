@@ -32,7 +32,7 @@ impl Device {
     /// batch is formed.
     pub fn default_permits(self) -> usize {
         match self {
-            Device::Cpu => (crate::config::available_cores() / 2).max(1),
+            Device::Cpu => (crate::capacity::available_cores() / 2).max(1),
             Device::Cuda { .. } => 2,
         }
     }
@@ -50,7 +50,7 @@ impl Device {
     /// the CPU; one on a GPU, where the cores are better spent decoding photos.
     pub fn default_threads(self) -> usize {
         match self {
-            Device::Cpu => crate::config::available_cores(),
+            Device::Cpu => crate::capacity::available_cores(),
             Device::Cuda { .. } => 1,
         }
     }

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::reports::Species;
+use crate::domain::report::{BreedGuess, Species};
 
 /// ImageNet classes of dog breeds.
 pub const DOG_CLASSES: std::ops::Range<usize> = 151..269;
@@ -26,19 +26,6 @@ pub const SPECIES_MIN_PROBABILITY: f32 = 0.4;
 pub const TOP_BREEDS: usize = 3;
 /// Least probability of a listed breed: below it the guess is noise.
 pub const MIN_BREED_PROBABILITY: f32 = 0.01;
-
-/// One breed guess.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct BreedGuess {
-    /// The breed's ImageNet class (151–268 dogs, 281–285 cats).
-    #[serde(skip)]
-    pub class: u16,
-    /// Its name (the ImageNet label).
-    #[schema(example = "beagle")]
-    pub name: &'static str,
-    /// Its probability (softmax over the 1000 classes), 0 to 1.
-    pub probability: f32,
-}
 
 /// What the model sees in one photo.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]

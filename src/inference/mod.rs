@@ -12,13 +12,14 @@ mod queue;
 mod runner;
 mod subject;
 
+pub use crate::domain::report::BreedGuess;
 pub use breed_words::{BreedQuery, parse_breed_query};
 pub use device::{ConvSearch, Device, DeviceSettings, batch_buckets, bucket_for};
 pub use embedder::{
     Embedder, EmbedderError, Embedding, RuntimeError, cosine, init_runtime, l2_normalize,
 };
 pub use gate::{Gate, GateError, GateSettings, GateSnapshot, Priority, Ticket, default_permits};
-pub use labels::{BreedGuess, PhotoLabels, labels_from_logits};
+pub use labels::{PhotoLabels, labels_from_logits};
 pub use manifest::{
     ManifestError, ModelManifest, ModelRef, Preprocessing, SubjectMethod, SubjectSettings,
 };

@@ -14,7 +14,6 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::JobsConfig;
 use crate::inference::Priority;
 use crate::photo_store::PhotoStore;
 use crate::pipeline::{Pipeline, PipelineError};
@@ -24,9 +23,8 @@ use crate::store::{ClaimedJob, Store};
 use crate::telemetry::prometheus::Exposition;
 
 mod cleaning;
-mod payload;
 
-pub use payload::{
+pub use crate::domain::job::{
     DeleteObjectsJob, EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob, PurgeJob,
     StripMetadataJob,
 };
@@ -47,17 +45,6 @@ pub struct JobSettings {
 }
 
 impl JobSettings {
-    /// Settings from the configuration.
-    pub fn from_config(c: &JobsConfig) -> Self {
-        JobSettings {
-            workers: c.workers,
-            lease: Duration::from_secs(c.lease_secs.max(1)),
-            poll: Duration::from_millis(c.poll_ms.max(10)),
-            backoff: Duration::from_millis(c.backoff_ms),
-            backoff_max: Duration::from_millis(c.backoff_max_ms.max(c.backoff_ms)),
-        }
-    }
-
     /// Delay before trying again a job deferred `deferrals` times by an outage: like
     /// [`JobSettings::retry_delay`], capped at [`OUTAGE_RETRY_MAX`] so that work resumes soon
     /// after the dependency returns.

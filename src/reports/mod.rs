@@ -1,8 +1,6 @@
 //! Reports with photos: validation, storage of the photos, and the one transaction that records
 //! the report with its embedding jobs. The embedding itself happens later, in the `jobs` workers.
 
-mod model;
-
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-pub use model::*;
+pub use crate::domain::report::*;
 
 use crate::capacity::{CapacityError, Slots};
 use crate::imaging::{self, DecodeCaps, ImagingError};

@@ -2,7 +2,7 @@
 //! which blobs are still to clean, and the swap of a blob's object for its cleaned copy.
 
 use super::{Store, StoreError, jobs};
-use crate::jobs::JobPayload;
+use crate::domain::job::JobPayload;
 
 /// A blob still holding its metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]

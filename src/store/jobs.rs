@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
 use super::{Store, StoreError};
-use crate::jobs::{JobPayload, JobRecord, JobStatus};
+use crate::domain::job::{JobPayload, JobRecord, JobStatus};
 
 /// The channel `NOTIFY`'d when jobs are enqueued.
 pub const JOBS_CHANNEL: &str = "lookalike_jobs";

@@ -5,8 +5,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::search::SearchFilter;
 use super::{Store, StoreError};
+use crate::domain::search::SearchFilter;
 use crate::inference::PhotoLabels;
 
 /// The label columns of `embeddings` aliased `e`, for a SELECT list.

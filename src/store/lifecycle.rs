@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError, jobs};
-use crate::jobs::JobPayload;
+use crate::domain::job::JobPayload;
 use crate::photo_store::ObjectKeys;
 
 /// What purging a blob did.

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::reports::OwnerCheck;
 use super::{Store, StoreError};
-use crate::messages::Message;
+use crate::domain::message::Message;
 
 /// Messages a report keeps: a new one past it removes the oldest, so a flood cannot grow a
 /// report's mailbox (or the table) without bound.

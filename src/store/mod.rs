@@ -17,17 +17,18 @@ pub mod search;
 pub mod tenants;
 pub mod usage;
 
+pub use crate::domain::limits::OpenLimits;
+pub use crate::domain::search::{NewMatch, SearchFilter, SearchMode};
 pub use embeddings::StoredEmbedding;
 pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
 pub use labels::BreedHit;
 pub use lifecycle::{ModelUsage, Purge, SweptBlob};
 pub use messages::MessagePage;
 pub use reports::{CreatedReport, NewPhoto, OwnerCheck, Payer, PhotoKeys, Recorded, StorageCharge};
-pub use search::{NewMatch, PhotoHit, SearchFilter, SearchMode};
+pub use search::PhotoHit;
 pub use tenants::{ReserveError, StorageUsage};
-pub use usage::{AddressUsage, OpenLimits};
+pub use usage::AddressUsage;
 
-use crate::config::DatabaseConfig;
 use crate::inference::ModelManifest;
 
 /// The migrations under `migrations/`, embedded in the binary.
@@ -86,6 +87,21 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// How the pool reaches the database (`DatabaseConfig` sets it).
+#[derive(Debug, Clone)]
+pub struct PoolSettings<'a> {
+    /// PostgreSQL URL.
+    pub url: &'a str,
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection.
+    pub acquire_timeout: Duration,
+    /// Milliseconds one statement may run (server-side `statement_timeout`).
+    pub statement_timeout_ms: u64,
+    /// How long `connect_with` keeps trying to reach the database.
+    pub connect_retry: Duration,
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -93,10 +109,10 @@ pub struct Store {
 }
 
 impl Store {
-    /// Builds the pool and waits (up to `connect_retry_secs`) until the database answers.
-    pub async fn connect(config: &DatabaseConfig) -> Result<Store, StoreError> {
-        let store = Store::connect_lazy(config)?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(config.connect_retry_secs);
+    /// Waits (up to `retry`) until the database behind a lazily built store answers.
+    pub async fn connect_with(pool: &PoolSettings<'_>) -> Result<Store, StoreError> {
+        let store = Store::connect_lazy_with(pool)?;
+        let deadline = tokio::time::Instant::now() + pool.connect_retry;
         loop {
             match store.ping().await {
                 Ok(()) => return Ok(store),
@@ -110,18 +126,18 @@ impl Store {
     }
 
     /// Builds the pool without connecting: connections open on first use.
-    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Store, StoreError> {
-        let options: PgConnectOptions = config
+    pub fn connect_lazy_with(pool: &PoolSettings<'_>) -> Result<Store, StoreError> {
+        let options: PgConnectOptions = pool
             .url
             .parse()
             .map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
         let options = options
-            .options([("statement_timeout", config.statement_timeout_ms.to_string())])
+            .options([("statement_timeout", pool.statement_timeout_ms.to_string())])
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
         let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
+            .max_connections(pool.max_connections.max(1))
             .min_connections(0)
-            .acquire_timeout(config.acquire_timeout())
+            .acquire_timeout(pool.acquire_timeout)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
         Ok(Store { pool })

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::labels::labels_from_row;
-use crate::reports::{EmbeddingStatus, Photo, Report, overall_status};
+use crate::domain::report::{EmbeddingStatus, Photo, Report, overall_status};
 
 /// The photos of `reports` with their embedding state for `model_id`, by report.
 pub(super) async fn photos_of<'e>(
@@ -78,8 +78,9 @@ pub(super) const REPORT_COLUMNS: &str = "id, kind, species, title, description, 
 pub(super) fn report_from_row(row: &PgRow, photos: Vec<Photo>) -> Result<Report, StoreError> {
     let parse =
         |column: &str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(column)?) };
-    let bad =
-        |e: crate::reports::ValidationError| StoreError::Query(sqlx::Error::Decode(Box::new(e)));
+    let bad = |e: crate::domain::report::ValidationError| {
+        StoreError::Query(sqlx::Error::Decode(Box::new(e)))
+    };
     let created_at: DateTime<Utc> = row.try_get("created_at")?;
     Ok(Report {
         id: row.try_get("id")?,

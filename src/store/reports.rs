@@ -8,11 +8,11 @@ use uuid::Uuid;
 use super::labels::push_breed_filter;
 use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
 use super::tenants::ReserveError;
-use super::usage::OpenLimits;
 use super::{Store, StoreError, jobs, search};
-use crate::jobs::JobPayload;
+use crate::domain::job::JobPayload;
+use crate::domain::limits::OpenLimits;
+use crate::domain::report::{NewReport, Report, ReportFilter, ReportPatch, ReportStatus};
 use crate::photo_store::ObjectKeys;
-use crate::reports::{NewReport, Report, ReportFilter, ReportPatch, ReportStatus};
 
 /// A validated photo, ready to be recorded.
 #[derive(Debug, Clone)]

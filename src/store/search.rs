@@ -1,34 +1,13 @@
 //! SQL of similarity search (pgvector HNSW, cosine) and of stored matches between reports.
 
-use chrono::{DateTime, Utc};
 use pgvector::Vector;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{Store, StoreError, jobs};
-use crate::jobs::JobPayload;
-use crate::reports::{PossibleMatch, ReportKind, ReportStatus, Species};
-
-/// Which reports a search may return.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SearchFilter {
-    /// Only these kinds (any when empty).
-    pub kinds: Vec<ReportKind>,
-    /// Only this species.
-    pub species: Option<Species>,
-    /// Only this status (any when `None`).
-    pub status: Option<ReportStatus>,
-    /// Only reports created at or after this time.
-    pub since: Option<DateTime<Utc>>,
-    /// Only reports within `radius_km` of (latitude, longitude).
-    pub near: Option<(f64, f64, f64)>,
-    /// Never this report (a report's own matches).
-    pub exclude: Option<Uuid>,
-    /// Only reports of this tenant (`None`: of no tenant, when the service runs without API keys).
-    pub tenant: Option<String>,
-    /// Only reports with a photo whose listed breeds include one of these ImageNet classes.
-    pub breeds: Vec<u16>,
-}
+use crate::domain::job::JobPayload;
+use crate::domain::report::{PossibleMatch, ReportKind};
+use crate::domain::search::{NewMatch, SearchFilter, SearchMode};
 
 /// One photo near the query.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,31 +18,6 @@ pub struct PhotoHit {
     pub photo_id: Uuid,
     /// Cosine distance to the query (0 = same direction).
     pub distance: f64,
-}
-
-/// How the nearest photos are found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SearchMode {
-    /// The HNSW index, with iterative scans so that filtered searches still fill their limit.
-    Index {
-        /// Candidate list size (`hnsw.ef_search`): higher is slower and more exact.
-        ef_search: u32,
-    },
-    /// A full scan: exact, for small sets and for measuring the index's recall.
-    Exact,
-}
-
-/// A possible match of a report, as found and stored.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NewMatch {
-    /// The other report.
-    pub other: Uuid,
-    /// Cosine similarity of the best pair of photos.
-    pub score: f32,
-    /// This report's photo of that pair.
-    pub photo_id: Uuid,
-    /// The other report's photo of that pair.
-    pub other_photo_id: Uuid,
 }
 
 impl Store {

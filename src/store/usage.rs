@@ -10,23 +10,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::tenants::ReserveError;
 use super::{Store, StoreError};
-
-/// The open service's limits, in bytes of photos as uploaded (`i64::MAX`: no limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenLimits {
-    /// Per client address per UTC day.
-    pub daily_bytes_per_address: i64,
-    /// All reports without a tenant together.
-    pub total_bytes: i64,
-}
-
-impl OpenLimits {
-    /// No limits (an operator's import).
-    pub const NONE: OpenLimits = OpenLimits {
-        daily_bytes_per_address: i64::MAX,
-        total_bytes: i64::MAX,
-    };
-}
+use crate::domain::limits::OpenLimits;
 
 /// What an address has uploaded today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

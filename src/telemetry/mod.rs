@@ -2,18 +2,18 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
-
-/// Installs the global tracing subscriber; an invalid filter falls back to `info`.
-pub fn init(config: &LogConfig) {
-    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global tracing subscriber writing `filter`'s events as pretty lines or, with
+/// `json`, one JSON object a line; an invalid filter falls back to `info`.
+pub fn init(filter: &str, json: bool) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // A second init (tests, embedded use) is harmless: the first subscriber stays.
-    let _ = match config.log_format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
     };
 }
 

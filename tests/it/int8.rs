@@ -152,8 +152,8 @@ async fn the_default_precision_serves_int8_where_the_cpu_qualifies() {
     let Command::Serve(config) = cli.command else {
         panic!("not serve")
     };
-    assert_eq!(config.model.precision, Precision::Auto);
-    let resolved = lookalike::service::resolve_precision(&config.model).unwrap();
+    assert_eq!(config.core.model.precision, Precision::Auto);
+    let resolved = lookalike::service::resolve_precision(&config.core.model).unwrap();
     let feature = int8_cpu_feature();
     println!(
         "CPU INT8 feature: {feature:?}; model {}",
@@ -161,7 +161,7 @@ async fn the_default_precision_serves_int8_where_the_cpu_qualifies() {
     );
     let gate_config = GateConfig {
         permits: 1,
-        ..config.gate.clone()
+        ..config.core.gate.clone()
     };
     let gate = lookalike::service::load_gate(&resolved, &gate_config)
         .await
@@ -181,7 +181,7 @@ async fn the_default_precision_serves_int8_where_the_cpu_qualifies() {
     let Command::Serve(config) = cli.command else {
         panic!("not serve")
     };
-    let resolved = lookalike::service::resolve_precision(&config.model).unwrap();
+    let resolved = lookalike::service::resolve_precision(&config.core.model).unwrap();
     assert_eq!(
         resolved.path,
         std::path::Path::new("models/efficientnet_lite0.onnx")

@@ -334,7 +334,7 @@ pub struct Photo {
     pub species_probability: Option<f32>,
     /// The most likely breeds of that species, best first (empty for other, or before the
     /// embedding is made).
-    pub breeds: Vec<crate::inference::BreedGuess>,
+    pub breeds: Vec<BreedGuess>,
 }
 
 /// A report with its photos.
@@ -461,6 +461,19 @@ pub struct PossibleMatch {
     pub photo_id: Uuid,
     /// The other report's photo of that pair.
     pub matched_photo_id: Uuid,
+}
+
+/// One breed guess.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct BreedGuess {
+    /// The breed's ImageNet class (151–268 dogs, 281–285 cats).
+    #[serde(skip)]
+    pub class: u16,
+    /// Its name (the ImageNet label).
+    #[schema(example = "beagle")]
+    pub name: &'static str,
+    /// Its probability (softmax over the 1000 classes), 0 to 1.
+    pub probability: f32,
 }
 
 #[cfg(test)]

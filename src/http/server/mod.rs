@@ -17,7 +17,6 @@
 //!   kernel sends when a socket closes with unread data.
 
 use std::convert::Infallible;
-use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -32,16 +31,17 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
-use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::body::{BodyCuts, BodyDeadlines, DeadlineBody};
-use crate::config::EdgeConfig;
-use crate::telemetry::prometheus::Exposition;
+use super::body::{BodyDeadlines, DeadlineBody};
+
+mod linger;
+mod stats;
+use linger::{Closing, LingeringIo, WriteClock};
+pub use stats::{ConnectionSnapshot, ConnectionStats};
 
 /// Connections that get the short 503 at once; beyond them a refused connection is just closed.
 const MAX_REFUSING: usize = 64;
@@ -71,156 +71,6 @@ pub struct ServerSettings {
     pub write_stall: Duration,
     /// Longest a response may take to be written, from its first byte.
     pub response_timeout: Duration,
-}
-
-impl ServerSettings {
-    /// Settings from the configuration.
-    pub fn from_config(c: &EdgeConfig) -> Self {
-        ServerSettings {
-            max_connections: c.max_connections.max(1),
-            header_timeout: c.header_timeout(),
-            keep_alive: c.keep_alive(),
-            body: BodyDeadlines {
-                total: c.body_timeout(),
-                idle: c.body_idle_timeout(),
-                min_bytes_per_sec: c.body_min_bytes_per_sec,
-                rate_window: c.body_rate_window(),
-            },
-            linger: c.linger(),
-            linger_max_bytes: (c.linger_max_mib as u64) << 20,
-            write_stall: c.write_stall(),
-            response_timeout: c.response_timeout(),
-        }
-    }
-}
-
-/// Counters of the connection loop (all connections of one listener).
-#[derive(Debug, Default)]
-pub struct ConnectionStats {
-    open: AtomicUsize,
-    accepted: AtomicU64,
-    refused: AtomicU64,
-    header_timeouts: AtomicU64,
-    idle_closed: AtomicU64,
-    /// Request bodies cut at their deadline or below the least rate (counted by `DeadlineBody`).
-    body_cuts: Arc<BodyCuts>,
-    lingered_bytes: AtomicU64,
-    linger_cut: AtomicU64,
-    write_stalls: AtomicU64,
-    response_timeouts: AtomicU64,
-}
-
-/// What the connection loop has seen.
-#[derive(Debug, Clone, Serialize)]
-pub struct ConnectionSnapshot {
-    /// Connections open now.
-    pub open: usize,
-    /// Connections accepted since start.
-    pub accepted_total: u64,
-    /// Connections refused because `max_connections` were open.
-    pub refused_total: u64,
-    /// Connections closed because a request's headers did not arrive in time.
-    pub header_timeouts_total: u64,
-    /// Kept-alive connections closed after being idle.
-    pub idle_closed_total: u64,
-    /// Request bodies cut at their deadline (408).
-    pub body_timeouts_total: u64,
-    /// Bytes read and discarded from closing connections.
-    pub lingered_bytes_total: u64,
-    /// Closing connections cut while the client was still sending (linger time or bytes spent).
-    pub linger_cut_total: u64,
-    /// Request bodies cut for arriving below the least rate (408).
-    pub body_too_slow_total: u64,
-    /// Connections closed because a response write made no progress (the client did not read).
-    pub write_stalls_total: u64,
-    /// Connections closed because a response took longer than its deadline to be written.
-    pub response_timeouts_total: u64,
-}
-
-impl ConnectionStats {
-    /// A copy of the counters.
-    pub fn snapshot(&self) -> ConnectionSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        ConnectionSnapshot {
-            open: self.open.load(Ordering::Relaxed),
-            accepted_total: get(&self.accepted),
-            refused_total: get(&self.refused),
-            header_timeouts_total: get(&self.header_timeouts),
-            idle_closed_total: get(&self.idle_closed),
-            body_timeouts_total: get(&self.body_cuts.timeouts),
-            lingered_bytes_total: get(&self.lingered_bytes),
-            linger_cut_total: get(&self.linger_cut),
-            body_too_slow_total: get(&self.body_cuts.too_slow),
-            write_stalls_total: get(&self.write_stalls),
-            response_timeouts_total: get(&self.response_timeouts),
-        }
-    }
-}
-
-impl ConnectionSnapshot {
-    /// Prometheus lines.
-    pub fn render(&self, out: &mut Exposition) {
-        out.single(
-            "lookalike_connections_open",
-            "gauge",
-            "Client connections open now.",
-            self.open as f64,
-        );
-        for (name, help, value) in [
-            (
-                "lookalike_connections_accepted_total",
-                "Client connections accepted.",
-                self.accepted_total,
-            ),
-            (
-                "lookalike_connections_refused_total",
-                "Connections refused because the most allowed were open.",
-                self.refused_total,
-            ),
-            (
-                "lookalike_header_timeouts_total",
-                "Connections closed because a request's headers did not arrive in time.",
-                self.header_timeouts_total,
-            ),
-            (
-                "lookalike_idle_connections_closed_total",
-                "Kept-alive connections closed after being idle.",
-                self.idle_closed_total,
-            ),
-            (
-                "lookalike_body_timeouts_total",
-                "Request bodies cut at their deadline (408).",
-                self.body_timeouts_total,
-            ),
-            (
-                "lookalike_lingered_bytes_total",
-                "Bytes read and discarded from closing connections, so early answers arrive.",
-                self.lingered_bytes_total,
-            ),
-            (
-                "lookalike_linger_cut_total",
-                "Closing connections cut while the client was still sending.",
-                self.linger_cut_total,
-            ),
-            (
-                "lookalike_body_too_slow_total",
-                "Request bodies cut for arriving below the least rate (408).",
-                self.body_too_slow_total,
-            ),
-            (
-                "lookalike_write_stalls_total",
-                "Connections closed because a response write made no progress (the client did not read).",
-                self.write_stalls_total,
-            ),
-            (
-                "lookalike_response_timeouts_total",
-                "Connections closed because a response was not written within its deadline.",
-                self.response_timeouts_total,
-            ),
-        ] {
-            out.single(name, "counter", help, value as f64);
-        }
-    }
 }
 
 /// Serves `router` on `listener` until `stop` turns true, then waits for the open connections to
@@ -626,196 +476,6 @@ impl http_body::Body for Tracked {
 impl std::fmt::Debug for Tracked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracked").finish_non_exhaustive()
-    }
-}
-
-/// A connection's socket: reports reads to the watchdog, and lingers when hyper shuts it down.
-struct LingeringIo {
-    stream: TcpStream,
-    activity: Arc<Activity>,
-    linger: Duration,
-    linger_max_bytes: u64,
-    stats: Arc<ConnectionStats>,
-    closing: Closing,
-    writing: WriteClock,
-}
-
-/// The clocks of a connection's response writes: how long the current write has made no
-/// progress, and how long the current response has been written.
-struct WriteClock {
-    stall_limit: Duration,
-    response_limit: Duration,
-    /// Fires at the earlier of the two deadlines while a write waits.
-    timer: Pin<Box<Sleep>>,
-    /// When the current write began to wait, if it waits.
-    stalled_since: Option<Instant>,
-    /// The request number whose response is being written, and when its first byte was.
-    response: Option<(u64, Instant)>,
-}
-
-impl WriteClock {
-    fn new(stall_limit: Duration, response_limit: Duration) -> Self {
-        WriteClock {
-            stall_limit,
-            response_limit,
-            timer: Box::pin(tokio::time::sleep(stall_limit)),
-            stalled_since: None,
-            response: None,
-        }
-    }
-}
-
-/// Why a response write was given up.
-enum WriteCut {
-    Stalled,
-    TooLong,
-}
-
-enum Closing {
-    Open,
-    Draining {
-        deadline: Pin<Box<Sleep>>,
-        drained: u64,
-    },
-    Closed,
-}
-
-impl AsyncRead for LingeringIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.on_read();
-        }
-        polled
-    }
-}
-
-impl LingeringIo {
-    /// Runs one write under the write clocks: a write that waits longer than the stall limit,
-    /// or a response written longer than its limit, fails (hyper then closes the connection).
-    fn timed_write(
-        &mut self,
-        cx: &mut Context<'_>,
-        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
-    ) -> Poll<io::Result<usize>> {
-        let now = Instant::now();
-        let request = self.activity.requests.load(Ordering::SeqCst);
-        let clock = &mut self.writing;
-        let began = match clock.response {
-            Some((number, began)) if number == request => began,
-            _ => {
-                clock.response = Some((request, now));
-                now
-            }
-        };
-        let polled = write(Pin::new(&mut self.stream), cx);
-        let cut = match polled {
-            Poll::Pending => {
-                let since = *clock.stalled_since.get_or_insert(now);
-                if since == now {
-                    self.activity.write_blocked.store(true, Ordering::SeqCst);
-                    let stall = since + clock.stall_limit;
-                    let whole = began + clock.response_limit;
-                    clock.timer.as_mut().reset(stall.min(whole).into());
-                }
-                if clock.timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                if now.duration_since(since) >= clock.stall_limit {
-                    WriteCut::Stalled
-                } else {
-                    WriteCut::TooLong
-                }
-            }
-            ready => {
-                clock.stalled_since = None;
-                self.activity.write_blocked.store(false, Ordering::SeqCst);
-                if now.duration_since(began) < clock.response_limit {
-                    return ready;
-                }
-                WriteCut::TooLong
-            }
-        };
-        self.activity.write_blocked.store(false, Ordering::SeqCst);
-        let (counter, what) = match cut {
-            WriteCut::Stalled => (&self.stats.write_stalls, "the client read nothing"),
-            WriteCut::TooLong => (
-                &self.stats.response_timeouts,
-                "the response took too long to write",
-            ),
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
-    }
-}
-
-impl AsyncWrite for LingeringIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.timed_write(cx, |stream, cx| stream.poll_write(cx, buf))
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.timed_write(cx, |stream, cx| stream.poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    /// Sends FIN, then reads and discards until the client closes too, or the linger time or
-    /// byte bound is spent. Never fails: the connection is over either way.
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            match &mut this.closing {
-                Closing::Open => {
-                    if Pin::new(&mut this.stream).poll_shutdown(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    this.closing = Closing::Draining {
-                        deadline: Box::pin(tokio::time::sleep(this.linger)),
-                        drained: 0,
-                    };
-                }
-                Closing::Draining { deadline, drained } => {
-                    if deadline.as_mut().poll(cx).is_ready() || *drained > this.linger_max_bytes {
-                        this.stats.linger_cut.fetch_add(1, Ordering::Relaxed);
-                        this.closing = Closing::Closed;
-                        continue;
-                    }
-                    let mut sink = [0u8; 16 * 1024];
-                    let mut buf = ReadBuf::new(&mut sink);
-                    match Pin::new(&mut this.stream).poll_read(cx, &mut buf) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
-                            let n = buf.filled().len() as u64;
-                            *drained += n;
-                            this.stats.lingered_bytes.fetch_add(n, Ordering::Relaxed);
-                        }
-                        // The client closed (or the socket failed): nothing left to protect.
-                        Poll::Ready(_) => this.closing = Closing::Closed,
-                    }
-                }
-                Closing::Closed => return Poll::Ready(Ok(())),
-            }
-        }
     }
 }
 
