@@ -64,15 +64,20 @@ fn pool() -> Option<&'static tokio::runtime::Runtime> {
     .as_ref()
 }
 
-/// Runs `work` on a compute thread; the handle can be awaited from any runtime.
+/// Runs `work` on a compute thread; the handle can be awaited from any runtime. From a
+/// current-thread runtime (tests and one-shot tools; the service's runtime is multi-threaded)
+/// and with nice 0 it stays on that runtime's own blocking pool, which a paused test clock
+/// knows about (it does not jump ahead while blocking work runs).
 pub fn spawn<T, F>(work: F) -> tokio::task::JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let current_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
     match pool() {
-        Some(pool) => pool.spawn_blocking(work),
-        None => tokio::task::spawn_blocking(work),
+        Some(pool) if !current_thread && nice() > 0 => pool.spawn_blocking(work),
+        _ => tokio::task::spawn_blocking(work),
     }
 }
 
@@ -85,7 +90,7 @@ mod tests {
         unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn compute_threads_run_below_the_callers_priority() {
         let own = thread_nice();
         let theirs = spawn(thread_nice).await.unwrap();
