@@ -2,6 +2,7 @@
 //!
 //!   cargo bench --bench load -- [--clients 8] [--seconds 10] [--photo FILE] [--url http://HOST:PORT]
 //!                               [--path /v1/embeddings] [--field photos] [--max-batch 4] [--shed-clients 64]
+//!   cargo bench --bench load -- --write-photos DIR   (writes 3mp.jpg and 12mp.jpg, then exits)
 //!
 //! `--path` and `--field` point it at another service with the same job, e.g. the peer of
 //! `../shared/peer` (`--path /embeddings/generate --field file`); only 200 answers count.
@@ -54,10 +55,25 @@ fn parse_args() -> Args {
             "--field" => args.field = value(),
             "--max-batch" => args.max_batch = value().parse().expect("--max-batch N"),
             "--shed-clients" => args.shed_clients = value().parse().expect("--shed-clients N"),
+            "--write-photos" => write_photos(std::path::Path::new(&value())),
             _ => {} // cargo bench passes --bench
         }
     }
     args
+}
+
+/// `--write-photos DIR`: writes the photos of issue 25's comparison and exits: `3mp.jpg` (a
+/// 2000×1500 phone-like JPEG, q90) and `12mp.jpg` (4000×3000, q92, sensor noise, about 3 MB),
+/// for scripts/peer-compare.sh.
+fn write_photos(dir: &std::path::Path) -> ! {
+    std::fs::create_dir_all(dir).expect("the photo folder");
+    for (name, bytes) in [
+        ("3mp.jpg", support::phone_photo(2000, 1500, 90, 2, 0)),
+        ("12mp.jpg", support::camera_like_jpeg()),
+    ] {
+        std::fs::write(dir.join(name), bytes).expect("writing a photo");
+    }
+    std::process::exit(0)
 }
 
 fn main() {

@@ -9,6 +9,15 @@
 #
 # LOOKALIKE_BEFORE=/path/to/an/older/lookalike adds that build to every round ("lookalike before"),
 # for before/after figures from the same run.
+#
+# Each round also measures the decode floor (issue 25, scripts/decode_floor.py: the photo only
+# decoded at the reduced DCT scale a 224-px input needs, libjpeg-turbo through Pillow's draft
+# mode, one process per core, nothing else), and the end prints the median of each and the
+# ratios lookalike/peer tuned and lookalike/floor. lookalike runs with its defaults: `--model`
+# names the fp32 model (the peer's) and `--precision auto` picks its INT8 sibling where the CPU
+# qualifies (LOOKALIKE_PRECISION=fp32 for the same model as the peer).
+#
+# The photos of issue 25: `"$load" --write-photos DIR` writes DIR/3mp.jpg and DIR/12mp.jpg.
 source "$(dirname "$0")/common.sh"
 
 photo=$(readlink -f "$1")
@@ -46,17 +55,46 @@ for port in $ports; do
   done
 done
 
+results=$(mktemp)
 run() { # name port path field
   local out
   out=$("$load" --bench --url "http://127.0.0.1:$2" --path "$3" --field "$4" \
     --clients "$clients" --seconds "$seconds" --photo "$photo" 2>&1 | grep -E '^\s+200:' || true)
   printf '%-16s %s\n' "$1" "${out:-  no 200 answers}"
+  # "  200: N answers, R/s, latency ...": the rate, for the medians.
+  printf '%s\t%s\n' "$1" "$(sed -nE 's/.* ([0-9.]+)\/s,.*/\1/p' <<<"$out")" >>"$results"
 }
+floor() {
+  local out
+  out=$("$CACHE/venv/bin/python" "$ROOT/scripts/decode_floor.py" "$photo" "$seconds" "$(nproc)")
+  printf '%-16s   %s\n' "decode floor" "$out"
+  printf 'decode floor\t%s\n' "$(sed -nE 's/decode floor: ([0-9.]+) .*/\1/p' <<<"$out")" >>"$results"
+}
+served=$(curl -fs http://127.0.0.1:8103/v1/status | grep -oE '"model":\{"name":"[^"]*","version":"[^"]*"' || true)
 echo "photo: $photo ($(stat -c %s "$photo") bytes), model: $(basename "$model"), $clients clients, $seconds s"
+echo "lookalike serves: ${served:-?}; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 run "peer literal" 8101 /embeddings/generate file
 for r in $(seq 1 "$rounds"); do
   echo "-- round $r"
   run "peer tuned" 8102 /embeddings/generate file
   run "lookalike" 8103 /v1/embeddings photos
   if [ -n "${LOOKALIKE_BEFORE:-}" ]; then run "lookalike before" 8104 /v1/embeddings photos; fi
+  floor
 done
+echo "-- medians over $rounds rounds (photos/s) and ratios; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
+"$CACHE/venv/bin/python" - "$results" <<'PY'
+import statistics, sys
+rates = {}
+for line in open(sys.argv[1]):
+    name, _, rate = line.rstrip("\n").partition("\t")
+    if rate:
+        rates.setdefault(name, []).append(float(rate))
+med = {name: statistics.median(v) for name, v in rates.items()}
+for name, m in med.items():
+    print(f"{name:<16} {m:8.1f}   rounds {', '.join(f'{r:.1f}' for r in rates[name])}")
+ours = med.get("lookalike")
+for other in ("peer tuned", "decode floor", "lookalike before"):
+    if ours and med.get(other):
+        print(f"lookalike / {other:<13} {ours / med[other]:.2f}")
+PY
+rm -f "$results"

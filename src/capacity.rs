@@ -253,6 +253,24 @@ impl Slots {
         .await)
     }
 
+    /// As [`Slots::run_blocking`], on a compute thread (below the async threads' priority:
+    /// crate::compute).
+    pub async fn run_compute<T, F>(
+        &self,
+        work: F,
+    ) -> Result<Result<T, tokio::task::JoinError>, CapacityError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = self.acquire().await?;
+        Ok(crate::compute::spawn(move || {
+            let _permit = permit;
+            work()
+        })
+        .await)
+    }
+
     /// The current state.
     pub fn snapshot(&self) -> SlotsSnapshot {
         SlotsSnapshot {

@@ -28,6 +28,7 @@
 //! - **Wiring**: `service` (parts → state → serve, graceful shutdown); `main.rs` is the CLI.
 
 pub mod capacity;
+pub mod compute;
 pub mod config;
 pub mod domain;
 pub mod events;

@@ -19,7 +19,7 @@ use lookalike::jobs::JobSettings;
 use lookalike::photo_store::PhotoStore;
 use lookalike::reports::{NewReport, ReportKind};
 use lookalike::search::Matcher;
-use lookalike::service::{Parts, search_settings, start_workers};
+use lookalike::service::{Parts, resolve_precision, search_settings, start_workers};
 use lookalike::store::SearchFilter;
 use lookalike::store::Store;
 use lookalike::sweep::Sweeper;
@@ -78,7 +78,17 @@ async fn migrate(config: MigrateConfig) -> anyhow::Result<()> {
 
 /// Enqueues embedding jobs for stored photos that lack an embedding for the model.
 async fn reindex(config: ReindexConfig) -> anyhow::Result<()> {
-    let manifest = ModelManifest::load_for(&config.model)?;
+    let model = lookalike::inference::int8_variant(&config.model);
+    let choice = lookalike::inference::choose_precision(
+        config.precision,
+        &config.model,
+        lookalike::inference::Device::Cpu,
+        lookalike::inference::int8_cpu_feature(),
+        model.is_file(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(precision = ?choice.precision, model = %choice.model.display(), reason = %choice.reason, "model precision chosen");
+    let manifest = ModelManifest::load_for(&choice.model)?;
     let store = Store::connect(&config.database).await?;
     store.migrate().await?;
     let model_id = store.register_model(&manifest).await?;
@@ -148,7 +158,7 @@ async fn drop_model(config: DropModelConfig) -> anyhow::Result<()> {
 
 /// Embeds a photo and prints the nearest reports.
 async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
-    let m = &config.model;
+    let m = &resolve_precision(&config.model)?;
     let embedder = Embedder::load_on(
         &m.ort_library,
         &m.path,
@@ -305,7 +315,7 @@ fn progress(label: &str, done: usize, total: usize) {
 
 /// Embeds each file and prints a summary line (or the vector as JSON with `--full`).
 fn embed(config: EmbedConfig) -> anyhow::Result<()> {
-    let m = &config.model;
+    let m = &resolve_precision(&config.model)?;
     let embedder = Embedder::load_on(
         &m.ort_library,
         &m.path,

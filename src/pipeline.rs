@@ -235,12 +235,12 @@ impl Pipeline {
         Ok((self.finish(ticket, decoded).await?, thumbnail))
     }
 
-    /// Runs `decoding` on a decode slot.
+    /// Runs `decoding` on a decode slot, on a compute thread (below the async threads).
     async fn decode<T: Send + 'static>(
         &self,
         decoding: impl FnOnce() -> Result<T, ImagingError> + Send + 'static,
     ) -> Result<T, PipelineError> {
-        let decoding = self.decode.run_blocking(decoding);
+        let decoding = self.decode.run_compute(decoding);
         Ok(timing::measure(Stage::Decode, decoding)
             .await?
             // A decoder that panics on a photo has been beaten by that photo: reject it.

@@ -15,7 +15,9 @@ use crate::config::{
 use crate::events::{EventHub, EventSettings};
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoCaps, Protection};
-use crate::inference::{Embedder, Gate, GateSettings, ModelManifest};
+use crate::inference::{
+    Embedder, Gate, GateSettings, ModelManifest, choose_precision, int8_cpu_feature, int8_variant,
+};
 use crate::jobs::{JobContext, JobSettings, Workers};
 use crate::photo_store::PhotoStore;
 use crate::pipeline::Pipeline;
@@ -27,8 +29,26 @@ use crate::sweep::Sweeper;
 use crate::tenants::ApiKeys;
 use crate::webhooks::{WebhookTarget, Webhooks};
 
+/// The model configuration with its precision decided and logged (issue 25): `path` becomes the
+/// file that runs (the INT8 one where the CPU qualifies, unless a flag says otherwise).
+pub fn resolve_precision(model: &ModelConfig) -> anyhow::Result<ModelConfig> {
+    let choice = choose_precision(
+        model.precision,
+        &model.path,
+        model.device,
+        int8_cpu_feature(),
+        int8_variant(&model.path).is_file(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(precision = ?choice.precision, model = %choice.model.display(), reason = %choice.reason, "model precision chosen");
+    let mut resolved = model.clone();
+    resolved.path = choice.model;
+    resolved.precision = choice.precision;
+    Ok(resolved)
+}
+
 /// Loads the model on its device with one session per gate permit (blocking work, run off the
-/// async threads).
+/// async threads). `model.path` is loaded as it is: [`resolve_precision`] first.
 pub async fn load_gate(model: &ModelConfig, gate: &GateConfig) -> anyhow::Result<Gate> {
     let device = model.device_settings();
     let settings = GateSettings::for_device(gate, device.device);
@@ -40,7 +60,9 @@ pub async fn load_gate(model: &ModelConfig, gate: &GateConfig) -> anyhow::Result
         settings.max_batch,
     );
     let started = Instant::now();
-    let embedder = tokio::task::spawn_blocking(move || {
+    // On a compute thread: ONNX Runtime's threads inherit its priority.
+    crate::compute::set_nice(model.compute_nice);
+    let embedder = crate::compute::spawn(move || {
         Embedder::load_on(&library, &path, sessions, threads, &device, max_batch)
     })
     .await
@@ -104,7 +126,15 @@ pub fn app_state(
         Arc::new(upload_slots),
         ReportSettings {
             limits: pipeline.decode_caps(),
-            decode: pipeline.decode_slots().clone(),
+            // Their own slots (as many, at the async threads' priority): a report's header
+            // check takes a millisecond or two and must not queue behind the full decodes of a
+            // saturated gate (issue 25).
+            decode: Arc::new(Slots::new(
+                "check",
+                pipeline.decode_slots().snapshot().permits,
+                imaging.decode_max_waiters,
+                Duration::from_secs(5),
+            )),
             model_id: parts.model_id,
             max_attempts,
             match_limit: search.match_limit.max(1),
@@ -260,15 +290,16 @@ impl Parts {
     /// Loads the model, opens the photo store, connects to and migrates the database, and
     /// registers the model: what `serve`, `work` and `import` all start with.
     pub async fn open(core: &CoreConfig) -> anyhow::Result<Parts> {
+        let model = &resolve_precision(&core.model)?;
         // The database first: a model it cannot hold is refused before minutes go into loading it.
-        let manifest = ModelManifest::load_for(&core.model.path)?;
+        let manifest = ModelManifest::load_for(&model.path)?;
         let storage = PhotoStore::from_config(&core.storage)?;
         let store = Store::connect(&core.database)
             .await
             .context("connecting to the database")?;
         store.migrate().await?;
         let model_id = store.register_model(&manifest).await?;
-        let gate = load_gate(&core.model, &core.gate).await?;
+        let gate = load_gate(model, &core.gate).await?;
         Ok(Parts {
             store,
             gate,

@@ -36,7 +36,8 @@ pub fn ort_library() -> PathBuf {
 }
 
 /// The model's device and its settings, from `LOOKALIKE_DEVICE`, `LOOKALIKE_CUDA_LIB_DIR` and
-/// `LOOKALIKE_CUDNN_LIB_DIR` as the service reads them (the CPU when unset).
+/// `LOOKALIKE_CUDNN_LIB_DIR` as the service reads them (the CPU when unset), and the compute
+/// threads' priority from `LOOKALIKE_COMPUTE_NICE`.
 pub fn model_config() -> ModelConfig {
     let mut model = ModelConfig::on_cpu(model_path(), ort_library(), 0);
     if let Ok(device) = std::env::var("LOOKALIKE_DEVICE") {
@@ -47,6 +48,9 @@ pub fn model_config() -> ModelConfig {
         model.cuda_lib_dir = std::env::var_os("LOOKALIKE_CUDA_LIB_DIR").map(PathBuf::from);
         model.cudnn_lib_dir = std::env::var_os("LOOKALIKE_CUDNN_LIB_DIR").map(PathBuf::from);
         model.cuda_tf32 = std::env::var("LOOKALIKE_CUDA_TF32").map_or(true, |v| v != "false");
+    }
+    if let Ok(nice) = std::env::var("LOOKALIKE_COMPUTE_NICE") {
+        model.compute_nice = nice.parse().expect("LOOKALIKE_COMPUTE_NICE: 0..=19");
     }
     model
 }

@@ -186,6 +186,14 @@ pub struct ReindexConfig {
         default_value_t = 5
     )]
     pub max_attempts: u32,
+    /// As `serve --precision` on the CPU (a service on a GPU runs fp32: pass `fp32` for it).
+    #[arg(
+        long = "precision",
+        env = "LOOKALIKE_PRECISION",
+        value_enum,
+        default_value_t = crate::inference::Precision::Auto
+    )]
+    pub precision: crate::inference::Precision,
 }
 
 /// `lookalike embed FILE...`.

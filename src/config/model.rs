@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use crate::inference::{ConvSearch, Device, DeviceSettings};
+use crate::inference::{ConvSearch, Device, DeviceSettings, Precision};
 use std::time::Duration;
 
 use crate::capacity::Slots;
@@ -75,10 +75,29 @@ pub struct ModelConfig {
     /// Folder of the cuDNN 9 libraries (libcudnn*.so.9).
     #[arg(long = "cudnn-lib-dir", env = "LOOKALIKE_CUDNN_LIB_DIR")]
     pub cudnn_lib_dir: Option<PathBuf>,
+    /// `auto`: the INT8 model next to `--model` (`x_int8.onnx`) where the CPU has VNNI/dotprod,
+    /// else `--model` itself; `fp32`: `--model` as given; `int8`: the INT8 model, whatever the CPU.
+    #[arg(
+        long = "precision",
+        env = "LOOKALIKE_PRECISION",
+        value_enum,
+        default_value_t = Precision::Auto
+    )]
+    pub precision: Precision,
+    /// Nice value of the threads that decode photos and run the model (0-19; 0: the process's
+    /// own priority): below the async threads, which answer the short requests first.
+    #[arg(
+        long = "compute-nice",
+        env = "LOOKALIKE_COMPUTE_NICE",
+        default_value_t = crate::compute::DEFAULT_COMPUTE_NICE,
+        value_parser = clap::value_parser!(i32).range(0..=19)
+    )]
+    pub compute_nice: i32,
 }
 
 impl ModelConfig {
-    /// The model at `path` on the CPU, with `intra_threads` threads per run (0: one per core).
+    /// The model at `path` as given (fp32: no INT8 swap) on the CPU, with `intra_threads` threads
+    /// per run (0: one per core).
     pub fn on_cpu(path: PathBuf, ort_library: PathBuf, intra_threads: usize) -> Self {
         ModelConfig {
             path,
@@ -90,6 +109,8 @@ impl ModelConfig {
             cuda_tf32: true,
             cuda_lib_dir: None,
             cudnn_lib_dir: None,
+            precision: Precision::Fp32,
+            compute_nice: crate::compute::DEFAULT_COMPUTE_NICE,
         }
     }
 

@@ -261,6 +261,10 @@ pub async fn operators_metrics(State(app): State<AppState>) -> impl IntoResponse
         .upload_slots()
         .snapshot()
         .render("upload", &mut out);
+    app.reports
+        .check_slots()
+        .snapshot()
+        .render("check", &mut out);
     if let Some(queue) = app.job_counts.get(&app.store).await {
         render_job_counts(&queue, &mut out);
     }

@@ -7,6 +7,7 @@ mod embedder;
 mod gate;
 pub mod labels;
 mod manifest;
+mod precision;
 mod queue;
 mod runner;
 mod subject;
@@ -22,6 +23,9 @@ pub use gate::{Gate, GateError, GateSettings, GateSnapshot, Priority, Ticket, de
 pub use labels::{PhotoLabels, labels_from_logits};
 pub use manifest::{
     ManifestError, ModelManifest, ModelRef, Preprocessing, SubjectMethod, SubjectSettings,
+};
+pub use precision::{
+    Precision, PrecisionChoice, choose as choose_precision, int8_cpu_feature, int8_variant,
 };
 pub use queue::{Batch, GateQueue, QueueId};
 pub use runner::BatchRunner;

@@ -103,7 +103,7 @@ pub enum Uploader<'a> {
 pub struct ReportSettings {
     /// Caps on decoding uploaded photos.
     pub limits: DecodeCaps,
-    /// The decode slots, which the uploads' header checks share with the decodes.
+    /// The slots the uploads' header checks run on (`serve`: their own, apart from the decodes).
     pub decode: Arc<Slots>,
     /// The current model's id (from `Store::register_model`).
     pub model_id: i32,
@@ -158,6 +158,11 @@ impl ReportService {
             .store
             .address_usage(&address_key(address).to_string(), &self.open_limits)
             .await?)
+    }
+
+    /// The slots the uploads' header checks run on.
+    pub fn check_slots(&self) -> &Slots {
+        &self.decode
     }
 
     /// The upload slots (for status).
@@ -299,7 +304,7 @@ impl ReportService {
     /// stored and served. Its one decode, for the model and the thumbnail both, is its embedding
     /// job's: an upload answers in milliseconds also while the model is saturated, and a photo
     /// whose pixels do not decode shows as failed, with the decoder's reason. The check runs on
-    /// a decode slot: a PNG's colour profile is inflated (under a small cap) to be checked.
+    /// a check slot: a PNG's colour profile is inflated (under a small cap) to be checked.
     ///
     /// The content identity (`sha256`: dedupe, and `/v1/embeddings` answering a photo embedded
     /// before from the store) is the hash of the bytes as uploaded. The cleaned bytes are a

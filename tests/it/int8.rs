@@ -136,3 +136,54 @@ async fn the_store_registers_the_int8_model_apart_from_fp32() {
     assert_ne!(fp32_id, int8_id);
     assert_eq!(store.register_model(&int8).await.unwrap(), int8_id);
 }
+
+/// `serve` without `--precision` (the default, `auto`) runs the INT8 model on a CPU with VNNI or
+/// dotprod (this machine's: the figures of issue 25 were measured on one) and the fp32 model
+/// elsewhere: the defaults parsed as the binary parses them, loaded as `serve` loads them.
+#[tokio::test]
+async fn the_default_precision_serves_int8_where_the_cpu_qualifies() {
+    use clap::Parser;
+    use lookalike::config::{Cli, Command, GateConfig};
+    use lookalike::inference::{Precision, int8_cpu_feature};
+
+    // The defaults are relative to the repository, where the binary runs.
+    std::env::set_current_dir(repo("")).unwrap();
+    let cli = Cli::try_parse_from(["lookalike", "serve"]).unwrap();
+    let Command::Serve(config) = cli.command else {
+        panic!("not serve")
+    };
+    assert_eq!(config.core.model.precision, Precision::Auto);
+    let resolved = lookalike::service::resolve_precision(&config.core.model).unwrap();
+    let feature = int8_cpu_feature();
+    println!(
+        "CPU INT8 feature: {feature:?}; model {}",
+        resolved.path.display()
+    );
+    let gate_config = GateConfig {
+        permits: 1,
+        ..config.core.gate.clone()
+    };
+    let gate = lookalike::service::load_gate(&resolved, &gate_config)
+        .await
+        .unwrap();
+    let served = gate.model().manifest();
+    let int8 = ModelManifest::load_for(&int8_model()).unwrap();
+    let fp32 = ModelManifest::load_for(&repo("models/efficientnet_lite0.onnx")).unwrap();
+    if feature.is_some() {
+        assert_eq!(resolved.precision, Precision::Int8);
+        assert_eq!((&served.name, &served.version), (&int8.name, &int8.version));
+    } else {
+        assert_eq!(resolved.precision, Precision::Fp32);
+        assert_eq!((&served.name, &served.version), (&fp32.name, &fp32.version));
+    }
+    // The flag overrides the CPU.
+    let cli = Cli::try_parse_from(["lookalike", "serve", "--precision", "fp32"]).unwrap();
+    let Command::Serve(config) = cli.command else {
+        panic!("not serve")
+    };
+    let resolved = lookalike::service::resolve_precision(&config.core.model).unwrap();
+    assert_eq!(
+        resolved.path,
+        std::path::Path::new("models/efficientnet_lite0.onnx")
+    );
+}

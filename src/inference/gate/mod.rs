@@ -306,11 +306,11 @@ impl Gate {
         (id, rx)
     }
 
-    /// Runs a batch on the blocking pool. The permit moves into the task: it is released when the
+    /// Runs a batch on a compute thread (crate::compute). The permit moves into the task: it is released when the
     /// run is over even if this future is dropped meanwhile, and the replies still go out.
     async fn run_batch(&self, permit: OwnedSemaphorePermit, batch: Vec<Waiter>) {
         let inner = Arc::clone(&self.inner);
-        let task = tokio::task::spawn_blocking(move || {
+        let task = crate::compute::spawn(move || {
             let _permit = permit;
             inner.run_now(batch);
         });

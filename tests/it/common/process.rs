@@ -94,6 +94,13 @@ impl Service {
                 .filter(|flag| !extra.contains(flag))
                 .flat_map(|flag| [flag, "0"]),
             )
+            // The tests were written against the fp32 model's answers: the precision `auto` would
+            // pick on this CPU is chosen only where a test asks for it (tests/it/int8.rs).
+            .args(
+                ["--precision", "fp32"]
+                    .into_iter()
+                    .filter(|_| !extra.contains(&"--precision")),
+            )
             .args(extra)
             .envs(env.iter().copied())
             .env("LOOKALIKE_LOG", "warn")
