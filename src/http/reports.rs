@@ -202,7 +202,7 @@ pub async fn list(
         breeds: q
             .breed
             .as_deref()
-            .map(super::search::breed_classes)
+            .map(crate::search::breed_classes)
             .transpose()?
             .unwrap_or_default(),
         before: q.cursor.as_deref().map(decode_cursor).transpose()?,

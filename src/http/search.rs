@@ -17,7 +17,9 @@ use super::protect::Caller;
 use super::reports::{ReportBody, audience_of};
 use crate::inference::{PhotoLabels, Priority, parse_breed_query};
 use crate::reports::{ReportKind, ReportStatus, Species, ValidationError, checked_coordinate};
-use crate::search::{EmbeddingSource, PhotoSearch, QuerySpecies, SearchError};
+use crate::search::{
+    EmbeddingSource, MAX_QUERY, PhotoSearch, QuerySpecies, SearchError, breed_classes,
+};
 use crate::store::SearchFilter;
 
 /// Most results of one search.
@@ -42,8 +44,6 @@ const SEARCH_FIELDS: [&str; 10] = [
 ];
 
 /// Longest text query or breed name, in characters.
-const MAX_QUERY: usize = 200;
-
 /// One search result.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
@@ -260,25 +260,6 @@ fn parse_search(
         min_score,
         use_species: get("species") != Some("any"),
     })
-}
-
-/// The ImageNet classes a `breed` parameter names (a breed, a group such as `poodle`, a plural,
-/// a synonym or a translation); unknown names are refused.
-pub(super) fn breed_classes(value: &str) -> Result<Vec<u16>, ValidationError> {
-    if value.chars().count() > MAX_QUERY {
-        return Err(ValidationError::new(
-            "breed",
-            format!("at most {MAX_QUERY} characters"),
-        ));
-    }
-    let query = parse_breed_query(value);
-    if query.is_empty() {
-        return Err(ValidationError::new(
-            "breed",
-            format!("`{value}` names no known dog or cat breed"),
-        ));
-    }
-    Ok(query.classes)
 }
 
 /// Query of `GET /v1/search`.

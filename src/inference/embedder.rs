@@ -12,7 +12,6 @@ use ort::value::TensorRef;
 
 use super::device::{ConvSearch, Device, DeviceSettings, batch_buckets, bucket_for};
 use super::manifest::{ManifestError, ModelManifest, Preprocessing};
-use super::runner::ModelOutput;
 
 /// One embedding vector (unit length).
 pub type Embedding = Vec<f32>;
@@ -470,5 +469,28 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
         0.0
     } else {
         dot / (na * nb)
+    }
+}
+
+/// What one model run gives for one photo.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelOutput {
+    /// The whole photo's embedding (unit length): the manifest's `embedding` output.
+    pub embedding: Embedding,
+    /// The class logits (ImageNet-1k), or empty when the graph has none.
+    pub logits: Vec<f32>,
+    /// The class activation map (square grid, row-major, maximum 1), or empty when none.
+    pub cam: Vec<f32>,
+    /// The head features pooled by the map (unit length), or empty when none.
+    pub cam_embedding: Embedding,
+}
+
+impl ModelOutput {
+    /// An output that is only an embedding (a model without the other outputs).
+    pub fn embedding_only(embedding: Embedding) -> Self {
+        ModelOutput {
+            embedding,
+            ..ModelOutput::default()
+        }
     }
 }

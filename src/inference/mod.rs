@@ -14,6 +14,7 @@ mod subject;
 pub use crate::domain::report::BreedGuess;
 pub use breed_words::{BreedQuery, parse_breed_query};
 pub use device::{ConvSearch, Device, DeviceSettings, batch_buckets, bucket_for};
+pub use embedder::ModelOutput;
 pub use embedder::{
     Embedder, EmbedderError, Embedding, RuntimeError, cosine, init_runtime, l2_normalize,
 };
@@ -23,5 +24,5 @@ pub use manifest::{
     ManifestError, ModelManifest, ModelRef, Preprocessing, SubjectMethod, SubjectSettings,
 };
 pub use queue::{Batch, GateQueue, QueueId};
-pub use runner::{BatchRunner, ModelOutput};
+pub use runner::BatchRunner;
 pub use subject::{SubjectBox, crop, subject_box};

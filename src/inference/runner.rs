@@ -4,31 +4,8 @@
 use ndarray::ArrayView3;
 
 use super::device::Device;
-use super::embedder::{Embedder, EmbedderError, Embedding};
+use super::embedder::{Embedder, EmbedderError, ModelOutput};
 use super::manifest::ModelManifest;
-
-/// What one model run gives for one photo.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ModelOutput {
-    /// The whole photo's embedding (unit length): the manifest's `embedding` output.
-    pub embedding: Embedding,
-    /// The class logits (ImageNet-1k), or empty when the graph has none.
-    pub logits: Vec<f32>,
-    /// The class activation map (square grid, row-major, maximum 1), or empty when none.
-    pub cam: Vec<f32>,
-    /// The head features pooled by the map (unit length), or empty when none.
-    pub cam_embedding: Embedding,
-}
-
-impl ModelOutput {
-    /// An output that is only an embedding (a model without the other outputs).
-    pub fn embedding_only(embedding: Embedding) -> Self {
-        ModelOutput {
-            embedding,
-            ..ModelOutput::default()
-        }
-    }
-}
 
 /// Embeds batches of prepared photos. Called on a blocking thread, one batch per gate permit.
 pub trait BatchRunner: Send + Sync + 'static {

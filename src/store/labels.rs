@@ -5,6 +5,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::search::push_report_filter;
 use super::{Store, StoreError};
 use crate::domain::search::SearchFilter;
 use crate::inference::PhotoLabels;
@@ -29,23 +30,6 @@ pub(crate) fn labels_from_row(row: &PgRow) -> Result<Option<PhotoLabels>, StoreE
         &classes.unwrap_or_default(),
         &probabilities.unwrap_or_default(),
     )))
-}
-
-/// Appends ` AND <the report whose id is the column `report` has a photo whose listed breeds
-/// include one of classes>` (for model_id).
-pub(crate) fn push_breed_filter(
-    q: &mut QueryBuilder<'_, Postgres>,
-    report: &str,
-    model_id: i32,
-    classes: &[u16],
-) {
-    let classes: Vec<i16> = classes.iter().map(|&c| c as i16).collect();
-    q.push(format!(
-        " AND EXISTS (SELECT 1 FROM photos bp JOIN embeddings be ON be.sha256 = bp.sha256 AND be.model_id = {model_id}
-              WHERE bp.report_id = {report} AND be.breed_classes && "
-    ))
-    .push_bind(classes)
-    .push(")");
 }
 
 /// A report found by breed: its photo most likely of the breeds asked, and that likelihood.
@@ -83,7 +67,7 @@ impl Store {
                  WHERE e.model_id = {model_id} AND e.breed_classes && "
         ));
         q.push_bind(classes);
-        super::search::push_report_filter(&mut q, filter);
+        push_report_filter(&mut q, filter);
         q.push(
             " ORDER BY p.report_id, probability DESC, p.position) best
              ORDER BY probability DESC, report_id LIMIT ",

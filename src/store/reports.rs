@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::labels::push_breed_filter;
 use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
+use super::search::push_breed_filter;
 use super::tenants::ReserveError;
 use super::{Store, StoreError, jobs, search};
 use crate::domain::event::{ReportEvent, ReportRef};

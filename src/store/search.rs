@@ -86,7 +86,7 @@ impl Store {
         ));
         push_report_filter(&mut q, filter);
         if !filter.breeds.is_empty() {
-            super::labels::push_breed_filter(&mut q, "r.id", model_id, &filter.breeds);
+            push_breed_filter(&mut q, "r.id", model_id, &filter.breeds);
         }
         q.push(" ORDER BY e.embedding <=> ")
             .push_bind(vector)
@@ -366,4 +366,21 @@ pub async fn enqueue_ready_matches(
         jobs::notify(conn).await?;
     }
     Ok(queued)
+}
+
+/// Appends ` AND <the report whose id is the column `report` has a photo whose listed breeds
+/// include one of classes>` (for model_id).
+pub(crate) fn push_breed_filter(
+    q: &mut QueryBuilder<'_, Postgres>,
+    report: &str,
+    model_id: i32,
+    classes: &[u16],
+) {
+    let classes: Vec<i16> = classes.iter().map(|&c| c as i16).collect();
+    q.push(format!(
+        " AND EXISTS (SELECT 1 FROM photos bp JOIN embeddings be ON be.sha256 = bp.sha256 AND be.model_id = {model_id}
+              WHERE bp.report_id = {report} AND be.breed_classes && "
+    ))
+    .push_bind(classes)
+    .push(")");
 }

@@ -26,9 +26,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::device::Device;
 use super::embedder::Embedding;
+use super::embedder::ModelOutput;
 pub use super::queue::Priority;
 use super::queue::{GateQueue, QueueId};
-use super::runner::{BatchRunner, ModelOutput};
+use super::runner::BatchRunner;
 use crate::telemetry::histogram::{self, Histogram};
 use crate::telemetry::timing::{self, Stage};
 
