@@ -14,8 +14,7 @@ mod support;
 
 use std::sync::Arc;
 
-use lookalike::config::{DEFAULT_DATABASE_URL, GateConfig};
-use sqlx::Connection;
+use lookalike::config::GateConfig;
 use support::http::{drive, multipart, post_request, start_server};
 
 /// `count` distinct 3 MP phone-like JPEGs (quality 90, a little grain: another seed, other bytes).
@@ -31,16 +30,8 @@ fn main() {
     let seconds: u64 = support::arg("--seconds", 15);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
-        let db = format!("lookalike_creation_{}", std::process::id());
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("database (run `make setup` first)");
-        sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let url = admin_url.replacen("/lookalike?", &format!("/{db}?"), 1);
+        let db = support::BenchDatabase::create("creation").await;
+        let url = db.url.clone();
         let gate = GateConfig {
             permits: 0,
             max_batch: 0,
@@ -101,9 +92,7 @@ fn main() {
         embedded.print(&format!("/v1/embeddings meanwhile, {embedders} clients, 12 MP"), None);
 
         let _ = stop.send(());
-        let _ = sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await;
+        db.drop().await;
         let _ = std::fs::remove_dir_all(support::http::storage_dir());
     });
 }

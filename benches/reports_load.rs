@@ -16,9 +16,8 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lookalike::config::{DEFAULT_DATABASE_URL, GateConfig};
+use lookalike::config::GateConfig;
 use lookalike::jobs::{JobContext, JobSettings, Workers};
-use sqlx::Connection;
 use support::http::{drive, multipart, post_request, send_all, start_server, storage_dir};
 
 fn report_requests(addr: &str, photos: &[Vec<u8>]) -> Vec<Arc<Vec<u8>>> {
@@ -55,17 +54,8 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let admin_url =
-            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
-        let db = format!("lookalike_bench_{}", std::process::id());
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("database (run `make load`, which starts it)");
-        sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let url = admin_url.replacen("/lookalike?", &format!("/{db}?"), 1);
+        let db = support::BenchDatabase::create("bench").await;
+        let url = db.url.clone();
 
         let gate = GateConfig {
             permits: 0,
@@ -147,8 +137,6 @@ fn main() {
 
         let _ = stop.send(());
         state.store.close().await;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await;
+        db.drop().await;
     });
 }

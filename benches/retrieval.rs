@@ -15,12 +15,8 @@ mod support;
 
 use std::io::Cursor;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use image::{DynamicImage, ImageFormat, RgbImage};
-use lookalike::config::ImagingConfig;
-use lookalike::inference::{Gate, GateSettings, Priority, cosine};
+use lookalike::inference::{Priority, cosine};
 use lookalike::pipeline::Pipeline;
 
 fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
@@ -117,23 +113,7 @@ fn embed(runtime: &tokio::runtime::Runtime, pipeline: &Pipeline, bytes: &[u8]) -
 }
 
 fn main() {
-    let gate = Gate::new(
-        Arc::new(support::embedder(1, 0)),
-        GateSettings {
-            permits: 1,
-            max_batch: 1,
-            max_waiters: [64, 64],
-            max_wait: [Duration::from_secs(600); 2],
-        },
-    );
-    let imaging = ImagingConfig {
-        max_megapixels: 50.0,
-        max_decode_mib: 512,
-        jpeg_dct_scaling: true,
-        decode_permits: 1,
-        decode_max_waiters: 64,
-    };
-    let pipeline = Pipeline::new(gate, &imaging);
+    let (_, pipeline) = support::one_at_a_time(support::embedder(1, 0));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

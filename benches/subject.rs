@@ -16,12 +16,10 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use lookalike::config::ImagingConfig;
-use lookalike::inference::{Gate, GateSettings, Priority, cosine};
-use lookalike::pipeline::{EmbeddedPhoto, Pipeline};
+use lookalike::inference::{Priority, cosine};
+use lookalike::pipeline::EmbeddedPhoto;
 use serde_json::Value;
 
 fn recall(queries: &[&[f32]], gallery: &[&[f32]], targets: &[usize]) -> (f64, f64) {
@@ -45,23 +43,7 @@ fn main() {
     .expect("set.json");
     let embedder = support::embedder(1, support::arg("--threads", 2));
     let model = embedder.manifest().clone();
-    let gate = Gate::new(
-        Arc::new(embedder),
-        GateSettings {
-            permits: 1,
-            max_batch: 1,
-            max_waiters: [64, 64],
-            max_wait: [Duration::from_secs(600); 2],
-        },
-    );
-    let imaging = ImagingConfig {
-        max_megapixels: 50.0,
-        max_decode_mib: 512,
-        jpeg_dct_scaling: true,
-        decode_permits: 1,
-        decode_max_waiters: 64,
-    };
-    let pipeline = Pipeline::new(gate.clone(), &imaging);
+    let (gate, pipeline) = support::one_at_a_time(embedder);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -476,7 +476,7 @@ pub async fn work(config: WorkConfig) -> anyhow::Result<()> {
 /// Gives memory freed after a burst back to the system, every few seconds. glibc's malloc keeps
 /// freed memory in its arenas until asked; measured with `make soak`, it stays near its peak
 /// without this. (jemalloc gave memory back by itself but ran the mixed load about a third slower
-/// here, and mimalloc kept more than glibc: README, "The edge".)
+/// here, and mimalloc kept more than glibc: docs/design.md, "The edge".)
 async fn give_back_memory() {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {

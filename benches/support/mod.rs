@@ -4,8 +4,12 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use lookalike::config::ModelConfig;
-use lookalike::inference::Embedder;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lookalike::config::{ImagingConfig, ModelConfig};
+use lookalike::inference::{Embedder, Gate, GateSettings};
+use lookalike::pipeline::Pipeline;
 
 /// The value after `name` on the command line, or `default`.
 pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -183,4 +187,61 @@ pub fn distinct_jpegs(count: usize) -> Vec<Vec<u8>> {
             out.into_inner()
         })
         .collect()
+}
+
+/// A gate and a pipeline that run one photo at a time (one permit, no batching, one decode), with
+/// waits long enough that a bench never sheds: what the quality benches measure through.
+pub fn one_at_a_time(embedder: Embedder) -> (Gate, Pipeline) {
+    let gate = Gate::new(
+        Arc::new(embedder),
+        GateSettings {
+            permits: 1,
+            max_batch: 1,
+            max_waiters: [64, 64],
+            max_wait: [Duration::from_secs(600); 2],
+        },
+    );
+    let imaging = ImagingConfig {
+        decode_permits: 1,
+        decode_max_waiters: 64,
+        ..ImagingConfig::default()
+    };
+    (gate.clone(), Pipeline::new(gate, &imaging))
+}
+
+/// A throwaway database for one bench run, on `DATABASE_URL`'s cluster (the set-up's by default).
+pub struct BenchDatabase {
+    admin: sqlx::PgConnection,
+    name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl BenchDatabase {
+    /// Creates `lookalike_<what>_<pid>`.
+    pub async fn create(what: &str) -> Self {
+        use sqlx::Connection;
+        let admin_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| lookalike::config::DEFAULT_DATABASE_URL.to_owned());
+        let name = format!("lookalike_{what}_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("database (run `make load`, which starts it)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let url = admin_url.replacen("/lookalike?", &format!("/{name}?"), 1);
+        BenchDatabase { admin, name, url }
+    }
+
+    /// Drops it, whoever is still connected.
+    pub async fn drop(mut self) {
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut self.admin)
+        .await;
+    }
 }

@@ -15,6 +15,7 @@ mod jobs;
 mod log;
 mod model;
 mod redact;
+mod reference;
 mod search;
 mod storage;
 
@@ -33,6 +34,7 @@ pub use jobs::JobsConfig;
 pub use log::{LogConfig, LogFormat};
 pub use model::{GateConfig, ImagingConfig, ModelConfig};
 pub use redact::redact_secrets;
+pub use reference::reference_markdown;
 pub use search::SearchConfig;
 pub use storage::{PhotoStoreConfig, SweepConfig};
 

@@ -77,3 +77,21 @@ fn every_default_parses() {
     assert!(!logged.contains("operator-secret"), "{logged}");
     assert_eq!(cfg.open_limits.limits().daily_bytes_per_address, i64::MAX);
 }
+
+/// `docs/configuration.md` is what the command line says today; with
+/// `LOOKALIKE_UPDATE_CONFIG_DOCS=1` this test writes it instead.
+#[test]
+fn configuration_reference_is_current() -> std::io::Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let fresh = reference_markdown();
+    if std::env::var_os("LOOKALIKE_UPDATE_CONFIG_DOCS").is_some() {
+        return std::fs::write(&path, fresh);
+    }
+    let current = std::fs::read_to_string(&path)?;
+    assert!(
+        current == fresh,
+        "docs/configuration.md differs from `lookalike serve --help`: \
+         LOOKALIKE_UPDATE_CONFIG_DOCS=1 cargo test --lib config:: rewrites it"
+    );
+    Ok(())
+}

@@ -19,25 +19,6 @@ const CAT_BREEDS: [&str; 5] = [
     "Egyptian cat",
 ];
 
-async fn create_report(app: &axum::Router, kind: &str, species: &str, photo: &[u8]) -> String {
-    let photos = [photo.to_vec()];
-    let form = report_form(kind, species, &photos);
-    let (status, _, body) = send(app, post_multipart("/v1/reports", &form)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["id"].as_str().unwrap().to_owned()
-}
-
-async fn wait_until_embedded(app: &TestApp, total: i64) {
-    eventually("every photo embedded", 120, || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM embeddings")
-            .fetch_one(app.state.store.pool())
-            .await
-            .unwrap();
-        n >= total
-    })
-    .await;
-}
-
 async fn search(app: &axum::Router, photo: &[u8], fields: &[(&str, &str)]) -> Value {
     let mut form: Vec<Part> = vec![("photo", "q.jpg", "image/jpeg", photo)];
     for (k, v) in fields {

@@ -6,34 +6,6 @@ use crate::common::*;
 use axum::http::StatusCode;
 use serde_json::Value;
 
-async fn create_report(
-    app: &axum::Router,
-    kind: &str,
-    species: &str,
-    photo: &[u8],
-    extra: &[(&str, &str)],
-) -> String {
-    let photos = [photo.to_vec()];
-    let mut form = report_form(kind, species, &photos);
-    for (k, v) in extra {
-        form.push((k, "", "text/plain", v.as_bytes()));
-    }
-    let (status, _, body) = send(app, post_multipart("/v1/reports", &form)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["id"].as_str().unwrap().to_owned()
-}
-
-async fn wait_until_embedded(app: &TestApp, total: i64) {
-    eventually("every photo embedded", 120, || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM embeddings")
-            .fetch_one(app.state.store.pool())
-            .await
-            .unwrap();
-        n >= total
-    })
-    .await;
-}
-
 /// A search with the relevance floor off: these tests count and order results (the floor has
 /// its own tests in `labels`).
 async fn search(app: &axum::Router, photo: &[u8], fields: &[(&str, &str)]) -> (StatusCode, Value) {
@@ -65,7 +37,7 @@ async fn an_edited_copy_finds_its_report_first() {
     let workers = app.start_workers(job_settings(2));
     let mut ids = Vec::new();
     for name in GALLERY {
-        ids.push(create_report(&app.router, "found", "other", &sample(name), &[]).await);
+        ids.push(create_report_with(&app.router, "found", "other", &sample(name), &[]).await);
     }
     wait_until_embedded(&app, GALLERY.len() as i64).await;
     for (name, id) in GALLERY.iter().zip(&ids).take(4) {
@@ -106,7 +78,7 @@ async fn filters_are_respected_and_still_fill_k() {
         } else {
             &[("latitude", "40.0"), ("longitude", "-3.7")]
         };
-        create_report(&app.router, kind, species, p, place).await;
+        create_report_with(&app.router, kind, species, p, place).await;
     }
     wait_until_embedded(&app, 36).await;
     let query = edited_copy(&photos[30]);
@@ -195,10 +167,10 @@ async fn bad_searches_get_clear_errors() {
 async fn a_found_report_like_a_lost_one_gets_it_as_a_possible_match() {
     let mut app = app(default_gate_settings(), uploads()).await;
     let workers = app.start_workers(job_settings(2));
-    let lost = create_report(&app.router, "lost", "cat", &sample("chelsea.png"), &[]).await;
-    let other = create_report(&app.router, "lost", "other", &sample("coffee.png"), &[]).await;
+    let lost = create_report_with(&app.router, "lost", "cat", &sample("chelsea.png"), &[]).await;
+    let other = create_report_with(&app.router, "lost", "other", &sample("coffee.png"), &[]).await;
     wait_until_embedded(&app, 2).await;
-    let found = create_report(
+    let found = create_report_with(
         &app.router,
         "found",
         "cat",

@@ -2,6 +2,8 @@
 //! and multipart bodies. Everything comes from `make test`'s set-up (scripts/setup.sh).
 
 pub mod process;
+mod reports;
+pub use reports::{create_report, create_report_with, wait_until_embedded};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
