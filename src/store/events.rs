@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::report_rows::photos_of;
 use super::{Store, StoreError, jobs};
-use crate::events::{EVENTS_CHANNEL, MatchEvent, Notice, ReportEvent, StatusEvent};
-use crate::webhooks::{Delivery, DeliveryRecord, WebhookTarget};
+use crate::domain::event::{EVENTS_CHANNEL, MatchEvent, Notice, ReportEvent, StatusEvent};
+use crate::domain::webhook::{Delivery, DeliveryRecord, WebhookTarget};
 
 /// Rows the delivery log keeps: older ones are deleted as new ones are written.
 const DELIVERY_LOG_ROWS: i64 = 10_000;

@@ -9,10 +9,10 @@ use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
 use super::search::push_breed_filter;
 use super::tenants::ReserveError;
 use super::{Store, StoreError, jobs, search};
+use crate::domain::event::{ReportEvent, ReportRef};
 use crate::domain::job::JobPayload;
 use crate::domain::limits::OpenLimits;
 use crate::domain::report::{NewReport, Report, ReportFilter, ReportPatch, ReportStatus};
-use crate::events::{ReportEvent, ReportRef};
 use crate::photo_store::ObjectKeys;
 
 /// A validated photo, ready to be recorded.

@@ -5,10 +5,10 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{Store, StoreError, events, jobs};
+use crate::domain::event::MatchEvent;
 use crate::domain::job::JobPayload;
 use crate::domain::report::{PossibleMatch, ReportKind};
 use crate::domain::search::{NewMatch, SearchFilter, SearchMode};
-use crate::events::MatchEvent;
 
 /// One photo near the query.
 #[derive(Debug, Clone, PartialEq)]

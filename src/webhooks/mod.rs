@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::{Request, Uri, header};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use hmac::{Hmac, Mac};
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
 use sha2::Sha256;
 use uuid::Uuid;
 
+pub use crate::domain::webhook::{DEFAULT_TARGET, Delivery, DeliveryRecord, WebhookTarget};
 use crate::telemetry::prometheus::Exposition;
 
 /// Header: the event's id, the same on every attempt.
@@ -35,48 +35,6 @@ pub const SIGNATURE_HEADER: &str = "x-lookalike-signature";
 
 /// Largest body sent: events are a few hundred bytes; anything larger is a bug, not retried.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// The target of the service-wide receiver.
-pub const DEFAULT_TARGET: &str = "default";
-
-/// Where some reports' events go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookTarget {
-    /// Its name: `default`, or `tenant:<id>`.
-    pub target: String,
-    /// `None`: every report's events; a tenant: that tenant's reports' only.
-    pub tenant: Option<String>,
-    /// The receiver (`http://host[:port]/path`).
-    pub url: String,
-    /// The signing secret.
-    pub secret: String,
-    /// Attempts before a delivery is given up.
-    pub max_attempts: u32,
-}
-
-impl WebhookTarget {
-    /// The service-wide receiver of every report's events.
-    pub fn service_wide(url: &str, secret: &str, max_attempts: u32) -> Self {
-        WebhookTarget {
-            target: DEFAULT_TARGET.to_owned(),
-            tenant: None,
-            url: url.to_owned(),
-            secret: secret.to_owned(),
-            max_attempts,
-        }
-    }
-
-    /// A tenant's receiver of its own reports' events.
-    pub fn of_tenant(tenant: &str, url: &str, secret: &str, max_attempts: u32) -> Self {
-        WebhookTarget {
-            target: format!("tenant:{tenant}"),
-            tenant: Some(tenant.to_owned()),
-            url: url.to_owned(),
-            secret: secret.to_owned(),
-            max_attempts,
-        }
-    }
-}
 
 /// Checks a receiver's URL: `http://`, with a host; why not otherwise.
 pub fn check_url(url: &str) -> Result<Uri, String> {
@@ -104,39 +62,6 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     mac.update(b".");
     mac.update(body.as_bytes());
     hex::encode(mac.finalize().into_bytes())
-}
-
-/// One delivery attempt, as logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Delivery {
-    /// The event's stable id.
-    pub event_id: Uuid,
-    /// The webhook event (`match_found`, ...).
-    pub event: String,
-    /// The target (`default` or `tenant:<id>`).
-    pub target: String,
-    /// Where it was sent.
-    pub url: String,
-    /// The attempt's number (1 for the first).
-    pub attempt: i32,
-    /// The receiver's HTTP status, when it answered.
-    pub status_code: Option<u16>,
-    /// Why the attempt failed (connection, timeout, or a status other than 2xx).
-    pub error: Option<String>,
-    /// How long the attempt took.
-    pub duration_ms: u64,
-}
-
-/// A logged delivery attempt with its place in the log.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DeliveryRecord {
-    /// The log row's id (newer rows have larger ids).
-    pub id: i64,
-    /// The attempt.
-    #[serde(flatten)]
-    pub delivery: Delivery,
-    /// When it was logged.
-    pub created_at: DateTime<Utc>,
 }
 
 /// Delivery counters of this process.

@@ -186,7 +186,13 @@ async fn webhooks_arrive_signed_once_each_also_after_the_receivers_outage() {
     assert_eq!(body["data"]["report_id"], lost.as_str(), "{body}");
     assert_eq!(body["data"]["status"], "ready", "{body}");
     let event_id = ready.header("x-lookalike-event-id").to_owned();
-    let log = deliveries(&service.addr, &format!("?event_id={event_id}")).await;
+    // The worker logs the attempt once the receiver has answered: after the receiver saw it.
+    let query = format!("?event_id={event_id}");
+    eventually("the delivery is logged", 30, || async {
+        deliveries(&service.addr, &query).await[0]["status_code"] == 200
+    })
+    .await;
+    let log = deliveries(&service.addr, &query).await;
     assert!(log.len() >= 3, "two failures, then the delivery: {log:?}");
     assert_eq!(log[0]["status_code"], 200, "{log:?}");
     assert_eq!(log[0]["url"], url.as_str());
