@@ -7,6 +7,7 @@ mod embeddings;
 pub mod error;
 mod error_code;
 mod events;
+mod form_schema;
 mod health;
 mod job_counts;
 mod messages;

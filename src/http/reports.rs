@@ -541,13 +541,12 @@ pub struct ReportForm {
     #[schema(max_length = 5000)]
     #[serde(default)]
     description: String,
-    /// Latitude in degrees (with longitude), kept to 1e-7°; anyone but the owner and the tenant
-    /// sees it rounded to 0.01° (about 1 km).
-    #[schema(minimum = -90, maximum = 90)]
+    /// Latitude (see `form_schema::report_latitude`).
+    #[schema(schema_with = super::form_schema::report_latitude)]
     #[serde(default)]
     latitude: f64,
-    /// Longitude in degrees (with latitude), kept to 1e-7°; shown rounded like the latitude.
-    #[schema(minimum = -180, maximum = 180)]
+    /// Longitude (see `form_schema::report_longitude`).
+    #[schema(schema_with = super::form_schema::report_longitude)]
     #[serde(default)]
     longitude: f64,
     /// How to reach the author (at most 200 characters): shown only to the owner and the tenant

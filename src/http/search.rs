@@ -529,18 +529,16 @@ pub struct SearchForm {
     #[schema(value_type = chrono::DateTime<chrono::Utc>, example = "")]
     #[serde(default)]
     since: String,
-    /// With longitude and radius_km: only reports within the radius.
-    #[schema(minimum = -90, maximum = 90, example = "")]
+    /// Centre latitude (see `form_schema::search_latitude`).
+    #[schema(schema_with = super::form_schema::search_latitude)]
     #[serde(default)]
     latitude: f64,
-    /// See latitude.
-    #[schema(minimum = -180, maximum = 180, example = "")]
+    /// Centre longitude.
+    #[schema(schema_with = super::form_schema::search_longitude)]
     #[serde(default)]
     longitude: f64,
-    /// See latitude (kilometres, more than 0 and at most 20040). Reports are placed by their
-    /// public position (rounded to 0.01°, about 1 km), so that the answers to many searches
-    /// reveal no position more finely than it is shown.
-    #[schema(exclusive_minimum = 0, maximum = 20040, example = "")]
+    /// Radius in kilometres (see `form_schema::search_radius`).
+    #[schema(schema_with = super::form_schema::search_radius)]
     #[serde(default)]
     radius_km: f64,
 }

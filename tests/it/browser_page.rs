@@ -338,7 +338,8 @@ async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
         .click()
         .await
         .unwrap();
-    s.text(".notice.error", "needs both a latitude and a longitude", 10).await;
+    s.text(".notice.error", "needs both a latitude and a longitude", 10)
+        .await;
 
     // A resolved report says why it shows no match; a visitor sees no owner's panel.
     let report = post_report(

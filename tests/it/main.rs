@@ -3,8 +3,8 @@
 //! Run one area with `cargo test --test it <area>::`, e.g. `cargo test --test it edge::`.
 
 mod browser;
-mod browser_page;
 mod browser_nearby;
+mod browser_page;
 mod common;
 mod concurrency;
 mod crash;
