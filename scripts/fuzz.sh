@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh [max examples per operation and phase, default 50]
 # Each phase runs on its own (one schemathesis run per phase) with its own budget, so a slow phase
 # cannot spend the others' time, and the script fails if any phase was skipped or cut short:
-#   LOOKALIKE_FUZZ_EXAMPLES_SECONDS (default 45), LOOKALIKE_FUZZ_COVERAGE_SECONDS (default 150):
+#   LOOKALIKE_FUZZ_EXAMPLES_SECONDS (default 45), LOOKALIKE_FUZZ_COVERAGE_SECONDS (default 300):
 #     the longest these bounded passes may take (each enumerates the document once); past it the
 #     phase is cut short and the script fails (raise the budget, do not skip the phase).
 #   LOOKALIKE_FUZZ_FUZZING_SECONDS (default 50), LOOKALIKE_FUZZ_STATEFUL_SECONDS (default 50):
@@ -20,7 +20,7 @@ source "$(dirname "$0")/common.sh"
 EXAMPLES="${1:-50}"
 declare -A BUDGET=(
   [examples]="${LOOKALIKE_FUZZ_EXAMPLES_SECONDS:-45}"
-  [coverage]="${LOOKALIKE_FUZZ_COVERAGE_SECONDS:-150}"
+  [coverage]="${LOOKALIKE_FUZZ_COVERAGE_SECONDS:-300}"
   [fuzzing]="${LOOKALIKE_FUZZ_FUZZING_SECONDS:-50}"
   [stateful]="${LOOKALIKE_FUZZ_STATEFUL_SECONDS:-50}"
 )

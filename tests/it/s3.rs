@@ -154,6 +154,8 @@ async fn photos_live_and_die_in_an_s3_store_and_an_outage_fails_no_job() {
             .envs(env.iter().copied())
             .env("DATABASE_URL", database)
             .env("LOOKALIKE_LOG", "warn")
+            // The precision of the API replica beside it (tests/it/common/process.rs).
+            .env("LOOKALIKE_PRECISION", "fp32")
             .stdout(Stdio::null())
             .spawn()
             .unwrap()

@@ -39,6 +39,8 @@ async fn a_worker_process_embeds_what_an_api_only_replica_accepts() {
         .env("DATABASE_URL", &database)
         .env("LOOKALIKE_STORAGE_DIR", &storage)
         .env("LOOKALIKE_LOG", "warn")
+        // The precision of the API replica beside it (tests/it/common/process.rs).
+        .env("LOOKALIKE_PRECISION", "fp32")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
