@@ -14,7 +14,9 @@
 #     how long the open-ended phases keep drawing new cases (schemathesis --max-time).
 # About 4-5 minutes in all, plus the build.
 # The service runs with an API key (so authentication is fuzzed too), without rate limits (so the
-# fuzzer reaches the handlers), on a throwaway database of the local cluster.
+# fuzzer reaches the handlers), with event streams that end after 2 s (each case of a report's
+# live events would otherwise hold its worker for the 100 s a stream may last), on a throwaway
+# database of the local cluster.
 source "$(dirname "$0")/common.sh"
 
 EXAMPLES="${1:-50}"
@@ -52,7 +54,7 @@ LOOKALIKE_STORAGE_DIR="$WORK/photos" LOOKALIKE_API_KEYS="fuzz:$KEY" \
   "${CARGO_TARGET_DIR:-$ROOT/target}/debug/lookalike" serve --listen "127.0.0.1:$PORT" \
   --rate-uploads-per-address off --rate-uploads-per-key off --rate-searches-per-address off \
   --rate-searches-per-key off --rate-reads-per-address off --rate-reads-per-key off \
-  --log-format json >"$LOG" 2>&1 &
+  --event-stream-max-secs 2 --log-format json >"$LOG" 2>&1 &
 SERVICE=$!
 cleanup() {
   kill "$SERVICE" 2>/dev/null && wait "$SERVICE" 2>/dev/null

@@ -22,6 +22,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+pub use super::body_errors::{BodyRefused, BodyTimeout, BodyTooLarge};
 use super::protect::Protection;
 use crate::capacity::{AddressShare, BodyPlace, ByteBudget, BytesReserved, CapacityError};
 
@@ -48,27 +49,6 @@ pub struct BodyCuts {
     pub timeouts: AtomicU64,
     /// Cut for arriving below the minimum rate.
     pub too_slow: AtomicU64,
-}
-
-/// A request body that did not arrive in time (answered 408 `body_timeout`).
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive in time: {what}")]
-pub struct BodyTimeout {
-    what: String,
-}
-
-impl BodyTimeout {
-    /// The timeout somewhere in an error's chain of causes, if that is what the error is.
-    pub fn find<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a BodyTimeout> {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            if let Some(timeout) = e.downcast_ref::<BodyTimeout>() {
-                return Some(timeout);
-            }
-            next = e.source();
-        }
-        None
-    }
 }
 
 /// A request body with a total deadline, a deadline between chunks and a minimum rate averaged
@@ -355,25 +335,6 @@ async fn check_declared_size(
     Ok(next.run(request).await)
 }
 
-/// A body's memory could not be had as it arrived (429 or 503, as its cause says).
-#[derive(Debug, thiserror::Error)]
-#[error("no memory for the request body as it arrived: {0}")]
-pub struct BodyRefused(pub CapacityError);
-
-impl BodyRefused {
-    /// The refusal somewhere in an error's chain of causes, if that is what the error is.
-    pub fn find<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a BodyRefused> {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            if let Some(refused) = e.downcast_ref::<BodyRefused>() {
-                return Some(refused);
-            }
-            next = e.source();
-        }
-        None
-    }
-}
-
 /// Where a metered body reserves from, once its handler asked for memory.
 #[derive(Debug)]
 struct Attached {
@@ -538,16 +499,6 @@ impl HttpBody for MeteredBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// A body whose declared size is over its route's limit (answered 413 before it is read).
-#[derive(Debug, thiserror::Error)]
-#[error("the request body ({size} bytes) is larger than this route accepts ({max} bytes)")]
-pub struct BodyTooLarge {
-    /// The declared size.
-    pub size: u64,
-    /// The route's limit.
-    pub max: usize,
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -20,7 +20,7 @@ use crate::rate_limit::{LimitScope, Limited};
 use crate::reports::{ReportError, ValidationError};
 use crate::store::{ReserveError, StoreError};
 
-use super::body::{BodyRefused, BodyTimeout, BodyTooLarge};
+use super::body_errors::{BodyRefused, BodyTimeout, BodyTooLarge};
 pub use super::error_code::ErrorCode;
 
 /// The cause behind an error: logged with the request id for server errors, never sent.

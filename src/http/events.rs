@@ -22,6 +22,21 @@ use crate::webhooks::DeliveryRecord;
 /// How long a client waits before reconnecting (the `retry:` field of the first event).
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 
+/// One event of the stream as a client reads it: the `text/event-stream` fields (`data` is the
+/// event's JSON as text), which is what the document promises each event to be.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the framing only: axum's `Sse` writes the events.
+pub struct StreamEvent {
+    /// `status`, `match`, `resolved` or `deleted`.
+    event: String,
+    /// The event's JSON object, as text.
+    data: String,
+    /// Milliseconds a client waits before reconnecting (on the first event only).
+    retry: Option<u64>,
+    /// Not sent today.
+    id: Option<String>,
+}
+
 /// `GET /v1/reports/{id}/events`: the report's live events, as Server-Sent Events.
 #[utoipa::path(get, path = "/v1/reports/{id}/events", operation_id = "report_events", tag = "reports",
     params(("id" = Uuid, Path, description = "Report id")),
@@ -31,7 +46,7 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(2);
         `event: resolved` `data: {\"report_id\"}`; `event: deleted` `data: {\"report_id\"}` (then the stream ends).\n\n\
         Heartbeat comments (`: hb`) every 15 s while idle. The service ends a stream after at most `--event-stream-max-secs`, on shutdown, \
         and when it falls behind; the client reconnects (EventSource does so by itself) and gets the current state first.",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = StreamEvent),
         (status = 404, description = "No such report (`not_found`), or not one the caller may see", body = crate::http::error::ErrorBody),
         (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 401, response = crate::http::error::ApiKeyRefused),

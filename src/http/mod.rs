@@ -3,6 +3,7 @@
 //! place (`error`).
 
 pub mod body;
+mod body_errors;
 mod embeddings;
 pub mod error;
 mod error_code;
@@ -16,6 +17,7 @@ mod multipart;
 mod nearby;
 pub mod openapi;
 pub mod protect;
+mod report_body;
 mod reports;
 mod router;
 mod search;

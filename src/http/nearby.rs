@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
-use super::reports::{ReportBody, ReportPage};
+use super::report_body::{ReportBody, ReportPage};
 use super::search::MAX_RADIUS_KM;
 use crate::reports::{Audience, ReportFilter, ValidationError, checked_coordinate};
 use crate::store::{Near, chord_to_km};

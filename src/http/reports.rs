@@ -17,62 +17,14 @@ use super::body::{BodySize, BodyTimeout};
 use super::error::ApiError;
 use super::multipart::{PhotoCaps, read_form};
 use super::protect::Caller;
+pub use super::report_body::{ReportBody, ReportPage, audience_of};
 use crate::jobs::JobRecord;
 use crate::reports::{
-    Audience, NewReport, PhotoBody, PhotoFile, REPORT_FIELDS, Report, ReportFilter, ReportPatch,
-    Uploader,
+    Audience, NewReport, PhotoBody, PhotoFile, REPORT_FIELDS, ReportFilter, ReportPatch, Uploader,
 };
 
 /// Most reports per page.
 const MAX_PAGE: u32 = 100;
-
-/// A report as the API shows it: the stored report plus the URLs of its photos.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ReportBody {
-    #[serde(flatten)]
-    report: Report,
-    photo_urls: Vec<PhotoUrls>,
-    /// In a listing near a place: kilometres from its centre to the report's public (rounded)
-    /// position.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    distance_km: Option<f64>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct PhotoUrls {
-    id: Uuid,
-    url: String,
-    thumbnail_url: String,
-}
-
-impl ReportBody {
-    /// The report as `audience` may see it (see [`Report::shown_to`]), with its photos' URLs.
-    pub fn shown_to(report: Report, audience: Audience) -> Self {
-        let report = report.shown_to(audience);
-        let photo_urls = report
-            .photos
-            .iter()
-            .map(|p| PhotoUrls {
-                id: p.id,
-                url: format!("/v1/photos/{}", p.id),
-                thumbnail_url: format!("/v1/photos/{}/thumbnail", p.id),
-            })
-            .collect();
-        ReportBody {
-            report,
-            photo_urls,
-            distance_km: None,
-        }
-    }
-
-    /// The same, `km` from the centre of a listing near a place.
-    pub fn at_distance(self, km: f64) -> Self {
-        ReportBody {
-            distance_km: Some(km),
-            ..self
-        }
-    }
-}
 
 /// `POST /v1/reports` answer: the report and, once, its owner token.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -80,16 +32,6 @@ pub struct CreatedBody {
     #[serde(flatten)]
     report: ReportBody,
     owner_token: String,
-}
-
-/// The audience of a caller's answers about many reports (lists, searches): a tenant sees its
-/// own reports whole; anyone else sees them as the public does.
-pub fn audience_of(caller: &Caller) -> Audience {
-    if caller.tenant.is_some() {
-        Audience::Owner
-    } else {
-        Audience::Public
-    }
 }
 
 /// `POST /v1/reports`: fields + 1..N photos (multipart); answers 201 at once, embeddings follow.
@@ -193,14 +135,6 @@ pub struct ListQuery {
     /// See latitude (kilometres, more than 0 and at most 20040; not without a place).
     #[param(value_type = Option<f64>, exclusive_minimum = 0, maximum = 20040, example = 10)]
     radius_km: Option<String>,
-}
-
-/// A page of reports.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ReportPage {
-    pub(super) reports: Vec<ReportBody>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    pub(super) next_cursor: Option<String>,
 }
 
 /// `GET /v1/reports?kind=&species=&status=&breed=&limit=&cursor=`: newest first; with

@@ -14,7 +14,7 @@ use super::body::BodySize;
 use super::error::ApiError;
 use super::multipart::{PhotoCaps, read_form};
 use super::protect::Caller;
-use super::reports::{ReportBody, audience_of};
+use super::report_body::{ReportBody, audience_of};
 use crate::inference::{PhotoLabels, Priority, parse_breed_query};
 use crate::reports::{ReportKind, ReportStatus, Species, ValidationError, checked_coordinate};
 use crate::search::{

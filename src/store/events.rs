@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::report_rows::photos_of;
-use super::{Store, StoreError, jobs};
+use super::{Store, StoreError, queue};
 use crate::domain::event::{EVENTS_CHANNEL, MatchEvent, Notice, ReportEvent, StatusEvent};
 use crate::domain::webhook::{Delivery, DeliveryRecord, WebhookTarget};
 
@@ -87,7 +87,7 @@ pub async fn publish_to(
     .fetch_one(&mut *conn)
     .await?;
     if queued > 0 {
-        jobs::notify(conn).await?;
+        queue::notify(conn).await?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::search::push_report_filter;
+use super::filters::push_report_filter;
 use super::{Store, StoreError};
 use crate::domain::search::SearchFilter;
 use crate::inference::PhotoLabels;

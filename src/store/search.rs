@@ -4,7 +4,8 @@ use pgvector::Vector;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{Store, StoreError, events, jobs};
+use super::filters::push_report_filter;
+use super::{Store, StoreError, events, queue};
 use crate::domain::event::MatchEvent;
 use crate::domain::job::JobPayload;
 use crate::domain::report::{PossibleMatch, ReportKind};
@@ -281,53 +282,6 @@ impl Store {
     }
 }
 
-/// Appends the conditions of `filter` on the reports aliased `r` (tenant, kinds, species, status,
-/// time, exclusion, place; not breeds, which need the model) to a query with a WHERE clause.
-pub(crate) fn push_report_filter(q: &mut QueryBuilder<'_, Postgres>, filter: &SearchFilter) {
-    match &filter.tenant {
-        Some(tenant) => q.push(" AND r.tenant_id = ").push_bind(tenant.clone()),
-        None => q.push(" AND r.tenant_id IS NULL"),
-    };
-    if !filter.kinds.is_empty() {
-        let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
-        q.push(" AND r.kind = ANY(").push_bind(kinds).push(")");
-    }
-    if let Some(species) = filter.species {
-        q.push(" AND r.species = ").push_bind(species.as_str());
-    }
-    if let Some(status) = filter.status {
-        q.push(" AND r.status = ").push_bind(status.as_str());
-    }
-    if let Some(since) = filter.since {
-        q.push(" AND r.created_at >= ").push_bind(since);
-    }
-    if let Some(exclude) = filter.exclude {
-        q.push(" AND r.id <> ").push_bind(exclude);
-    }
-    if let Some((lat, lon, radius_km)) = filter.near {
-        // Haversine great-circle distance on a 6371 km sphere, to the report's public
-        // position (rounded to 0.01°): whether a report is within a radius then depends on
-        // nothing finer than what anyone is shown, so no set of searches can triangulate
-        // the exact position. Safe for every row: public positions are multiples of 0.01
-        // and the centre a multiple of 1e-7 (never a subnormal difference to underflow on),
-        // and the haversine term is clamped to asin's domain.
-        // The latitude band (1° ≈ 111.2 km) lets an index narrow the rows before the exact test.
-        let band = radius_km.min(20_040.0) / 111.2;
-        q.push(" AND r.public_latitude BETWEEN ")
-            .push_bind(lat - band)
-            .push(" AND ")
-            .push_bind(lat + band);
-        q.push(" AND 2 * 6371 * asin(least(1.0, sqrt(power(sin(radians(r.public_latitude - ")
-            .push_bind(lat)
-            .push(") / 2), 2) + cos(radians(")
-            .push_bind(lat)
-            .push(")) * cos(radians(r.public_latitude)) * power(sin(radians(r.public_longitude - ")
-            .push_bind(lon)
-            .push(") / 2), 2)))) <= ")
-            .push_bind(radius_km);
-    }
-}
-
 /// Enqueues the matching job of every report containing blob `sha256` whose photos all have
 /// embeddings now (inside the caller's transaction, which locks those reports first so that two
 /// photos finishing at once cannot both miss the moment).
@@ -359,13 +313,13 @@ pub async fn enqueue_ready_matches(
         if ready {
             let job = JobPayload::refresh_matches(id, model_id);
             let attempts = u32::try_from(max_attempts).unwrap_or(5);
-            if jobs::enqueue(conn, &job, attempts).await?.is_some() {
+            if queue::enqueue(conn, &job, attempts).await?.is_some() {
                 queued += 1;
             }
         }
     }
     if queued > 0 {
-        jobs::notify(conn).await?;
+        queue::notify(conn).await?;
     }
     Ok(queued)
 }
