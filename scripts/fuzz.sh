@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh [max examples per operation and phase, default 50]
 # Each phase runs on its own (one schemathesis run per phase) with its own budget, so a slow phase
 # cannot spend the others' time, and the script fails if any phase was skipped or cut short:
-#   LOOKALIKE_FUZZ_EXAMPLES_SECONDS (default 45), LOOKALIKE_FUZZ_COVERAGE_SECONDS (default 300):
+#   LOOKALIKE_FUZZ_EXAMPLES_SECONDS (default 45), LOOKALIKE_FUZZ_COVERAGE_SECONDS (default 420):
 #     the longest these bounded passes may take (each enumerates the document once); past it the
 #     phase is cut short and the script fails (raise the budget, do not skip the phase).
 #   LOOKALIKE_FUZZ_FUZZING_SECONDS (default 50), LOOKALIKE_FUZZ_STATEFUL_SECONDS (default 50):
@@ -22,7 +22,7 @@ source "$(dirname "$0")/common.sh"
 EXAMPLES="${1:-50}"
 declare -A BUDGET=(
   [examples]="${LOOKALIKE_FUZZ_EXAMPLES_SECONDS:-45}"
-  [coverage]="${LOOKALIKE_FUZZ_COVERAGE_SECONDS:-300}"
+  [coverage]="${LOOKALIKE_FUZZ_COVERAGE_SECONDS:-420}"
   [fuzzing]="${LOOKALIKE_FUZZ_FUZZING_SECONDS:-50}"
   [stateful]="${LOOKALIKE_FUZZ_STATEFUL_SECONDS:-50}"
 )
@@ -74,7 +74,10 @@ curl -fs "http://127.0.0.1:$PORT/openapi.json" > "$WORK/openapi.json"
 # Every check runs, `not_a_server_error` and `negative_data_rejection` included. One compares the
 # document's idea of a valid request with the service's, and the document cannot say that a photo
 # must be a decodable JPEG/PNG/WebP: for the multipart operations only, a photo the document calls
-# valid may be refused (413, 415, 422).
+# valid may be refused (413, 415, 422). And a multipart form has no types: the "invalid" forms
+# the fuzzer makes of one are often valid ones (an optional field made an empty array is sent as
+# no field at all), so for these operations the check that invalid data is refused is off; their
+# validation is tested in tests/it (hostile_input, reports, search).
 cat > "$WORK/schemathesis.toml" <<'TOML'
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "401", "403", "404", "409", "429"]
@@ -83,6 +86,7 @@ expected-statuses = ["2xx", "401", "403", "404", "409", "429"]
 include-path-regex = "^/v1/(search|embeddings|reports)$"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "413", "415", "422", "429"]
+checks.negative_data_rejection.enabled = false
 TOML
 status=0
 skipped=()
