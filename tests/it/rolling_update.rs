@@ -98,11 +98,16 @@ impl Proxy {
         self.all.lock().unwrap()[addr].open.lock().unwrap().len()
     }
 
-    /// How long the oldest connection open to `addr` has been open.
-    fn oldest(&self, addr: &str) -> Duration {
+    /// How long each connection open to `addr` has been open.
+    fn ages(&self, addr: &str) -> Vec<Duration> {
         let open = self.all.lock().unwrap()[addr].open.clone();
-        let oldest = open.lock().unwrap().values().min().copied();
-        oldest.map_or(Duration::ZERO, |since| since.elapsed())
+        let ages = open
+            .lock()
+            .unwrap()
+            .values()
+            .map(|since| since.elapsed())
+            .collect();
+        ages
     }
 }
 
@@ -237,11 +242,13 @@ async fn prober(proxy: String, pause: Duration, tally: Arc<Tally>, stop: Arc<Ato
     }
 }
 
-/// Waits until a slow upload is in flight through the proxy to `addr` (a connection open for a
-/// while: the others last milliseconds), so that it is still in flight at the SIGTERM.
+/// Waits until a slow upload is in flight through the proxy to `addr` with most of its second
+/// still to go (open 200 to 500 ms: the others last milliseconds, and one open longer may end
+/// before the signal), so that it is still in flight at the SIGTERM.
 async fn busy(proxy: &Proxy, addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while proxy.oldest(addr) < Duration::from_millis(200) {
+    let early = Duration::from_millis(200)..Duration::from_millis(500);
+    while !proxy.ages(addr).iter().any(|age| early.contains(age)) {
         assert!(
             Instant::now() < deadline,
             "no request reached {addr} in 30 s"
