@@ -101,13 +101,8 @@ impl Proxy {
     /// How long each connection open to `addr` has been open.
     fn ages(&self, addr: &str) -> Vec<Duration> {
         let open = self.all.lock().unwrap()[addr].open.clone();
-        let ages = open
-            .lock()
-            .unwrap()
-            .values()
-            .map(|since| since.elapsed())
-            .collect();
-        ages
+        let open = open.lock().unwrap();
+        open.values().map(|since| since.elapsed()).collect()
     }
 }
 
