@@ -13,8 +13,10 @@ use super::{
 };
 use crate::rate_limit::RouteClass;
 
-/// Body limit of routes that take no body (or a small JSON one).
-const SMALL_BODY: usize = 32 * 1024;
+/// Body limit of routes that take no body (or a small JSON one). The largest valid JSON body fits:
+/// a 5,000-character description whose every character is an escaped surrogate pair (12 bytes)
+/// is 60 KB, and a body the document calls valid must not be refused for its size.
+const SMALL_BODY: usize = 128 * 1024;
 
 /// Where `/metrics` is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

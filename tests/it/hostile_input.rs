@@ -223,7 +223,7 @@ async fn positions_radii_cursors_and_empty_fields_are_checked_at_the_edge() {
     }
 
     // A PATCH past the route's body limit: 413, as the document says.
-    let huge = serde_json::json!({ "description": "x".repeat(40_000) });
+    let huge = serde_json::json!({ "description": "x".repeat(140_000) });
     let answer = call_json(
         &service,
         "PATCH",

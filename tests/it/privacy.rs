@@ -312,8 +312,8 @@ async fn messages_reach_the_owner_within_their_size_and_rate_limits() {
     let long = send(serde_json::json!({"text": "x".repeat(2001)})).await;
     assert_eq!(long.status, 422, "{}", long.json());
     assert_eq!(long.json()["field"], "text");
-    // A body past the route's limit (32 KiB): 413.
-    let huge = send(serde_json::json!({"text": "x".repeat(40_000)})).await;
+    // A body past the route's limit (128 KiB): 413.
+    let huge = send(serde_json::json!({"text": "x".repeat(140_000)})).await;
     assert_eq!(huge.status, 413, "{}", huge.json());
     assert_eq!(huge.json()["code"], "payload_too_large");
     // Over the address's message quota (4 an hour; the refused ones counted too): 429.
