@@ -34,15 +34,16 @@ trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
 "$peer/run.sh" "$model" 8101 & pids+=($!)
 "$peer/run.sh" "$model" 8102 draft & pids+=($!)
 "$ROOT/scripts/pg.sh" start >/dev/null
-# The peer has no rate limits; lookalike's per-address limit would count all clients as one.
+# The peer has no rate limits; lookalike's per-address limits would count all clients as one
+# (the 20 clients stand for 20 people): its quota and its caps on one address's bodies are lifted.
+export LOOKALIKE_RATE_SEARCHES_PER_ADDRESS=100000/s LOOKALIKE_MAX_BODIES_PER_ADDRESS=0 \
+  LOOKALIKE_MAX_UPLOADS_PER_ADDRESS=0 LOOKALIKE_BODY_MEMORY_PER_ADDRESS_MIB=0
 LOOKALIKE_LISTEN=127.0.0.1:8103 LOOKALIKE_MODEL="$model" LOOKALIKE_LOG=warn \
-  LOOKALIKE_RATE_SEARCHES_PER_ADDRESS=100000/s \
   DATABASE_URL=$("$ROOT/scripts/pg.sh" url) "$target/release/lookalike" serve >/dev/null 2>&1 &
 pids+=($!)
 ports="8101 8102 8103"
 if [ -n "${LOOKALIKE_BEFORE:-}" ]; then
   LOOKALIKE_LISTEN=127.0.0.1:8104 LOOKALIKE_MODEL="$model" LOOKALIKE_LOG=warn \
-    LOOKALIKE_RATE_SEARCHES_PER_ADDRESS=100000/s \
     DATABASE_URL=$("$ROOT/scripts/pg.sh" url) "$LOOKALIKE_BEFORE" serve >/dev/null 2>&1 &
   pids+=($!)
   ports="$ports 8104"
