@@ -79,7 +79,7 @@ INSERT INTO half
   SELECT i, CASE WHEN i % 2 = 0 THEN 'lost' ELSE 'found' END,
          CASE WHEN (i * 7919) % 256 % 2 = 0 THEN 'dog' ELSE 'cat' END, i % 100,
          l2_normalize(b.v + s.v + p.v)::halfvec(1280)
-  FROM generate_series(0, :n - 1) i
+  FROM generate_series(0::bigint, :n - 1) i
   JOIN breed b ON b.id = (i * 7919) % 256
   JOIN subject s ON s.id = (i / 3) % 8192
   JOIN noise p ON p.id = (i * 2654435761) % 8191;
@@ -92,7 +92,7 @@ INSERT INTO vec
   SELECT i, CASE WHEN i % 2 = 0 THEN 'lost' ELSE 'found' END,
          CASE WHEN (i * 7919) % 256 % 2 = 0 THEN 'dog' ELSE 'cat' END, i % 100,
          l2_normalize(b.v + s.v + p.v)
-  FROM generate_series(0, :n - 1) i
+  FROM generate_series(0::bigint, :n - 1) i
   JOIN breed b ON b.id = (i * 7919) % 256
   JOIN subject s ON s.id = (i / 3) % 8192
   JOIN noise p ON p.id = (i * 2654435761) % 8191;
