@@ -205,7 +205,7 @@ fn old_model() -> PathBuf {
 
 /// A test app over `store` and `gate`, its photos in `storage_dir`.
 async fn app_with(store: lookalike::store::Store, gate: Gate, storage_dir: PathBuf) -> TestApp {
-    let storage = PhotoStore::local(&storage_dir).unwrap();
+    let photo_store = PhotoStore::local(&storage_dir).unwrap();
     let model_id = store
         .models()
         .register(gate.model().manifest())
@@ -214,7 +214,7 @@ async fn app_with(store: lookalike::store::Store, gate: Gate, storage_dir: PathB
     let parts = Parts {
         store,
         gate,
-        storage: storage.clone(),
+        photo_store: photo_store.clone(),
         model_id,
     };
     let state = app_state(
@@ -227,7 +227,7 @@ async fn app_with(store: lookalike::store::Store, gate: Gate, storage_dir: PathB
     TestApp {
         router: router(state.clone()),
         state,
-        storage,
+        photo_store,
         storage_dir,
         model_id,
     }
