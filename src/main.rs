@@ -91,8 +91,9 @@ async fn reindex(config: ReindexConfig) -> anyhow::Result<()> {
     let manifest = ModelManifest::load_for(&choice.model)?;
     let store = Store::connect(&config.database).await?;
     store.migrate().await?;
-    let model_id = store.register_model(&manifest).await?;
+    let model_id = store.models().register(&manifest).await?;
     let queued = store
+        .jobs()
         .enqueue_missing_embeddings(model_id, config.max_attempts)
         .await?;
     println!(
@@ -108,7 +109,7 @@ async fn sweep(config: SweepCliConfig) -> anyhow::Result<()> {
     store.migrate().await?;
     let sweeper = Sweeper {
         store,
-        storage: PhotoStore::from_config(&config.storage)?,
+        photo_store: PhotoStore::from_config(&config.storage)?,
         decode: DecodeCaps::from_config(&config.imaging),
         grace: Duration::from_secs(config.sweep.grace_mins.saturating_mul(60)),
         max_attempts: config.max_attempts,
@@ -129,7 +130,7 @@ async fn models(config: MigrateConfig) -> anyhow::Result<()> {
         "{:>4}  {:<24} {:<24} {:>5} {:>12} {:>10}",
         "id", "name", "version", "dim", "embeddings", "unfinished"
     );
-    for m in store.models().await? {
+    for m in store.models().list().await? {
         println!(
             "{:>4}  {:<24} {:<24} {:>5} {:>12} {:>10}",
             m.id, m.name, m.version, m.dim, m.embeddings, m.unfinished_jobs
@@ -144,11 +145,12 @@ async fn drop_model(config: DropModelConfig) -> anyhow::Result<()> {
     store.migrate().await?;
     let model = store
         .models()
+        .list()
         .await?
         .into_iter()
         .find(|m| m.name == config.name && m.version == config.version)
         .with_context(|| format!("no model {} {}", config.name, config.version))?;
-    let deleted = store.drop_model(model.id).await?;
+    let deleted = store.models().retire(model.id).await?;
     println!(
         "model {} {} dropped: {deleted} embeddings deleted, with its matches, jobs and index",
         model.name, model.version
@@ -176,7 +178,7 @@ async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
     )?;
     let query = embedder.embed_batch(&[photo.tensor.view()])?.remove(0);
     let store = Store::connect(&config.database).await?;
-    let model_id = store.register_model(embedder.manifest()).await?;
+    let model_id = store.models().register(embedder.manifest()).await?;
     let kinds = config
         .kind
         .as_deref()
@@ -194,7 +196,7 @@ async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
         .nearest_reports(&query, &filter, config.k.clamp(1, 100), None)
         .await?;
     let ids: Vec<_> = hits.iter().map(|h| h.report_id).collect();
-    let reports = store.reports_by_id(&ids, model_id).await?;
+    let reports = store.reports().by_id(&ids, model_id).await?;
     for (rank, hit) in hits.iter().enumerate() {
         let (kind, title) = reports
             .get(&hit.report_id)
@@ -227,7 +229,11 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
         config.dir.display()
     );
     let parts = Parts::open(&config.core).await?;
-    let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
+    let (store, photo_store, model_id) = (
+        parts.store.clone(),
+        parts.photo_store.clone(),
+        parts.model_id,
+    );
     let mut state = parts.into_state(&config.core);
     let mut fields = HashMap::from([
         ("kind".to_owned(), config.kind.clone()),
@@ -273,11 +279,11 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
     }
     let mut settings = JobSettings::from_config(&config.core.jobs);
     settings.workers = settings.workers.max(1);
-    let workers = start_workers(&mut state, storage, model_id, settings);
-    let total = store.job_counts().await?;
+    let workers = start_workers(&mut state, photo_store, model_id, settings);
+    let total = store.jobs().counts().await?;
     let all = total.queued + total.running;
     loop {
-        let now = store.job_counts().await?;
+        let now = store.jobs().counts().await?;
         let left = now.queued + now.running;
         progress(
             "embedded",
@@ -293,7 +299,7 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
     if let Some(workers) = workers {
         workers.stop(Duration::from_secs(10)).await;
     }
-    let failed = store.job_counts().await?.failed;
+    let failed = store.jobs().counts().await?.failed;
     println!("all jobs done ({failed} failed in all)");
     Ok(())
 }

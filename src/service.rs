@@ -80,7 +80,7 @@ pub struct Parts {
     /// The model behind its gate.
     pub gate: Gate,
     /// The photo store.
-    pub storage: PhotoStore,
+    pub photo_store: PhotoStore,
     /// The model's id in the database.
     pub model_id: i32,
 }
@@ -122,7 +122,7 @@ pub fn app_state(
     );
     let reports = ReportService::new(
         parts.store.clone(),
-        parts.storage,
+        parts.photo_store,
         Arc::new(upload_slots),
         ReportSettings {
             limits: pipeline.decode_caps(),
@@ -204,7 +204,8 @@ pub async fn webhook_targets(
         }
     }
     store
-        .sync_webhook_targets(&targets)
+        .webhooks()
+        .sync_targets(&targets)
         .await
         .context("recording the webhook targets")?;
     if !targets.is_empty() {
@@ -226,7 +227,8 @@ pub async fn protection(
         access.tenant_max_storage_bytes,
     )?;
     store
-        .sync_tenants(keys.tenants())
+        .tenants()
+        .sync(keys.tenants())
         .await
         .context("recording the tenants")?;
     if keys.enabled() {
@@ -251,7 +253,7 @@ const METADATA_REMOVAL_ATTEMPTS: u32 = 5;
 /// Starts the job workers over the state's parts (none when `workers` is 0).
 pub fn start_workers(
     state: &mut AppState,
-    storage: PhotoStore,
+    photo_store: PhotoStore,
     model_id: i32,
     settings: JobSettings,
 ) -> Option<Workers> {
@@ -260,7 +262,7 @@ pub fn start_workers(
     }
     let context = JobContext {
         store: state.store.clone(),
-        storage,
+        photo_store,
         pipeline: state.pipeline.clone(),
         matcher: state.search.matcher().clone(),
         model_id,
@@ -271,6 +273,7 @@ pub fn start_workers(
     let store = state.store.clone();
     tokio::spawn(async move {
         match store
+            .jobs()
             .enqueue_metadata_removal(METADATA_REMOVAL_ATTEMPTS)
             .await
         {
@@ -293,17 +296,17 @@ impl Parts {
         let model = &resolve_precision(&core.model)?;
         // The database first: a model it cannot hold is refused before minutes go into loading it.
         let manifest = ModelManifest::load_for(&model.path)?;
-        let storage = PhotoStore::from_config(&core.storage)?;
+        let photo_store = PhotoStore::from_config(&core.storage)?;
         let store = Store::connect(&core.database)
             .await
             .context("connecting to the database")?;
         store.migrate().await?;
-        let model_id = store.register_model(&manifest).await?;
+        let model_id = store.models().register(&manifest).await?;
         let gate = load_gate(model, &core.gate).await?;
         Ok(Parts {
             store,
             gate,
-            storage,
+            photo_store,
             model_id,
         })
     }
@@ -324,7 +327,11 @@ impl Parts {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "effective configuration");
     let parts = Parts::open(&config.core).await?;
-    let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
+    let (store, photo_store, model_id) = (
+        parts.store.clone(),
+        parts.photo_store.clone(),
+        parts.model_id,
+    );
     let mut state = parts.into_state(&config.core);
     state.protection = Arc::new(protection(&config.access, &config.rate_limits, &store).await?);
     webhook_targets(&config.webhooks, &state.protection.keys, &store).await?;
@@ -345,11 +352,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .reports
         .clone()
         .with_open_limits(config.open_limits.limits());
-    let housekeeping =
-        Housekeeping::start(&state, &store, &storage, &config.core.jobs, &config.sweep);
+    let housekeeping = Housekeeping::start(
+        &state,
+        &store,
+        &photo_store,
+        &config.core.jobs,
+        &config.sweep,
+    );
     let workers = start_workers(
         &mut state,
-        storage,
+        photo_store,
         model_id,
         JobSettings::from_config(&config.core.jobs),
     );
@@ -448,14 +460,23 @@ pub async fn work(config: WorkConfig) -> anyhow::Result<()> {
         anyhow::bail!("--job-workers is 0: a worker process needs at least one worker");
     }
     let parts = Parts::open(&config.core).await?;
-    let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
+    let (store, photo_store, model_id) = (
+        parts.store.clone(),
+        parts.photo_store.clone(),
+        parts.model_id,
+    );
     let mut state = parts.into_state(&config.core);
-    let housekeeping =
-        Housekeeping::start(&state, &store, &storage, &config.core.jobs, &config.sweep);
+    let housekeeping = Housekeeping::start(
+        &state,
+        &store,
+        &photo_store,
+        &config.core.jobs,
+        &config.sweep,
+    );
     state.webhooks = Webhooks::new(config.webhook_delivery.timeout());
     let workers = start_workers(
         &mut state,
-        storage,
+        photo_store,
         model_id,
         JobSettings::from_config(&config.core.jobs),
     );
@@ -526,14 +547,14 @@ async fn chores(protection: Arc<Protection>, store: Store, retention: Duration) 
     loop {
         every.tick().await;
         protection.limits.sweep();
-        if let Err(e) = store.prune_upload_usage().await {
+        if let Err(e) = store.usage().prune().await {
             tracing::warn!(error = %e, "pruning past days' upload counts failed; trying again in a minute");
         }
         if retention.is_zero() {
             continue;
         }
         loop {
-            match store.prune_done_jobs(retention, PRUNE_BATCH).await {
+            match store.jobs().prune_done(retention, PRUNE_BATCH).await {
                 Ok(n) if n == PRUNE_BATCH as u64 => continue,
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(jobs = n, "pruned done jobs"),
@@ -556,7 +577,7 @@ impl Housekeeping {
     fn start(
         state: &AppState,
         store: &Store,
-        storage: &PhotoStore,
+        photo_store: &PhotoStore,
         jobs: &JobsConfig,
         sweep: &SweepConfig,
     ) -> Self {
@@ -570,7 +591,7 @@ impl Housekeeping {
         ];
         if sweep.interval_mins > 0 {
             tasks.push(tokio::spawn(sweep_every(
-                sweeper(sweep, store, storage, state, jobs.max_attempts),
+                sweeper(sweep, store, photo_store, state, jobs.max_attempts),
                 Duration::from_secs(sweep.interval_mins.saturating_mul(60)),
             )));
         }
@@ -588,13 +609,13 @@ impl Housekeeping {
 pub fn sweeper(
     config: &SweepConfig,
     store: &Store,
-    storage: &PhotoStore,
+    photo_store: &PhotoStore,
     state: &AppState,
     max_attempts: u32,
 ) -> Sweeper {
     Sweeper {
         store: store.clone(),
-        storage: storage.clone(),
+        photo_store: photo_store.clone(),
         decode: state.pipeline.decode_caps(),
         grace: Duration::from_secs(config.grace_mins.saturating_mul(60)),
         max_attempts,

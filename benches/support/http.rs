@@ -83,16 +83,17 @@ pub async fn start_server(
     if database_url.is_some() {
         store.migrate().await.expect("migrations");
         model_id = store
-            .register_model(gate.model().manifest())
+            .models()
+            .register(gate.model().manifest())
             .await
             .expect("model registered");
     }
-    let storage = lookalike::photo_store::PhotoStore::local(&storage_dir())
+    let photo_store = lookalike::photo_store::PhotoStore::local(&storage_dir())
         .expect("a temporary photo folder");
     let parts = lookalike::service::Parts {
         store,
         gate,
-        storage,
+        photo_store,
         model_id,
     };
     let state = lookalike::service::app_state(

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::{AttemptError, StripMetadataJob, Worker};
+use super::{AttemptError, StripMetadataJob, Worker, blob_hash};
+use crate::imaging::ImagingError;
 use crate::imaging::metadata::{self, ProfilePolicy};
-use crate::imaging::{ImagingError, PhotoFormat};
 use crate::photo_store::ObjectKeys;
 use crate::store::ClaimedJob;
 
@@ -21,22 +21,21 @@ impl Worker {
         work: &StripMetadataJob,
     ) -> Result<(), AttemptError> {
         let ctx = &self.context;
-        let sha256 = hex::decode(&work.sha256)
-            .map_err(|e| AttemptError::Failed(format!("bad sha256: {e}")))?;
+        let sha256 = blob_hash(&work.sha256)?;
         let attempts = u32::try_from(job.max_attempts).unwrap_or(5);
         let Some(blob) = ctx
             .store
-            .uncleaned_blob(&sha256)
+            .blobs()
+            .uncleaned(&sha256)
             .await
             .map_err(AttemptError::of_store)?
         else {
             // Cleaned already, or deleted since.
             return self.finish(job).await;
         };
-        let format = PhotoFormat::from_name(&blob.format)
-            .ok_or_else(|| AttemptError::Rejected(format!("unknown format {}", blob.format)))?;
+        let format = blob.format;
         let bytes = ctx
-            .storage
+            .photo_store
             .get(&blob.storage_key)
             .await
             .map_err(AttemptError::of_photo_store)?;
@@ -61,14 +60,15 @@ impl Worker {
         let cleaned = clean.len();
         let new_key = (!unchanged).then(|| ObjectKeys::new_for(&work.sha256).photo);
         if let Some(key) = &new_key {
-            ctx.storage
+            ctx.photo_store
                 .put(key, Bytes::from(clean))
                 .await
                 .map_err(AttemptError::of_photo_store)?;
         }
         let recorded = ctx
             .store
-            .record_cleaned_blob(
+            .blobs()
+            .record_cleaned(
                 job.id,
                 &self.id,
                 &sha256,
@@ -89,21 +89,12 @@ impl Worker {
                 // Not recorded (the blob went or changed, or the database failed): the copy
                 // written above is nobody's.
                 if let Some(key) = &new_key
-                    && let Err(e) = ctx.storage.delete(key).await
+                    && let Err(e) = ctx.photo_store.delete(key).await
                 {
                     tracing::warn!(%key, error = %e, "could not delete an unused cleaned copy; the sweep will");
                 }
                 outcome.map(drop).map_err(AttemptError::of_store)
             }
         }
-    }
-
-    async fn finish(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
-        self.context
-            .store
-            .finish_job(job.id, &self.id)
-            .await
-            .map(drop)
-            .map_err(AttemptError::of_store)
     }
 }

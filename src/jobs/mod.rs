@@ -25,7 +25,7 @@ use crate::telemetry::prometheus::Exposition;
 mod cleaning;
 
 pub use crate::domain::job::{
-    DeleteObjectsJob, EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob, PurgeJob,
+    AfterFailure, DeleteObjectsJob, EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob, PurgeJob,
     StripMetadataJob, WebhookJob,
 };
 
@@ -71,7 +71,7 @@ pub struct JobContext {
     /// The database.
     pub store: Store,
     /// The photo store.
-    pub storage: PhotoStore,
+    pub photo_store: PhotoStore,
     /// Photos → embeddings (jobs run at background priority).
     pub pipeline: Pipeline,
     /// Matches between reports (for the `match` jobs).
@@ -185,6 +185,11 @@ enum AttemptError {
     Rejected(String),
 }
 
+/// A job's blob hash from its hex; a bad one fails the attempt.
+fn blob_hash(hex: &str) -> Result<Vec<u8>, AttemptError> {
+    hex::decode(hex).map_err(|e| AttemptError::Failed(format!("bad sha256: {e}")))
+}
+
 /// The longest wait between tries of a job deferred by an outage.
 const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -288,7 +293,7 @@ impl Workers {
         // timeouts, worker after worker.
         let hand_back = async {
             for id in &unfinished {
-                match self.store.release_jobs(id).await {
+                match self.store.jobs().release(id).await {
                     Ok(n) if n > 0 => {
                         tracing::warn!(worker = %id, jobs = n, "grace period over: job handed back")
                     }
@@ -370,7 +375,8 @@ impl Worker {
             match self
                 .context
                 .store
-                .claim_job(&self.id, self.settings.lease, self.context.model_id)
+                .jobs()
+                .claim(&self.id, self.settings.lease, self.context.model_id)
                 .await
             {
                 Ok(Some(job)) => {
@@ -408,6 +414,7 @@ impl Worker {
             loop {
                 renew.tick().await;
                 if let Ok(false) = store
+                    .jobs()
                     .renew_lease(job.id, &self.id, self.settings.lease)
                     .await
                 {
@@ -427,16 +434,24 @@ impl Worker {
             }
             Err(AttemptError::Busy(after)) => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-                store.defer_job(job.id, &self.id, after, None).await
+                store.jobs().defer(job.id, &self.id, after, None).await
             }
             Err(AttemptError::Unavailable(error)) => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
                 let delay = self.settings.outage_delay(job.deferrals + 1);
                 tracing::info!(job = job.id, %error, retry_in_ms = delay.as_millis() as u64, "job deferred: a dependency is away");
-                store.defer_job(job.id, &self.id, delay, Some(&error)).await
+                store
+                    .jobs()
+                    .defer(job.id, &self.id, delay, Some(&error))
+                    .await
             }
-            Err(AttemptError::Failed(error)) => self.record_failure(&job, &error, false).await,
-            Err(AttemptError::Rejected(error)) => self.record_failure(&job, &error, true).await,
+            Err(AttemptError::Failed(error)) => {
+                self.record_failure(&job, &error, AfterFailure::Retry).await
+            }
+            Err(AttemptError::Rejected(error)) => {
+                self.record_failure(&job, &error, AfterFailure::GiveUp)
+                    .await
+            }
         };
         if let Err(e) = recorded {
             // The lease expires and the job is claimed again: nothing is lost.
@@ -444,20 +459,22 @@ impl Worker {
         }
     }
 
-    /// Records a failed attempt: retried later, or failed for good (at once when `give_up`).
+    /// Records a failed attempt: retried later, or failed for good (at once on `GiveUp`).
     async fn record_failure(
         &self,
         job: &ClaimedJob,
         error: &str,
-        give_up: bool,
+        after: AfterFailure,
     ) -> Result<(), crate::store::StoreError> {
         let delay = self.settings.retry_delay(job.attempt);
-        let failed = self
+        let now = self
             .context
             .store
-            .fail_attempt(job.id, &self.id, error, delay, give_up)
+            .jobs()
+            .fail_attempt(job.id, &self.id, error, delay, after)
             .await?;
-        if failed {
+        // `None`: the job was taken over meanwhile; counted as a retry, as it runs again.
+        if now == Some(JobStatus::Failed) {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(job = job.id, attempts = job.attempt, %error, "job failed for good");
         } else {
@@ -467,14 +484,26 @@ impl Worker {
         Ok(())
     }
 
+    /// Marks the job done (its work was written apart from the job's row).
+    async fn finish(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
+        self.context
+            .store
+            .jobs()
+            .finish(job.id, &self.id)
+            .await
+            .map(drop)
+            .map_err(AttemptError::of_store)
+    }
+
     async fn attempt(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
-        match JobPayload::parse(&job.kind, &job.payload).map_err(AttemptError::Failed)? {
-            JobPayload::Embed(embed) => self.embed(job, &embed).await,
-            JobPayload::Match(work) => self.refresh_matches(job, &work).await,
-            JobPayload::Purge(purge) => self.purge(job, &purge).await,
-            JobPayload::DeleteObjects(delete) => self.delete_objects(job, &delete).await,
-            JobPayload::StripMetadata(work) => self.strip_metadata(job, &work).await,
-            JobPayload::Webhook(work) => self.deliver_webhook(job, &work).await,
+        match &job.payload {
+            Ok(JobPayload::Embed(embed)) => self.embed(job, embed).await,
+            Ok(JobPayload::Match(work)) => self.refresh_matches(job, work).await,
+            Ok(JobPayload::Purge(purge)) => self.purge(job, purge).await,
+            Ok(JobPayload::DeleteObjects(delete)) => self.delete_objects(job, delete).await,
+            Ok(JobPayload::StripMetadata(work)) => self.strip_metadata(job, work).await,
+            Ok(JobPayload::Webhook(work)) => self.deliver_webhook(job, work).await,
+            Err(unreadable) => Err(AttemptError::Failed(unreadable.clone())),
         }
     }
 
@@ -488,7 +517,8 @@ impl Worker {
         let ctx = &self.context;
         let target = ctx
             .store
-            .webhook_target(&work.target)
+            .webhooks()
+            .target(&work.target)
             .await
             .map_err(AttemptError::of_store)?;
         if let Some(target) = target {
@@ -496,7 +526,7 @@ impl Worker {
                 .webhooks
                 .send(&target, work.event_id, &work.event, &work.body, job.attempt)
                 .await;
-            if let Err(e) = ctx.store.record_delivery(&delivery).await {
+            if let Err(e) = ctx.store.webhooks().record_delivery(&delivery).await {
                 tracing::warn!(job = job.id, error = %e, "could not log a webhook delivery");
             }
             if let Some(error) = delivery.error {
@@ -505,23 +535,19 @@ impl Worker {
         } else {
             tracing::info!(job = job.id, target = %work.target, "webhook target no longer configured; delivery dropped");
         }
-        ctx.store
-            .finish_job(job.id, &self.id)
-            .await
-            .map(drop)
-            .map_err(AttemptError::of_store)
+        self.finish(job).await
     }
 
     /// Deletes a blob no photo uses any more (its row, embeddings and jobs), queueing the
     /// deletion of its objects, together with the job's completion.
     async fn purge(&self, job: &ClaimedJob, work: &PurgeJob) -> Result<(), AttemptError> {
         let ctx = &self.context;
-        let sha256 = hex::decode(&work.sha256)
-            .map_err(|e| AttemptError::Failed(format!("bad sha256: {e}")))?;
+        let sha256 = blob_hash(&work.sha256)?;
         let attempts = u32::try_from(job.max_attempts).unwrap_or(5);
         match ctx
             .store
-            .purge_blob(job.id, &self.id, &sha256, attempts)
+            .blobs()
+            .purge(job.id, &self.id, &sha256, attempts)
             .await
             .map_err(AttemptError::of_store)?
         {
@@ -540,16 +566,12 @@ impl Worker {
     ) -> Result<(), AttemptError> {
         let ctx = &self.context;
         for key in &work.keys {
-            ctx.storage
+            ctx.photo_store
                 .delete(key)
                 .await
                 .map_err(AttemptError::of_photo_store)?;
         }
-        ctx.store
-            .finish_job(job.id, &self.id)
-            .await
-            .map(drop)
-            .map_err(AttemptError::of_store)
+        self.finish(job).await
     }
 
     /// Computes and stores a report's possible matches, then marks the job done.
@@ -565,38 +587,30 @@ impl Worker {
             Err(SearchError::Store(e)) => return Err(AttemptError::of_store(e)),
             Err(e) => return Err(AttemptError::Failed(e.to_string())),
         }
-        ctx.store
-            .finish_job(job.id, &self.id)
-            .await
-            .map(drop)
-            .map_err(AttemptError::of_store)
+        self.finish(job).await
     }
 
     /// Embeds a stored photo and saves the vector, together with the job's completion.
     async fn embed(&self, job: &ClaimedJob, work: &EmbedJob) -> Result<(), AttemptError> {
         let ctx = &self.context;
         let failed = |m: String| AttemptError::Failed(m);
-        let sha256 = hex::decode(&work.sha256).map_err(|e| failed(format!("bad sha256: {e}")))?;
+        let sha256 = blob_hash(&work.sha256)?;
         if work.model_id != ctx.model_id {
             // Claims are by model, so this is another process's job: put it back untouched.
             return Err(AttemptError::Busy(OUTAGE_RETRY_MAX));
         }
         let Some(keys) = ctx
             .store
-            .blob_keys(&sha256)
+            .blobs()
+            .keys(&sha256)
             .await
             .map_err(AttemptError::of_store)?
         else {
             // The photo was deleted (and its blob purged) since: nothing to embed.
-            return ctx
-                .store
-                .finish_job(job.id, &self.id)
-                .await
-                .map(drop)
-                .map_err(AttemptError::of_store);
+            return self.finish(job).await;
         };
         let bytes = ctx
-            .storage
+            .photo_store
             .get(&keys.photo)
             .await
             .map_err(AttemptError::of_photo_store)?;
@@ -616,12 +630,13 @@ impl Worker {
             })?;
         // Before the embedding: a photo shown ready has its thumbnail. (Rewritten when another
         // model embeds the photo: the same bytes, and cheaper than asking the store first.)
-        ctx.storage
+        ctx.photo_store
             .put(&keys.thumbnail, Bytes::from(thumbnail))
             .await
             .map_err(AttemptError::of_photo_store)?;
         let saved = ctx
             .store
+            .photos()
             .save_labelled_embedding(
                 job.id,
                 &self.id,
@@ -639,6 +654,7 @@ impl Worker {
         let answering = ctx.matcher.answering().await;
         if saved && answering.whole_photo {
             ctx.store
+                .photos()
                 .save_previous_embedding(&sha256, answering.model_id, embedded.whole)
                 .await
                 .map_err(AttemptError::of_store)?;
@@ -653,11 +669,12 @@ impl Worker {
             // per upload, so a new upload of the same bytes is not touched.
             let current = ctx
                 .store
-                .blob_keys(&sha256)
+                .blobs()
+                .keys(&sha256)
                 .await
                 .map_err(AttemptError::of_store)?;
             if current.as_ref() != Some(&keys)
-                && let Err(e) = ctx.storage.delete(&keys.thumbnail).await
+                && let Err(e) = ctx.photo_store.delete(&keys.thumbnail).await
             {
                 tracing::warn!(key = %keys.thumbnail, error = %e, "could not delete an orphaned thumbnail; the sweep will");
             }

@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use crate::domain::search::{DEFAULT_MIN_SCORE, QuerySpecies};
-use crate::imaging::PhotoFormat;
 use crate::inference::{BreedQuery, ModelRef, PhotoLabels, Ticket, parse_breed_query};
 use crate::pipeline::{EmbeddedPhoto, Pipeline, PipelineError};
 use crate::reports::{Report, ReportKind, ReportStatus, Species, ValidationError};
@@ -105,6 +104,26 @@ pub struct SourceCounts {
 }
 
 impl SourceCounts {
+    /// Prometheus lines: request photos embedded, by source.
+    pub fn render(&self, out: &mut crate::telemetry::prometheus::Exposition) {
+        let (by_model, from_store) = self.get();
+        out.help(
+            "lookalike_photos_embedded_total",
+            "counter",
+            "Request photos embedded, by source: a model run, or the store (the same bytes embedded before).",
+        );
+        out.sample(
+            "lookalike_photos_embedded_total",
+            &[("source", "model")],
+            by_model as f64,
+        );
+        out.sample(
+            "lookalike_photos_embedded_total",
+            &[("source", "store")],
+            from_store as f64,
+        );
+    }
+
     /// (by the model, from the store).
     pub fn get(&self) -> (u64, u64) {
         (
@@ -171,7 +190,7 @@ impl SearchService {
         .map_err(|_| StoreError::Unavailable("hashing the photos failed".into()))?;
         let mut stored = timing::measure(
             Stage::Database,
-            self.store.stored_embeddings(&hashes, model_id),
+            self.store.photos().stored_embeddings(&hashes, model_id),
         )
         .await?;
         let mut answers: Vec<Option<SourcedEmbedding>> = hashes
@@ -182,7 +201,7 @@ impl SearchService {
                     photo: EmbeddedPhoto {
                         labels: known.labels,
                         ..EmbeddedPhoto::stored(
-                            PhotoFormat::from_name(&known.format)?,
+                            known.format,
                             u32::try_from(known.width).ok()?,
                             u32::try_from(known.height).ok()?,
                             known.embedding,
@@ -232,7 +251,7 @@ impl SearchService {
         threshold: Option<f32>,
         limit: Option<usize>,
     ) -> Result<Vec<NewMatch>, SearchError> {
-        let report = match self.store.report_kind(report_id).await? {
+        let report = match self.store.reports().kind(report_id).await? {
             Some(report) if report.1.as_deref() == tenant => report,
             _ => return Err(SearchError::NotFound),
         };
@@ -291,7 +310,8 @@ impl SearchService {
             let ids: Vec<Uuid> = hits.iter().map(|h| h.report_id).collect();
             let reports = self
                 .store
-                .reports_by_id(&ids, self.matcher.model_id)
+                .reports()
+                .by_id(&ids, self.matcher.model_id)
                 .await?;
             Ok::<_, SearchError>((hits, reports))
         })
@@ -349,7 +369,8 @@ impl SearchService {
         let (hits, mut reports) = timing::measure(Stage::Database, async {
             let hits = self
                 .store
-                .reports_by_breed(
+                .reports()
+                .by_breed(
                     &breeds.classes,
                     self.matcher.model_id,
                     filter,
@@ -359,7 +380,8 @@ impl SearchService {
             let ids: Vec<Uuid> = hits.iter().map(|h| h.report_id).collect();
             let reports = self
                 .store
-                .reports_by_id(&ids, self.matcher.model_id)
+                .reports()
+                .by_id(&ids, self.matcher.model_id)
                 .await?;
             Ok::<_, SearchError>((hits, reports))
         })

@@ -7,8 +7,9 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::report_rows::photos_of;
-use super::{Store, StoreError, queue};
+use super::{Reports, StoreError, Webhooks, queue};
 use crate::domain::event::{EVENTS_CHANNEL, MatchEvent, Notice, ReportEvent, StatusEvent};
+use crate::domain::job::{JobPayload, WebhookJob};
 use crate::domain::webhook::{Delivery, DeliveryRecord, WebhookTarget};
 
 /// Rows the delivery log keeps: older ones are deleted as new ones are written.
@@ -67,25 +68,30 @@ pub async fn publish_to(
         "data": serde_json::from_str::<serde_json::Value>(&event.data()).unwrap_or_default(),
     })
     .to_string();
-    let queued: i64 = sqlx::query_scalar(
-        "WITH queued AS (
-             INSERT INTO jobs (kind, dedupe_key, payload, max_attempts)
-             SELECT 'webhook', 'webhook:' || $1::text || ':' || t.target,
-                    jsonb_build_object('event_id', $1::text, 'event', $2::text, 'target', t.target, 'body', $3::text),
-                    t.max_attempts
-             FROM webhook_targets t
-             WHERE t.tenant_id IS NULL
-                OR t.tenant_id = (SELECT tenant_id FROM reports WHERE id = $4)
-             ON CONFLICT (dedupe_key) DO NOTHING
-             RETURNING id)
-         SELECT count(*) FROM queued",
+    // At most two targets (the service's and the report's tenant's): each job is built as
+    // every job is, so its payload and dedupe key have one definition (`JobPayload`).
+    let targets: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT t.target, t.max_attempts FROM webhook_targets t
+         WHERE t.tenant_id IS NULL
+            OR t.tenant_id = (SELECT tenant_id FROM reports WHERE id = $1)
+         ORDER BY t.target",
     )
-    .bind(event_id)
-    .bind(kind)
-    .bind(&body)
     .bind(event.report_id())
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let mut queued = 0;
+    for (target, max_attempts) in targets {
+        let job = JobPayload::Webhook(WebhookJob {
+            event_id,
+            event: kind.to_owned(),
+            target,
+            body: body.clone(),
+        });
+        let attempts = u32::try_from(max_attempts).unwrap_or(1);
+        if queue::enqueue(conn, &job, attempts).await?.is_some() {
+            queued += 1;
+        }
+    }
     if queued > 0 {
         queue::notify(conn).await?;
     }
@@ -181,23 +187,25 @@ pub async fn publish_matches(
     Ok(())
 }
 
-impl Store {
+impl Reports<'_> {
     /// The embedding state of a report of `tenant` (`None`: of no tenant) for `model_id`; `None`
     /// when there is no such report for that caller.
-    pub async fn report_status(
-        &self,
+    pub async fn status(
+        self,
         id: Uuid,
         tenant: Option<&str>,
         model_id: i32,
     ) -> Result<Option<StatusEvent>, StoreError> {
         Ok(self
-            .report(id, tenant, model_id)
+            .get(id, tenant, model_id)
             .await?
             .map(|r| StatusEvent::of(id, &r.photos)))
     }
+}
 
+impl Webhooks<'_> {
     /// Replaces the webhook targets with `targets` (what this process is configured with).
-    pub async fn sync_webhook_targets(&self, targets: &[WebhookTarget]) -> Result<(), StoreError> {
+    pub async fn sync_targets(self, targets: &[WebhookTarget]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let names: Vec<&str> = targets.iter().map(|t| t.target.as_str()).collect();
         sqlx::query("DELETE FROM webhook_targets WHERE NOT (target = ANY($1))")
@@ -224,12 +232,12 @@ impl Store {
     }
 
     /// One webhook target, by name; `None` once it is no longer configured.
-    pub async fn webhook_target(&self, target: &str) -> Result<Option<WebhookTarget>, StoreError> {
+    pub async fn target(self, target: &str) -> Result<Option<WebhookTarget>, StoreError> {
         let row = sqlx::query(
             "SELECT target, tenant_id, url, secret, max_attempts FROM webhook_targets WHERE target = $1",
         )
         .bind(target)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?;
         row.map(|r| {
             Ok(WebhookTarget {
@@ -244,7 +252,7 @@ impl Store {
     }
 
     /// Appends one delivery attempt to the log, and trims the log to its newest rows.
-    pub async fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+    pub async fn record_delivery(self, delivery: &Delivery) -> Result<(), StoreError> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_deliveries (event_id, event, target, url, attempt, status_code, error, duration_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -257,20 +265,20 @@ impl Store {
         .bind(delivery.status_code.map(i32::from))
         .bind(delivery.error.as_deref())
         .bind(i32::try_from(delivery.duration_ms).unwrap_or(i32::MAX))
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool)
         .await?;
         if id % 100 == 0 {
             sqlx::query("DELETE FROM webhook_deliveries WHERE id <= $1")
                 .bind(id - DELIVERY_LOG_ROWS)
-                .execute(&self.pool)
+                .execute(self.pool)
                 .await?;
         }
         Ok(())
     }
 
     /// The newest delivery attempts first, at most `limit`, of one event when `event_id` is given.
-    pub async fn webhook_deliveries(
-        &self,
+    pub async fn deliveries(
+        self,
         event_id: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
@@ -281,7 +289,7 @@ impl Store {
         )
         .bind(event_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
         rows.iter()
             .map(|r| {

@@ -6,8 +6,9 @@
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
-use super::{Store, StoreError};
+use super::filters::push_list_filter;
+use super::report_rows::{REPORT_COLUMNS, reports_of_rows};
+use super::{Reports, StoreError};
 use crate::domain::report::{Report, ReportFilter};
 
 /// A place and a radius, with a position in the nearest-first order to start after.
@@ -42,11 +43,11 @@ fn km_to_chord(km: f64) -> f64 {
     2.0 * half_angle.sin()
 }
 
-impl Store {
+impl Reports<'_> {
     /// A page of reports matching `filter` (its `before` is ignored) within `near`, nearest
     /// first (ties by id), each with its chord to the centre (see [`chord_to_km`]).
-    pub async fn reports_near(
-        &self,
+    pub async fn near(
+        self,
         filter: &ReportFilter,
         near: &Near,
         model_id: i32,
@@ -60,28 +61,13 @@ impl Store {
         ));
         q.push_bind(centre.to_vec())
             .push("::float8[]) AS chord FROM reports WHERE public_latitude IS NOT NULL AND ");
-        match &filter.tenant {
-            Some(tenant) => q.push("tenant_id = ").push_bind(tenant.clone()),
-            None => q.push("tenant_id IS NULL"),
-        };
+        push_list_filter(&mut q, filter, model_id);
         // The box around the radius' ball is what the index can bound the walk with.
         q.push(format!(" AND {SPHERE_POINT} <@ cube_enlarge(cube("))
             .push_bind(centre.to_vec())
             .push("::float8[]), ")
             .push_bind(chord)
             .push(", 3)");
-        if let Some(kind) = filter.kind {
-            q.push(" AND kind = ").push_bind(kind.as_str());
-        }
-        if let Some(species) = filter.species {
-            q.push(" AND species = ").push_bind(species.as_str());
-        }
-        if !filter.breeds.is_empty() {
-            super::search::push_breed_filter(&mut q, "reports.id", model_id, &filter.breeds);
-        }
-        if let Some(status) = filter.status {
-            q.push(" AND status = ").push_bind(status.as_str());
-        }
         q.push(") near WHERE chord <= ").push_bind(chord);
         if let Some((after, id)) = near.after {
             q.push(" AND (chord, id) > (")
@@ -92,18 +78,11 @@ impl Store {
         }
         q.push(" ORDER BY chord, id LIMIT ")
             .push_bind(i64::from(filter.limit));
-        let rows = q.build().fetch_all(&self.pool).await?;
-        let ids: Vec<Uuid> = rows
-            .iter()
-            .map(|r| r.try_get("id"))
-            .collect::<Result<_, _>>()?;
-        let mut photos = photos_of(&self.pool, &ids, model_id).await?;
-        rows.iter()
-            .map(|row| {
-                let id: Uuid = row.try_get("id")?;
-                let report = report_from_row(row, photos.remove(&id).unwrap_or_default())?;
-                Ok((report, row.try_get("chord")?))
-            })
+        let rows = q.build().fetch_all(self.pool).await?;
+        reports_of_rows(self.pool, &rows, model_id)
+            .await?
+            .into_iter()
+            .map(|(report, row)| Ok((report, row.try_get("chord")?)))
             .collect()
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use axum::http::{Request, StatusCode};
+use lookalike::jobs::JobPayload;
 use lookalike::store::Store;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -130,19 +131,21 @@ async fn a_report_created_while_its_photo_is_embedded_gets_its_match_job() {
         // earlier rounds that come first).
         let job = loop {
             let job = store
-                .claim_job("race-worker", Duration::from_secs(30), app.model_id)
+                .jobs()
+                .claim("race-worker", Duration::from_secs(30), app.model_id)
                 .await
                 .unwrap()
                 .unwrap();
-            if job.kind == "embed" {
-                break job;
+            if let Ok(JobPayload::Embed(embed)) = &job.payload {
+                break (job.id, embed.sha256.clone());
             }
-            store.finish_job(job.id, "race-worker").await.unwrap();
+            store.jobs().finish(job.id, "race-worker").await.unwrap();
         };
-        let sha256 = hex::decode(job.payload["sha256"].as_str().unwrap()).unwrap();
+        let (job_id, sha256) = job;
+        let sha256 = hex::decode(sha256).unwrap();
         // The embedding is saved while a second report with the same photo is created.
-        let saving = store.save_embedding(
-            job.id,
+        let saving = store.photos().save_embedding(
+            job_id,
             "race-worker",
             &sha256,
             app.model_id,

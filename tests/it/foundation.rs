@@ -106,8 +106,16 @@ async fn migrations_are_idempotent_and_install_pgvector() {
             .await
             .unwrap();
     assert!(version.as_str() >= "0.8", "pgvector {version}");
-    let id1 = store.register_model(embedder().manifest()).await.unwrap();
-    let id2 = store.register_model(embedder().manifest()).await.unwrap();
+    let id1 = store
+        .models()
+        .register(embedder().manifest())
+        .await
+        .unwrap();
+    let id2 = store
+        .models()
+        .register(embedder().manifest())
+        .await
+        .unwrap();
     assert_eq!(id1, id2);
 }
 
@@ -133,11 +141,11 @@ async fn readiness_fails_with_the_reason_when_the_database_is_unreachable() {
     let mut config = database_config("postgres://postgres@127.0.0.1:1/none?sslmode=disable".into());
     config.acquire_timeout_ms = 500;
     let store = Store::connect_lazy(&config).unwrap();
-    let storage = lookalike::photo_store::PhotoStore::local(&temp_dir("storage")).unwrap();
+    let photo_store = lookalike::photo_store::PhotoStore::local(&temp_dir("storage")).unwrap();
     let parts = lookalike::service::Parts {
         store,
         gate: gate(default_gate_settings()),
-        storage,
+        photo_store,
         model_id: 1,
     };
     let state = lookalike::service::app_state(

@@ -183,7 +183,7 @@ pub struct TestApp {
     /// Its state.
     pub state: AppState,
     /// The photo store.
-    pub storage: PhotoStore,
+    pub photo_store: PhotoStore,
     /// The photo store's folder.
     pub storage_dir: PathBuf,
     /// The model's id.
@@ -195,7 +195,7 @@ impl TestApp {
     pub fn start_workers(&mut self, settings: JobSettings) -> Workers {
         let workers = start_workers(
             &mut self.state,
-            self.storage.clone(),
+            self.photo_store.clone(),
             self.model_id,
             settings,
         )
@@ -219,14 +219,18 @@ pub fn job_settings(workers: usize) -> JobSettings {
 /// The parts over a store, with photos in a fresh temporary folder.
 pub async fn parts(store: Store, settings: GateSettings) -> (Parts, PathBuf) {
     let dir = temp_dir("storage");
-    let storage = PhotoStore::local(&dir).unwrap();
+    let photo_store = PhotoStore::local(&dir).unwrap();
     let gate = gate(settings);
-    let model_id = store.register_model(gate.model().manifest()).await.unwrap();
+    let model_id = store
+        .models()
+        .register(gate.model().manifest())
+        .await
+        .unwrap();
     (
         Parts {
             store,
             gate,
-            storage,
+            photo_store,
             model_id,
         },
         dir,
@@ -241,7 +245,7 @@ pub async fn app(settings: GateSettings, uploads: UploadConfig) -> TestApp {
 /// The HTTP app over `store` and the real model (no job workers unless started).
 pub async fn app_on(store: Store, settings: GateSettings, uploads: UploadConfig) -> TestApp {
     let (parts, storage_dir) = parts(store, settings).await;
-    let (storage, model_id) = (parts.storage.clone(), parts.model_id);
+    let (photo_store, model_id) = (parts.photo_store.clone(), parts.model_id);
     let state = app_state(
         parts,
         &imaging_config(),
@@ -252,7 +256,7 @@ pub async fn app_on(store: Store, settings: GateSettings, uploads: UploadConfig)
     TestApp {
         router: router(state.clone()),
         state,
-        storage,
+        photo_store,
         storage_dir,
         model_id,
     }
