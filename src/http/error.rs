@@ -564,3 +564,34 @@ shared_response!(
     "The service is saturated (`overloaded`, with `reason`) or the database or photo store is unavailable (`unavailable`).",
     true
 );
+
+/// The answers of a route for a report's owner only (with the owner token): no token, the wrong
+/// one, or no such report; stated in each such route's document.
+pub struct OwnerOnly;
+
+impl utoipa::IntoResponses for OwnerOnly {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::openapi::content::ContentBuilder;
+        use utoipa::openapi::{Ref, ResponseBuilder};
+        [
+            (
+                "401",
+                "No owner token (`unauthorized`), or API key missing or invalid",
+            ),
+            ("403", "The owner token does not match (`forbidden`)"),
+            ("404", "No such report (`not_found`)"),
+        ]
+        .into_iter()
+        .map(|(status, description)| {
+            let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody")));
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body.build());
+            (status.to_owned(), response.build().into())
+        })
+        .collect()
+    }
+}
