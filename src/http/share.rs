@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, Documented, error_answer};
 use super::protect::Caller;
 use super::reports::bad_id;
 use super::share_html::{Summary, poster_page, qr_svg, share_page};
@@ -80,27 +80,21 @@ pub async fn poster(shared: Shareable, headers: HeaderMap) -> Response {
 pub struct NotShared;
 
 impl utoipa::IntoResponses for NotShared {
-    fn responses() -> std::collections::BTreeMap<
-        String,
-        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
-    > {
-        use utoipa::openapi::content::ContentBuilder;
-        use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
-        let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody")));
-        let not_found = ResponseBuilder::new()
-            .description(
-                "No open report of the open service by that id (`not_found`; an HTML page for \
-                 browsers): resolved, deleted and tenants' reports answer the same",
-            )
-            .content("application/json", body.build());
-        [
-            ("404", RefOr::T(not_found.build())),
-            ("429", RefOr::Ref(Ref::from_response_name("RateLimited"))),
-            ("503", RefOr::Ref(Ref::from_response_name("RetryLater"))),
-        ]
-        .into_iter()
-        .map(|(status, response)| (status.to_owned(), response))
-        .collect()
+    fn responses() -> Documented {
+        use utoipa::openapi::{Ref, RefOr};
+        let not_found = "No open report of the open service by that id (`not_found`; an HTML \
+                         page for browsers): resolved, deleted and tenants' reports answer the same";
+        Documented::from([
+            ("404".to_owned(), error_answer(not_found)),
+            (
+                "429".to_owned(),
+                RefOr::Ref(Ref::from_response_name("RateLimited")),
+            ),
+            (
+                "503".to_owned(),
+                RefOr::Ref(Ref::from_response_name("RetryLater")),
+            ),
+        ])
     }
 }
 
