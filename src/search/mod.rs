@@ -171,7 +171,7 @@ impl SearchService {
         .map_err(|_| StoreError::Unavailable("hashing the photos failed".into()))?;
         let mut stored = timing::measure(
             Stage::Database,
-            self.store.stored_embeddings(&hashes, model_id),
+            self.store.photos().stored_embeddings(&hashes, model_id),
         )
         .await?;
         let mut answers: Vec<Option<SourcedEmbedding>> = hashes
@@ -232,7 +232,7 @@ impl SearchService {
         threshold: Option<f32>,
         limit: Option<usize>,
     ) -> Result<Vec<NewMatch>, SearchError> {
-        let report = match self.store.report_kind(report_id).await? {
+        let report = match self.store.reports().kind(report_id).await? {
             Some(report) if report.1.as_deref() == tenant => report,
             _ => return Err(SearchError::NotFound),
         };
@@ -337,7 +337,10 @@ impl SearchService {
         ids: impl Iterator<Item = Uuid>,
     ) -> Result<HashMap<Uuid, Report>, StoreError> {
         let ids: Vec<Uuid> = ids.collect();
-        self.store.reports_by_id(&ids, self.matcher.model_id).await
+        self.store
+            .reports()
+            .by_id(&ids, self.matcher.model_id)
+            .await
     }
 
     /// Reports passing `filter` whose photos the model reads as one of the breeds asked, most
@@ -354,7 +357,8 @@ impl SearchService {
         let (hits, mut reports) = timing::measure(Stage::Database, async {
             let hits = self
                 .store
-                .reports_by_breed(
+                .reports()
+                .by_breed(
                     &breeds.classes,
                     self.matcher.model_id,
                     filter,

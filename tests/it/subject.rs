@@ -223,6 +223,7 @@ async fn a_store_on_the_old_model_reindexes_while_it_keeps_answering() {
     let mut after = app_with(store.clone(), gate(default_gate_settings()), storage_dir).await;
     assert_ne!(after.model_id, before.model_id);
     let queued = store
+        .jobs()
         .enqueue_missing_embeddings(after.model_id, 3)
         .await
         .unwrap();

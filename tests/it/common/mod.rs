@@ -231,7 +231,11 @@ pub async fn parts(store: Store, settings: GateSettings) -> (Parts, PathBuf) {
 /// The parts over a store and `gate`, with photos in `dir` (the gate's model registered).
 pub async fn parts_with(store: Store, gate: Gate, dir: &Path) -> Parts {
     let storage = PhotoStore::local(dir).unwrap();
-    let model_id = store.register_model(gate.model().manifest()).await.unwrap();
+    let model_id = store
+        .models()
+        .register(gate.model().manifest())
+        .await
+        .unwrap();
     Parts {
         store,
         gate,
