@@ -83,7 +83,7 @@ fn main() {
         };
         let context = JobContext {
             store: state.store.clone(),
-            storage: lookalike::photo_store::PhotoStore::local(&storage_dir()).expect("photo folder"),
+            photo_store: lookalike::photo_store::PhotoStore::local(&storage_dir()).expect("photo folder"),
             pipeline: state.pipeline.clone(),
             matcher: state.search.matcher().clone(),
             model_id: state.reports.model_id(),

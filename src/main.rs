@@ -109,7 +109,7 @@ async fn sweep(config: SweepCliConfig) -> anyhow::Result<()> {
     store.migrate().await?;
     let sweeper = Sweeper {
         store,
-        storage: PhotoStore::from_config(&config.storage)?,
+        photo_store: PhotoStore::from_config(&config.storage)?,
         decode: DecodeCaps::from_config(&config.imaging),
         grace: Duration::from_secs(config.sweep.grace_mins.saturating_mul(60)),
         max_attempts: config.max_attempts,
@@ -236,7 +236,11 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
         config.dir.display()
     );
     let parts = Parts::open(&config.core).await?;
-    let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
+    let (store, photo_store, model_id) = (
+        parts.store.clone(),
+        parts.photo_store.clone(),
+        parts.model_id,
+    );
     let mut state = parts.into_state(&config.core);
     let mut fields = HashMap::from([
         ("kind".to_owned(), config.kind.clone()),
@@ -282,7 +286,7 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
     }
     let mut settings = JobSettings::from_config(&config.core.jobs);
     settings.workers = settings.workers.max(1);
-    let workers = start_workers(&mut state, storage, model_id, settings);
+    let workers = start_workers(&mut state, photo_store, model_id, settings);
     let total = store.jobs().counts().await?;
     let all = total.queued + total.running;
     loop {

@@ -13,7 +13,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload};
 
-/// Storage failures.
+/// Photo store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum PhotoStoreError {
     /// The configuration cannot be used.

@@ -80,7 +80,7 @@ pub struct Parts {
     /// The model behind its gate.
     pub gate: Gate,
     /// The photo store.
-    pub storage: PhotoStore,
+    pub photo_store: PhotoStore,
     /// The model's id in the database.
     pub model_id: i32,
 }
@@ -122,7 +122,7 @@ pub fn app_state(
     );
     let reports = ReportService::new(
         parts.store.clone(),
-        parts.storage,
+        parts.photo_store,
         Arc::new(upload_slots),
         ReportSettings {
             limits: pipeline.decode_caps(),
@@ -253,7 +253,7 @@ const METADATA_REMOVAL_ATTEMPTS: u32 = 5;
 /// Starts the job workers over the state's parts (none when `workers` is 0).
 pub fn start_workers(
     state: &mut AppState,
-    storage: PhotoStore,
+    photo_store: PhotoStore,
     model_id: i32,
     settings: JobSettings,
 ) -> Option<Workers> {
@@ -262,7 +262,7 @@ pub fn start_workers(
     }
     let context = JobContext {
         store: state.store.clone(),
-        storage,
+        photo_store,
         pipeline: state.pipeline.clone(),
         matcher: state.search.matcher().clone(),
         model_id,
@@ -296,7 +296,7 @@ impl Parts {
         let model = &resolve_precision(&core.model)?;
         // The database first: a model it cannot hold is refused before minutes go into loading it.
         let manifest = ModelManifest::load_for(&model.path)?;
-        let storage = PhotoStore::from_config(&core.storage)?;
+        let photo_store = PhotoStore::from_config(&core.storage)?;
         let store = Store::connect(&core.database)
             .await
             .context("connecting to the database")?;
@@ -306,7 +306,7 @@ impl Parts {
         Ok(Parts {
             store,
             gate,
-            storage,
+            photo_store,
             model_id,
         })
     }
@@ -327,7 +327,11 @@ impl Parts {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "effective configuration");
     let parts = Parts::open(&config.core).await?;
-    let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
+    let (store, photo_store, model_id) = (
+        parts.store.clone(),
+        parts.photo_store.clone(),
+        parts.model_id,
+    );
     let mut state = parts.into_state(&config.core);
     state.protection = Arc::new(protection(&config.access, &config.rate_limits, &store).await?);
     webhook_targets(&config.webhooks, &state.protection.keys, &store).await?;
@@ -348,11 +352,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .reports
         .clone()
         .with_open_limits(config.open_limits.limits());
-    let housekeeping =
-        Housekeeping::start(&state, &store, &storage, &config.core.jobs, &config.sweep);
+    let housekeeping = Housekeeping::start(
+        &state,
+        &store,
+        &photo_store,
+        &config.core.jobs,
+        &config.sweep,
+    );
     let workers = start_workers(
         &mut state,
-        storage,
+        photo_store,
         model_id,
         JobSettings::from_config(&config.core.jobs),
     );
@@ -451,14 +460,23 @@ pub async fn work(config: WorkConfig) -> anyhow::Result<()> {
         anyhow::bail!("--job-workers is 0: a worker process needs at least one worker");
     }
     let parts = Parts::open(&config.core).await?;
-    let (store, storage, model_id) = (parts.store.clone(), parts.storage.clone(), parts.model_id);
+    let (store, photo_store, model_id) = (
+        parts.store.clone(),
+        parts.photo_store.clone(),
+        parts.model_id,
+    );
     let mut state = parts.into_state(&config.core);
-    let housekeeping =
-        Housekeeping::start(&state, &store, &storage, &config.core.jobs, &config.sweep);
+    let housekeeping = Housekeeping::start(
+        &state,
+        &store,
+        &photo_store,
+        &config.core.jobs,
+        &config.sweep,
+    );
     state.webhooks = Webhooks::new(config.webhook_delivery.timeout());
     let workers = start_workers(
         &mut state,
-        storage,
+        photo_store,
         model_id,
         JobSettings::from_config(&config.core.jobs),
     );
@@ -559,7 +577,7 @@ impl Housekeeping {
     fn start(
         state: &AppState,
         store: &Store,
-        storage: &PhotoStore,
+        photo_store: &PhotoStore,
         jobs: &JobsConfig,
         sweep: &SweepConfig,
     ) -> Self {
@@ -573,7 +591,7 @@ impl Housekeeping {
         ];
         if sweep.interval_mins > 0 {
             tasks.push(tokio::spawn(sweep_every(
-                sweeper(sweep, store, storage, state, jobs.max_attempts),
+                sweeper(sweep, store, photo_store, state, jobs.max_attempts),
                 Duration::from_secs(sweep.interval_mins.saturating_mul(60)),
             )));
         }
@@ -591,13 +609,13 @@ impl Housekeeping {
 pub fn sweeper(
     config: &SweepConfig,
     store: &Store,
-    storage: &PhotoStore,
+    photo_store: &PhotoStore,
     state: &AppState,
     max_attempts: u32,
 ) -> Sweeper {
     Sweeper {
         store: store.clone(),
-        storage: storage.clone(),
+        photo_store: photo_store.clone(),
         decode: state.pipeline.decode_caps(),
         grace: Duration::from_secs(config.grace_mins.saturating_mul(60)),
         max_attempts,

@@ -30,7 +30,7 @@ pub struct Sweeper {
     /// The database.
     pub store: Store,
     /// The photo store.
-    pub storage: PhotoStore,
+    pub photo_store: PhotoStore,
     /// Caps for decoding a photo whose thumbnail is made again.
     pub decode: DecodeCaps,
     /// Objects younger than this are never taken for orphans.
@@ -149,8 +149,12 @@ impl Sweeper {
         // Objects before rows: an upload writes its objects before its row, so a row read here
         // has its objects in the listing unless they are really gone.
         let folder = format!("{first:02x}");
-        let mut objects = self.storage.list(&format!("{PHOTOS}/{folder}")).await?;
-        objects.extend(self.storage.list(&format!("{THUMBNAILS}/{folder}")).await?);
+        let mut objects = self.photo_store.list(&format!("{PHOTOS}/{folder}")).await?;
+        objects.extend(
+            self.photo_store
+                .list(&format!("{THUMBNAILS}/{folder}"))
+                .await?,
+        );
         let blobs = self.store.blobs().starting_with(first).await?;
         report.objects += objects.len() as u64;
         report.blobs += blobs.len() as u64;
@@ -161,7 +165,7 @@ impl Sweeper {
         let old_enough = Utc::now() - chrono::Duration::from_std(self.grace).unwrap_or_default();
         for object in &objects {
             if !named.contains(object.key.as_str()) && object.written < old_enough {
-                self.storage.delete(&object.key).await?;
+                self.photo_store.delete(&object.key).await?;
                 tracing::info!(key = %object.key, "sweep: deleted an object no photo uses");
                 report.orphans_deleted += 1;
             }
@@ -180,10 +184,12 @@ impl Sweeper {
                 report.photos_missing += 1;
             } else if blob.embedded && !present.contains(blob.keys.thumbnail.as_str()) {
                 // Before its first embedding a photo has no thumbnail yet: its job makes it.
-                let photo = self.storage.get(&blob.keys.photo).await?;
+                let photo = self.photo_store.get(&blob.keys.photo).await?;
                 match self.make_thumbnail(photo).await {
                     Some(thumbnail) => {
-                        self.storage.put(&blob.keys.thumbnail, thumbnail).await?;
+                        self.photo_store
+                            .put(&blob.keys.thumbnail, thumbnail)
+                            .await?;
                         tracing::info!(sha256 = %hash, "sweep: made a missing thumbnail again");
                         report.thumbnails_rebuilt += 1;
                     }

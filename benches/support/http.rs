@@ -69,12 +69,12 @@ pub async fn start_server(
             .await
             .expect("model registered");
     }
-    let storage = lookalike::photo_store::PhotoStore::local(&storage_dir())
+    let photo_store = lookalike::photo_store::PhotoStore::local(&storage_dir())
         .expect("a temporary photo folder");
     let parts = lookalike::service::Parts {
         store,
         gate,
-        storage,
+        photo_store,
         model_id,
     };
     let state = lookalike::service::app_state(

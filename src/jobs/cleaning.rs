@@ -35,7 +35,7 @@ impl Worker {
         };
         let format = blob.format;
         let bytes = ctx
-            .storage
+            .photo_store
             .get(&blob.storage_key)
             .await
             .map_err(AttemptError::of_photo_store)?;
@@ -60,7 +60,7 @@ impl Worker {
         let cleaned = clean.len();
         let new_key = (!unchanged).then(|| ObjectKeys::new_for(&work.sha256).photo);
         if let Some(key) = &new_key {
-            ctx.storage
+            ctx.photo_store
                 .put(key, Bytes::from(clean))
                 .await
                 .map_err(AttemptError::of_photo_store)?;
@@ -89,7 +89,7 @@ impl Worker {
                 // Not recorded (the blob went or changed, or the database failed): the copy
                 // written above is nobody's.
                 if let Some(key) = &new_key
-                    && let Err(e) = ctx.storage.delete(key).await
+                    && let Err(e) = ctx.photo_store.delete(key).await
                 {
                     tracing::warn!(%key, error = %e, "could not delete an unused cleaned copy; the sweep will");
                 }

@@ -71,7 +71,7 @@ pub struct JobContext {
     /// The database.
     pub store: Store,
     /// The photo store.
-    pub storage: PhotoStore,
+    pub photo_store: PhotoStore,
     /// Photos → embeddings (jobs run at background priority).
     pub pipeline: Pipeline,
     /// Matches between reports (for the `match` jobs).
@@ -566,7 +566,7 @@ impl Worker {
     ) -> Result<(), AttemptError> {
         let ctx = &self.context;
         for key in &work.keys {
-            ctx.storage
+            ctx.photo_store
                 .delete(key)
                 .await
                 .map_err(AttemptError::of_photo_store)?;
@@ -610,7 +610,7 @@ impl Worker {
             return self.finish(job).await;
         };
         let bytes = ctx
-            .storage
+            .photo_store
             .get(&keys.photo)
             .await
             .map_err(AttemptError::of_photo_store)?;
@@ -630,7 +630,7 @@ impl Worker {
             })?;
         // Before the embedding: a photo shown ready has its thumbnail. (Rewritten when another
         // model embeds the photo: the same bytes, and cheaper than asking the store first.)
-        ctx.storage
+        ctx.photo_store
             .put(&keys.thumbnail, Bytes::from(thumbnail))
             .await
             .map_err(AttemptError::of_photo_store)?;
@@ -674,7 +674,7 @@ impl Worker {
                 .await
                 .map_err(AttemptError::of_store)?;
             if current.as_ref() != Some(&keys)
-                && let Err(e) = ctx.storage.delete(&keys.thumbnail).await
+                && let Err(e) = ctx.photo_store.delete(&keys.thumbnail).await
             {
                 tracing::warn!(key = %keys.thumbnail, error = %e, "could not delete an orphaned thumbnail; the sweep will");
             }

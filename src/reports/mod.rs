@@ -75,7 +75,7 @@ pub struct Created {
 #[derive(Clone)]
 pub struct ReportService {
     store: Store,
-    storage: PhotoStore,
+    photo_store: PhotoStore,
     uploads: Arc<Slots>,
     decode: Arc<Slots>,
     limits: DecodeCaps,
@@ -117,13 +117,13 @@ impl ReportService {
     /// The service over its parts; `uploads` bounds the uploads being received at once.
     pub fn new(
         store: Store,
-        storage: PhotoStore,
+        photo_store: PhotoStore,
         uploads: Arc<Slots>,
         settings: ReportSettings,
     ) -> Self {
         ReportService {
             store,
-            storage,
+            photo_store,
             uploads,
             decode: settings.decode,
             limits: settings.limits,
@@ -382,7 +382,7 @@ impl ReportService {
             let keys = ObjectKeys::new_for(&hex::encode(sha256));
             let photo = &checked[i];
             // The thumbnail is written by the photo's embedding job, which decodes it.
-            if let Err(e) = self.storage.put(&keys.photo, photo.bytes.clone()).await {
+            if let Err(e) = self.photo_store.put(&keys.photo, photo.bytes.clone()).await {
                 written.push(keys);
                 self.delete_objects(written).await;
                 return Err(e.into());
@@ -397,7 +397,7 @@ impl ReportService {
     /// to the sweep, which removes objects without rows once they are older than its grace.
     async fn delete_objects(&self, objects: Vec<ObjectKeys>) {
         for key in objects.into_iter().flat_map(ObjectKeys::into_vec) {
-            if let Err(e) = self.storage.delete(&key).await {
+            if let Err(e) = self.photo_store.delete(&key).await {
                 tracing::warn!(%key, error = %e, "could not delete an unused object; the sweep will");
             }
         }
@@ -586,7 +586,7 @@ impl ReportService {
             return Ok(PhotoBody::NotModified { etag });
         }
         // Streamed: a client that reads slowly holds a few chunks of the photo, not all of it.
-        let body = match self.storage.get_stream(&key).await {
+        let body = match self.photo_store.get_stream(&key).await {
             Err(PhotoStoreError::NotFound(_)) if file == PhotoFile::Thumbnail => {
                 return Err(ReportError::ThumbnailPending);
             }

@@ -140,7 +140,7 @@ async fn a_photo_uploaded_again_while_its_blob_is_purged_is_kept() {
 fn sweeper(app: &TestApp, grace: Duration) -> Sweeper {
     Sweeper {
         store: app.state.store.clone(),
-        storage: app.storage.clone(),
+        photo_store: app.photo_store.clone(),
         decode: app.state.pipeline.decode_caps(),
         grace,
         max_attempts: 3,

@@ -136,11 +136,11 @@ async fn readiness_fails_with_the_reason_when_the_database_is_unreachable() {
     let mut config = database_config("postgres://postgres@127.0.0.1:1/none?sslmode=disable".into());
     config.acquire_timeout_ms = 500;
     let store = Store::connect_lazy(&config).unwrap();
-    let storage = lookalike::photo_store::PhotoStore::local(&temp_dir("storage")).unwrap();
+    let photo_store = lookalike::photo_store::PhotoStore::local(&temp_dir("storage")).unwrap();
     let parts = lookalike::service::Parts {
         store,
         gate: gate(default_gate_settings()),
-        storage,
+        photo_store,
         model_id: 1,
     };
     let state = lookalike::service::app_state(

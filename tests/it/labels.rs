@@ -295,7 +295,7 @@ async fn the_query_photos_species_boosts_or_filters() {
         lookalike::service::Parts {
             store: app.state.store.clone(),
             gate: app.state.pipeline.gate().clone(),
-            storage: app.storage.clone(),
+            photo_store: app.photo_store.clone(),
             model_id: app.model_id,
         },
         &imaging_config(),

@@ -189,7 +189,7 @@ pub struct TestApp {
     /// Its state.
     pub state: AppState,
     /// The photo store.
-    pub storage: PhotoStore,
+    pub photo_store: PhotoStore,
     /// The photo store's folder.
     pub storage_dir: PathBuf,
     /// The model's id.
@@ -201,7 +201,7 @@ impl TestApp {
     pub fn start_workers(&mut self, settings: JobSettings) -> Workers {
         let workers = start_workers(
             &mut self.state,
-            self.storage.clone(),
+            self.photo_store.clone(),
             self.model_id,
             settings,
         )
@@ -230,7 +230,7 @@ pub async fn parts(store: Store, settings: GateSettings) -> (Parts, PathBuf) {
 
 /// The parts over a store and `gate`, with photos in `dir` (the gate's model registered).
 pub async fn parts_with(store: Store, gate: Gate, dir: &Path) -> Parts {
-    let storage = PhotoStore::local(dir).unwrap();
+    let photo_store = PhotoStore::local(dir).unwrap();
     let model_id = store
         .models()
         .register(gate.model().manifest())
@@ -239,7 +239,7 @@ pub async fn parts_with(store: Store, gate: Gate, dir: &Path) -> Parts {
     Parts {
         store,
         gate,
-        storage,
+        photo_store,
         model_id,
     }
 }
@@ -257,7 +257,7 @@ pub async fn app_on(store: Store, settings: GateSettings, uploads: UploadConfig)
 
 /// The HTTP app over `parts`, whose photos are in `storage_dir`.
 pub fn app_of(parts: Parts, storage_dir: PathBuf, uploads: &UploadConfig) -> TestApp {
-    let (storage, model_id) = (parts.storage.clone(), parts.model_id);
+    let (photo_store, model_id) = (parts.photo_store.clone(), parts.model_id);
     let state = app_state(
         parts,
         &imaging_config(),
@@ -268,7 +268,7 @@ pub fn app_of(parts: Parts, storage_dir: PathBuf, uploads: &UploadConfig) -> Tes
     TestApp {
         router: router(state.clone()),
         state,
-        storage,
+        photo_store,
         storage_dir,
         model_id,
     }
