@@ -32,15 +32,7 @@ fn main() {
     runtime.block_on(async {
         let db = support::BenchDatabase::create("creation").await;
         let url = db.url.clone();
-        let gate = GateConfig {
-            permits: 0,
-            max_batch: 0,
-            max_waiters: 64,
-            max_background_waiters: 64,
-            max_wait_ms: 2000,
-            max_background_wait_ms: 60000,
-        };
-        let (addr, stop, _state) = start_server(gate, Some(url)).await;
+        let (addr, stop, _state) = start_server(GateConfig::default(), Some(url)).await;
 
         // Enough distinct photos for most of each phase (then they repeat: a repeat is still
         // checked, only its bytes are not written again).

@@ -14,59 +14,15 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lookalike::config::DEFAULT_DATABASE_URL;
-use sqlx::Connection;
 use support::http::{multipart, post_request, send_all};
+use support::serve::Serve;
 
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `serve` with `args`, per-address upload limits off (one address posts the whole backlog).
 async fn serve(binary: &str, database: &str, storage: &std::path::Path, args: &[&str]) -> Serve {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(binary)
-        .current_dir(support::repo(""))
-        .args(["serve", "--listen", &addr])
-        .args(["--rate-uploads-per-address", "off"])
-        .args(args)
-        .env("DATABASE_URL", database)
-        .env("LOOKALIKE_STORAGE_DIR", storage)
-        .env("LOOKALIKE_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the service");
-    // Killed when dropped, also if it never becomes ready.
-    let serve = Serve { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(mut stream) = std::net::TcpStream::connect(&serve.addr) {
-            use std::io::{Read, Write};
-            let _ =
-                stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut answer = String::new();
-            let _ = stream.read_to_string(&mut answer);
-            if answer.starts_with("HTTP/1.1 200") {
-                return serve;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the service did not become ready");
+    let args = [&["--rate-uploads-per-address", "off"][..], args].concat();
+    Serve::start(binary, database, storage, &args).await
 }
 
 /// (unfinished, running, done, failed) jobs, and photos without an embedding.
@@ -92,19 +48,9 @@ fn main() {
     let binary: String = support::arg("--binary", env!("CARGO_BIN_EXE_lookalike").to_owned());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
-        let (root, query) = base.split_once('?').unwrap_or((&base, ""));
-        let root = root.rsplit_once('/').map_or(root, |(r, _)| r);
-        let mut admin = sqlx::PgConnection::connect(&format!("{root}/postgres?{query}"))
-            .await
-            .expect("PostgreSQL (run `make drain`, which starts it)");
-        let name = format!("lookalike_drain_{}", std::process::id());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let database = format!("{root}/{name}?{query}");
-        let storage = std::env::temp_dir().join(&name);
+        let db = support::BenchDatabase::create("drain").await;
+        let database = db.url.clone();
+        let storage = std::env::temp_dir().join(&db.name);
 
         let photos = support::distinct_jpegs(reports);
         let fields = [("kind", "found"), ("species", "dog"), ("title", "Found dog")];
@@ -121,11 +67,11 @@ fn main() {
                 .iter()
                 .map(|p| {
                     let (content_type, body) = multipart(&fields, &[p]);
-                    post_request(&intake.addr, "/v1/reports", &content_type, &body)
+                    post_request(&intake.addr.to_string(), "/v1/reports", &content_type, &body)
                 })
                 .collect();
             let began = Instant::now();
-            send_all(&intake.addr, &requests, 8).await;
+            send_all(&intake.addr.to_string(), &requests, 8).await;
             println!(
                 "{reports} reports created in {:.1} s with no worker running",
                 began.elapsed().as_secs_f64()
@@ -172,9 +118,7 @@ fn main() {
             pending as f64 / drained
         );
         pool.close().await;
-        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await;
+        db.drop().await;
         let _ = std::fs::remove_dir_all(&storage);
         if failed > 0 || not_ready > 0 {
             std::process::exit(1);

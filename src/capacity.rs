@@ -161,6 +161,9 @@ impl BudgetSnapshot {
     }
 }
 
+/// What work run in a slot gives: its value, or its panic (`Err` inside), or no slot in time.
+pub type Ran<T> = Result<Result<T, tokio::task::JoinError>, CapacityError>;
+
 impl Slots {
     /// A limit of `permits` slots (at least one).
     pub fn new(name: &'static str, permits: usize, max_waiters: usize, max_wait: Duration) -> Self {
@@ -237,38 +240,34 @@ impl Slots {
 
     /// Runs `work` on the blocking pool once a slot is free; the slot is held until `work` returns,
     /// even if the caller stops waiting. `Ok(Err(_))` carries a panic of `work`.
-    pub async fn run_blocking<T, F>(
+    pub async fn run_blocking<T: Send + 'static>(
         &self,
-        work: F,
-    ) -> Result<Result<T, tokio::task::JoinError>, CapacityError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let permit = self.acquire().await?;
-        Ok(tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        })
-        .await)
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Ran<T> {
+        self.run_on(tokio::task::spawn_blocking, work).await
     }
 
     /// As [`Slots::run_blocking`], on a compute thread (below the async threads' priority:
     /// crate::compute).
-    pub async fn run_compute<T, F>(
+    pub async fn run_compute<T: Send + 'static>(
         &self,
-        work: F,
-    ) -> Result<Result<T, tokio::task::JoinError>, CapacityError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Ran<T> {
+        self.run_on(crate::compute::spawn, work).await
+    }
+
+    /// Runs `work` where `spawn` puts it once a slot is free, the slot held until it returns.
+    async fn run_on<T: Send + 'static>(
+        &self,
+        spawn: impl FnOnce(Box<dyn FnOnce() -> T + Send>) -> tokio::task::JoinHandle<T>,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Ran<T> {
         let permit = self.acquire().await?;
-        Ok(crate::compute::spawn(move || {
+        let held = move || {
             let _permit = permit;
             work()
-        })
-        .await)
+        };
+        Ok(spawn(Box::new(held)).await)
     }
 
     /// The current state.

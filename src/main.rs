@@ -158,17 +158,24 @@ async fn drop_model(config: DropModelConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Embeds a photo and prints the nearest reports.
-async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
-    let m = &resolve_precision(&config.model)?;
-    let embedder = Embedder::load_on(
-        &m.ort_library,
-        &m.path,
+/// The configured model (at the precision this host resolves) in one session, for a command
+/// that embeds a few photos itself.
+fn one_session_embedder(model: &lookalike::config::ModelConfig) -> anyhow::Result<Embedder> {
+    let m = &resolve_precision(model)?;
+    let (library, path, threads) = (&m.ort_library, &m.path, m.intra_threads);
+    Ok(Embedder::load_on(
+        library,
+        path,
         1,
-        m.intra_threads,
+        threads,
         &m.device_settings(),
         0,
-    )?;
+    )?)
+}
+
+/// Embeds a photo and prints the nearest reports.
+async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
+    let embedder = one_session_embedder(&config.model)?;
     let bytes = std::fs::read(&config.file)
         .with_context(|| format!("reading {}", config.file.display()))?;
     let photo = imaging::prepare(
@@ -321,15 +328,7 @@ fn progress(label: &str, done: usize, total: usize) {
 
 /// Embeds each file and prints a summary line (or the vector as JSON with `--full`).
 fn embed(config: EmbedConfig) -> anyhow::Result<()> {
-    let m = &resolve_precision(&config.model)?;
-    let embedder = Embedder::load_on(
-        &m.ort_library,
-        &m.path,
-        1,
-        m.intra_threads,
-        &m.device_settings(),
-        0,
-    )?;
+    let embedder = one_session_embedder(&config.model)?;
     let limits = DecodeCaps::from_config(&config.imaging);
     let pre = embedder.preprocessing();
     let mut failed = 0;

@@ -167,23 +167,9 @@ pub fn request(method: &str, path: &str, content_type: &str, body: &[u8]) -> Vec
     out
 }
 
+/// A multipart body: the text `fields`, then `photo` (a JPEG) under `photo_field`.
 pub fn multipart(fields: &[(&str, &str)], photo_field: &str, photo: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "lookalike-soak-boundary";
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{photo_field}\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes(),
-    );
-    body.extend_from_slice(photo);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    super::http::multipart_named(photo_field, fields, &[photo])
 }
 
 pub fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {

@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lookalike::config::{
-    DEFAULT_DATABASE_URL, DatabaseConfig, GateConfig, ImagingConfig, UploadConfig,
-};
+use lookalike::config::{DatabaseConfig, GateConfig, ImagingConfig, UploadConfig};
 use lookalike::http::AppState;
 use lookalike::store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,35 +44,18 @@ pub async fn start_server(
     database_url: Option<String>,
 ) -> (String, tokio::sync::oneshot::Sender<()>, AppState) {
     let model = super::model_config();
-    let imaging = ImagingConfig {
-        max_megapixels: 50.0,
-        max_decode_mib: 512,
-        jpeg_dct_scaling: true,
-        // LOOKALIKE_DECODE_PERMITS as the service reads it: the decode concurrency to try on a
-        // GPU host, where decoding is the bottleneck (0: one per core).
-        decode_permits: std::env::var("LOOKALIKE_DECODE_PERMITS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        decode_max_waiters: 128,
-    };
-    let uploads = UploadConfig {
-        max_photo_bytes: 10 * 1024 * 1024,
-        max_photos: 8,
-        max_report_photos: 5,
-        upload_permits: 10,
-        upload_max_waiters: 100,
-        upload_max_wait_ms: 5000,
-    };
-    let database = DatabaseConfig {
-        url: database_url.clone().unwrap_or_else(|| {
-            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
-        }),
-        max_connections: 16,
-        acquire_timeout_ms: 3000,
-        statement_timeout_ms: 15000,
+    // The service's defaults and the LOOKALIKE_* variables, as the service reads them (e.g.
+    // LOOKALIKE_DECODE_PERMITS: the decode concurrency to try on a GPU host, where decoding is
+    // the bottleneck).
+    let imaging = ImagingConfig::default();
+    let uploads = UploadConfig::default();
+    let mut database = DatabaseConfig {
         connect_retry_secs: 0,
+        ..DatabaseConfig::default()
     };
+    if let Some(url) = &database_url {
+        database.url = url.clone();
+    }
     let store = Store::connect_lazy(&database).expect("database URL parses");
     let gate = lookalike::service::load_gate(&model, &gate)
         .await

@@ -169,6 +169,7 @@ fn camera_encoded(pixels: &image::RgbImage, quality: i32) -> Vec<u8> {
 pub mod hostile;
 pub mod http;
 pub mod real_photos;
+pub mod serve;
 
 /// `count` distinct JPEGs (4:3, about 0.5 MP) made from a real photo.
 pub fn distinct_jpegs(count: usize) -> Vec<Vec<u8>> {
@@ -216,26 +217,32 @@ pub fn one_at_a_time(embedder: Embedder) -> (Gate, Pipeline) {
 /// A throwaway database for one bench run, on `DATABASE_URL`'s cluster (the set-up's by default).
 pub struct BenchDatabase {
     admin: sqlx::PgConnection,
-    name: String,
+    /// Its name, `lookalike_<what>_<pid>`.
+    pub name: String,
     /// Its URL.
     pub url: String,
 }
 
 impl BenchDatabase {
-    /// Creates `lookalike_<what>_<pid>`.
+    /// Creates `lookalike_<what>_<pid>` (dropping one a run of the same process id left).
     pub async fn create(what: &str) -> Self {
         use sqlx::Connection;
-        let admin_url = std::env::var("DATABASE_URL")
+        let base = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| lookalike::config::DEFAULT_DATABASE_URL.to_owned());
-        let name = format!("lookalike_{what}_{}", std::process::id());
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
+        let (root, query) = base.split_once('?').unwrap_or((&base, ""));
+        let root = root.rsplit_once('/').map_or(root, |(r, _)| r);
+        let mut admin = sqlx::PgConnection::connect(&format!("{root}/postgres?{query}"))
             .await
-            .expect("database (run `make load`, which starts it)");
+            .expect("PostgreSQL (the bench's make target starts it)");
+        let name = format!("lookalike_{what}_{}", std::process::id());
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut admin)
+            .await;
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .await
             .expect("create database");
-        let url = admin_url.replacen("/lookalike?", &format!("/{name}?"), 1);
+        let url = format!("{root}/{name}?{query}");
         BenchDatabase { admin, name, url }
     }
 

@@ -12,15 +12,15 @@ use crate::rate_limit::{ClassRates, IpNet, RateLimitSettings, RateSpec};
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct AccessConfig {
     /// JSON file of API keys: `{"keys": [{"tenant": "acme", "key": "...", "max_storage_bytes": N}]}`.
-    #[arg(long = "api-keys-file", env = "LOOKALIKE_API_KEYS_FILE")]
+    #[arg(long, env = "LOOKALIKE_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
     /// API keys as `tenant:key` pairs separated by commas.
-    #[arg(long = "api-keys", env = "LOOKALIKE_API_KEYS", hide_env_values = true)]
+    #[arg(long, env = "LOOKALIKE_API_KEYS", hide_env_values = true)]
     #[serde(serialize_with = "redact_keys")]
     pub api_keys: Option<String>,
     /// Storage quota (bytes of photos) of a tenant whose key does not set one.
     #[arg(
-        long = "tenant-max-storage-bytes",
+        long,
         env = "LOOKALIKE_TENANT_MAX_STORAGE_BYTES",
         default_value_t = 1 << 30
     )]
@@ -28,11 +28,7 @@ pub struct AccessConfig {
     /// A secret that opens `/metrics` and the detailed `/v1/status` on the public listener to a
     /// client not on this host (`Authorization: Bearer <key>`); without it, only clients on this
     /// host (loopback) read them there. `--metrics-listen` moves them to a listener of their own.
-    #[arg(
-        long = "operator-key",
-        env = "LOOKALIKE_OPERATOR_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "LOOKALIKE_OPERATOR_KEY", hide_env_values = true)]
     #[serde(serialize_with = "redact_secret")]
     pub operator_key: Option<String>,
 }
@@ -134,11 +130,7 @@ pub struct RateLimitConfig {
     pub messages_per_key: RateSpec,
     /// Proxies whose `X-Forwarded-For` is believed (addresses or networks, comma-separated);
     /// by default none, and the client is the connection's peer.
-    #[arg(
-        long = "trusted-proxies",
-        env = "LOOKALIKE_TRUSTED_PROXIES",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "LOOKALIKE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpNet>,
     /// Most clients tracked per quota; idle ones are forgotten, and beyond it new clients get 429.
     #[arg(

@@ -55,7 +55,7 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub webhooks: WebhookConfig,
     /// Serve `/metrics` on this address only (for operators), instead of the public listener.
-    #[arg(long = "metrics-listen", env = "LOOKALIKE_METRICS_LISTEN")]
+    #[arg(long, env = "LOOKALIKE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "LOOKALIKE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
@@ -73,7 +73,7 @@ pub struct WorkConfig {
     #[command(flatten)]
     pub webhook_delivery: WebhookDeliveryConfig,
     /// Serve `/metrics` (the workers', the gate's, the jobs') on this address; none by default.
-    #[arg(long = "metrics-listen", env = "LOOKALIKE_METRICS_LISTEN")]
+    #[arg(long, env = "LOOKALIKE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Seconds running jobs get to finish after a shutdown signal.
     #[arg(long, env = "LOOKALIKE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
@@ -144,11 +144,7 @@ pub struct SearchCliConfig {
     #[arg(long)]
     pub kind: Option<String>,
     /// Most photos per report (as the service is configured).
-    #[arg(
-        long = "max-report-photos",
-        env = "LOOKALIKE_MAX_REPORT_PHOTOS",
-        default_value_t = 5
-    )]
+    #[arg(long, env = "LOOKALIKE_MAX_REPORT_PHOTOS", default_value_t = 5)]
     pub max_report_photos: usize,
     #[command(flatten)]
     pub database: DatabaseConfig,
@@ -174,7 +170,7 @@ pub struct ReindexConfig {
     pub database: DatabaseConfig,
     /// The ONNX model file whose embeddings should exist (its manifest names and versions it).
     #[arg(
-        long = "model",
+        long,
         env = "LOOKALIKE_MODEL",
         default_value = "models/efficientnet_lite0.onnx"
     )]
@@ -188,7 +184,7 @@ pub struct ReindexConfig {
     pub max_attempts: u32,
     /// As `serve --precision` on the CPU (a service on a GPU runs fp32: pass `fp32` for it).
     #[arg(
-        long = "precision",
+        long,
         env = "LOOKALIKE_PRECISION",
         value_enum,
         default_value_t = crate::inference::Precision::Auto

@@ -27,114 +27,66 @@ pub struct EdgeConfig {
     )]
     pub max_connections: usize,
     /// Seconds a client has to send a request's headers once it sent their first byte.
-    #[arg(
-        long = "header-timeout-secs",
-        env = "LOOKALIKE_HEADER_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
+    #[arg(long, env = "LOOKALIKE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     pub header_timeout_secs: u64,
     /// Seconds a kept-alive connection may stay idle between requests.
-    #[arg(
-        long = "keep-alive-secs",
-        env = "LOOKALIKE_KEEP_ALIVE_SECS",
-        default_value_t = 30
-    )]
+    #[arg(long, env = "LOOKALIKE_KEEP_ALIVE_SECS", default_value_t = 30)]
     pub keep_alive_secs: u64,
     /// Seconds a whole request body may take to arrive (408 `body_timeout` beyond).
-    #[arg(
-        long = "body-timeout-secs",
-        env = "LOOKALIKE_BODY_TIMEOUT_SECS",
-        default_value_t = 60
-    )]
+    #[arg(long, env = "LOOKALIKE_BODY_TIMEOUT_SECS", default_value_t = 60)]
     pub body_timeout_secs: u64,
     /// Seconds a request body may pause between two chunks (408 `body_timeout` beyond).
-    #[arg(
-        long = "body-idle-timeout-secs",
-        env = "LOOKALIKE_BODY_IDLE_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
+    #[arg(long, env = "LOOKALIKE_BODY_IDLE_TIMEOUT_SECS", default_value_t = 10)]
     pub body_idle_timeout_secs: u64,
     /// Memory for request bodies read at once, in MiB: a request reserves its size before its
     /// body is read, and waits (bounded) or gets 503 when the budget is spent.
     #[arg(
-        long = "body-memory-mib",
+        long,
         env = "LOOKALIKE_BODY_MEMORY_MIB",
         default_value_t = DEFAULT_BODY_MEMORY_MIB
     )]
     pub body_memory_mib: usize,
     /// Milliseconds a request waits for body memory before 503 + Retry-After.
     #[arg(
-        long = "body-memory-max-wait-ms",
+        long,
         env = "LOOKALIKE_BODY_MEMORY_MAX_WAIT_MS",
         default_value_t = DEFAULT_BODY_MEMORY_MAX_WAIT_MS
     )]
     pub body_memory_max_wait_ms: u64,
     /// Seconds an answer sent before the body was read keeps reading (and discarding) the rest,
     /// so that the client, still writing, gets the answer instead of a connection reset.
-    #[arg(
-        long = "linger-secs",
-        env = "LOOKALIKE_LINGER_SECS",
-        default_value_t = 5
-    )]
+    #[arg(long, env = "LOOKALIKE_LINGER_SECS", default_value_t = 5)]
     pub linger_secs: u64,
     /// Most bytes discarded that way per connection, in MiB.
-    #[arg(
-        long = "linger-max-mib",
-        env = "LOOKALIKE_LINGER_MAX_MIB",
-        default_value_t = 128
-    )]
+    #[arg(long, env = "LOOKALIKE_LINGER_MAX_MIB", default_value_t = 128)]
     pub linger_max_mib: usize,
     /// Least bytes per second a request body must arrive at, averaged over
     /// `--body-rate-window-secs` (408 `body_timeout` below it; 0: no floor).
-    #[arg(
-        long = "body-min-bytes-per-sec",
-        env = "LOOKALIKE_BODY_MIN_BYTES_PER_SEC",
-        default_value_t = 1024
-    )]
+    #[arg(long, env = "LOOKALIKE_BODY_MIN_BYTES_PER_SEC", default_value_t = 1024)]
     pub body_min_bytes_per_sec: u64,
     /// Seconds the request body rate is averaged over.
-    #[arg(
-        long = "body-rate-window-secs",
-        env = "LOOKALIKE_BODY_RATE_WINDOW_SECS",
-        default_value_t = 10
-    )]
+    #[arg(long, env = "LOOKALIKE_BODY_RATE_WINDOW_SECS", default_value_t = 10)]
     pub body_rate_window_secs: u64,
     /// Seconds a response write may make no progress (a client that does not read) before the
     /// connection is closed.
-    #[arg(
-        long = "write-stall-secs",
-        env = "LOOKALIKE_WRITE_STALL_SECS",
-        default_value_t = 15
-    )]
+    #[arg(long, env = "LOOKALIKE_WRITE_STALL_SECS", default_value_t = 15)]
     pub write_stall_secs: u64,
     /// Seconds a response may take to be written, from its first byte, before the connection is
     /// closed.
-    #[arg(
-        long = "response-timeout-secs",
-        env = "LOOKALIKE_RESPONSE_TIMEOUT_SECS",
-        default_value_t = 120
-    )]
+    #[arg(long, env = "LOOKALIKE_RESPONSE_TIMEOUT_SECS", default_value_t = 120)]
     pub response_timeout_secs: u64,
     /// Most request bodies one client address may have in flight (waiting for memory or being
     /// read) at once; 429 `concurrency_limited` beyond (0: no cap).
-    #[arg(
-        long = "max-bodies-per-address",
-        env = "LOOKALIKE_MAX_BODIES_PER_ADDRESS",
-        default_value_t = 8
-    )]
+    #[arg(long, env = "LOOKALIKE_MAX_BODIES_PER_ADDRESS", default_value_t = 8)]
     pub max_bodies_per_address: usize,
     /// Most upload slots one client address may hold or wait for at once; 429
     /// `concurrency_limited` beyond (0: no cap).
-    #[arg(
-        long = "max-uploads-per-address",
-        env = "LOOKALIKE_MAX_UPLOADS_PER_ADDRESS",
-        default_value_t = 4
-    )]
+    #[arg(long, env = "LOOKALIKE_MAX_UPLOADS_PER_ADDRESS", default_value_t = 4)]
     pub max_uploads_per_address: usize,
     /// Most body memory one client address may hold at once, in MiB; 429 `concurrency_limited`
     /// beyond, except for an address's only body (0: no cap).
     #[arg(
-        long = "body-memory-per-address-mib",
+        long,
         env = "LOOKALIKE_BODY_MEMORY_PER_ADDRESS_MIB",
         default_value_t = 48
     )]
@@ -204,38 +156,22 @@ impl EdgeConfig {
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct UploadConfig {
     /// Largest photo accepted, in bytes (413 beyond).
-    #[arg(long = "max-photo-bytes", env = "LOOKALIKE_MAX_PHOTO_BYTES", default_value_t = 10 * 1024 * 1024)]
+    #[arg(long, env = "LOOKALIKE_MAX_PHOTO_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_photo_bytes: usize,
     /// Most photos in one request.
-    #[arg(long = "max-photos", env = "LOOKALIKE_MAX_PHOTOS", default_value_t = 8)]
+    #[arg(long, env = "LOOKALIKE_MAX_PHOTOS", default_value_t = 8)]
     pub max_photos: usize,
     /// Most photos in one report.
-    #[arg(
-        long = "max-report-photos",
-        env = "LOOKALIKE_MAX_REPORT_PHOTOS",
-        default_value_t = 5
-    )]
+    #[arg(long, env = "LOOKALIKE_MAX_REPORT_PHOTOS", default_value_t = 5)]
     pub max_report_photos: usize,
     /// Uploads read, validated and stored at once; others wait.
-    #[arg(
-        long = "upload-permits",
-        env = "LOOKALIKE_UPLOAD_PERMITS",
-        default_value_t = 10
-    )]
+    #[arg(long, env = "LOOKALIKE_UPLOAD_PERMITS", default_value_t = 10)]
     pub upload_permits: usize,
     /// Most uploads waiting for a slot; beyond it, 503 at once.
-    #[arg(
-        long = "upload-max-waiters",
-        env = "LOOKALIKE_UPLOAD_MAX_WAITERS",
-        default_value_t = 100
-    )]
+    #[arg(long, env = "LOOKALIKE_UPLOAD_MAX_WAITERS", default_value_t = 100)]
     pub upload_max_waiters: usize,
     /// Milliseconds an upload waits for a slot before 503 + Retry-After.
-    #[arg(
-        long = "upload-max-wait-ms",
-        env = "LOOKALIKE_UPLOAD_MAX_WAIT_MS",
-        default_value_t = 5000
-    )]
+    #[arg(long, env = "LOOKALIKE_UPLOAD_MAX_WAIT_MS", default_value_t = 5000)]
     pub upload_max_wait_ms: u64,
 }
 

@@ -9,40 +9,20 @@ use serde::Serialize;
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct EventsConfig {
     /// Seconds between heartbeat comments (`: hb`) on an idle event stream.
-    #[arg(
-        long = "event-heartbeat-secs",
-        env = "LOOKALIKE_EVENT_HEARTBEAT_SECS",
-        default_value_t = 15
-    )]
+    #[arg(long, env = "LOOKALIKE_EVENT_HEARTBEAT_SECS", default_value_t = 15)]
     pub event_heartbeat_secs: u64,
     /// Event streams open at once in this process; 503 `overloaded` beyond.
-    #[arg(
-        long = "event-streams-max",
-        env = "LOOKALIKE_EVENT_STREAMS_MAX",
-        default_value_t = 1000
-    )]
+    #[arg(long, env = "LOOKALIKE_EVENT_STREAMS_MAX", default_value_t = 1000)]
     pub event_streams_max: usize,
     /// Event streams open at once per client address; 429 `concurrency_limited` beyond (0: no cap).
-    #[arg(
-        long = "event-streams-per-address",
-        env = "LOOKALIKE_EVENT_STREAMS_PER_ADDRESS",
-        default_value_t = 8
-    )]
+    #[arg(long, env = "LOOKALIKE_EVENT_STREAMS_PER_ADDRESS", default_value_t = 8)]
     pub event_streams_per_address: usize,
     /// Seconds an event stream stays open before the service ends it (the client reconnects);
     /// kept 5 s below `--response-timeout-secs`, which would otherwise cut it.
-    #[arg(
-        long = "event-stream-max-secs",
-        env = "LOOKALIKE_EVENT_STREAM_MAX_SECS",
-        default_value_t = 100
-    )]
+    #[arg(long, env = "LOOKALIKE_EVENT_STREAM_MAX_SECS", default_value_t = 100)]
     pub event_stream_max_secs: u64,
     /// Events buffered for the streams of this process; a stream further behind is closed.
-    #[arg(
-        long = "event-buffer",
-        env = "LOOKALIKE_EVENT_BUFFER",
-        default_value_t = 1024
-    )]
+    #[arg(long, env = "LOOKALIKE_EVENT_BUFFER", default_value_t = 1024)]
     pub event_buffer: usize,
 }
 
@@ -82,23 +62,15 @@ impl EventsConfig {
 pub struct WebhookConfig {
     /// The service-wide receiver of every report's events (`http://...`); tenants may have their
     /// own (`webhook_url` and `webhook_secret` in the API keys file).
-    #[arg(long = "webhook-url", env = "LOOKALIKE_WEBHOOK_URL")]
+    #[arg(long, env = "LOOKALIKE_WEBHOOK_URL")]
     #[serde(serialize_with = "super::redact::redact_optional_url")]
     pub webhook_url: Option<String>,
     /// The secret that signs the service-wide receiver's deliveries (required with its URL).
-    #[arg(
-        long = "webhook-secret",
-        env = "LOOKALIKE_WEBHOOK_SECRET",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "LOOKALIKE_WEBHOOK_SECRET", hide_env_values = true)]
     #[serde(serialize_with = "super::redact::redact_secret")]
     pub webhook_secret: Option<String>,
     /// Attempts per delivery before it is given up (retried with the job queue's backoff).
-    #[arg(
-        long = "webhook-max-attempts",
-        env = "LOOKALIKE_WEBHOOK_MAX_ATTEMPTS",
-        default_value_t = 8
-    )]
+    #[arg(long, env = "LOOKALIKE_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8)]
     pub webhook_max_attempts: u32,
     #[command(flatten)]
     pub delivery: WebhookDeliveryConfig,
@@ -108,11 +80,7 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct WebhookDeliveryConfig {
     /// Milliseconds a receiver has to accept the connection and answer a delivery.
-    #[arg(
-        long = "webhook-timeout-ms",
-        env = "LOOKALIKE_WEBHOOK_TIMEOUT_MS",
-        default_value_t = 5000
-    )]
+    #[arg(long, env = "LOOKALIKE_WEBHOOK_TIMEOUT_MS", default_value_t = 5000)]
     pub webhook_timeout_ms: u64,
 }
 

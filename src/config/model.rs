@@ -25,7 +25,7 @@ pub struct ModelConfig {
     pub path: PathBuf,
     /// The ONNX Runtime shared library (installed by `scripts/setup-runtime.sh`).
     #[arg(
-        long = "ort-library",
+        long,
         env = "LOOKALIKE_ORT_LIBRARY",
         default_value = ".cache/onnxruntime-1.32.0/onnxruntime/capi/libonnxruntime.so.1.32.0"
     )]
@@ -41,19 +41,15 @@ pub struct ModelConfig {
     /// Where the model runs: `cpu`, `cuda` or `cuda:N` (a GPU needs the runtime of
     /// `scripts/setup-runtime.sh --gpu`; a GPU that cannot run the model stops the start, it
     /// never falls back to the CPU).
-    #[arg(long = "device", env = "LOOKALIKE_DEVICE", default_value = "cpu")]
+    #[arg(long, env = "LOOKALIKE_DEVICE", default_value = "cpu")]
     pub device: Device,
     /// GPU memory each session's arena may take, MiB (0: no limit).
-    #[arg(
-        long = "gpu-memory-limit-mib",
-        env = "LOOKALIKE_GPU_MEMORY_LIMIT_MIB",
-        default_value_t = 4096
-    )]
+    #[arg(long, env = "LOOKALIKE_GPU_MEMORY_LIMIT_MIB", default_value_t = 4096)]
     pub gpu_memory_limit_mib: usize,
     /// How cuDNN picks convolution algorithms: exhaustive (timed once per batch size, at start),
     /// heuristic or default.
     #[arg(
-        long = "cuda-conv-search",
+        long,
         env = "LOOKALIKE_CUDA_CONV_SEARCH",
         value_enum,
         default_value_t = ConvSearch::Exhaustive
@@ -62,7 +58,7 @@ pub struct ModelConfig {
     /// TF32 tensor cores on a GPU (faster; embeddings agree with the CPU's to a cosine of about
     /// 0.999 instead of 0.9999).
     #[arg(
-        long = "cuda-tf32",
+        long,
         env = "LOOKALIKE_CUDA_TF32",
         default_value_t = true,
         action = clap::ArgAction::Set
@@ -70,15 +66,15 @@ pub struct ModelConfig {
     pub cuda_tf32: bool,
     /// Folder of the CUDA 13 libraries (libcudart.so.13, libcublas*.so.13, …), loaded before the
     /// first GPU session; unset: the system's library path.
-    #[arg(long = "cuda-lib-dir", env = "LOOKALIKE_CUDA_LIB_DIR")]
+    #[arg(long, env = "LOOKALIKE_CUDA_LIB_DIR")]
     pub cuda_lib_dir: Option<PathBuf>,
     /// Folder of the cuDNN 9 libraries (libcudnn*.so.9).
-    #[arg(long = "cudnn-lib-dir", env = "LOOKALIKE_CUDNN_LIB_DIR")]
+    #[arg(long, env = "LOOKALIKE_CUDNN_LIB_DIR")]
     pub cudnn_lib_dir: Option<PathBuf>,
     /// `auto`: the INT8 model next to `--model` (`x_int8.onnx`) where the CPU has VNNI/dotprod,
     /// else `--model` itself; `fp32`: `--model` as given; `int8`: the INT8 model, whatever the CPU.
     #[arg(
-        long = "precision",
+        long,
         env = "LOOKALIKE_PRECISION",
         value_enum,
         default_value_t = Precision::Auto
@@ -87,7 +83,7 @@ pub struct ModelConfig {
     /// Nice value of the threads that decode photos and run the model (0-19; 0: the process's
     /// own priority): below the async threads, which answer the short requests first.
     #[arg(
-        long = "compute-nice",
+        long,
         env = "LOOKALIKE_COMPUTE_NICE",
         default_value_t = crate::compute::DEFAULT_COMPUTE_NICE,
         value_parser = clap::value_parser!(i32).range(0..=19)
@@ -181,35 +177,19 @@ pub struct GateConfig {
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct ImagingConfig {
     /// Largest photo accepted, in megapixels (width × height, before any scaling).
-    #[arg(
-        long = "max-megapixels",
-        env = "LOOKALIKE_MAX_MEGAPIXELS",
-        default_value_t = 50.0
-    )]
+    #[arg(long, env = "LOOKALIKE_MAX_MEGAPIXELS", default_value_t = 50.0)]
     pub max_megapixels: f64,
     /// Most memory one decode may allocate, in MiB.
-    #[arg(
-        long = "max-decode-mib",
-        env = "LOOKALIKE_MAX_DECODE_MIB",
-        default_value_t = 512
-    )]
+    #[arg(long, env = "LOOKALIKE_MAX_DECODE_MIB", default_value_t = 512)]
     pub max_decode_mib: u64,
     /// Decode large JPEGs at a reduced DCT scale (much faster, same model input).
-    #[arg(long = "jpeg-dct-scaling", env = "LOOKALIKE_JPEG_DCT_SCALING", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "LOOKALIKE_JPEG_DCT_SCALING", default_value_t = true, action = clap::ArgAction::Set)]
     pub jpeg_dct_scaling: bool,
     /// Photos decoded at once (0: one per core).
-    #[arg(
-        long = "decode-permits",
-        env = "LOOKALIKE_DECODE_PERMITS",
-        default_value_t = 0
-    )]
+    #[arg(long, env = "LOOKALIKE_DECODE_PERMITS", default_value_t = 0)]
     pub decode_permits: usize,
     /// Most photos waiting to be decoded; beyond it, 503 at once.
-    #[arg(
-        long = "decode-max-waiters",
-        env = "LOOKALIKE_DECODE_MAX_WAITERS",
-        default_value_t = 128
-    )]
+    #[arg(long, env = "LOOKALIKE_DECODE_MAX_WAITERS", default_value_t = 128)]
     pub decode_max_waiters: usize,
 }
 

@@ -13,7 +13,7 @@ pub struct SearchConfig {
     /// results below it (the client may pass its own `min_score`; 0 shows all), and a possible
     /// match between reports needs it too. Calibrated by `cargo bench --bench labels`.
     #[arg(
-        long = "min-score",
+        long,
         visible_alias = "match-threshold",
         env = "LOOKALIKE_MIN_SCORE",
         default_value_t = crate::domain::search::DEFAULT_MIN_SCORE
@@ -23,18 +23,14 @@ pub struct SearchConfig {
     /// none: `boost` ranks reports of that species first among similar ones, `filter` keeps
     /// only them, `off` ignores it (measured by `cargo bench --bench labels`).
     #[arg(
-        long = "query-species",
+        long,
         env = "LOOKALIKE_QUERY_SPECIES",
         value_enum,
         default_value_t = crate::domain::search::QuerySpecies::Boost
     )]
     pub query_species: crate::domain::search::QuerySpecies,
     /// Most possible matches kept per report.
-    #[arg(
-        long = "match-limit",
-        env = "LOOKALIKE_MATCH_LIMIT",
-        default_value_t = 10
-    )]
+    #[arg(long, env = "LOOKALIKE_MATCH_LIMIT", default_value_t = 10)]
     pub match_limit: usize,
 }
 

@@ -564,3 +564,37 @@ shared_response!(
     "The service is saturated (`overloaded`, with `reason`) or the database or photo store is unavailable (`unavailable`).",
     true
 );
+
+/// Answers by status, as an operation's document lists them.
+pub type Documented =
+    std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>;
+
+/// An answer of the document: `description`, with an `ErrorBody`.
+pub fn error_answer(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::content::ContentBuilder;
+    use utoipa::openapi::{Ref, ResponseBuilder};
+    let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody")));
+    let response = ResponseBuilder::new().description(description);
+    response
+        .content("application/json", body.build())
+        .build()
+        .into()
+}
+
+/// The answers of a route for a report's owner only (with the owner token): no token, the wrong
+/// one, or no such report; stated in each such route's document.
+pub struct OwnerOnly;
+
+impl utoipa::IntoResponses for OwnerOnly {
+    fn responses() -> Documented {
+        let no_token = "No owner token (`unauthorized`), or API key missing or invalid";
+        let wrong = "The owner token does not match (`forbidden`)";
+        [
+            ("401", no_token),
+            ("403", wrong),
+            ("404", "No such report (`not_found`)"),
+        ]
+        .map(|(status, description)| (status.to_owned(), error_answer(description)))
+        .into()
+    }
+}

@@ -10,12 +10,10 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
+use super::paging::{next_cursor, page_size};
 use super::protect::Caller;
 use super::reports::{bad_id, bearer, json_error};
 use crate::messages::{Message, NewMessage, Relay};
-
-/// Most messages per page.
-const MAX_PAGE: u32 = 100;
 
 /// `POST /v1/reports/{id}/messages` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -104,9 +102,7 @@ pub struct MessagesPage {
     params(("id" = Uuid, Path, description = "Report id"), MessagesQuery),
     security(("owner_token" = [])),
     responses((status = 200, description = "A page of the report's messages, newest first", body = MessagesPage),
-        (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::error::ErrorBody),
-        (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::error::ErrorBody),
-        (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody),
+        crate::http::error::OwnerOnly,
         (status = 422, description = "A parameter or the id is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn list(
@@ -118,13 +114,7 @@ pub async fn list(
 ) -> Result<Json<MessagesPage>, ApiError> {
     let Path(report_id) = id.map_err(bad_id)?;
     let Query(q) = query.map_err(|e| ApiError::validation(e.body_text()))?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(
-            ApiError::validation(format!("limit must be between 1 and {MAX_PAGE}"))
-                .with("field", "limit"),
-        );
-    }
+    let limit = page_size(q.limit)?;
     let before = q
         .cursor
         .as_deref()
@@ -144,11 +134,7 @@ pub async fn list(
             limit,
         )
         .await?;
-    let next_cursor = if messages.len() == limit as usize {
-        messages.last().map(|m| m.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = next_cursor(&messages, limit, |m| m.id.to_string());
     Ok(Json(MessagesPage {
         messages,
         next_cursor,

@@ -16,6 +16,7 @@ mod middleware;
 mod multipart;
 mod nearby;
 pub mod openapi;
+mod paging;
 pub mod protect;
 mod report_body;
 mod reports;

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
+use super::paging::next_cursor;
 use super::report_body::{ReportBody, ReportPage};
 use super::search::MAX_RADIUS_KM;
 use crate::reports::{Audience, ReportFilter, ValidationError, checked_coordinate};
@@ -95,11 +96,9 @@ pub(super) async fn page(
     audience: Audience,
 ) -> Result<ReportPage, ApiError> {
     let found = app.reports.list_near(filter, near).await?;
-    let next_cursor = if found.len() == filter.limit as usize {
-        found.last().map(|(r, chord)| encode_cursor(*chord, r.id))
-    } else {
-        None
-    };
+    let next_cursor = next_cursor(&found, filter.limit, |(r, chord)| {
+        encode_cursor(*chord, r.id)
+    });
     let reports = found
         .into_iter()
         .map(|(report, chord)| {

@@ -16,15 +16,13 @@ use super::AppState;
 use super::body::{BodySize, BodyTimeout};
 use super::error::ApiError;
 use super::multipart::{PhotoCaps, read_form};
+use super::paging::{next_cursor, page_size};
 use super::protect::Caller;
 pub use super::report_body::{ReportBody, ReportPage, audience_of};
 use crate::jobs::JobRecord;
 use crate::reports::{
     Audience, NewReport, PhotoBody, PhotoFile, REPORT_FIELDS, ReportFilter, ReportPatch, Uploader,
 };
-
-/// Most reports per page.
-const MAX_PAGE: u32 = 100;
 
 /// `POST /v1/reports` answer: the report and, once, its owner token.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -150,13 +148,7 @@ pub async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ReportPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::validation(e.body_text()))?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(
-            ApiError::validation(format!("limit must be between 1 and {MAX_PAGE}"))
-                .with("field", "limit"),
-        );
-    }
+    let limit = page_size(q.limit)?;
     let near = super::nearby::near(
         q.latitude.as_deref(),
         q.longitude.as_deref(),
@@ -185,11 +177,7 @@ pub async fn list(
         return Ok(Json(page));
     }
     let reports = app.reports.list(&filter).await?;
-    let next_cursor = if reports.len() == limit as usize {
-        reports.last().map(|r| encode_cursor(r.created_at, r.id))
-    } else {
-        None
-    };
+    let next_cursor = next_cursor(&reports, limit, |r| encode_cursor(r.created_at, r.id));
     let audience = audience_of(&caller);
     Ok(Json(ReportPage {
         reports: reports
@@ -205,9 +193,7 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "Report id")),
     security(("owner_token" = [])),
     responses((status = 204, description = "Deleted; its photo bytes go back to the storage quota"),
-        (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::error::ErrorBody),
-        (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::error::ErrorBody),
-        (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody), (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
+        crate::http::error::OwnerOnly, (status = 422, description = "The id is not a UUID (`validation_failed`)", body = crate::http::error::ErrorBody),
         (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
 pub async fn delete(
     State(app): State<AppState>,
@@ -228,9 +214,7 @@ pub async fn delete(
     request_body(content = crate::reports::ReportPatch, content_type = "application/json"),
     security(("owner_token" = [])),
     responses((status = 200, description = "The changed report", body = ReportBody),
-        (status = 401, description = "No owner token (`unauthorized`), or API key missing or invalid", body = crate::http::error::ErrorBody),
-        (status = 403, description = "The owner token does not match (`forbidden`)", body = crate::http::error::ErrorBody),
-        (status = 404, description = "No such report (`not_found`)", body = crate::http::error::ErrorBody),
+        crate::http::error::OwnerOnly,
         (status = 408, description = "The body stalled or took too long (`body_timeout`)", body = crate::http::error::ErrorBody),
         (status = 413, description = "The body is larger than the route accepts (`payload_too_large`)", body = crate::http::error::ErrorBody),
         (status = 422, description = "The body or id is wrong (`validation_failed`)", body = crate::http::error::ErrorBody),

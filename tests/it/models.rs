@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::process::{Service, http};
+use crate::common::api::{post_report_to, report_ready};
+use crate::common::process::Service;
 use crate::common::*;
 use lookalike::store::Store;
 use serde_json::Value;
@@ -27,27 +28,12 @@ fn model_copy(name: &str, dim: u64) -> PathBuf {
     model
 }
 
-async fn scalar(store: &Store, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-}
-
 async fn upload(service: &Service, photo: &[u8]) -> Value {
-    let photos = [photo.to_vec()];
-    let (content_type, body) = multipart(&report_form("lost", "dog", &photos));
-    let (status, answer) = http(&service.addr, "POST", "/v1/reports", &content_type, &body)
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
-    serde_json::from_slice(&answer).unwrap()
+    post_report_to(&service.addr, ("lost", "dog"), &[photo.to_vec()], &[]).await
 }
 
 async fn ready(service: &Service, report: &Value) -> bool {
-    let path = format!("/v1/reports/{}", report["id"].as_str().unwrap());
-    let (_, body) = http(&service.addr, "GET", &path, "", &[]).await.unwrap();
-    serde_json::from_slice::<Value>(&body).unwrap()["embedding_status"] == "ready"
+    report_ready(&service.addr, report["id"].as_str().unwrap()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,8 +62,7 @@ async fn a_model_the_schema_cannot_hold_is_refused_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn processes_with_different_models_each_embed_only_their_own() {
     let _machine = whole_machine().await;
-    let database = fresh_database().await;
-    let storage = temp_dir("storage");
+    let (database, storage) = database_and_storage("storage").await;
     let other = model_copy("efficientnet-lite0-next", 1280);
     let old = Service::start(&database, &storage, 2).await;
     let other_arg = other.to_string_lossy().into_owned();

@@ -48,13 +48,12 @@ async fn page(app: &axum::Router, query: &str) -> Value {
     body
 }
 
-fn ids(page: &Value) -> Vec<String> {
-    page["reports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect()
+/// Asserts that listing with `query` is a 422 `validation_failed` naming `field`.
+async fn refused(app: &axum::Router, query: &str, field: &str) {
+    let (status, _, body) = send(app, get(&format!("/v1/reports?{query}"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+    assert_eq!(body["code"], "validation_failed", "{query}: {body}");
+    assert_eq!(body["field"], field, "{query}: {body}");
 }
 
 const CENTRE: (f64, f64) = (48.8566, 2.3522);
@@ -65,47 +64,19 @@ async fn reports_near_a_place_come_nearest_first_measured_to_their_public_positi
     let app = app(default_gate_settings(), uploads()).await;
     let photos = distinct_photos(7, 96);
     // Exact positions; the public ones are these rounded to 0.01°.
-    let near = create(
-        &app.router,
-        &photos[0],
-        "lost",
-        "dog",
-        Some(("48.8612", "2.3391")),
-    )
-    .await;
-    let twin = create(
-        &app.router,
-        &photos[1],
-        "found",
-        "dog",
-        Some(("48.8648", "2.3449")),
-    )
-    .await;
-    let mid = create(
-        &app.router,
-        &photos[2],
-        "lost",
-        "cat",
-        Some(("48.9362", "2.3574")),
-    )
-    .await;
-    let far = create(
-        &app.router,
-        &photos[3],
-        "lost",
-        "dog",
-        Some(("49.2583", "4.0317")),
-    )
-    .await;
-    let _nowhere = create(&app.router, &photos[4], "lost", "dog", None).await;
-    let _abroad = create(
-        &app.router,
-        &photos[5],
-        "lost",
-        "dog",
-        Some(("-33.8688", "151.2093")),
-    )
-    .await;
+    let placed = [
+        ("lost", "dog", Some(("48.8612", "2.3391"))),
+        ("found", "dog", Some(("48.8648", "2.3449"))),
+        ("lost", "cat", Some(("48.9362", "2.3574"))),
+        ("lost", "dog", Some(("49.2583", "4.0317"))),
+        ("lost", "dog", None),
+        ("lost", "dog", Some(("-33.8688", "151.2093"))),
+    ];
+    let mut created = Vec::new();
+    for (photo, (kind, species, at)) in photos.iter().zip(placed) {
+        created.push(create(&app.router, photo, kind, species, at).await);
+    }
+    let [near, twin, mid, far, _nowhere, _abroad] = created.try_into().unwrap();
 
     let found = page(&app.router, &format!("{AT_CENTRE}&radius_km=20")).await;
     // `near` (public 48.86, 2.34) and `twin` (48.86, 2.34 as well... rounded 48.86, 2.34) tie:
@@ -114,8 +85,8 @@ async fn reports_near_a_place_come_nearest_first_measured_to_their_public_positi
     assert_eq!(reports.len(), 3, "{found}");
     let mut tied = vec![near.clone(), twin.clone()];
     tied.sort();
-    assert_eq!(ids(&found)[..2].to_vec(), tied, "{found}");
-    assert_eq!(ids(&found)[2], mid);
+    assert_eq!(listed_ids(&found)[..2].to_vec(), tied, "{found}");
+    assert_eq!(listed_ids(&found)[2], mid);
     assert_eq!(reports[0]["distance_km"], reports[1]["distance_km"]);
     for r in reports {
         let public = (
@@ -135,8 +106,8 @@ async fn reports_near_a_place_come_nearest_first_measured_to_their_public_positi
 
     // A wider radius takes in Reims, never Sydney nor the report without a place.
     let wide = page(&app.router, &format!("{AT_CENTRE}&radius_km=150")).await;
-    assert_eq!(ids(&wide).len(), 4);
-    assert_eq!(ids(&wide)[3], far);
+    assert_eq!(listed_ids(&wide).len(), 4);
+    assert_eq!(listed_ids(&wide)[3], far);
     let distances: Vec<f64> = wide["reports"]
         .as_array()
         .unwrap()
@@ -151,37 +122,37 @@ async fn reports_near_a_place_come_nearest_first_measured_to_their_public_positi
         &format!("{AT_CENTRE}&radius_km=150&kind=lost&species=dog"),
     )
     .await;
-    assert_eq!(ids(&lost_dogs), vec![near.clone(), far.clone()]);
+    assert_eq!(listed_ids(&lost_dogs), vec![near.clone(), far.clone()]);
     let cats = page(
         &app.router,
         &format!("{AT_CENTRE}&radius_km=150&species=cat"),
     )
     .await;
-    assert_eq!(ids(&cats), vec![mid.clone()]);
+    assert_eq!(listed_ids(&cats), vec![mid.clone()]);
     let resolved = page(
         &app.router,
         &format!("{AT_CENTRE}&radius_km=150&status=resolved"),
     )
     .await;
-    assert!(ids(&resolved).is_empty());
+    assert!(listed_ids(&resolved).is_empty());
 
     // Page by page, the same order, each report once.
     let mut seen = Vec::new();
     let mut query = format!("{AT_CENTRE}&radius_km=150&limit=1");
     loop {
         let p = page(&app.router, &query).await;
-        seen.extend(ids(&p));
+        seen.extend(listed_ids(&p));
         match p["next_cursor"].as_str() {
             Some(cursor) => query = format!("{AT_CENTRE}&radius_km=150&limit=1&cursor={cursor}"),
             None => break,
         }
         assert!(seen.len() <= 4, "{seen:?}");
     }
-    assert_eq!(seen, ids(&wide));
+    assert_eq!(seen, listed_ids(&wide));
 
     // Without a place, the listing is newest first and says no distance.
     let newest = page(&app.router, "limit=10").await;
-    assert_eq!(ids(&newest).len(), 6);
+    assert_eq!(listed_ids(&newest).len(), 6);
     assert!(newest["reports"][0].get("distance_km").is_none());
 }
 
@@ -189,48 +160,47 @@ async fn reports_near_a_place_come_nearest_first_measured_to_their_public_positi
 async fn a_wrong_or_partial_place_is_a_json_422_naming_the_field() {
     let app = app(default_gate_settings(), uploads()).await;
     let photos = distinct_photos(2, 96);
-    create(
-        &app.router,
-        &photos[0],
-        "lost",
-        "dog",
-        Some(("48.8612", "2.3391")),
-    )
-    .await;
-    create(
-        &app.router,
-        &photos[1],
-        "lost",
-        "dog",
-        Some(("48.8712", "2.3391")),
-    )
-    .await;
-    let cases = [
+    for (photo, latitude) in photos.iter().zip(["48.8612", "48.8712"]) {
+        create(
+            &app.router,
+            photo,
+            "lost",
+            "dog",
+            Some((latitude, "2.3391")),
+        )
+        .await;
+    }
+    // A radius without a whole place, or a place without one of its parts.
+    for (query, field) in [
         ("radius_km=5", "radius_km"),
         ("latitude=48.8&radius_km=5", "radius_km"),
         ("latitude=48.8&longitude=2.3", "radius_km"),
         ("latitude=48.8", "longitude"),
         ("longitude=2.3", "latitude"),
-        ("latitude=91&longitude=2.3&radius_km=5", "latitude"),
-        ("latitude=48.8&longitude=-180.5&radius_km=5", "longitude"),
-        ("latitude=NaN&longitude=2.3&radius_km=5", "latitude"),
-        ("latitude=abc&longitude=2.3&radius_km=5", "latitude"),
-        ("latitude=48.8&longitude=2.3&radius_km=0", "radius_km"),
-        ("latitude=48.8&longitude=2.3&radius_km=-1", "radius_km"),
-        ("latitude=48.8&longitude=2.3&radius_km=20041", "radius_km"),
-        ("latitude=48.8&longitude=2.3&radius_km=inf", "radius_km"),
-        ("latitude=48.8&longitude=2.3&radius_km=5&limit=101", "limit"),
-        (
-            "latitude=48.8&longitude=2.3&radius_km=5&cursor=d1_zz",
-            "cursor",
-        ),
-    ];
-    for (query, field) in cases {
-        let (status, _, body) = send(&app.router, get(&format!("/v1/reports?{query}"))).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
-        assert_eq!(body["code"], "validation_failed", "{query}: {body}");
-        assert_eq!(body["field"], field, "{query}: {body}");
+    ] {
+        refused(&app.router, query, field).await;
     }
+    // A coordinate out of range or not a number.
+    for (lat, lon, field) in [
+        ("91", "2.3", "latitude"),
+        ("48.8", "-180.5", "longitude"),
+        ("NaN", "2.3", "latitude"),
+        ("abc", "2.3", "latitude"),
+    ] {
+        let query = format!("latitude={lat}&longitude={lon}&radius_km=5");
+        refused(&app.router, &query, field).await;
+    }
+    // A radius of nothing, less, more than half the Earth's circumference, or no end; a page too
+    // long; a cursor that is not one.
+    let place = "latitude=48.8&longitude=2.3";
+    for radius in ["0", "-1", "20041", "inf"] {
+        let query = format!("{place}&radius_km={radius}");
+        refused(&app.router, &query, "radius_km").await;
+    }
+    let query = format!("{place}&radius_km=5&limit=101");
+    refused(&app.router, &query, "limit").await;
+    let query = format!("{place}&radius_km=5&cursor=d1_zz");
+    refused(&app.router, &query, "cursor").await;
     // A cursor of one order is refused by the other.
     let by_place = page(&app.router, &format!("{AT_CENTRE}&radius_km=50&limit=1")).await;
     let place_cursor = by_place["next_cursor"].as_str().unwrap().to_owned();
@@ -250,5 +220,5 @@ async fn a_wrong_or_partial_place_is_a_json_422_naming_the_field() {
         "latitude=-89.9999999&longitude=179.9999999&radius_km=20040&limit=100",
     )
     .await;
-    assert_eq!(ids(&world).len(), 2);
+    assert_eq!(listed_ids(&world).len(), 2);
 }

@@ -59,12 +59,7 @@ async fn metrics_parse_and_count_what_happened() {
 
     let response = app.router.clone().oneshot(get("/metrics")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert!(header_text(response.headers(), "content-type").starts_with("text/plain"));
     let text = String::from_utf8(
         response
             .into_body()
@@ -108,10 +103,7 @@ async fn metrics_parse_and_count_what_happened() {
 async fn every_response_carries_a_request_id() {
     let app = app(default_gate_settings(), uploads()).await;
     let response = app.router.clone().oneshot(get("/healthz")).await.unwrap();
-    let made = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let made = header_text(response.headers(), "x-request-id").to_owned();
     assert_eq!(made.len(), 36, "a UUID: {made}");
     let mut request = get("/no/such/route");
     request

@@ -3,7 +3,14 @@
 //! (507 `storage_full`, room again once a report is deleted), and `/v1/usage` telling an
 //! anonymous caller its address's use.
 
-use crate::privacy::{call, create, start};
+use crate::common::api::{create, created, delete_report, get_as, id_and_token, start};
+use crate::common::process::Service;
+
+/// The real binary without job workers behind a trusted proxy on 127.0.0.1 (callers are told
+/// apart by `X-Forwarded-For`), with `flag` set to `value`.
+async fn start_open(name: &str, flag: &str, value: &str) -> Service {
+    start(name, 0, &["--trusted-proxies", "127.0.0.1", flag, value]).await
+}
 
 fn from(address: &str) -> [(&str, &str); 1] {
     [("X-Forwarded-For", address)]
@@ -15,26 +22,15 @@ async fn an_address_uploads_its_daily_bytes_and_then_gets_429_until_midnight() {
     let size = photos[0].len().max(photos[1].len()).max(photos[2].len());
     // Room for two photos a day per address.
     let daily = (2 * size + size / 2).to_string();
-    let service = start(
-        "open-daily",
-        0,
-        &[
-            "--trusted-proxies",
-            "127.0.0.1",
-            "--open-upload-bytes-per-day",
-            &daily,
-        ],
-    )
-    .await;
+    let service = start_open("open-daily", "--open-upload-bytes-per-day", &daily).await;
     let alice = from("198.51.100.1");
     let mut used = 0;
     for photo in &photos[..2] {
-        let created = create(&service, &alice, photo, &[]).await;
-        assert_eq!(created.status, 201, "{}", created.json());
+        created(create(&service, &alice, photo, &[]).await);
         used += photo.len() as u64;
     }
     // The caller without an API key learns its address's use today.
-    let usage = call(&service, "GET", "/v1/usage", &alice).await;
+    let usage = get_as(&service, "/v1/usage", &alice).await;
     assert_eq!(usage.status, 200, "{}", usage.json());
     let usage = usage.json();
     assert_eq!(usage["scope"], "address", "{usage}");
@@ -57,19 +53,18 @@ async fn an_address_uploads_its_daily_bytes_and_then_gets_429_until_midnight() {
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry), "Retry-After {retry}");
     // Nothing of the refused upload was counted or kept.
-    let usage = call(&service, "GET", "/v1/usage", &alice).await.json();
+    let usage = get_as(&service, "/v1/usage", &alice).await.json();
     assert_eq!(usage["used_bytes"].as_u64(), Some(used));
-    let page = call(&service, "GET", "/v1/reports", &alice).await.json();
+    let page = get_as(&service, "/v1/reports", &alice).await.json();
     assert_eq!(page["reports"].as_array().unwrap().len(), 2);
 
     // Another address has its own day.
     let bob = from("198.51.100.2");
-    let created = create(&service, &bob, &photos[2], &[]).await;
-    assert_eq!(created.status, 201, "{}", created.json());
-    let usage = call(&service, "GET", "/v1/usage", &bob).await.json();
+    created(create(&service, &bob, &photos[2], &[]).await);
+    let usage = get_as(&service, "/v1/usage", &bob).await.json();
     assert_eq!(usage["used_bytes"].as_u64(), Some(photos[2].len() as u64));
     // The refusal is counted for operators.
-    let metrics = call(&service, "GET", "/metrics", &[]).await;
+    let metrics = get_as(&service, "/metrics", &[]).await;
     assert!(
         String::from_utf8_lossy(&metrics.body).contains("lookalike_open_limit_rejected_total 1"),
         "the refusal is not counted"
@@ -81,22 +76,10 @@ async fn a_full_store_answers_507_and_a_deletion_makes_room() {
     let photos = crate::common::distinct_photos(3, 96);
     let size = photos.iter().map(Vec::len).max().unwrap();
     let cap = (2 * size + size / 2).to_string();
-    let service = start(
-        "open-cap",
-        0,
-        &[
-            "--trusted-proxies",
-            "127.0.0.1",
-            "--open-max-storage-bytes",
-            &cap,
-        ],
-    )
-    .await;
+    let service = start_open("open-cap", "--open-max-storage-bytes", &cap).await;
     // From two addresses: the cap is the store's, not an address's.
-    let first = create(&service, &from("198.51.100.1"), &photos[0], &[]).await;
-    assert_eq!(first.status, 201, "{}", first.json());
-    let second = create(&service, &from("198.51.100.2"), &photos[1], &[]).await;
-    assert_eq!(second.status, 201, "{}", second.json());
+    let first = created(create(&service, &from("198.51.100.1"), &photos[0], &[]).await);
+    created(create(&service, &from("198.51.100.2"), &photos[1], &[]).await);
     let refused = create(&service, &from("198.51.100.3"), &photos[2], &[]).await;
     assert_eq!(refused.status, 507, "{}", refused.json());
     assert_eq!(refused.json()["code"], "storage_full");
@@ -105,16 +88,8 @@ async fn a_full_store_answers_507_and_a_deletion_makes_room() {
         Some((photos[0].len() + photos[1].len()) as u64)
     );
     // The owner deletes a report: its bytes are free again.
-    let id = first.json()["id"].as_str().unwrap().to_owned();
-    let owner = format!("Bearer {}", first.json()["owner_token"].as_str().unwrap());
-    let deleted = call(
-        &service,
-        "DELETE",
-        &format!("/v1/reports/{id}"),
-        &[("Authorization", &owner)],
-    )
-    .await;
+    let (id, token) = id_and_token(&first);
+    let deleted = delete_report(&service.addr, &id, &token).await;
     assert_eq!(deleted.status, 204);
-    let again = create(&service, &from("198.51.100.3"), &photos[2], &[]).await;
-    assert_eq!(again.status, 201, "{}", again.json());
+    created(create(&service, &from("198.51.100.3"), &photos[2], &[]).await);
 }

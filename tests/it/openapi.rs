@@ -108,12 +108,7 @@ async fn the_plain_reference_lists_every_operation() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(header_text(response.headers(), "content-type").starts_with("text/html"));
     let html = response.into_body().collect().await.unwrap().to_bytes();
     let html = String::from_utf8(html.to_vec()).unwrap();
     assert!(!html.contains("<script"), "self-contained, no scripts");

@@ -7,13 +7,6 @@ use crate::common::*;
 use axum::http::StatusCode;
 use lookalike::jobs::JobSettings;
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(app.state.store.pool())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minute_long_photo_store_outage_fails_no_job() {
     let mut app = app(default_gate_settings(), uploads()).await;

@@ -261,26 +261,16 @@ async fn resolved_deleted_and_unknown_reports_are_the_same_neutral_404() {
         true,
     )
     .await;
-    let owner = |r: &Value| format!("Bearer {}", r["owner_token"].as_str().unwrap());
     let (resolved_id, deleted_id) = (
         resolved["id"].as_str().unwrap(),
         deleted["id"].as_str().unwrap(),
     );
 
-    let request = Request::patch(format!("/v1/reports/{resolved_id}"))
-        .header("authorization", owner(&resolved))
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(
-            json!({"status": "resolved"}).to_string(),
-        ))
-        .unwrap();
-    let (status, _, body) = send(&app.router, request).await;
+    let resolve = as_owner("PATCH", &resolved, Some(json!({"status": "resolved"})));
+    let (status, _, body) = send(&app.router, resolve).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let request = Request::delete(format!("/v1/reports/{deleted_id}"))
-        .header("authorization", owner(&deleted))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+    let delete = as_owner("DELETE", &deleted, None);
+    let response = tower::ServiceExt::oneshot(app.router.clone(), delete)
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
@@ -309,33 +299,26 @@ async fn resolved_deleted_and_unknown_reports_are_the_same_neutral_404() {
 
 #[tokio::test]
 async fn a_tenants_report_is_never_shared_even_with_its_key() {
-    use crate::privacy::{call, create, start};
-    const KEY: &str = "acme-key-0123456789";
-    let service = start("poster-tenant", 0, &["--api-keys", &format!("acme:{KEY}")]).await;
+    use crate::common::api::{TENANT_KEY, create, created, get_as, start_tenant};
+    let service = start_tenant("poster-tenant").await;
+    let key = [("X-API-Key", TENANT_KEY)];
     let photo = distinct_photos(1, 96).remove(0);
-    let key = [("X-API-Key", KEY)];
-    let created = create(
-        &service,
-        &key,
-        &photo,
-        &[("contact", "secret@acme.example")],
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.json());
-    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let contact = [("contact", "secret@acme.example")];
+    let report = created(create(&service, &key, &photo, &contact).await);
+    let id = report["id"].as_str().unwrap();
     for path in [format!("/r/{id}"), format!("/r/{id}/poster")] {
         // Without a key the service answers nothing about it; with the tenant's key, the share
         // pages are still only for the open service's reports.
-        let anonymous = call(&service, "GET", &path, &[]).await;
+        let anonymous = get_as(&service, &path, &[]).await;
         assert_eq!(anonymous.status, 401, "{path}");
         assert_eq!(anonymous.json()["code"], "api_key_required", "{path}");
-        let keyed = call(&service, "GET", &path, &key).await;
+        let keyed = get_as(&service, &path, &key).await;
         assert_eq!(keyed.status, 404, "{path}");
         assert_eq!(keyed.json()["code"], "not_found", "{path}");
         assert!(!String::from_utf8_lossy(&keyed.body).contains("Brown dog"));
     }
     // Its QR code is the tenant's to ask for.
-    let qr = call(&service, "GET", &format!("/v1/reports/{id}/qr.svg"), &key).await;
+    let qr = get_as(&service, &format!("/v1/reports/{id}/qr.svg"), &key).await;
     assert_eq!(qr.status, 200);
     assert_eq!(qr.header("content-type"), Some("image/svg+xml"));
 }

@@ -3,121 +3,11 @@
 //! else, place filters that cannot triangulate it, messages relayed to the owner instead, and
 //! operators' data (`/metrics`, the detailed `/v1/status`) only for operators.
 
-use crate::common::process::{Answer, Service, http_with};
+use crate::common::api::{
+    TENANT_KEY, call_json, create, created, get_as, search, start, start_tenant, wait_ready,
+};
 use crate::common::*;
 use serde_json::Value;
-
-/// The real binary on a fresh database with `workers` job workers and `extra` flags.
-pub(crate) async fn start(name: &str, workers: usize, extra: &[&str]) -> Service {
-    let url = fresh_database().await;
-    Service::start_with(&url, &temp_dir(name).join("photos"), workers, extra, None).await
-}
-
-/// One request with headers.
-pub(crate) async fn call(
-    service: &Service,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Answer {
-    http_with(&service.addr, method, path, headers, "text/plain", b"")
-        .await
-        .unwrap()
-}
-
-/// A JSON request with headers.
-pub(crate) async fn call_json(
-    service: &Service,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &Value,
-) -> Answer {
-    let body = serde_json::to_vec(body).unwrap();
-    http_with(
-        &service.addr,
-        method,
-        path,
-        headers,
-        "application/json",
-        &body,
-    )
-    .await
-    .unwrap()
-}
-
-/// A multipart request with headers: text fields and photos under `photo_field`.
-pub(crate) async fn call_form(
-    service: &Service,
-    path: &str,
-    headers: &[(&str, &str)],
-    fields: &[(&str, &str)],
-    photo_field: &str,
-    photos: &[Vec<u8>],
-) -> Answer {
-    let mut parts: Vec<Part> = fields
-        .iter()
-        .map(|(k, v)| (*k, "", "text/plain", v.as_bytes()))
-        .collect();
-    for p in photos {
-        parts.push((photo_field, "photo.png", "image/png", p));
-    }
-    let (content_type, body) = multipart(&parts);
-    http_with(&service.addr, "POST", path, headers, &content_type, &body)
-        .await
-        .unwrap()
-}
-
-/// Creates a report (a found dog) with `fields` added; the creation answer.
-pub(crate) async fn create(
-    service: &Service,
-    headers: &[(&str, &str)],
-    photo: &[u8],
-    fields: &[(&str, &str)],
-) -> Answer {
-    let mut all = vec![
-        ("kind", "found"),
-        ("species", "dog"),
-        ("title", "Brown dog"),
-    ];
-    all.extend_from_slice(fields);
-    call_form(
-        service,
-        "/v1/reports",
-        headers,
-        &all,
-        "photos",
-        &[photo.to_vec()],
-    )
-    .await
-}
-
-/// Waits until report `id` is embedded.
-pub(crate) async fn wait_ready(service: &Service, id: &str, headers: &[(&str, &str)]) {
-    let path = format!("/v1/reports/{id}");
-    eventually("the report is embedded", 120, || async {
-        call(service, "GET", &path, headers).await.json()["embedding_status"] == "ready"
-    })
-    .await;
-}
-
-/// A search by `photo` with `fields`; the answer.
-pub(crate) async fn search(
-    service: &Service,
-    headers: &[(&str, &str)],
-    photo: &[u8],
-    fields: &[(&str, &str)],
-) -> Answer {
-    call_form(
-        service,
-        "/v1/search",
-        headers,
-        fields,
-        "photo",
-        &[photo.to_vec()],
-    )
-    .await
-}
 
 const CONTACT: &str = "finder@example.org";
 
@@ -141,48 +31,36 @@ fn assert_whole(report: &Value, lat: f64, lon: f64) {
 async fn a_visitor_sees_no_contact_and_a_rounded_position_the_owner_sees_both() {
     let service = start("privacy-views", 1, &[]).await;
     let photo = distinct_photos(1, 96).remove(0);
-    let created = create(
-        &service,
-        &[],
-        &photo,
-        &[
-            ("contact", CONTACT),
-            ("latitude", "48.8566123"),
-            ("longitude", "2.3522456"),
-        ],
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.json());
-    let report = created.json();
+    let place = [("latitude", "48.8566123"), ("longitude", "2.3522456")];
+    let fields = [&[("contact", CONTACT)][..], &place].concat();
+    let report = created(create(&service, &[], &photo, &fields).await);
     // The creator is the owner: the creation answer is whole.
     assert_whole(&report, 48.8566123, 2.3522456);
     assert_eq!(report["contact_public"], false);
     let id = report["id"].as_str().unwrap().to_owned();
     let token = report["owner_token"].as_str().unwrap().to_owned();
     let owner = format!("Bearer {token}");
+    let owner_header = [("Authorization", owner.as_str())];
     let path = format!("/v1/reports/{id}");
 
     // Anyone: no contact, the position to 0.01°.
-    assert_public(&call(&service, "GET", &path, &[]).await.json(), 48.86, 2.35);
+    assert_public(&get_as(&service, &path, &[]).await.json(), 48.86, 2.35);
     // A wrong token is anyone.
     let stranger = format!("Bearer {}", "0".repeat(64));
+    let stranger_header = [("Authorization", stranger.as_str())];
     assert_public(
-        &call(&service, "GET", &path, &[("Authorization", &stranger)])
-            .await
-            .json(),
+        &get_as(&service, &path, &stranger_header).await.json(),
         48.86,
         2.35,
     );
     // The owner: everything.
     assert_whole(
-        &call(&service, "GET", &path, &[("Authorization", &owner)])
-            .await
-            .json(),
+        &get_as(&service, &path, &owner_header).await.json(),
         48.8566123,
         2.3522456,
     );
     // Lists: as anyone sees them.
-    let page = call(&service, "GET", "/v1/reports", &[]).await.json();
+    let page = get_as(&service, "/v1/reports", &[]).await.json();
     assert_public(&page["reports"][0], 48.86, 2.35);
     // Search results: the same.
     wait_ready(&service, &id, &[]).await;
@@ -199,12 +77,12 @@ async fn a_visitor_sees_no_contact_and_a_rounded_position_the_owner_sees_both() 
         &service,
         "PATCH",
         &path,
-        &[("Authorization", &owner)],
+        &owner_header,
         &serde_json::json!({"contact_public": true}),
     )
     .await;
     assert_eq!(patched.status, 200, "{}", patched.json());
-    let public = call(&service, "GET", &path, &[]).await.json();
+    let public = get_as(&service, &path, &[]).await.json();
     assert_eq!(public["contact"], CONTACT, "{public}");
     assert_eq!(public["contact_public"], true);
     assert_eq!(public["latitude"].as_f64(), Some(48.86));
@@ -212,28 +90,16 @@ async fn a_visitor_sees_no_contact_and_a_rounded_position_the_owner_sees_both() 
 
 #[tokio::test]
 async fn the_tenants_own_key_sees_the_whole_report() {
-    const KEY: &str = "acme-key-0123456789";
-    let service = start("privacy-tenant", 0, &["--api-keys", &format!("acme:{KEY}")]).await;
+    let service = start_tenant("privacy-tenant").await;
+    let key = [("X-API-Key", TENANT_KEY)];
     let photo = distinct_photos(1, 96).remove(0);
-    let key = [("X-API-Key", KEY)];
-    let created = create(
-        &service,
-        &key,
-        &photo,
-        &[
-            ("contact", CONTACT),
-            ("latitude", "-33.8688197"),
-            ("longitude", "151.2092955"),
-        ],
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.json());
-    let id = created.json()["id"].as_str().unwrap().to_owned();
-    let report = call(&service, "GET", &format!("/v1/reports/{id}"), &key)
-        .await
-        .json();
+    let place = [("latitude", "-33.8688197"), ("longitude", "151.2092955")];
+    let fields = [&[("contact", CONTACT)][..], &place].concat();
+    let id = created(create(&service, &key, &photo, &fields).await)["id"].clone();
+    let path = format!("/v1/reports/{}", id.as_str().unwrap());
+    let report = get_as(&service, &path, &key).await.json();
     assert_whole(&report, -33.8688197, 151.2092955);
-    let page = call(&service, "GET", "/v1/reports", &key).await.json();
+    let page = get_as(&service, "/v1/reports", &key).await.json();
     assert_whole(&page["reports"][0], -33.8688197, 151.2092955);
 }
 
@@ -243,15 +109,9 @@ async fn place_filters_answer_for_the_rounded_position_so_they_cannot_triangulat
     let photo = distinct_photos(1, 96).remove(0);
     // Exactly here; shown (and filtered) at 48.86, 2.35, some 450 m north.
     let (lat, lon) = ("48.8560", "2.3500");
-    let created = create(
-        &service,
-        &[],
-        &photo,
-        &[("latitude", lat), ("longitude", lon)],
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.json());
-    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let place = [("latitude", lat), ("longitude", lon)];
+    let report = created(create(&service, &[], &photo, &place).await);
+    let id = report["id"].as_str().unwrap().to_owned();
     wait_ready(&service, &id, &[]).await;
     let found = |lat: &'static str, lon: &'static str, radius: &'static str| {
         let (service, photo, id) = (&service, &photo, &id);
@@ -297,6 +157,7 @@ async fn messages_reach_the_owner_within_their_size_and_rate_limits() {
     let created = create(&service, &[], &photo, &[("contact", CONTACT)]).await;
     let id = created.json()["id"].as_str().unwrap().to_owned();
     let owner = format!("Bearer {}", created.json()["owner_token"].as_str().unwrap());
+    let owner_header = [("Authorization", owner.as_str())];
     let path = format!("/v1/reports/{id}/messages");
     let send = |text: Value| {
         let (service, path) = (&service, &path);
@@ -323,48 +184,36 @@ async fn messages_reach_the_owner_within_their_size_and_rate_limits() {
     assert!(limited.header("retry-after").is_some());
 
     // To a report that does not exist: 404 (another address, within its quota).
-    let lost = call(
+    let lost = get_as(
         &service,
-        "GET",
         &format!("/v1/reports/{}/messages", uuid::Uuid::new_v4()),
-        &[("Authorization", &owner)],
+        &owner_header,
     )
     .await;
     assert_eq!(lost.status, 404, "{}", lost.json());
 
     // Only the owner reads them, newest first, a page at a time.
-    assert_eq!(call(&service, "GET", &path, &[]).await.status, 401);
+    assert_eq!(get_as(&service, &path, &[]).await.status, 401);
     let stranger = format!("Bearer {}", "0".repeat(64));
-    assert_eq!(
-        call(&service, "GET", &path, &[("Authorization", &stranger)])
-            .await
-            .status,
-        403
-    );
-    let page = call(
-        &service,
-        "GET",
-        &format!("{path}?limit=1"),
-        &[("Authorization", &owner)],
-    )
-    .await;
+    let stranger_header = [("Authorization", stranger.as_str())];
+    assert_eq!(get_as(&service, &path, &stranger_header).await.status, 403);
+    let page = get_as(&service, &format!("{path}?limit=1"), &owner_header).await;
     assert_eq!(page.status, 200, "{}", page.json());
     let page = page.json();
     assert_eq!(page["messages"][0]["text"], "Still there at noon");
     assert_eq!(page["messages"][0]["reply_to"], "555-0100");
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
-    let older = call(
+    let older = get_as(
         &service,
-        "GET",
         &format!("{path}?limit=1&cursor={cursor}"),
-        &[("Authorization", &owner)],
+        &owner_header,
     )
     .await
     .json();
     assert_eq!(older["messages"][0]["text"], "I saw her at the bakery");
     assert_eq!(older["messages"].as_array().unwrap().len(), 1);
     // The messages stay with the owner: the report shows none of them to anyone.
-    let report = call(&service, "GET", &format!("/v1/reports/{id}"), &[])
+    let report = get_as(&service, &format!("/v1/reports/{id}"), &[])
         .await
         .json();
     assert!(!report.to_string().contains("bakery"), "{report}");
@@ -388,7 +237,7 @@ async fn every_answer_says_nosniff() {
         ("/v1/no-such-route", 404),
         ("/v1/reports?limit=0", 422),
     ] {
-        let answer = call(&service, "GET", path, &[]).await;
+        let answer = get_as(&service, path, &[]).await;
         assert_eq!(answer.status, status, "{path}");
         assert_eq!(
             answer.header("x-content-type-options"),
@@ -415,27 +264,27 @@ async fn metrics_and_the_detailed_status_are_for_operators_only() {
         ("Authorization", operator_header.as_str()),
     ];
     // A client from elsewhere: no metrics, and the status without its load figures.
-    let refused = call(&service, "GET", "/metrics", &outsider).await;
+    let refused = get_as(&service, "/metrics", &outsider).await;
     assert_eq!(refused.status, 403);
     assert_eq!(refused.json()["code"], "operator_only");
-    let status = call(&service, "GET", "/v1/status", &outsider).await.json();
+    let status = get_as(&service, "/v1/status", &outsider).await.json();
     assert!(status.get("gate").is_none(), "{status}");
     assert!(status["detail"].is_string(), "{status}");
     assert!(status["model"]["name"].is_string(), "{status}");
     // The operator key opens both.
-    let metrics = call(&service, "GET", "/metrics", &with_key).await;
+    let metrics = get_as(&service, "/metrics", &with_key).await;
     assert_eq!(metrics.status, 200);
     assert!(String::from_utf8_lossy(&metrics.body).contains("lookalike_uptime_seconds"));
-    let status = call(&service, "GET", "/v1/status", &with_key).await.json();
+    let status = get_as(&service, "/v1/status", &with_key).await.json();
     assert!(status["gate"]["permits"].is_number(), "{status}");
     // A wrong key is no key.
     let wrong = [
         ("X-Forwarded-For", "203.0.113.7"),
         ("Authorization", "Bearer not-the-operator-key"),
     ];
-    assert_eq!(call(&service, "GET", "/metrics", &wrong).await.status, 403);
+    assert_eq!(get_as(&service, "/metrics", &wrong).await.status, 403);
     // A client on this host is an operator.
-    assert_eq!(call(&service, "GET", "/metrics", &[]).await.status, 200);
-    let status = call(&service, "GET", "/v1/status", &[]).await.json();
+    assert_eq!(get_as(&service, "/metrics", &[]).await.status, 200);
+    let status = get_as(&service, "/v1/status", &[]).await.json();
     assert!(status["gate"]["permits"].is_number(), "{status}");
 }

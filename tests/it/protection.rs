@@ -47,6 +47,11 @@ fn from(
     request
 }
 
+/// `request` from 192.0.2.1 with `key` as its API key.
+fn keyed(key: &str, request: Request<axum::body::Body>) -> Request<axum::body::Body> {
+    from("192.0.2.1", Some(key), request)
+}
+
 fn upload(photo: &[u8]) -> Request<axum::body::Body> {
     let photos = [photo.to_vec()];
     post_multipart("/v1/reports", &report_form("found", "dog", &photos))
@@ -100,10 +105,7 @@ async fn the_eleventh_upload_in_a_minute_from_one_address_gets_429() {
         metric(&router, "lookalike_rate_limited_total{class=\"upload\"}").await,
         1.0
     );
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM reports")
-        .fetch_one(app.state.store.pool())
-        .await
-        .unwrap();
+    let stored = scalar(&app.state.store, "SELECT count(*) FROM reports").await;
     assert_eq!(stored, 11, "the refused upload stored nothing");
 }
 
@@ -173,10 +175,7 @@ async fn keys_are_required_and_two_keys_have_independent_limits() {
     let [photo, beta_photo]: [Vec<u8>; 2] = distinct_photos(2, 64).try_into().unwrap();
 
     let (status, _, body) = send(&router, from("192.0.2.1", None, get("/v1/reports"))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("api_key_required"))
-    );
+    assert_refused(status, &body, StatusCode::UNAUTHORIZED, "api_key_required");
     let (status, _, body) = send(
         &router,
         from(
@@ -186,30 +185,25 @@ async fn keys_are_required_and_two_keys_have_independent_limits() {
         ),
     )
     .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("invalid_api_key"))
-    );
+    assert_refused(status, &body, StatusCode::UNAUTHORIZED, "invalid_api_key");
 
     let mut acme_reports = Vec::new();
     for n in 0..3 {
-        let (status, headers, body) =
-            send(&router, from("192.0.2.1", Some(ACME), upload(&photo))).await;
+        let (status, headers, body) = send(&router, keyed(ACME, upload(&photo))).await;
         assert_eq!(status, StatusCode::CREATED, "upload {n}: {body}");
         assert_eq!(body["tenant"], "acme");
         assert_eq!(header(&headers, "ratelimit-limit"), 3);
         acme_reports.push(body);
     }
-    let (status, _, body) = send(&router, from("192.0.2.1", Some(ACME), upload(&photo))).await;
+    let (status, _, body) = send(&router, keyed(ACME, upload(&photo))).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["scope"], "key");
     // The same address with the other key still has its whole quota.
-    let (status, _, beta_report) =
-        send(&router, from("192.0.2.1", Some(BETA), upload(&beta_photo))).await;
+    let (status, _, beta_report) = send(&router, keyed(BETA, upload(&beta_photo))).await;
     assert_eq!(status, StatusCode::CREATED, "{beta_report}");
 
     // Each tenant sees only its own reports and photos.
-    let (status, _, page) = send(&router, from("192.0.2.1", Some(BETA), get("/v1/reports"))).await;
+    let (status, _, page) = send(&router, keyed(BETA, get("/v1/reports"))).await;
     assert_eq!(status, StatusCode::OK);
     let ids: Vec<&Value> = page["reports"]
         .as_array()
@@ -224,18 +218,10 @@ async fn keys_are_required_and_two_keys_have_independent_limits() {
         format!("/v1/reports/{acme_id}"),
         format!("/v1/reports/{acme_id}/matches"),
     ] {
-        let (status, _, body) = send(&router, from("192.0.2.1", Some(BETA), get(&uri))).await;
+        let (status, _, body) = send(&router, keyed(BETA, get(&uri))).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {body}");
     }
-    let (status, _, _) = send(
-        &router,
-        from(
-            "192.0.2.1",
-            Some(ACME),
-            get(&format!("/v1/reports/{acme_id}")),
-        ),
-    )
-    .await;
+    let (status, _, _) = send(&router, keyed(ACME, get(&format!("/v1/reports/{acme_id}")))).await;
     assert_eq!(status, StatusCode::OK);
     use tower::ServiceExt;
     let photo_uri = format!("/v1/photos/{acme_photo}");
@@ -244,7 +230,7 @@ async fn keys_are_required_and_two_keys_have_independent_limits() {
         let uri = photo_uri.clone();
         async move {
             router
-                .oneshot(from("192.0.2.1", Some(key), get(&uri)))
+                .oneshot(keyed(key, get(&uri)))
                 .await
                 .unwrap()
                 .status()
@@ -253,50 +239,30 @@ async fn keys_are_required_and_two_keys_have_independent_limits() {
     assert_eq!(status_of(BETA).await, StatusCode::NOT_FOUND);
     assert_eq!(status_of(ACME).await, StatusCode::OK);
     let thumbnail = format!("/v1/photos/{acme_photo}/thumbnail");
-    let (status, _, body) = send(&router, from("192.0.2.1", Some(BETA), get(&thumbnail))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
+    let (status, _, body) = send(&router, keyed(BETA, get(&thumbnail))).await;
+    assert_refused(status, &body, StatusCode::NOT_FOUND, "not_found");
     // The owner learns it is coming (no job has run here to make it).
-    let (status, _, body) = send(&router, from("192.0.2.1", Some(ACME), get(&thumbnail))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("thumbnail_pending"))
-    );
+    let (status, _, body) = send(&router, keyed(ACME, get(&thumbnail))).await;
+    assert_refused(status, &body, StatusCode::NOT_FOUND, "thumbnail_pending");
     let response = router
         .clone()
-        .oneshot(from("192.0.2.1", Some(ACME), get(&photo_uri)))
+        .oneshot(keyed(ACME, get(&photo_uri)))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     // A tenant's photos may be cached by its own client only, never by a shared cache.
-    assert!(
-        response.headers()["cache-control"]
-            .to_str()
-            .unwrap()
-            .starts_with("private")
-    );
+    assert!(header_text(response.headers(), "cache-control").starts_with("private"));
     // Its jobs too.
     let job = acme_reports[0]["photos"][0]["job_id"].as_i64().unwrap();
-    let (status, _, _) = send(
-        &router,
-        from("192.0.2.1", Some(BETA), get(&format!("/v1/jobs/{job}"))),
-    )
-    .await;
+    let (status, _, _) = send(&router, keyed(BETA, get(&format!("/v1/jobs/{job}")))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, body) = send(
-        &router,
-        from("192.0.2.1", Some(ACME), get(&format!("/v1/jobs/{job}"))),
-    )
-    .await;
+    let (status, _, body) = send(&router, keyed(ACME, get(&format!("/v1/jobs/{job}")))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Another tenant cannot change or delete a report, even with its owner token.
     let token = acme_reports[0]["owner_token"].as_str().unwrap();
     for method in ["PATCH", "DELETE"] {
-        let mut request = from(
-            "192.0.2.1",
-            Some(BETA),
+        let mut request = keyed(
+            BETA,
             Request::builder()
                 .method(method)
                 .uri(format!("/v1/reports/{acme_id}"))
@@ -310,15 +276,8 @@ async fn keys_are_required_and_two_keys_have_independent_limits() {
         let status = router.clone().oneshot(request).await.unwrap().status();
         assert_eq!(status, StatusCode::NOT_FOUND, "{method}");
     }
-    let (status, _, body) = send(
-        &router,
-        from(
-            "192.0.2.1",
-            Some(ACME),
-            get(&format!("/v1/reports/{acme_id}")),
-        ),
-    )
-    .await;
+    let (status, _, body) =
+        send(&router, keyed(ACME, get(&format!("/v1/reports/{acme_id}")))).await;
     assert_eq!(
         (status, body["status"].as_str()),
         (StatusCode::OK, Some("open"))
@@ -338,9 +297,8 @@ async fn search_and_matches_stay_within_a_tenant() {
     for (key, kind) in [(ACME, "lost"), (BETA, "found")] {
         let (status, _, body) = send(
             &router,
-            from(
-                "192.0.2.1",
-                Some(key),
+            keyed(
+                key,
                 post_multipart("/v1/reports", &report_form(kind, "cat", &photos)),
             ),
         )
@@ -369,9 +327,8 @@ async fn search_and_matches_stay_within_a_tenant() {
     for (key, own) in [(ACME, &ids[0]), (BETA, &ids[1])] {
         let (status, _, body) = send(
             &router,
-            from(
-                "192.0.2.1",
-                Some(key),
+            keyed(
+                key,
                 post_multipart(
                     "/v1/search",
                     &[
@@ -396,11 +353,7 @@ async fn search_and_matches_stay_within_a_tenant() {
         );
         let (status, _, body) = send(
             &router,
-            from(
-                "192.0.2.1",
-                Some(key),
-                get(&format!("/v1/reports/{own}/matches")),
-            ),
+            keyed(key, get(&format!("/v1/reports/{own}/matches"))),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -409,11 +362,7 @@ async fn search_and_matches_stay_within_a_tenant() {
             serde_json::json!([]),
             "no match across tenants"
         );
-        let (_, _, body) = send(
-            &router,
-            from("192.0.2.1", Some(key), get(&format!("/v1/reports/{own}"))),
-        )
-        .await;
+        let (_, _, body) = send(&router, keyed(key, get(&format!("/v1/reports/{own}")))).await;
         assert_eq!(body["possible_matches"], serde_json::json!([]), "{body}");
     }
 }
@@ -445,9 +394,7 @@ async fn concurrent_uploads_never_exceed_the_storage_quota() {
         .map(|_| {
             let router = router.clone();
             let photo = photo.clone();
-            tokio::spawn(async move {
-                send(&router, from("192.0.2.1", Some(ACME), upload(&photo))).await
-            })
+            tokio::spawn(async move { send(&router, keyed(ACME, upload(&photo))).await })
         })
         .collect();
     let mut created = Vec::new();
@@ -476,7 +423,7 @@ async fn concurrent_uploads_never_exceed_the_storage_quota() {
     .fetch_one(pool)
     .await
     .unwrap();
-    let (status, _, usage) = send(&router, from("192.0.2.1", Some(ACME), get("/v1/usage"))).await;
+    let (status, _, usage) = send(&router, keyed(ACME, get("/v1/usage"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(usage["used_bytes"].as_i64(), Some(stored));
     assert_eq!(stored as u64, 20 * size);
@@ -491,9 +438,8 @@ async fn concurrent_uploads_never_exceed_the_storage_quota() {
     // Deleting a report gives its bytes back, and the next upload fits again.
     let id = created[0]["id"].as_str().unwrap();
     let token = created[0]["owner_token"].as_str().unwrap();
-    let mut delete = from(
-        "192.0.2.1",
-        Some(ACME),
+    let mut delete = keyed(
+        ACME,
         Request::delete(format!("/v1/reports/{id}"))
             .body(axum::body::Body::empty())
             .unwrap(),
@@ -504,10 +450,10 @@ async fn concurrent_uploads_never_exceed_the_storage_quota() {
     use tower::ServiceExt;
     let status = router.clone().oneshot(delete).await.unwrap().status();
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, _, usage) = send(&router, from("192.0.2.1", Some(ACME), get("/v1/usage"))).await;
+    let (_, _, usage) = send(&router, keyed(ACME, get("/v1/usage"))).await;
     assert_eq!(usage["used_bytes"].as_u64(), Some(19 * size));
-    let (status, _, body) = send(&router, from("192.0.2.1", Some(ACME), upload(&photo))).await;
+    let (status, _, body) = send(&router, keyed(ACME, upload(&photo))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, _, body) = send(&router, from("192.0.2.1", Some(ACME), upload(&photo))).await;
+    let (status, _, body) = send(&router, keyed(ACME, upload(&photo))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }

@@ -25,34 +25,17 @@ fn request(
     }
 }
 
-async fn create(app: &axum::Router, kind: &str, photos: &[Vec<u8>]) -> Value {
-    let (status, _, body) = send(
-        app,
-        post_multipart("/v1/reports", &report_form(kind, "dog", photos)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
-}
-
 async fn report(app: &axum::Router, id: &str) -> Value {
     let (status, _, body) = send(app, get(&format!("/v1/reports/{id}"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(app.state.store.pool())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_is_created_at_once_and_its_embeddings_follow() {
     let mut app = app(default_gate_settings(), uploads()).await;
     let photos = distinct_photos(2, 320);
-    let created = create(&app.router, "lost", &photos).await;
+    let created = create_report_body(&app.router, "lost", &photos).await;
     assert_eq!(created["embedding_status"], "pending");
     assert_eq!(created["kind"], "lost");
     assert_eq!(created["photos"].as_array().unwrap().len(), 2);
@@ -91,8 +74,8 @@ async fn a_report_is_created_at_once_and_its_embeddings_follow() {
 async fn identical_photos_are_stored_once_and_embedded_once() {
     let mut app = app(default_gate_settings(), uploads()).await;
     let photo = distinct_photos(1, 300);
-    let a = create(&app.router, "lost", &photo).await;
-    let b = create(&app.router, "found", &[photo[0].clone(), photo[0].clone()]).await;
+    let a = create_report_body(&app.router, "lost", &photo).await;
+    let b = create_report_body(&app.router, "found", &[photo[0].clone(), photo[0].clone()]).await;
     assert_eq!(count(&app, "SELECT count(*) FROM blobs").await, 1);
     assert_eq!(count(&app, "SELECT count(*) FROM jobs").await, 1);
     let workers = app.start_workers(job_settings(2));
@@ -110,7 +93,7 @@ async fn identical_photos_are_stored_once_and_embedded_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_stored_photo_fails_at_once_and_an_upload_again_retries_it() {
     let mut app = app(default_gate_settings(), uploads()).await;
-    let created = create(&app.router, "lost", &distinct_photos(1, 300)).await;
+    let created = create_report_body(&app.router, "lost", &distinct_photos(1, 300)).await;
     let sha = created["photos"][0]["sha256"].as_str().unwrap();
     let key: String =
         sqlx::query_scalar("SELECT storage_key FROM blobs WHERE sha256 = decode($1, 'hex')")
@@ -151,7 +134,7 @@ async fn an_undecodable_stored_photo_fails_at_once_and_an_upload_again_retries_i
     // fresh attempts), and both reports become ready.
     let original = distinct_photos(1, 300);
     std::fs::write(&stored, &original[0]).unwrap();
-    let again = create(&app.router, "found", &original).await;
+    let again = create_report_body(&app.router, "found", &original).await;
     assert_eq!(again["photos"][0]["job_id"], photo["job_id"]);
     for id in [id.clone(), again["id"].as_str().unwrap().to_owned()] {
         eventually("ready after the upload again", 30, || async {
@@ -175,7 +158,7 @@ async fn an_upload_checks_headers_and_its_job_decodes_once_refusing_what_does_no
     let sideways = with_exif_orientation(&jpeg(&upright.rotate270()), 6);
     let whole = jpeg(&upright);
     let truncated = whole[..whole.len() / 2].to_vec();
-    let created = create(&app.router, "lost", &[sideways, truncated]).await;
+    let created = create_report_body(&app.router, "lost", &[sideways, truncated]).await;
     let (w, h) = (upright.width(), upright.height());
     assert_eq!(
         (
@@ -224,10 +207,7 @@ async fn an_upload_checks_headers_and_its_job_decodes_once_refusing_what_does_no
     let thumb = image::load_from_memory(&bytes).unwrap();
     assert_eq!(thumb.width() > thumb.height(), w > h, "upright thumbnail");
     let (status, _, body) = send(&app.router, get(&thumbs[1])).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("thumbnail_pending"))
-    );
+    assert_refused(status, &body, StatusCode::NOT_FOUND, "thumbnail_pending");
     workers.stop(Duration::from_secs(5)).await;
 }
 
@@ -305,17 +285,18 @@ async fn bad_reports_are_refused_and_nothing_is_stored() {
         post_multipart("/v1/reports", &report_form("lost", "dog", &good[..1])),
     )
     .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
-        "{body}"
+    assert_refused(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
     );
 }
 
 #[tokio::test]
 async fn only_the_owner_changes_or_deletes_a_report() {
     let app = app(default_gate_settings(), uploads()).await;
-    let created = create(&app.router, "lost", &distinct_photos(1, 64)).await;
+    let created = create_report_body(&app.router, "lost", &distinct_photos(1, 64)).await;
     let (id, token) = (
         created["id"].as_str().unwrap(),
         created["owner_token"].as_str().unwrap(),
@@ -327,19 +308,13 @@ async fn only_the_owner_changes_or_deletes_a_report() {
         request("PATCH", &uri, None, Some(resolve.clone())),
     )
     .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
-    );
+    assert_refused(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
     let (status, _, body) = send(
         &app.router,
         request("PATCH", &uri, Some(&"0".repeat(64)), Some(resolve.clone())),
     )
     .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("forbidden"))
-    );
+    assert_refused(status, &body, StatusCode::FORBIDDEN, "forbidden");
     let (status, _, body) = send(
         &app.router,
         request("PATCH", &uri, Some(token), Some(resolve)),
@@ -355,10 +330,7 @@ async fn only_the_owner_changes_or_deletes_a_report() {
         request("PATCH", &uri, Some(token), Some(json!({ "colour": "red" }))),
     )
     .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed"))
-    );
+    assert_invalid(status, &body);
 
     let (status, _, _) = send(
         &app.router,
@@ -374,10 +346,7 @@ async fn only_the_owner_changes_or_deletes_a_report() {
     .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let (status, _, body) = send(&app.router, get(&uri)).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
+    assert_refused(status, &body, StatusCode::NOT_FOUND, "not_found");
     let (status, _, _) = send(&app.router, get("/v1/reports/not-a-uuid")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
@@ -390,16 +359,11 @@ async fn lists_filter_and_page_newest_first() {
         .iter()
         .enumerate()
     {
-        create(&app.router, kind, &photos[i..=i]).await;
+        create_report_body(&app.router, kind, &photos[i..=i]).await;
     }
     let (status, _, page) = send(&app.router, get("/v1/reports?kind=lost&limit=2")).await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    let first: Vec<_> = page["reports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].clone())
-        .collect();
+    let first = listed_ids(&page);
     assert_eq!(first.len(), 2);
     assert!(
         page["reports"]
@@ -414,20 +378,12 @@ async fn lists_filter_and_page_newest_first() {
         get(&format!("/v1/reports?kind=lost&limit=2&cursor={cursor}")),
     )
     .await;
-    let second: Vec<_> = page2["reports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].clone())
-        .collect();
+    let second = listed_ids(&page2);
     assert_eq!(second.len(), 1);
     assert!(!first.contains(&second[0]));
     assert!(page2["next_cursor"].is_null());
     let (status, _, body) = send(&app.router, get("/v1/reports?kind=stolen")).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed"))
-    );
+    assert_invalid(status, &body);
     let (status, _, _) = send(&app.router, get("/v1/reports?limit=1000")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
@@ -437,15 +393,11 @@ async fn photos_and_thumbnails_are_served() {
     use http_body_util::BodyExt;
     let mut app = app(default_gate_settings(), uploads()).await;
     let photos = distinct_photos(1, 600);
-    let created = create(&app.router, "found", &photos).await;
+    let created = create_report_body(&app.router, "found", &photos).await;
     // The thumbnail comes with the embedding: not before its job has run.
     let thumb_url = created["photo_urls"][0]["thumbnail_url"].as_str().unwrap();
     let (status, headers, body) = send(&app.router, get(thumb_url)).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("thumbnail_pending")),
-        "{body}"
-    );
+    assert_refused(status, &body, StatusCode::NOT_FOUND, "thumbnail_pending");
     assert_eq!(headers["retry-after"], "1");
     let workers = app.start_workers(job_settings(1));
     let id = created["id"].as_str().unwrap().to_owned();
@@ -481,7 +433,7 @@ async fn stopping_workers_hands_jobs_back_and_reindex_requeues_missing_embedding
     let mut app = app(default_gate_settings(), uploads()).await;
     let photos = distinct_photos(12, 320);
     for p in photos.chunks(3) {
-        create(&app.router, "lost", p).await;
+        create_report_body(&app.router, "lost", p).await;
     }
     // Stop at once: whatever was claimed is handed back, uncounted.
     let workers = app.start_workers(job_settings(2));
@@ -538,7 +490,7 @@ async fn a_notification_wakes_idle_workers_without_waiting_for_the_poll() {
     let workers = app.start_workers(settings);
     // Let the worker find the queue empty and go to sleep on its (hour-long) poll.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let created = create(&app.router, "lost", &distinct_photos(1, 200)).await;
+    let created = create_report_body(&app.router, "lost", &distinct_photos(1, 200)).await;
     let id = created["id"].as_str().unwrap().to_owned();
     eventually("woken by NOTIFY", 10, || async {
         report(&app.router, &id).await["embedding_status"] == "ready"
@@ -562,16 +514,12 @@ async fn uploads_beyond_the_concurrency_limit_wait_then_get_503() {
         post_multipart("/v1/reports", &report_form("lost", "dog", &photos)),
     )
     .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded")),
-        "{body}"
-    );
+    assert_refused(status, &body, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
     assert!(headers.contains_key("retry-after"));
     assert_eq!(
         app.state.reports.upload_slots().snapshot().rejected_total,
         1
     );
     drop(held);
-    create(&app.router, "lost", &photos).await;
+    create_report_body(&app.router, "lost", &photos).await;
 }

@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::process::{Service, http, split_response};
+use crate::common::process::{Service, http, http_get, no_status, split_response};
 use crate::common::*;
 use lookalike::store::Store;
 
@@ -191,12 +191,7 @@ async fn trickle(addr: &str, content_type: &str, body: &[u8]) -> std::io::Result
     }
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
-    let (status, body) = split_response(&response).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "no HTTP status in the answer",
-        )
-    })?;
+    let (status, body) = split_response(&response).ok_or_else(|| no_status("the answer"))?;
     Ok((status, body.to_vec()))
 }
 
@@ -267,13 +262,6 @@ async fn searcher(proxy: String, photo: Vec<u8>, tally: Arc<Tally>, stop: Arc<At
     }
 }
 
-async fn scalar(store: &Store, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-}
-
 /// Starts a replica (2 job workers, so that stopping one also stops running jobs) logging to a file.
 async fn replica(
     url: &str,
@@ -315,8 +303,7 @@ async fn stop(mut old: Service, logs: &std::path::Path, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_updates_behind_a_proxy_drop_no_request_and_lose_no_job() {
     let _machine = whole_machine().await;
-    let url = fresh_database().await;
-    let storage = temp_dir("rolling-storage");
+    let (url, storage) = database_and_storage("rolling-storage").await;
     let logs = temp_dir("rolling-logs");
     let proxy = Proxy::start().await;
     let a = replica(&url, &storage, &logs, "a").await;
@@ -463,9 +450,7 @@ async fn rolling_updates_behind_a_proxy_drop_no_request_and_lose_no_job() {
         "a report's photo is not embedded"
     );
     for id in &reports {
-        let (status, body) = http(&c.addr, "GET", &format!("/v1/reports/{id}"), "", &[])
-            .await
-            .unwrap();
+        let (status, body) = http_get(&c.addr, &format!("/v1/reports/{id}")).await;
         assert_eq!(status, 200);
         let report: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(report["embedding_status"], "ready", "{report}");

@@ -6,7 +6,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::process::{Service, http};
+use crate::common::api::report_ready;
+use crate::common::process::{Service, http, http_get, work_command};
 use crate::common::*;
 use serde_json::Value;
 
@@ -14,16 +15,14 @@ use serde_json::Value;
 struct S3 {
     child: Child,
     addr: String,
+    /// `http://` and `addr`.
+    endpoint: String,
 }
 
 impl S3 {
     async fn start(bucket: &str) -> S3 {
         let server = repo(".cache/moto-venv/bin/moto_server");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -38,6 +37,7 @@ impl S3 {
         let s3 = S3 {
             child,
             addr: format!("127.0.0.1:{port}"),
+            endpoint: format!("http://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -51,15 +51,7 @@ impl S3 {
 
     /// The keys in `bucket`.
     async fn keys(&self, bucket: &str) -> Vec<String> {
-        let (status, body) = http(
-            &self.addr,
-            "GET",
-            &format!("/{bucket}?list-type=2"),
-            "",
-            &[],
-        )
-        .await
-        .unwrap();
+        let (status, body) = http_get(&self.addr, &format!("/{bucket}?list-type=2")).await;
         assert_eq!(status, 200);
         String::from_utf8_lossy(&body)
             .split("<Key>")
@@ -78,13 +70,14 @@ impl S3 {
         assert!(status.success());
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT", format!("http://{}", self.addr)),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_REGION", "us-east-1".into()),
+    /// The environment that points the service's object store at this server.
+    fn env(&self) -> [(&str, &str); 5] {
+        [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
         ]
     }
 }
@@ -112,9 +105,7 @@ async fn upload(service: &Service, photo: &[u8]) -> (u16, Value) {
 }
 
 async fn ready(service: &Service, report: &Value) -> bool {
-    let path = format!("/v1/reports/{}", report["id"].as_str().unwrap());
-    let (_, body) = http(&service.addr, "GET", &path, "", &[]).await.unwrap();
-    serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)["embedding_status"] == "ready"
+    report_ready(&service.addr, report["id"].as_str().unwrap()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,9 +113,7 @@ async fn photos_live_and_die_in_an_s3_store_and_an_outage_fails_no_job() {
     let _machine = whole_machine().await;
     let s3 = S3::start("photos").await;
     let env = s3.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let database = fresh_database().await;
-    let unused_folder = temp_dir("storage");
+    let (database, unused_folder) = database_and_storage("storage").await;
     let flags = [
         "--storage-url",
         "s3://photos/lookalike",
@@ -139,24 +128,9 @@ async fn photos_live_and_die_in_an_s3_store_and_an_outage_fails_no_job() {
     // outage below starts only once the store is frozen).
     let service = Service::start_with_env(&database, &unused_folder, 0, &flags, None, &env).await;
     let worker = |database: &str| {
-        Command::new(env!("CARGO_BIN_EXE_lookalike"))
-            .current_dir(repo(""))
-            .args([
-                "work",
-                "--job-workers",
-                "2",
-                "--gate-permits",
-                "1",
-                "--model-threads",
-                "1",
-            ])
+        work_command(database)
             .args(flags)
             .envs(env.iter().copied())
-            .env("DATABASE_URL", database)
-            .env("LOOKALIKE_LOG", "warn")
-            // The precision of the API replica beside it (tests/it/common/process.rs).
-            .env("LOOKALIKE_PRECISION", "fp32")
-            .stdout(Stdio::null())
             .spawn()
             .unwrap()
     };
@@ -172,7 +146,7 @@ async fn photos_live_and_die_in_an_s3_store_and_an_outage_fails_no_job() {
         eventually("embedded from S3", 60, || ready(&service, report)).await;
     }
     let photo = format!("/v1/photos/{}", kept["photos"][0]["id"].as_str().unwrap());
-    let (status, bytes) = http(&service.addr, "GET", &photo, "", &[]).await.unwrap();
+    let (status, bytes) = http_get(&service.addr, &photo).await;
     assert_eq!((status, bytes), (200, photos[0].clone()));
     let keys = s3.keys("photos").await;
     assert_eq!(keys.len(), 4, "{keys:?}");
@@ -238,16 +212,13 @@ async fn photos_live_and_die_in_an_s3_store_and_an_outage_fails_no_job() {
     let store = lookalike::store::Store::connect(&database_config(database.clone()))
         .await
         .unwrap();
-    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'failed'")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let failed = scalar(&store, "SELECT count(*) FROM jobs WHERE status = 'failed'").await;
     assert_eq!(failed, 0);
-    let deferred: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'embed' AND deferrals > 0")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    let deferred = scalar(
+        &store,
+        "SELECT count(*) FROM jobs WHERE kind = 'embed' AND deferrals > 0",
+    )
+    .await;
     assert!(deferred > 0, "no job met the outage");
     second_worker.kill().unwrap();
     second_worker.wait().unwrap();
@@ -262,7 +233,6 @@ async fn two_replicas_on_one_s3_store_survive_a_kill_9() {
     let _machine = whole_machine().await;
     let s3 = S3::start("shared").await;
     let env = s3.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let database = fresh_database().await;
     let flags = [
         "--storage-url",
@@ -300,16 +270,16 @@ async fn two_replicas_on_one_s3_store_survive_a_kill_9() {
     .fetch_one(store.pool())
     .await
     .unwrap();
-    let pending: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    let pending = scalar(
+        &store,
+        "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')",
+    )
+    .await;
     assert!(pending > 0, "no backlog was left to survive the kill");
     for report in &reports {
         eventually("embedded by the survivor", 120, || ready(&survivor, report)).await;
         let photo = format!("/v1/photos/{}", report["photos"][0]["id"].as_str().unwrap());
-        let (status, _) = http(&survivor.addr, "GET", &photo, "", &[]).await.unwrap();
+        let (status, _) = http_get(&survivor.addr, &photo).await;
         assert_eq!(status, 200, "{photo}");
     }
     let (failed, twice): (i64, i64) = sqlx::query_as(

@@ -8,18 +8,14 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::common::process::{Service, http, split_response};
+use crate::common::api::start;
+use crate::common::process::{Service, http, http_get, split_response};
 use crate::common::*;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// The real binary on a fresh database, with no job workers and `extra` flags.
-async fn start(name: &str, extra: &[&str]) -> Service {
-    let url = fresh_database().await;
-    Service::start_with(&url, &temp_dir(name).join("photos"), 0, extra, None).await
-}
-
 /// 127.0.0.`n`: a client of its own.
 fn loopback(n: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
@@ -71,17 +67,13 @@ async fn read_answer(
 }
 
 async fn status(service: &Service) -> Value {
-    let (code, body) = http(&service.addr, "GET", "/v1/status", "", &[])
-        .await
-        .unwrap();
+    let (code, body) = http_get(&service.addr, "/v1/status").await;
     assert_eq!(code, 200);
     serde_json::from_slice(&body).unwrap()
 }
 
 async fn metrics(service: &Service) -> String {
-    let (_, body) = http(&service.addr, "GET", "/metrics", "", &[])
-        .await
-        .unwrap();
+    let (_, body) = http_get(&service.addr, "/metrics").await;
     String::from_utf8(body).unwrap()
 }
 
@@ -125,6 +117,7 @@ async fn clients_that_do_not_read_their_answer_lose_the_connection_at_the_write_
     // be taken (or counted) for an idle one.
     let service = start(
         "slow-readers",
+        0,
         &["--write-stall-secs", "3", "--keep-alive-secs", "1"],
     )
     .await;
@@ -236,11 +229,31 @@ fn post_head(path: &str, length: Option<u64>) -> String {
     )
 }
 
+/// A body of `length` bytes declared to `path` from 127.0.0.`from`: its preamble sent, then
+/// nothing more.
+async fn stalled(
+    service: &Service,
+    from: u8,
+    path: &str,
+    length: u64,
+) -> (tokio::net::tcp::OwnedReadHalf, tokio::task::JoinHandle<()>) {
+    let head = post_head(path, Some(length));
+    trickle(
+        service,
+        loopback(from),
+        head,
+        PREAMBLE.as_bytes(),
+        None,
+        false,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn trickled_bodies_leave_the_body_memory_to_others_and_are_cut_below_the_least_rate() {
     let _machine = whole_machine().await;
     // The defaults: a least rate of 1 KiB/s over 10 s, 96 MiB of body memory.
-    let service = start("slow-trickle", &[]).await;
+    let service = start("slow-trickle", 0, &[]).await;
     let every = Some(Duration::from_secs(2));
     // A chunked /v1/embeddings (its route allows 80 MiB) and a report declaring 16 MB, each a
     // byte every 2 s, from two addresses.
@@ -338,6 +351,7 @@ async fn one_address_cannot_hold_more_than_its_share_while_another_gets_through(
     let _machine = whole_machine().await;
     let service = start(
         "slow-caps",
+        0,
         &[
             "--max-bodies-per-address",
             "2",
@@ -355,15 +369,7 @@ async fn one_address_cannot_hold_more_than_its_share_while_another_gets_through(
     .await;
     let mut holders = Vec::new();
     let mut hold = async |from: u8, path: &str, length: u64| {
-        let held = trickle(
-            &service,
-            loopback(from),
-            post_head(path, Some(length)),
-            PREAMBLE.as_bytes(),
-            None,
-            false,
-        )
-        .await;
+        let held = stalled(&service, from, path, length).await;
         holders.push(held);
     };
     // 127.0.0.5 holds two bodies in flight, 127.0.0.6 a body declaring 3 MB (its share of the
@@ -385,15 +391,7 @@ async fn one_address_cannot_hold_more_than_its_share_while_another_gets_through(
         (6, "/v1/embeddings", 3_000_000, "body_memory"),
         (7, "/v1/reports", 100_000, "upload"),
     ] {
-        let (mut read, task) = trickle(
-            &service,
-            loopback(from),
-            post_head(path, Some(length)),
-            PREAMBLE.as_bytes(),
-            None,
-            false,
-        )
-        .await;
+        let (mut read, task) = stalled(&service, from, path, length).await;
         let (code, head, body) = read_answer(&mut read, Duration::from_secs(3))
             .await
             .unwrap_or_else(|| panic!("no answer at once from {path} of 127.0.0.{from}"));

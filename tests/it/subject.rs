@@ -8,11 +8,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use image::{RgbImage, imageops};
-use lookalike::http::router;
 use lookalike::imaging::{self, DecodeCaps};
 use lookalike::inference::{Embedder, Gate, cosine};
-use lookalike::photo_store::PhotoStore;
-use lookalike::service::{Parts, app_state};
 use serde_json::Value;
 
 use crate::common::*;
@@ -107,14 +104,6 @@ fn query() -> Vec<u8> {
     scene("coffee.png", &cat(), 0.45, Corner::TopLeft, true)
 }
 
-async fn create_report(app: &axum::Router, photo: &[u8]) -> String {
-    let photos = [photo.to_vec()];
-    let form = report_form("found", "cat", &photos);
-    let (status, _, body) = send(app, post_multipart("/v1/reports", &form)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["id"].as_str().unwrap().to_owned()
-}
-
 async fn search(app: &axum::Router, photo: &[u8]) -> Value {
     let form: Vec<Part> = vec![
         ("photo", "q.jpg", "image/jpeg", photo),
@@ -146,7 +135,7 @@ async fn an_animal_in_a_corner_finds_its_report_from_another_photo_of_it_elsewhe
     let gallery = gallery();
     let mut ids = Vec::new();
     for (_, photo) in &gallery {
-        ids.push(create_report(&app.router, photo).await);
+        ids.push(create_report(&app.router, "found", "cat", photo).await);
     }
     eventually("every photo embedded", 120, || async {
         embeddings_of(&app.state.store, app.model_id).await >= gallery.len() as i64
@@ -205,32 +194,8 @@ fn old_model() -> PathBuf {
 
 /// A test app over `store` and `gate`, its photos in `storage_dir`.
 async fn app_with(store: lookalike::store::Store, gate: Gate, storage_dir: PathBuf) -> TestApp {
-    let photo_store = PhotoStore::local(&storage_dir).unwrap();
-    let model_id = store
-        .models()
-        .register(gate.model().manifest())
-        .await
-        .unwrap();
-    let parts = Parts {
-        store,
-        gate,
-        photo_store: photo_store.clone(),
-        model_id,
-    };
-    let state = app_state(
-        parts,
-        &imaging_config(),
-        &uploads(),
-        &lookalike::config::SearchConfig::default(),
-        3,
-    );
-    TestApp {
-        router: router(state.clone()),
-        state,
-        photo_store,
-        storage_dir,
-        model_id,
-    }
+    let parts = parts_with(store, gate, &storage_dir).await;
+    app_of(parts, storage_dir, &uploads())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +211,7 @@ async fn a_store_on_the_old_model_reindexes_while_it_keeps_answering() {
     let names = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"];
     let mut ids = Vec::new();
     for name in names {
-        ids.push(create_report(&before.router, &sample(name)).await);
+        ids.push(create_report(&before.router, "found", "cat", &sample(name)).await);
     }
     eventually("the old model embeds every photo", 120, || async {
         embeddings_of(&store, before.model_id).await >= names.len() as i64

@@ -11,7 +11,8 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::common::process::{Service, http, http_with};
+use crate::common::api::{id_and_token, post_report_to, resolve};
+use crate::common::process::{Service, http_get, http_with};
 use crate::common::*;
 
 /// One request the receiver took.
@@ -90,43 +91,17 @@ impl Drop for Receiver {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn post_report(
     addr: &str,
     kind: &str,
     photo: &[u8],
     headers: &[(&str, &str)],
 ) -> (String, String) {
-    let photos = [photo.to_vec()];
-    let (content_type, body) = multipart(&report_form(kind, "cat", &photos));
-    let answer = http_with(addr, "POST", "/v1/reports", headers, &content_type, &body)
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 201, "{}", answer.json());
-    let report = answer.json();
-    (
-        report["id"].as_str().unwrap().to_owned(),
-        report["owner_token"].as_str().unwrap().to_owned(),
-    )
+    id_and_token(&post_report_to(addr, (kind, "cat"), &[photo.to_vec()], headers).await)
 }
 
 async fn deliveries(addr: &str, query: &str) -> Vec<Value> {
-    let (status, body) = http(
-        addr,
-        "GET",
-        &format!("/v1/webhooks/deliveries{query}"),
-        "",
-        &[],
-    )
-    .await
-    .unwrap();
+    let (status, body) = http_get(addr, &format!("/v1/webhooks/deliveries{query}")).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let body: Value = serde_json::from_slice(&body).unwrap();
     body["deliveries"].as_array().unwrap().clone()
@@ -135,8 +110,7 @@ async fn deliveries(addr: &str, query: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_arrive_signed_once_each_also_after_the_receivers_outage() {
     let _machine = whole_machine().await;
-    let database = fresh_database().await;
-    let storage = temp_dir("storage");
+    let (database, storage) = database_and_storage("storage").await;
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/hook");
     let service = Service::start_with(
@@ -228,18 +202,7 @@ async fn webhooks_arrive_signed_once_each_also_after_the_receivers_outage() {
     let mut expected = vec![(lost.clone(), found.clone()), (found.clone(), lost.clone())];
     expected.sort();
     assert_eq!(named, expected);
-    let bearer = format!("Bearer {token}");
-    let answer = http_with(
-        &service.addr,
-        "PATCH",
-        &format!("/v1/reports/{lost}"),
-        &[("Authorization", bearer.as_str())],
-        "application/json",
-        br#"{"status":"resolved"}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    resolve(&service.addr, &lost, &token).await;
     eventually("the resolution arrives", 60, || async {
         !receiver.of("report_resolved").is_empty()
     })
@@ -261,9 +224,7 @@ async fn webhooks_arrive_signed_once_each_also_after_the_receivers_outage() {
         lost.as_str()
     );
 
-    let (_, metrics) = http(&service.addr, "GET", "/metrics", "", &[])
-        .await
-        .unwrap();
+    let (_, metrics) = http_get(&service.addr, "/metrics").await;
     let metrics = String::from_utf8_lossy(&metrics);
     let failed = metrics
         .lines()
@@ -275,8 +236,7 @@ async fn webhooks_arrive_signed_once_each_also_after_the_receivers_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_own_receiver_gets_its_reports_events_only() {
     let _machine = whole_machine().await;
-    let database = fresh_database().await;
-    let storage = temp_dir("storage");
+    let (database, storage) = database_and_storage("storage").await;
     let port = free_port();
     let receiver = Receiver::start(port).await;
     let keys = temp_dir("keys").join("keys.json");
@@ -299,36 +259,20 @@ async fn a_tenants_own_receiver_gets_its_reports_events_only() {
     )
     .await;
     let photos = distinct_photos(2, 96);
-    let (beta, _) = post_report(
-        &service.addr,
-        "lost",
-        &photos[0],
-        &[("x-api-key", "beta-key-0123456789")],
-    )
-    .await;
-    let (acme, _) = post_report(
-        &service.addr,
-        "lost",
-        &photos[1],
-        &[("x-api-key", "acme-key-0123456789")],
-    )
-    .await;
+    let beta_key = [("x-api-key", "beta-key-0123456789")];
+    let (beta, _) = post_report(&service.addr, "lost", &photos[0], &beta_key).await;
+    let acme_key = [("x-api-key", "acme-key-0123456789")];
+    let (acme, _) = post_report(&service.addr, "lost", &photos[1], &acme_key).await;
     eventually("acme's report's event arrives", 60, || async {
         !receiver.of("embedding_ready").is_empty()
     })
     .await;
     // Both photos are embedded by then (one worker, in order); only acme's is announced.
     eventually("beta's report is embedded", 30, || async {
-        let answer = http_with(
-            &service.addr,
-            "GET",
-            &format!("/v1/reports/{beta}"),
-            &[("x-api-key", "beta-key-0123456789")],
-            "",
-            b"",
-        )
-        .await
-        .unwrap();
+        let path = format!("/v1/reports/{beta}");
+        let answer = http_with(&service.addr, "GET", &path, &beta_key, "", b"")
+            .await
+            .unwrap();
         answer.json()["embedding_status"] == "ready"
     })
     .await;

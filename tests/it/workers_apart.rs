@@ -2,18 +2,18 @@
 //! one photo store (the real binary): every report it accepts ends embedded by the worker
 //! process, which stops cleanly on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::common::process::{Service, http};
+use crate::common::api::report_ready;
+use crate::common::process::{Service, http, work_command};
 use crate::common::*;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_process_embeds_what_an_api_only_replica_accepts() {
     let _machine = whole_machine().await;
-    let database = fresh_database().await;
-    let storage = temp_dir("storage");
+    let (database, storage) = database_and_storage("storage").await;
     let api = Service::start(&database, &storage, 0).await;
     let mut ids = Vec::new();
     for photo in distinct_photos(6, 96).chunks(2) {
@@ -25,33 +25,13 @@ async fn a_worker_process_embeds_what_an_api_only_replica_accepts() {
         let report: Value = serde_json::from_slice(&answer).unwrap();
         ids.push(report["id"].as_str().unwrap().to_owned());
     }
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_lookalike"))
-        .current_dir(repo(""))
-        .args([
-            "work",
-            "--job-workers",
-            "2",
-            "--gate-permits",
-            "1",
-            "--model-threads",
-            "1",
-        ])
-        .env("DATABASE_URL", &database)
+    let mut worker = work_command(&database)
         .env("LOOKALIKE_STORAGE_DIR", &storage)
-        .env("LOOKALIKE_LOG", "warn")
-        // The precision of the API replica beside it (tests/it/common/process.rs).
-        .env("LOOKALIKE_PRECISION", "fp32")
-        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     for id in &ids {
-        eventually("embedded by the worker process", 60, || async {
-            let (_, body) = http(&api.addr, "GET", &format!("/v1/reports/{id}"), "", &[])
-                .await
-                .unwrap();
-            serde_json::from_slice::<Value>(&body).unwrap()["embedding_status"] == "ready"
-        })
-        .await;
+        let ready = || report_ready(&api.addr, id);
+        eventually("embedded by the worker process", 60, ready).await;
     }
     let status = Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])

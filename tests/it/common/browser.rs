@@ -1,12 +1,14 @@
-//! The browser tests' shared parts: chromedriver and headless Chromium, screenshots, waiting for
-//! the page, reports posted through the API, a throttled network.
+//! The browser tests' shared parts: chromedriver and headless Chromium, a session over a fresh
+//! service, screenshots, waiting for the page, reports posted through the API, a throttled network.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::process::{Service, http};
+use super::api::{call_form, report_ready};
+use super::process::Service;
 use super::*;
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -21,11 +23,7 @@ pub struct Driver {
 impl Driver {
     /// Starts chromedriver and waits until it listens.
     pub async fn start() -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -79,6 +77,107 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Everything a browser test needs: a service over a fresh database, chromedriver, a browser,
+/// screenshots.
+pub struct Session {
+    /// The service under test.
+    pub service: Service,
+    /// chromedriver.
+    pub driver: Driver,
+    /// The browser.
+    pub browser: Client,
+    /// Where screenshots go.
+    pub shots: Screenshots,
+    /// The service's address as the browser opens it (`http://127.0.0.1:port`).
+    pub site: String,
+}
+
+impl Session {
+    /// A service with `workers` job workers, chromedriver and a browser.
+    pub async fn start(workers: usize) -> Session {
+        let database = fresh_database().await;
+        let service = Service::start(&database, &temp_dir("storage"), workers).await;
+        let driver = Driver::start().await;
+        let browser = driver.browser().await;
+        let site = format!("http://{}", service.addr);
+        Session {
+            service,
+            driver,
+            browser,
+            shots: Screenshots::new(),
+            site,
+        }
+    }
+
+    /// Opens the site's `address` (`#/new`, `r/{id}/poster`, …) and waits for its heading.
+    pub async fn open(&self, address: &str, heading: &str) {
+        self.goto(address).await;
+        self.text("h1", heading, 15).await;
+    }
+
+    /// Opens the site's `address` without waiting for anything.
+    pub async fn goto(&self, address: &str) {
+        let url = format!("{}/{address}", self.site);
+        self.browser.goto(&url).await.unwrap();
+    }
+
+    /// Waits up to `seconds` for `css` with `text` (see [`wait_for_text`]); the element's text.
+    pub async fn text(&self, css: &str, text: &str, seconds: u64) -> String {
+        wait_for_text(&self.browser, &self.shots, css, text, seconds).await
+    }
+
+    /// Runs `script` in the page; its result.
+    pub async fn js(&self, script: &str) -> Value {
+        js(&self.browser, script).await
+    }
+
+    /// The element `css` (which must be there).
+    pub async fn find(&self, css: &str) -> Element {
+        let found = self.browser.find(Locator::Css(css)).await;
+        found.unwrap_or_else(|e| panic!("no `{css}`: {e}"))
+    }
+
+    /// How many elements `css` matches.
+    pub async fn count(&self, css: &str) -> usize {
+        self.browser
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .len()
+    }
+
+    /// Types `keys` into the field `css` (for a file input: paths, one a line).
+    pub async fn type_into(&self, css: &str, keys: &str) {
+        self.find(css).await.send_keys(keys).await.unwrap();
+    }
+
+    /// Chooses `value` in the select `css`.
+    pub async fn choose(&self, css: &str, value: &str) {
+        self.find(css).await.select_by_value(value).await.unwrap();
+    }
+
+    /// Clicks the element `css`.
+    pub async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    /// Submits the page's form with its submit button.
+    pub async fn submit(&self) {
+        self.click("form button[type=submit]").await;
+    }
+
+    /// Keeps a screenshot named `name`.
+    pub async fn shot(&self, name: &str) {
+        self.shots.take(&self.browser, name).await;
+    }
+
+    /// Closes the browser, saying where the screenshots are.
+    pub async fn close(self) {
+        self.browser.close().await.unwrap();
+        eprintln!("screenshots in {}", self.shots.artifacts.display());
     }
 }
 
@@ -159,22 +258,28 @@ pub fn photo_file(bytes: &[u8], name: &str) -> String {
 
 /// A report posted through the API (one photo, species cat), as answered.
 pub async fn post_report(service: &Service, kind: &str, title: &str, photo: &[u8]) -> Value {
+    let fields = [("kind", kind), ("species", "cat"), ("title", title)];
+    post_report_with(service, &fields, photo).await
+}
+
+/// The lost tabby cat (chelsea.png) posted: its photo, and its report as answered.
+pub async fn post_lost_cat(service: &Service) -> (Vec<u8>, Value) {
+    let cat = sample("chelsea.png");
+    let lost = post_report(service, "lost", "Lost tabby cat, green collar", &cat).await;
+    (cat, lost)
+}
+
+/// A report of text `fields` and one photo posted through the API, as answered.
+pub async fn post_report_with(service: &Service, fields: &[(&str, &str)], photo: &[u8]) -> Value {
     let photos = [photo.to_vec()];
-    let mut form = report_form(kind, "cat", &photos);
-    form[2] = ("title", "", "text/plain", title.as_bytes());
-    let (content_type, body) = multipart(&form);
-    let (status, answer) = http(&service.addr, "POST", "/v1/reports", &content_type, &body)
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
-    serde_json::from_slice(&answer).unwrap()
+    let answer = call_form(service, "/v1/reports", &[], fields, "photos", &photos).await;
+    assert_eq!(answer.status, 201, "{}", answer.json());
+    answer.json()
 }
 
 /// Whether the report's photos are embedded.
 pub async fn embedded(service: &Service, report: &Value) -> bool {
-    let path = format!("/v1/reports/{}", report["id"].as_str().unwrap());
-    let (_, body) = http(&service.addr, "GET", &path, "", &[]).await.unwrap();
-    serde_json::from_slice::<Value>(&body).unwrap()["embedding_status"] == "ready"
+    report_ready(&service.addr, report["id"].as_str().unwrap()).await
 }
 
 /// The browser's network as a phone's weak signal would make it (chromedriver's network
@@ -201,7 +306,7 @@ pub async fn throttle(
 
 /// POSTs JSON to chromedriver and reads its answer up to its `Content-Length` (chromedriver
 /// keeps the connection open, so reading to the end would wait).
-async fn post_to_driver(addr: &str, path: &str, body: &str) -> String {
+pub async fn post_to_driver(addr: &str, path: &str, body: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(

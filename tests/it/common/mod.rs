@@ -1,10 +1,14 @@
 //! Shared test fixtures: the real model, a fresh PostgreSQL database per test, sample photos,
 //! and multipart bodies. Everything comes from `make test`'s set-up (scripts/setup.sh).
 
+pub mod api;
 pub mod browser;
 pub mod process;
 mod reports;
-pub use reports::{create_report, create_report_with, wait_until_embedded};
+pub use reports::{
+    as_owner, count, create_report, create_report_body, create_report_with, execute, listed_ids,
+    scalar, wait_for_jobs_done, wait_until_embedded,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -109,9 +113,8 @@ pub fn database_config(url: String) -> DatabaseConfig {
     DatabaseConfig {
         url,
         max_connections: 8,
-        acquire_timeout_ms: 3000,
-        statement_timeout_ms: 15000,
         connect_retry_secs: 5,
+        ..DatabaseConfig::default()
     }
 }
 
@@ -134,6 +137,12 @@ pub async fn fresh_database() -> String {
         .await
         .unwrap();
     with_database(&database_url(), &name)
+}
+
+/// A fresh database of its own (its URL) and a fresh photo folder named after `what`, for
+/// service processes that share both.
+pub async fn database_and_storage(what: &str) -> (String, PathBuf) {
+    (fresh_database().await, temp_dir(what))
 }
 
 /// A fresh, migrated database of its own.
@@ -168,11 +177,8 @@ async fn drop_stale_databases(admin: &mut sqlx::PgConnection, now: u64) {
 /// Default imaging settings.
 pub fn imaging_config() -> ImagingConfig {
     ImagingConfig {
-        max_megapixels: 50.0,
-        max_decode_mib: 512,
-        jpeg_dct_scaling: true,
         decode_permits: 2,
-        decode_max_waiters: 128,
+        ..ImagingConfig::default()
     }
 }
 
@@ -219,22 +225,23 @@ pub fn job_settings(workers: usize) -> JobSettings {
 /// The parts over a store, with photos in a fresh temporary folder.
 pub async fn parts(store: Store, settings: GateSettings) -> (Parts, PathBuf) {
     let dir = temp_dir("storage");
-    let photo_store = PhotoStore::local(&dir).unwrap();
-    let gate = gate(settings);
+    (parts_with(store, gate(settings), &dir).await, dir)
+}
+
+/// The parts over a store and `gate`, with photos in `dir` (the gate's model registered).
+pub async fn parts_with(store: Store, gate: Gate, dir: &Path) -> Parts {
+    let photo_store = PhotoStore::local(dir).unwrap();
     let model_id = store
         .models()
         .register(gate.model().manifest())
         .await
         .unwrap();
-    (
-        Parts {
-            store,
-            gate,
-            photo_store,
-            model_id,
-        },
-        dir,
-    )
+    Parts {
+        store,
+        gate,
+        photo_store,
+        model_id,
+    }
 }
 
 /// The HTTP app over a fresh database and the real model (no job workers unless started).
@@ -245,11 +252,16 @@ pub async fn app(settings: GateSettings, uploads: UploadConfig) -> TestApp {
 /// The HTTP app over `store` and the real model (no job workers unless started).
 pub async fn app_on(store: Store, settings: GateSettings, uploads: UploadConfig) -> TestApp {
     let (parts, storage_dir) = parts(store, settings).await;
+    app_of(parts, storage_dir, &uploads)
+}
+
+/// The HTTP app over `parts`, whose photos are in `storage_dir`.
+pub fn app_of(parts: Parts, storage_dir: PathBuf, uploads: &UploadConfig) -> TestApp {
     let (photo_store, model_id) = (parts.photo_store.clone(), parts.model_id);
     let state = app_state(
         parts,
         &imaging_config(),
-        &uploads,
+        uploads,
         &lookalike::config::SearchConfig::default(),
         3,
     );
@@ -294,6 +306,12 @@ pub async fn send_raw(
     (status, headers, bytes.to_vec())
 }
 
+/// A port free on 127.0.0.1 now (for a child process to listen on).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// A fresh temporary folder.
 pub fn temp_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -306,25 +324,14 @@ pub fn temp_dir(what: &str) -> PathBuf {
 
 /// Default upload limits.
 pub fn uploads() -> UploadConfig {
-    UploadConfig {
-        max_photo_bytes: 10 * 1024 * 1024,
-        max_photos: 8,
-        max_report_photos: 5,
-        upload_permits: 10,
-        upload_max_waiters: 100,
-        upload_max_wait_ms: 5000,
-    }
+    UploadConfig::default()
 }
 
 /// Gate defaults from the configuration, as `serve` would use them.
 pub fn default_gate_settings() -> GateSettings {
     GateSettings::from_config(&GateConfig {
-        permits: 0,
         max_batch: 4,
-        max_waiters: 64,
-        max_background_waiters: 64,
-        max_wait_ms: 2000,
-        max_background_wait_ms: 60000,
+        ..GateConfig::default()
     })
 }
 
@@ -371,6 +378,36 @@ pub async fn send(
     let json = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| panic!("not JSON ({status}): {}", String::from_utf8_lossy(&bytes)));
     (status, headers, json)
+}
+
+/// Asserts an error answer: its `status` is `want` and its body's `code` is `code`.
+#[track_caller]
+pub fn assert_refused(
+    status: axum::http::StatusCode,
+    body: &serde_json::Value,
+    want: axum::http::StatusCode,
+    code: &str,
+) {
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (want, Some(code)),
+        "{body}"
+    );
+}
+
+/// Asserts a 422 `validation_failed` answer.
+#[track_caller]
+pub fn assert_invalid(status: axum::http::StatusCode, body: &serde_json::Value) {
+    let invalid = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    assert_refused(status, body, invalid, "validation_failed");
+}
+
+/// The value of header `name` (which must be there, as text).
+pub fn header_text<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> &'a str {
+    let value = headers
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"));
+    value.to_str().unwrap()
 }
 
 /// A multipart POST.
@@ -464,6 +501,13 @@ pub fn edited_copy(bytes: &[u8]) -> Vec<u8> {
         .encode_image(&edited)
         .unwrap();
     out.into_inner()
+}
+
+/// A PNG chunk: its length, `kind`, `data` and CRC.
+pub fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(data.len()).unwrap().to_be_bytes();
+    let crc = crc32fast::hash(&[&kind[..], data].concat()).to_be_bytes();
+    [&length[..], kind, data, &crc].concat()
 }
 
 /// Inserts an EXIF APP1 segment with one tag, Orientation = `orientation`, after the JPEG's SOI.

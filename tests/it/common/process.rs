@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::repo;
+use super::{free_port, repo};
 
 /// A `lookalike serve` child process on its own port; killed when dropped.
 pub struct Service {
@@ -48,11 +48,7 @@ impl Service {
         log: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Service {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
@@ -176,6 +172,20 @@ impl Drop for Service {
     }
 }
 
+/// `lookalike work` on `database_url` with two job workers, one gate permit, one model thread and
+/// the precision of the `serve` replicas beside it (`Service::start`), logging warnings.
+pub fn work_command(database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lookalike"));
+    command
+        .current_dir(repo(""))
+        .args(["work", "--job-workers", "2", "--gate-permits", "1"])
+        .args(["--model-threads", "1", "--precision", "fp32"])
+        .env("DATABASE_URL", database_url)
+        .env("LOOKALIKE_LOG", "warn")
+        .stdout(Stdio::null());
+    command
+}
+
 /// One HTTP/1.1 request on a fresh connection; the status and body. A connection that closes
 /// without a status line is an error (`UnexpectedEof`), as is any connection error.
 pub async fn http(
@@ -185,25 +195,19 @@ pub async fn http(
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let (status, body) = split_response(&response).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!(
-                "no HTTP status in the {} bytes answered to {method} {path}",
-                response.len()
-            ),
-        )
-    })?;
-    Ok((status, body.to_vec()))
+    let answer = http_with(addr, method, path, &[], content_type, body).await?;
+    Ok((answer.status, answer.body))
+}
+
+/// A GET of `path` on a fresh connection (which must not fail); the status and body.
+pub async fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    http(addr, "GET", path, "", &[]).await.unwrap()
+}
+
+/// The error of an answer without an HTTP status line; `what` names the answer.
+pub fn no_status(what: &str) -> std::io::Error {
+    let message = format!("no HTTP status in {what}");
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message)
 }
 
 /// The status and body of a raw HTTP/1.1 answer (`None` without a status line).
@@ -271,10 +275,8 @@ pub async fn http_with(
         .position(|w| w == b"\r\n\r\n")
         .map_or(response.len(), |p| p + 4);
     let (status, body) = split_response(&response).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("no HTTP status answered to {method} {path}"),
-        )
+        let bytes = response.len();
+        no_status(&format!("the {bytes} bytes answered to {method} {path}"))
     })?;
     let headers = String::from_utf8_lossy(&response[..split])
         .lines()
