@@ -80,9 +80,7 @@ async fn start_binary(binary: &str, database_url: &str) -> (String, Served) {
 
 /// `count` distinct 3 MP phone-like JPEGs (quality 90, a little grain: another seed, other bytes).
 fn report_photos(count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|i| support::phone_photo(2000, 1500, 90, 2, i as u32))
-        .collect()
+    support::phone_photos(2000, 1500, 90, 2, count as u32)
 }
 
 fn main() {
@@ -113,9 +111,7 @@ fn main() {
         // Enough distinct photos for most of each phase (then they repeat: a repeat is still
         // checked, only its bytes are not written again).
         let reports = report_photos(2 * creators * 10);
-        let phone: Vec<Vec<u8>> = (0..4)
-            .map(|seed| support::phone_photo(4000, 3000, 92, 10, seed))
-            .collect();
+        let phone = support::phone_photos(4000, 3000, 92, 10, 4);
         println!(
             "photos: reports {:.2} MB (3 MP), embeddings {:.2} MB (12 MP, q92, noise)",
             reports[0].len() as f64 / 1e6,
