@@ -1,45 +1,109 @@
 //! Is a report answered at once, also while the model is saturated? In one run:
 //!
 //!   cargo bench --bench creation_under_load -- [--creators 10] [--embedders 20] [--seconds 15]
+//!                                               [--binary target/release/lookalike]
 //!
 //! 1. `--creators` clients create reports with 3 MP JPEGs (a new photo each) for `--seconds`: the
 //!    creation latency on a quiet service;
 //! 2. the same while `--embedders` other clients keep `POST /v1/embeddings` busy with 12 MP
-//!    phone-like JPEGs (3 MB, quality 92, sensor noise): the gate saturated.
+//!    phone-like JPEGs (3 MB, quality 92, sensor noise): the gate saturated (they start 2 s
+//!    before the creators, so that the gate is full when the first report comes).
 //!
-//! In-process service over a fresh database (dropped at the end), no job workers (a report's
-//! embedding is not part of its creation).
+//! Over a fresh database (dropped at the end). By default the service runs in-process with no
+//! job workers (a report's embedding is not part of its creation). With `--binary`, that binary
+//! serves with its defaults, job workers included (the reports' own embeddings add to the load,
+//! as in production); only the per-address limits that a load from one address trips are lifted.
 
 mod support;
 
 use std::sync::Arc;
 
 use lookalike::config::GateConfig;
-use support::http::{drive, multipart, post_request, start_server};
+use support::http::{drive, get_status, multipart, post_request, start_server};
+
+/// The service the bench drives: in-process, or a child process of `--binary`.
+enum Served {
+    InProcess(tokio::sync::oneshot::Sender<()>),
+    Child(std::process::Child),
+}
+
+impl Served {
+    fn stop(self) {
+        match self {
+            Served::InProcess(stop) => {
+                let _ = stop.send(());
+            }
+            Served::Child(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Starts `binary serve` over `database_url` with its defaults, except the per-address limits
+/// (every client of the bench is 127.0.0.1), and waits until it is ready.
+async fn start_binary(binary: &str, database_url: &str) -> (String, Served) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = std::process::Command::new(binary)
+        .current_dir(support::repo(""))
+        .args(["serve", "--listen", &addr])
+        .env("DATABASE_URL", database_url)
+        .env("LOOKALIKE_STORAGE_DIR", support::http::storage_dir())
+        .env("LOOKALIKE_LOG", "warn")
+        .env("LOOKALIKE_RATE_UPLOADS_PER_ADDRESS", "100000/s")
+        .env("LOOKALIKE_RATE_SEARCHES_PER_ADDRESS", "100000/s")
+        .env("LOOKALIKE_MAX_BODIES_PER_ADDRESS", "0")
+        .env("LOOKALIKE_MAX_UPLOADS_PER_ADDRESS", "0")
+        .env("LOOKALIKE_BODY_MEMORY_PER_ADDRESS_MIB", "0")
+        .env(
+            "LOOKALIKE_OPEN_UPLOAD_BYTES_PER_DAY",
+            (1u64 << 40).to_string(),
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the service binary");
+    let served = Served::Child(child);
+    for _ in 0..300 {
+        if get_status(&addr, "/readyz").await == Some(200) {
+            return (addr, served);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    served.stop();
+    panic!("the service did not become ready within 60 s");
+}
 
 /// `count` distinct 3 MP phone-like JPEGs (quality 90, a little grain: another seed, other bytes).
 fn report_photos(count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|i| support::phone_photo(2000, 1500, 90, 2, i as u32))
-        .collect()
+    support::phone_photos(2000, 1500, 90, 2, count as u32)
 }
 
 fn main() {
     let creators: usize = support::arg("--creators", 10);
     let embedders: usize = support::arg("--embedders", 20);
     let seconds: u64 = support::arg("--seconds", 15);
+    let binary: String = support::arg("--binary", String::new());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let db = support::BenchDatabase::create("creation").await;
         let url = db.url.clone();
-        let (addr, stop, _state) = start_server(GateConfig::default(), Some(url)).await;
+        let (addr, served) = if binary.is_empty() {
+            let (addr, stop, _state) = start_server(GateConfig::default(), Some(url)).await;
+            (addr, Served::InProcess(stop))
+        } else {
+            println!("service: {binary} with its defaults (job workers on)");
+            start_binary(&binary, &url).await
+        };
 
         // Enough distinct photos for most of each phase (then they repeat: a repeat is still
         // checked, only its bytes are not written again).
         let reports = report_photos(2 * creators * 10);
-        let phone: Vec<Vec<u8>> = (0..4)
-            .map(|seed| support::phone_photo(4000, 3000, 92, 10, seed))
-            .collect();
+        let phone = support::phone_photos(4000, 3000, 92, 10, 4);
         println!(
             "photos: reports {:.2} MB (3 MP), embeddings {:.2} MB (12 MP, q92, noise)",
             reports[0].len() as f64 / 1e6,
@@ -72,8 +136,11 @@ fn main() {
             .collect();
         let busy_requests = requests(busy);
         let (created, embedded) = tokio::join!(
-            drive(&addr, &busy_requests, creators, seconds),
-            drive(&addr, &embeddings, embedders, seconds)
+            async {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                drive(&addr, &busy_requests, creators, seconds).await
+            },
+            drive(&addr, &embeddings, embedders, seconds + 2)
         );
         created.print(
             &format!(
@@ -83,7 +150,7 @@ fn main() {
         );
         embedded.print(&format!("/v1/embeddings meanwhile, {embedders} clients, 12 MP"), None);
 
-        let _ = stop.send(());
+        served.stop();
         db.drop().await;
         let _ = std::fs::remove_dir_all(support::http::storage_dir());
     });

@@ -113,8 +113,21 @@ pub async fn start_server(
 #[derive(Default)]
 pub struct Report {
     latencies: BTreeMap<u16, Vec<Duration>>,
+    /// The service's own account of where a 2xx answer's time went (`x-decode-time`, ...), ms.
+    stages: BTreeMap<String, Vec<f64>>,
     errors: usize,
     elapsed: Duration,
+}
+
+/// The `x-...-time` headers of an answer's head (lower-cased), as (name, milliseconds).
+fn stage_times(head: &str) -> Vec<(String, f64)> {
+    head.lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            let stage = name.strip_prefix("x-")?.strip_suffix("-time")?;
+            Some((stage.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 impl Report {
@@ -140,6 +153,17 @@ impl Report {
                 lat.len() as f64 / secs,
                 pct(0.50),
                 pct(0.95),
+                pct(0.99),
+                pct(1.0)
+            );
+        }
+        for (stage, ms) in &self.stages {
+            let mut ms = ms.clone();
+            ms.sort_by(f64::total_cmp);
+            let pct = |p: f64| ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1];
+            println!(
+                "    the service's x-{stage}-time (2xx): p50 {:.1} p99 {:.1} max {:.1} ms",
+                pct(0.5),
                 pct(0.99),
                 pct(1.0)
             );
@@ -195,8 +219,13 @@ pub async fn drive(addr: &str, requests: &[Arc<Vec<u8>>], clients: usize, second
     let mut report = Report::default();
     for t in tasks {
         let (latencies, errors) = t.await.expect("client task");
-        for (status, lat) in latencies {
+        for (status, lat, stages) in latencies {
             report.latencies.entry(status).or_default().push(lat);
+            if (200..300).contains(&status) {
+                for (stage, ms) in stages {
+                    report.stages.entry(stage).or_default().push(ms);
+                }
+            }
         }
         report.errors += errors;
     }
@@ -209,7 +238,7 @@ async fn client(
     addr: &str,
     requests: &[Arc<Vec<u8>>],
     deadline: Instant,
-) -> (Vec<(u16, Duration)>, usize) {
+) -> (Vec<(u16, Duration, Vec<(String, f64)>)>, usize) {
     let mut results = Vec::new();
     let mut errors = 0;
     let mut conn: Option<TcpStream> = None;
@@ -227,9 +256,9 @@ async fn client(
         };
         let request = &requests[results.len() % requests.len()];
         let sent = Instant::now();
-        match exchange(stream, request).await {
-            Ok((status, stream)) => {
-                results.push((status, sent.elapsed()));
+        match exchange_head(stream, request).await {
+            Ok((status, stream, head)) => {
+                results.push((status, sent.elapsed(), stage_times(&head)));
                 conn = Some(stream);
             }
             Err(_) => errors += 1,
@@ -238,8 +267,27 @@ async fn client(
     (results, errors)
 }
 
+/// The status of `GET path` on a new connection, or `None` when nothing answers.
+pub async fn get_status(addr: &str, path: &str) -> Option<u16> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let answer = tokio::time::timeout(Duration::from_secs(5), exchange(stream, request.as_bytes()))
+        .await
+        .ok()?;
+    answer.ok().map(|(status, _)| status)
+}
+
 /// Writes one request and reads one response (status line, headers, Content-Length body).
-async fn exchange(mut stream: TcpStream, request: &[u8]) -> std::io::Result<(u16, TcpStream)> {
+async fn exchange(stream: TcpStream, request: &[u8]) -> std::io::Result<(u16, TcpStream)> {
+    let (status, stream, _) = exchange_head(stream, request).await?;
+    Ok((status, stream))
+}
+
+/// [`exchange`], also returning the response's head, lower-cased.
+async fn exchange_head(
+    mut stream: TcpStream,
+    request: &[u8],
+) -> std::io::Result<(u16, TcpStream, String)> {
     stream.write_all(request).await?;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut chunk = [0u8; 16 * 1024];
@@ -271,7 +319,7 @@ async fn exchange(mut stream: TcpStream, request: &[u8]) -> std::io::Result<(u16
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    Ok((status, stream))
+    Ok((status, stream, head))
 }
 
 /// A multipart body: text fields, then photos in the field `photos`.

@@ -136,10 +136,30 @@ pub fn camera_like_jpeg() -> Vec<u8> {
 /// A phone-like JPEG: a real photo resized to `width`×`height` with sensor-like grain of up to
 /// ±`noise` levels (xorshift from `seed`: another seed, other bytes), encoded as phones do.
 pub fn phone_photo(width: u32, height: u32, quality: i32, noise: u8, seed: u32) -> Vec<u8> {
+    grained(&phone_base(width, height), quality, noise, seed)
+}
+
+/// `count` phone-like JPEGs as [`phone_photo`] makes them with seeds `0..count`, the photo
+/// resized once for all (the resize is most of the cost: hundreds of photos take minutes on a
+/// busy machine otherwise).
+pub fn phone_photos(width: u32, height: u32, quality: i32, noise: u8, count: u32) -> Vec<Vec<u8>> {
+    let base = phone_base(width, height);
+    (0..count)
+        .map(|seed| grained(&base, quality, noise, seed))
+        .collect()
+}
+
+/// The real photo the phone-like JPEGs are made from, at `width`×`height`.
+fn phone_base(width: u32, height: u32) -> image::RgbImage {
     let source = image::load_from_memory(&sample("chelsea.png")).expect("decodable sample");
-    let mut pixels = source
+    source
         .resize_exact(width, height, image::imageops::FilterType::Triangle)
-        .to_rgb8();
+        .to_rgb8()
+}
+
+/// `base` with grain of up to ±`noise` levels from `seed`, encoded at `quality`.
+fn grained(base: &image::RgbImage, quality: i32, noise: u8, seed: u32) -> Vec<u8> {
+    let mut pixels = base.clone();
     let mut state = 0x9E37_79B9_u32 ^ seed;
     for value in pixels.iter_mut() {
         state ^= state << 13;

@@ -325,19 +325,31 @@ pub(crate) fn decode_error(e: impl std::fmt::Display) -> ImagingError {
 }
 
 /// Resizes to the model's input size (the whole photo, aspect not kept: nothing is cropped away)
-/// and normalises into a `[3, H, W]` tensor.
+/// and normalises into a `[3, H, W]` tensor, one colour plane after the other, each value from a
+/// table of the 256 a byte can hold.
 pub fn to_tensor(pixels: &RgbImage, pre: &Preprocessing) -> Result<Array3<f32>, ImagingError> {
-    let resized = resize(pixels, pre.width, pre.height)?;
+    let resized = resized(pixels, pre.width, pre.height)?;
     let (w, h) = (pre.width as usize, pre.height as usize);
-    let mut tensor = Array3::<f32>::zeros((3, h, w));
-    let scale = 1.0 / pre.std;
-    for (i, px) in resized.chunks_exact(3).enumerate() {
-        let (y, x) = (i / w, i % w);
-        for c in 0..3 {
-            tensor[[c, y, x]] = (f32::from(px[c]) - pre.mean) * scale;
-        }
+    let plane = w * h;
+    if resized.len() != plane * 3 {
+        return Err(decode_error("short RGB data"));
     }
-    Ok(tensor)
+    let scale = 1.0 / pre.std;
+    let table: [f32; 256] = std::array::from_fn(|v| (f32::from(v as u8) - pre.mean) * scale);
+    let mut data = vec![0f32; plane * 3];
+    let (red, rest) = data.split_at_mut(plane);
+    let (green, blue) = rest.split_at_mut(plane);
+    for (((px, r), g), b) in resized
+        .chunks_exact(3)
+        .zip(red)
+        .zip(green)
+        .zip(blue.iter_mut())
+    {
+        *r = table[usize::from(px[0])];
+        *g = table[usize::from(px[1])];
+        *b = table[usize::from(px[2])];
+    }
+    Array3::from_shape_vec((3, h, w), data).map_err(decode_error)
 }
 
 /// Decodes a photo once for both its model input and its thumbnail: an embedding job's work.
@@ -396,8 +408,17 @@ pub fn thumbnail(pixels: &RgbImage, max_side: u32) -> Result<Vec<u8>, ImagingErr
 
 /// Resizes RGB pixels to `width` × `height` with a bilinear convolution (area-aware when shrinking).
 pub fn resize(pixels: &RgbImage, width: u32, height: u32) -> Result<Vec<u8>, ImagingError> {
+    Ok(resized(pixels, width, height)?.into_owned())
+}
+
+/// [`resize`], borrowing the pixels when they have the size already.
+fn resized(
+    pixels: &RgbImage,
+    width: u32,
+    height: u32,
+) -> Result<std::borrow::Cow<'_, [u8]>, ImagingError> {
     if pixels.width() == width && pixels.height() == height {
-        return Ok(pixels.as_raw().clone());
+        return Ok(std::borrow::Cow::Borrowed(pixels.as_raw()));
     }
     let src = fast_image_resize::images::ImageRef::new(
         pixels.width(),
@@ -411,7 +432,7 @@ pub fn resize(pixels: &RgbImage, width: u32, height: u32) -> Result<Vec<u8>, Ima
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .map_err(decode_error)?;
-    Ok(dst.into_vec())
+    Ok(std::borrow::Cow::Owned(dst.into_vec()))
 }
 
 #[cfg(test)]
@@ -513,6 +534,23 @@ mod tests {
         let b = to_tensor(&full.pixels, &PRE).unwrap();
         let mean_diff = (&a - &b).mapv(f32::abs).mean().unwrap();
         assert!(mean_diff < 0.02, "mean difference {mean_diff}");
+    }
+
+    #[test]
+    fn the_tensor_holds_each_pixel_normalised_in_its_colour_plane() {
+        // At the model's size already (no resampling): every value is the formula's, exactly.
+        let pixels = gradient(224, 224).to_rgb8();
+        let tensor = to_tensor(&pixels, &PRE).unwrap();
+        for (x, y, px) in pixels.enumerate_pixels() {
+            for c in 0..3 {
+                let expected = (f32::from(px[c]) - PRE.mean) * (1.0 / PRE.std);
+                assert_eq!(
+                    tensor[[c, y as usize, x as usize]],
+                    expected,
+                    "({x}, {y}) {c}"
+                );
+            }
+        }
     }
 
     #[test]

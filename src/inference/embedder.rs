@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use ndarray::{Array4, ArrayView3, Axis};
+use ndarray::{Array4, ArrayView3, ArrayView4, Axis};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
@@ -204,7 +204,7 @@ impl Embedder {
             let mut session = session.lock().unwrap_or_else(|p| p.into_inner());
             for &size in &self.buckets {
                 let blank = Array4::<f32>::zeros((size, 3, p.height as usize, p.width as usize));
-                self.run_in(&mut session, blank)?;
+                self.run_in(&mut session, blank.view())?;
             }
         }
         if !self.buckets.is_empty() {
@@ -270,20 +270,27 @@ impl Embedder {
     ) -> Result<Vec<ModelOutput>, EmbedderError> {
         let p = self.preprocessing();
         let (h, w) = (p.height as usize, p.width as usize);
+        if let Some(image) = images.iter().find(|i| i.dim() != (3, h, w)) {
+            return Err(EmbedderError::Run(format!(
+                "input of shape {:?}, expected (3, {h}, {w})",
+                image.dim()
+            )));
+        }
+        if let [image] = images
+            && image.is_standard_layout()
+        {
+            // One photo (every run of a quiet service, and most of a busy one): its own tensor
+            // is the batch, not copied into a new one.
+            return self.run(image.view().insert_axis(Axis(0)));
+        }
         let mut batch = Array4::<f32>::zeros((images.len(), 3, h, w));
         for (mut slot, image) in batch.axis_iter_mut(Axis(0)).zip(images) {
-            if image.dim() != (3, h, w) {
-                return Err(EmbedderError::Run(format!(
-                    "input of shape {:?}, expected (3, {h}, {w})",
-                    image.dim()
-                )));
-            }
             slot.assign(image);
         }
-        self.run(batch)
+        self.run(batch.view())
     }
 
-    fn run(&self, batch: Array4<f32>) -> Result<Vec<ModelOutput>, EmbedderError> {
+    fn run(&self, batch: ArrayView4<'_, f32>) -> Result<Vec<ModelOutput>, EmbedderError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -301,9 +308,9 @@ impl Embedder {
             // Zero images fill the batch to its planned size; their embeddings are dropped.
             let (_, c, h, w) = batch.dim();
             let padding = Array4::<f32>::zeros((size - photos, c, h, w));
-            let padded = ndarray::concatenate(Axis(0), &[batch.view(), padding.view()])
+            let padded = ndarray::concatenate(Axis(0), &[batch, padding.view()])
                 .map_err(|e| EmbedderError::Run(format!("padding the batch: {e}")))?;
-            self.run_in(&mut session, padded)?
+            self.run_in(&mut session, padded.view())?
         } else {
             self.run_in(&mut session, batch)?
         };
@@ -315,10 +322,10 @@ impl Embedder {
     fn run_in(
         &self,
         session: &mut Session,
-        batch: Array4<f32>,
+        batch: ArrayView4<'_, f32>,
     ) -> Result<Vec<ModelOutput>, EmbedderError> {
         let run_error = |e: ort::Error| EmbedderError::Run(e.to_string());
-        let input = TensorRef::from_array_view(&batch).map_err(run_error)?;
+        let input = TensorRef::from_array_view(batch).map_err(run_error)?;
         let outputs = session
             .run(ort::inputs![self.manifest.input.name.as_str() => input])
             .map_err(run_error)?;
@@ -370,10 +377,12 @@ impl Embedder {
     fn check_contract(&self, model: &Path) -> Result<(), EmbedderError> {
         let p = self.preprocessing();
         let blank = Array4::<f32>::zeros((1, 3, p.height as usize, p.width as usize));
-        let out = self.run(blank).map_err(|e| EmbedderError::Contract {
-            path: model.to_owned(),
-            message: e.to_string(),
-        })?;
+        let out = self
+            .run(blank.view())
+            .map_err(|e| EmbedderError::Contract {
+                path: model.to_owned(),
+                message: e.to_string(),
+            })?;
         let norm = out
             .first()
             .map(|o| o.embedding.iter().map(|x| x * x).sum::<f32>().sqrt())
