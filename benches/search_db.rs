@@ -116,7 +116,7 @@ fn main() {
         let started = Instant::now();
         let mut conn = pool.acquire().await.expect("conn");
         sqlx::query("SET maintenance_work_mem = '1GB'").execute(&mut *conn).await.expect("set");
-        // The model's own partial index, as `Store::register_model` makes it (built after the load: faster).
+        // The model's own partial index, as `store.models().register` makes it (built after the load: faster).
         sqlx::query(&format!("CREATE INDEX embeddings_hnsw_model_{model_id} ON embeddings USING hnsw (embedding halfvec_cosine_ops) WHERE model_id = {model_id}"))
             .execute(&mut *conn).await.expect("index");
         sqlx::query("ANALYZE").execute(&mut *conn).await.expect("analyze");
@@ -146,13 +146,13 @@ fn main() {
                     let filter = make(&mut rng);
                     let t = Instant::now();
                     let mode = if name.ends_with("exact scan") { SearchMode::Exact } else { SearchMode::Index { ef_search: ef } };
-                    let hits = store.nearest_photos(q, model_id, &filter, k, mode).await.expect("search");
+                    let hits = store.photos().nearest(q, model_id, &filter, k, mode).await.expect("search");
                     times.push(t.elapsed());
                     if hits.len() < k as usize {
                         short += 1;
                     }
                     if i < recall_queries {
-                        let exact = store.nearest_photos(q, model_id, &filter, k, SearchMode::Exact).await.expect("exact");
+                        let exact = store.photos().nearest(q, model_id, &filter, k, SearchMode::Exact).await.expect("exact");
                         let found = hits.iter().filter(|h| exact.iter().any(|e| e.photo_id == h.photo_id)).count();
                         recall_sum += found as f64 / exact.len().max(1) as f64;
                     }

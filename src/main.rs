@@ -91,8 +91,9 @@ async fn reindex(config: ReindexConfig) -> anyhow::Result<()> {
     let manifest = ModelManifest::load_for(&choice.model)?;
     let store = Store::connect(&config.database).await?;
     store.migrate().await?;
-    let model_id = store.register_model(&manifest).await?;
+    let model_id = store.models().register(&manifest).await?;
     let queued = store
+        .jobs()
         .enqueue_missing_embeddings(model_id, config.max_attempts)
         .await?;
     println!(
@@ -129,7 +130,7 @@ async fn models(config: MigrateConfig) -> anyhow::Result<()> {
         "{:>4}  {:<24} {:<24} {:>5} {:>12} {:>10}",
         "id", "name", "version", "dim", "embeddings", "unfinished"
     );
-    for m in store.models().await? {
+    for m in store.models().list().await? {
         println!(
             "{:>4}  {:<24} {:<24} {:>5} {:>12} {:>10}",
             m.id, m.name, m.version, m.dim, m.embeddings, m.unfinished_jobs
@@ -144,11 +145,12 @@ async fn drop_model(config: DropModelConfig) -> anyhow::Result<()> {
     store.migrate().await?;
     let model = store
         .models()
+        .list()
         .await?
         .into_iter()
         .find(|m| m.name == config.name && m.version == config.version)
         .with_context(|| format!("no model {} {}", config.name, config.version))?;
-    let deleted = store.drop_model(model.id).await?;
+    let deleted = store.models().retire(model.id).await?;
     println!(
         "model {} {} dropped: {deleted} embeddings deleted, with its matches, jobs and index",
         model.name, model.version
@@ -176,7 +178,7 @@ async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
     )?;
     let query = embedder.embed_batch(&[photo.tensor.view()])?.remove(0);
     let store = Store::connect(&config.database).await?;
-    let model_id = store.register_model(embedder.manifest()).await?;
+    let model_id = store.models().register(embedder.manifest()).await?;
     let kinds = config
         .kind
         .as_deref()
@@ -194,7 +196,7 @@ async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
         .nearest_reports(&query, &filter, config.k.clamp(1, 100), None)
         .await?;
     let ids: Vec<_> = hits.iter().map(|h| h.report_id).collect();
-    let reports = store.reports_by_id(&ids, model_id).await?;
+    let reports = store.reports().by_id(&ids, model_id).await?;
     for (rank, hit) in hits.iter().enumerate() {
         let (kind, title) = reports
             .get(&hit.report_id)
@@ -274,10 +276,10 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
     let mut settings = JobSettings::from_config(&config.core.jobs);
     settings.workers = settings.workers.max(1);
     let workers = start_workers(&mut state, storage, model_id, settings);
-    let total = store.job_counts().await?;
+    let total = store.jobs().counts().await?;
     let all = total.queued + total.running;
     loop {
-        let now = store.job_counts().await?;
+        let now = store.jobs().counts().await?;
         let left = now.queued + now.running;
         progress(
             "embedded",
@@ -293,7 +295,7 @@ async fn import(config: ImportConfig) -> anyhow::Result<()> {
     if let Some(workers) = workers {
         workers.stop(Duration::from_secs(10)).await;
     }
-    let failed = store.job_counts().await?.failed;
+    let failed = store.jobs().counts().await?.failed;
     println!("all jobs done ({failed} failed in all)");
     Ok(())
 }

@@ -89,7 +89,8 @@ impl Relay {
         message: &NewMessage,
     ) -> Result<Message, ReportError> {
         self.store
-            .add_message(
+            .messages()
+            .add(
                 report_id,
                 tenant,
                 &message.text,
@@ -111,7 +112,8 @@ impl Relay {
         let token = token.ok_or(ReportError::Unauthorized)?;
         let MessagePage { check, messages } = self
             .store
-            .owner_messages(report_id, tenant, &owner_token_hash(token), before, limit)
+            .messages()
+            .for_owner(report_id, tenant, &owner_token_hash(token), before, limit)
             .await?;
         match check {
             OwnerCheck::Done => Ok(messages),

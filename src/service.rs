@@ -204,7 +204,8 @@ pub async fn webhook_targets(
         }
     }
     store
-        .sync_webhook_targets(&targets)
+        .webhooks()
+        .sync_targets(&targets)
         .await
         .context("recording the webhook targets")?;
     if !targets.is_empty() {
@@ -226,7 +227,8 @@ pub async fn protection(
         access.tenant_max_storage_bytes,
     )?;
     store
-        .sync_tenants(keys.tenants())
+        .tenants()
+        .sync(keys.tenants())
         .await
         .context("recording the tenants")?;
     if keys.enabled() {
@@ -271,6 +273,7 @@ pub fn start_workers(
     let store = state.store.clone();
     tokio::spawn(async move {
         match store
+            .jobs()
             .enqueue_metadata_removal(METADATA_REMOVAL_ATTEMPTS)
             .await
         {
@@ -298,7 +301,7 @@ impl Parts {
             .await
             .context("connecting to the database")?;
         store.migrate().await?;
-        let model_id = store.register_model(&manifest).await?;
+        let model_id = store.models().register(&manifest).await?;
         let gate = load_gate(model, &core.gate).await?;
         Ok(Parts {
             store,
@@ -526,14 +529,14 @@ async fn chores(protection: Arc<Protection>, store: Store, retention: Duration) 
     loop {
         every.tick().await;
         protection.limits.sweep();
-        if let Err(e) = store.prune_upload_usage().await {
+        if let Err(e) = store.usage().prune().await {
             tracing::warn!(error = %e, "pruning past days' upload counts failed; trying again in a minute");
         }
         if retention.is_zero() {
             continue;
         }
         loop {
-            match store.prune_done_jobs(retention, PRUNE_BATCH).await {
+            match store.jobs().prune_done(retention, PRUNE_BATCH).await {
                 Ok(n) if n == PRUNE_BATCH as u64 => continue,
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(jobs = n, "pruned done jobs"),

@@ -123,11 +123,11 @@ impl SweepTotals {
 impl Sweeper {
     /// Sweeps the whole store if no other process is sweeping; `None` when one is.
     pub async fn sweep_if_free(&self) -> Result<Option<SweepReport>, SweepError> {
-        let Some(lock) = self.store.try_sweep_lock().await? else {
+        let Some(lock) = self.store.blobs().try_sweep_lock().await? else {
             return Ok(None);
         };
         let swept = self.sweep().await;
-        if let Err(e) = self.store.release_sweep_lock(lock).await {
+        if let Err(e) = self.store.blobs().release_sweep_lock(lock).await {
             // The lock goes with its connection when the pool closes it.
             tracing::warn!(error = %e, "could not release the sweep lock");
         }
@@ -151,7 +151,7 @@ impl Sweeper {
         let folder = format!("{first:02x}");
         let mut objects = self.storage.list(&format!("{PHOTOS}/{folder}")).await?;
         objects.extend(self.storage.list(&format!("{THUMBNAILS}/{folder}")).await?);
-        let blobs = self.store.blobs_starting_with(first).await?;
+        let blobs = self.store.blobs().starting_with(first).await?;
         report.objects += objects.len() as u64;
         report.blobs += blobs.len() as u64;
         let named: HashSet<&str> = blobs
@@ -171,7 +171,8 @@ impl Sweeper {
             let hash = hex::encode(&blob.sha256);
             if !blob.in_use {
                 self.store
-                    .enqueue_job(&JobPayload::purge(&blob.sha256), self.max_attempts)
+                    .jobs()
+                    .enqueue(&JobPayload::purge(&blob.sha256), self.max_attempts)
                     .await?;
                 report.unused_queued += 1;
             } else if !present.contains(blob.keys.photo.as_str()) {

@@ -83,7 +83,8 @@ pub async fn start_server(
     if database_url.is_some() {
         store.migrate().await.expect("migrations");
         model_id = store
-            .register_model(gate.model().manifest())
+            .models()
+            .register(gate.model().manifest())
             .await
             .expect("model registered");
     }

@@ -134,7 +134,7 @@ impl JobPayload {
             JobPayload::DeleteObjects(d) => {
                 format!("delete:{}", d.keys.first().map_or("", String::as_str))
             }
-            // Also built in SQL, by `Store::enqueue_metadata_removal`; a test checks they agree.
+            // Also built in SQL, by `store.jobs().enqueue_metadata_removal`; a test checks they agree.
             JobPayload::StripMetadata(s) => format!("strip_metadata:{}", s.sha256),
             // Also built in SQL, by `store::events::publish`.
             JobPayload::Webhook(w) => format!("webhook:{}:{}", w.event_id, w.target),

@@ -246,7 +246,8 @@ impl EventHub {
         let events = self.sender.subscribe();
         let first = self
             .store
-            .report_status(id, tenant, self.model_id)
+            .reports()
+            .status(id, tenant, self.model_id)
             .await?
             .ok_or(SubscribeError::NotFound)?;
         self.stats.opened.fetch_add(1, Ordering::Relaxed);

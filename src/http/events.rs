@@ -135,7 +135,8 @@ pub async fn operators_deliveries(
     }
     let deliveries = app
         .store
-        .webhook_deliveries(q.event_id, i64::from(limit))
+        .webhooks()
+        .deliveries(q.event_id, i64::from(limit))
         .await?;
     Ok(Json(DeliveriesBody { deliveries }))
 }

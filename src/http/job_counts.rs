@@ -30,7 +30,7 @@ impl JobCountsCache {
         let Ok(_refreshing) = self.refreshing.try_lock() else {
             return self.latest().and_then(|(_, counts)| counts);
         };
-        let counts = store.job_counts().await.ok();
+        let counts = store.jobs().counts().await.ok();
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((Instant::now(), counts.clone()));
         counts

@@ -396,7 +396,8 @@ pub async fn job(
 ) -> Result<Json<JobRecord>, ApiError> {
     let Path(id) = id.map_err(|_| ApiError::validation("the job id must be an integer"))?;
     app.store
-        .job(id, caller.tenant_id())
+        .jobs()
+        .get(id, caller.tenant_id())
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("no such job"))

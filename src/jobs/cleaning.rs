@@ -26,7 +26,8 @@ impl Worker {
         let attempts = u32::try_from(job.max_attempts).unwrap_or(5);
         let Some(blob) = ctx
             .store
-            .uncleaned_blob(&sha256)
+            .blobs()
+            .uncleaned(&sha256)
             .await
             .map_err(AttemptError::of_store)?
         else {
@@ -68,7 +69,8 @@ impl Worker {
         }
         let recorded = ctx
             .store
-            .record_cleaned_blob(
+            .blobs()
+            .record_cleaned(
                 job.id,
                 &self.id,
                 &sha256,
@@ -101,7 +103,8 @@ impl Worker {
     async fn finish(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
         self.context
             .store
-            .finish_job(job.id, &self.id)
+            .jobs()
+            .finish(job.id, &self.id)
             .await
             .map(drop)
             .map_err(AttemptError::of_store)

@@ -288,7 +288,7 @@ impl Workers {
         // timeouts, worker after worker.
         let hand_back = async {
             for id in &unfinished {
-                match self.store.release_jobs(id).await {
+                match self.store.jobs().release(id).await {
                     Ok(n) if n > 0 => {
                         tracing::warn!(worker = %id, jobs = n, "grace period over: job handed back")
                     }
@@ -370,7 +370,8 @@ impl Worker {
             match self
                 .context
                 .store
-                .claim_job(&self.id, self.settings.lease, self.context.model_id)
+                .jobs()
+                .claim(&self.id, self.settings.lease, self.context.model_id)
                 .await
             {
                 Ok(Some(job)) => {
@@ -408,6 +409,7 @@ impl Worker {
             loop {
                 renew.tick().await;
                 if let Ok(false) = store
+                    .jobs()
                     .renew_lease(job.id, &self.id, self.settings.lease)
                     .await
                 {
@@ -427,13 +429,16 @@ impl Worker {
             }
             Err(AttemptError::Busy(after)) => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-                store.defer_job(job.id, &self.id, after, None).await
+                store.jobs().defer(job.id, &self.id, after, None).await
             }
             Err(AttemptError::Unavailable(error)) => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
                 let delay = self.settings.outage_delay(job.deferrals + 1);
                 tracing::info!(job = job.id, %error, retry_in_ms = delay.as_millis() as u64, "job deferred: a dependency is away");
-                store.defer_job(job.id, &self.id, delay, Some(&error)).await
+                store
+                    .jobs()
+                    .defer(job.id, &self.id, delay, Some(&error))
+                    .await
             }
             Err(AttemptError::Failed(error)) => self.record_failure(&job, &error, false).await,
             Err(AttemptError::Rejected(error)) => self.record_failure(&job, &error, true).await,
@@ -455,6 +460,7 @@ impl Worker {
         let failed = self
             .context
             .store
+            .jobs()
             .fail_attempt(job.id, &self.id, error, delay, give_up)
             .await?;
         if failed {
@@ -488,7 +494,8 @@ impl Worker {
         let ctx = &self.context;
         let target = ctx
             .store
-            .webhook_target(&work.target)
+            .webhooks()
+            .target(&work.target)
             .await
             .map_err(AttemptError::of_store)?;
         if let Some(target) = target {
@@ -496,7 +503,7 @@ impl Worker {
                 .webhooks
                 .send(&target, work.event_id, &work.event, &work.body, job.attempt)
                 .await;
-            if let Err(e) = ctx.store.record_delivery(&delivery).await {
+            if let Err(e) = ctx.store.webhooks().record_delivery(&delivery).await {
                 tracing::warn!(job = job.id, error = %e, "could not log a webhook delivery");
             }
             if let Some(error) = delivery.error {
@@ -506,7 +513,8 @@ impl Worker {
             tracing::info!(job = job.id, target = %work.target, "webhook target no longer configured; delivery dropped");
         }
         ctx.store
-            .finish_job(job.id, &self.id)
+            .jobs()
+            .finish(job.id, &self.id)
             .await
             .map(drop)
             .map_err(AttemptError::of_store)
@@ -521,7 +529,8 @@ impl Worker {
         let attempts = u32::try_from(job.max_attempts).unwrap_or(5);
         match ctx
             .store
-            .purge_blob(job.id, &self.id, &sha256, attempts)
+            .blobs()
+            .purge(job.id, &self.id, &sha256, attempts)
             .await
             .map_err(AttemptError::of_store)?
         {
@@ -546,7 +555,8 @@ impl Worker {
                 .map_err(AttemptError::of_photo_store)?;
         }
         ctx.store
-            .finish_job(job.id, &self.id)
+            .jobs()
+            .finish(job.id, &self.id)
             .await
             .map(drop)
             .map_err(AttemptError::of_store)
@@ -566,7 +576,8 @@ impl Worker {
             Err(e) => return Err(AttemptError::Failed(e.to_string())),
         }
         ctx.store
-            .finish_job(job.id, &self.id)
+            .jobs()
+            .finish(job.id, &self.id)
             .await
             .map(drop)
             .map_err(AttemptError::of_store)
@@ -583,14 +594,16 @@ impl Worker {
         }
         let Some(keys) = ctx
             .store
-            .blob_keys(&sha256)
+            .blobs()
+            .keys(&sha256)
             .await
             .map_err(AttemptError::of_store)?
         else {
             // The photo was deleted (and its blob purged) since: nothing to embed.
             return ctx
                 .store
-                .finish_job(job.id, &self.id)
+                .jobs()
+                .finish(job.id, &self.id)
                 .await
                 .map(drop)
                 .map_err(AttemptError::of_store);
@@ -622,6 +635,7 @@ impl Worker {
             .map_err(AttemptError::of_photo_store)?;
         let saved = ctx
             .store
+            .photos()
             .save_labelled_embedding(
                 job.id,
                 &self.id,
@@ -639,6 +653,7 @@ impl Worker {
         let answering = ctx.matcher.answering().await;
         if saved && answering.whole_photo {
             ctx.store
+                .photos()
                 .save_previous_embedding(&sha256, answering.model_id, embedded.whole)
                 .await
                 .map_err(AttemptError::of_store)?;
@@ -653,7 +668,8 @@ impl Worker {
             // per upload, so a new upload of the same bytes is not touched.
             let current = ctx
                 .store
-                .blob_keys(&sha256)
+                .blobs()
+                .keys(&sha256)
                 .await
                 .map_err(AttemptError::of_store)?;
             if current.as_ref() != Some(&keys)

@@ -105,7 +105,7 @@ pub struct ReportSettings {
     pub limits: DecodeCaps,
     /// The slots the uploads' header checks run on (`serve`: their own, apart from the decodes).
     pub decode: Arc<Slots>,
-    /// The current model's id (from `Store::register_model`).
+    /// The current model's id (from `store.models().register`).
     pub model_id: i32,
     /// Attempts per embedding job.
     pub max_attempts: u32,
@@ -156,7 +156,8 @@ impl ReportService {
     pub async fn address_usage(&self, address: IpAddr) -> Result<AddressUsage, ReportError> {
         Ok(self
             .store
-            .address_usage(&address_key(address).to_string(), &self.open_limits)
+            .usage()
+            .address(&address_key(address).to_string(), &self.open_limits)
             .await?)
     }
 
@@ -254,7 +255,7 @@ impl ReportService {
         let hashes: Vec<[u8; 32]> = checked.iter().map(|c| c.photo.sha256).collect();
         // Bytes the store holds already are not written again; a blob purged between this look
         // and the recording is written on the next round.
-        let mut have = self.store.stored_blobs(&hashes).await?;
+        let mut have = self.store.blobs().stored(&hashes).await?;
         let mut written = Vec::new();
         for _round in 0..3 {
             match self.write_objects(&mut checked, &have).await {
@@ -265,7 +266,7 @@ impl ReportService {
                 }
             }
             let photos: Vec<NewPhoto> = checked.iter().map(|c| c.photo.clone()).collect();
-            let recording = self.store.create_report(
+            let recording = self.store.reports().create(
                 &new,
                 &token_hash,
                 &photos,
@@ -392,7 +393,7 @@ impl ReportService {
         let requested = charge.bytes;
         let address = match &charge.payer {
             Payer::Tenant(tenant) => {
-                return match self.store.storage_usage(tenant).await? {
+                return match self.store.tenants().storage_usage(tenant).await? {
                     Some(usage) if usage.used_bytes.saturating_add(requested) > usage.max_bytes => {
                         Err(ReserveError::QuotaExceeded { usage, requested }.into())
                     }
@@ -405,7 +406,7 @@ impl ReportService {
         let limits = &self.open_limits;
         let day = match limits.daily_bytes_per_address {
             i64::MAX => None,
-            _ => Some(self.store.address_usage(address, limits).await?),
+            _ => Some(self.store.usage().address(address, limits).await?),
         };
         if let Some(day) = day.filter(|d| d.used_bytes.saturating_add(requested) > d.max_bytes) {
             return Err(ReserveError::DailyLimit {
@@ -419,7 +420,7 @@ impl ReportService {
         if limits.total_bytes == i64::MAX {
             return Ok(());
         }
-        let used_bytes = self.store.open_storage_used().await?;
+        let used_bytes = self.store.usage().open_storage_used().await?;
         if used_bytes.saturating_add(requested) > limits.total_bytes {
             return Err(ReserveError::StoreFull {
                 used_bytes,
@@ -434,6 +435,7 @@ impl ReportService {
     /// A tenant's storage use.
     pub async fn storage_usage(&self, tenant: &str) -> Result<StorageUsage, ReportError> {
         self.store
+            .tenants()
             .storage_usage(tenant)
             .await?
             .ok_or(ReportError::Quota(ReserveError::UnknownTenant))
@@ -443,12 +445,14 @@ impl ReportService {
     pub async fn get(&self, id: Uuid, tenant: Option<&str>) -> Result<Report, ReportError> {
         let mut report = self
             .store
-            .report(id, tenant, self.model_id)
+            .reports()
+            .get(id, tenant, self.model_id)
             .await?
             .ok_or(ReportError::NotFound("report"))?;
         report.possible_matches = Some(
             self.store
-                .stored_matches(id, self.model_id, self.match_limit)
+                .matches()
+                .list(id, self.model_id, self.match_limit)
                 .await?,
         );
         Ok(report)
@@ -467,6 +471,7 @@ impl ReportService {
             || match token {
                 Some(token) => {
                     self.store
+                        .reports()
                         .is_owner(id, tenant, &owner_token_hash(token))
                         .await?
                 }
@@ -482,7 +487,7 @@ impl ReportService {
 
     /// A page of reports.
     pub async fn list(&self, filter: &ReportFilter) -> Result<Vec<Report>, ReportError> {
-        Ok(self.store.reports(filter, self.model_id).await?)
+        Ok(self.store.reports().list(filter, self.model_id).await?)
     }
 
     /// Deletes a report of `tenant`, given its owner token; its bytes go back to the quota.
@@ -495,7 +500,8 @@ impl ReportService {
         let token = token.ok_or(ReportError::Unauthorized)?;
         owner_result(
             self.store
-                .delete_report(id, tenant, &owner_token_hash(token), self.max_attempts)
+                .reports()
+                .delete(id, tenant, &owner_token_hash(token), self.max_attempts)
                 .await?,
         )
     }
@@ -512,7 +518,8 @@ impl ReportService {
         patch.validate()?;
         owner_result(
             self.store
-                .update_report(
+                .reports()
+                .update(
                     id,
                     tenant,
                     &owner_token_hash(token),
@@ -536,7 +543,8 @@ impl ReportService {
     ) -> Result<PhotoBody, ReportError> {
         let keys = self
             .store
-            .photo_keys(id, tenant)
+            .photos()
+            .keys(id, tenant)
             .await?
             .ok_or(ReportError::NotFound("photo"))?;
         let (key, mime, etag) = match file {

@@ -11,6 +11,10 @@ impl ReportService {
         filter: &ReportFilter,
         near: &Near,
     ) -> Result<Vec<(Report, f64)>, ReportError> {
-        Ok(self.store.reports_near(filter, near, self.model_id).await?)
+        Ok(self
+            .store
+            .reports()
+            .near(filter, near, self.model_id)
+            .await?)
     }
 }

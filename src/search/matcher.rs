@@ -100,10 +100,11 @@ impl Matcher {
         }
         let checked = async {
             let model = &previous.model;
-            let Some(id) = self.store.model_id(&model.name, &model.version).await? else {
+            let Some(id) = self.store.models().id(&model.name, &model.version).await? else {
                 return Ok::<_, StoreError>(None);
             };
-            let pending = id != self.model_id && self.store.reindexing(id, self.model_id).await?;
+            let pending =
+                id != self.model_id && self.store.models().reindexing(id, self.model_id).await?;
             Ok(pending.then_some(id))
         }
         .await;
@@ -167,7 +168,8 @@ impl Matcher {
             .unwrap_or(i64::MAX);
         let hits = self
             .store
-            .nearest_photos(query, model_id, filter, limit, mode)
+            .photos()
+            .nearest(query, model_id, filter, limit, mode)
             .await?;
         let mut best: HashMap<Uuid, ReportHit> = HashMap::new();
         for h in hits {
@@ -206,7 +208,8 @@ impl Matcher {
     ) -> Result<Vec<NewMatch>, SearchError> {
         let (kind, tenant) = self
             .store
-            .report_kind(report_id)
+            .reports()
+            .kind(report_id)
             .await?
             .ok_or(SearchError::NotFound)?;
         self.matches_of_known(report_id, (kind, tenant), kinds, threshold, limit)
@@ -235,7 +238,8 @@ impl Matcher {
         let mut best: HashMap<Uuid, NewMatch> = HashMap::new();
         for (photo_id, embedding) in self
             .store
-            .report_embeddings(report_id, self.model_id)
+            .photos()
+            .embeddings_of_report(report_id, self.model_id)
             .await?
         {
             for hit in self
@@ -267,7 +271,8 @@ impl Matcher {
     pub async fn refresh(&self, report_id: Uuid) -> Result<usize, SearchError> {
         let matches = self.matches(report_id, None, None, None).await?;
         self.store
-            .store_matches(
+            .matches()
+            .replace(
                 report_id,
                 self.model_id,
                 &matches,

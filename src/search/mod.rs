@@ -171,7 +171,7 @@ impl SearchService {
         .map_err(|_| StoreError::Unavailable("hashing the photos failed".into()))?;
         let mut stored = timing::measure(
             Stage::Database,
-            self.store.stored_embeddings(&hashes, model_id),
+            self.store.photos().stored_embeddings(&hashes, model_id),
         )
         .await?;
         let mut answers: Vec<Option<SourcedEmbedding>> = hashes
@@ -232,7 +232,7 @@ impl SearchService {
         threshold: Option<f32>,
         limit: Option<usize>,
     ) -> Result<Vec<NewMatch>, SearchError> {
-        let report = match self.store.report_kind(report_id).await? {
+        let report = match self.store.reports().kind(report_id).await? {
             Some(report) if report.1.as_deref() == tenant => report,
             _ => return Err(SearchError::NotFound),
         };
@@ -291,7 +291,8 @@ impl SearchService {
             let ids: Vec<Uuid> = hits.iter().map(|h| h.report_id).collect();
             let reports = self
                 .store
-                .reports_by_id(&ids, self.matcher.model_id)
+                .reports()
+                .by_id(&ids, self.matcher.model_id)
                 .await?;
             Ok::<_, SearchError>((hits, reports))
         })
@@ -349,7 +350,8 @@ impl SearchService {
         let (hits, mut reports) = timing::measure(Stage::Database, async {
             let hits = self
                 .store
-                .reports_by_breed(
+                .reports()
+                .by_breed(
                     &breeds.classes,
                     self.matcher.model_id,
                     filter,
@@ -359,7 +361,8 @@ impl SearchService {
             let ids: Vec<Uuid> = hits.iter().map(|h| h.report_id).collect();
             let reports = self
                 .store
-                .reports_by_id(&ids, self.matcher.model_id)
+                .reports()
+                .by_id(&ids, self.matcher.model_id)
                 .await?;
             Ok::<_, SearchError>((hits, reports))
         })

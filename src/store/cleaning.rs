@@ -1,7 +1,7 @@
 //! SQL of metadata removal from photos stored before uploads were cleaned on their way in:
 //! which blobs are still to clean, and the swap of a blob's object for its cleaned copy.
 
-use super::{Store, StoreError, jobs};
+use super::{Blobs, Jobs, StoreError, jobs};
 use crate::domain::job::JobPayload;
 
 /// A blob still holding its metadata.
@@ -13,10 +13,10 @@ pub struct UncleanedBlob {
     pub format: String,
 }
 
-impl Store {
+impl Jobs<'_> {
     /// Queues one `strip_metadata` job per blob not cleaned yet that has none (a job that failed
     /// on bad bytes stays failed). Returns how many were queued.
-    pub async fn enqueue_metadata_removal(&self, max_attempts: u32) -> Result<u64, StoreError> {
+    pub async fn enqueue_metadata_removal(self, max_attempts: u32) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let queued = sqlx::query(
             "INSERT INTO jobs (kind, dedupe_key, payload, max_attempts)
@@ -32,14 +32,16 @@ impl Store {
         tx.commit().await?;
         Ok(queued.rows_affected())
     }
+}
 
+impl Blobs<'_> {
     /// The blob `sha256` if it is stored and not cleaned yet.
-    pub async fn uncleaned_blob(&self, sha256: &[u8]) -> Result<Option<UncleanedBlob>, StoreError> {
+    pub async fn uncleaned(self, sha256: &[u8]) -> Result<Option<UncleanedBlob>, StoreError> {
         let row: Option<(String, String)> = sqlx::query_as(
             "SELECT storage_key, format FROM blobs WHERE sha256 = $1 AND metadata_stripped_at IS NULL",
         )
         .bind(sha256)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?;
         Ok(row.map(|(storage_key, format)| UncleanedBlob {
             storage_key,
@@ -51,8 +53,8 @@ impl Store {
     /// bytes had no metadata and stay where they are), and finishes job `job_id`, in one
     /// transaction; the object it held before is queued for deletion. False when the blob was
     /// gone, cleaned, or moved meanwhile: then `cleaned` is nobody's and the caller deletes it.
-    pub async fn record_cleaned_blob(
-        &self,
+    pub async fn record_cleaned(
+        self,
         job_id: i64,
         worker: &str,
         sha256: &[u8],
@@ -80,7 +82,7 @@ impl Store {
             jobs::enqueue(&mut tx, &delete, max_attempts).await?;
             jobs::notify(&mut tx).await?;
         }
-        Store::finish_job_in(&mut tx, job_id, worker).await?;
+        Jobs::finish_in(&mut tx, job_id, worker).await?;
         tx.commit().await?;
         Ok(updated)
     }

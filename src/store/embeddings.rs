@@ -8,7 +8,7 @@ use pgvector::Vector;
 use sqlx::Row;
 
 use super::labels::{LABEL_COLUMNS, labels_from_row};
-use super::{Store, StoreError, search};
+use super::{Jobs, Photos, StoreError, search};
 use crate::inference::PhotoLabels;
 
 /// A photo's stored embedding, with what the upload recorded of the photo.
@@ -26,11 +26,11 @@ pub struct StoredEmbedding {
     pub labels: Option<PhotoLabels>,
 }
 
-impl Store {
+impl Photos<'_> {
     /// The stored embeddings for `model_id` of the photos whose bytes hash to `hashes`, with
     /// each photo's format and size, by hash (photos never embedded are left out).
     pub async fn stored_embeddings(
-        &self,
+        self,
         hashes: &[[u8; 32]],
         model_id: i32,
     ) -> Result<HashMap<[u8; 32], StoredEmbedding>, StoreError> {
@@ -42,7 +42,7 @@ impl Store {
         ))
         .bind(&wanted)
         .bind(model_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
         let mut found = HashMap::new();
         for r in rows {
@@ -68,7 +68,7 @@ impl Store {
     /// the reports it completes. Returns false (and stores nothing) when the job is no longer this
     /// worker's or the blob was purged meanwhile.
     pub async fn save_embedding(
-        &self,
+        self,
         job_id: i64,
         worker: &str,
         sha256: &[u8],
@@ -88,10 +88,10 @@ impl Store {
         .await
     }
 
-    /// As [`Store::save_embedding`], with the species and breeds read from the photo.
+    /// As [`Photos::save_embedding`], with the species and breeds read from the photo.
     #[allow(clippy::too_many_arguments)]
     pub async fn save_labelled_embedding(
-        &self,
+        self,
         job_id: i64,
         worker: &str,
         sha256: &[u8],
@@ -101,7 +101,7 @@ impl Store {
         max_attempts: i32,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        // The blob first (the lock order of `create_report`): a report being created with this
+        // The blob first (the lock order of `Reports::create`): a report being created with this
         // photo is either committed before this reads the reports, or waits and then sees the
         // embedding. A blob purged meanwhile has nothing left to embed.
         let kept: Option<i32> =
@@ -109,7 +109,7 @@ impl Store {
                 .bind(sha256)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if !Store::finish_job_in(&mut tx, job_id, worker).await? || kept.is_none() {
+        if !Jobs::finish_in(&mut tx, job_id, worker).await? || kept.is_none() {
             return Ok(false);
         }
         sqlx::query(

@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::report_rows::photos_of;
-use super::{Store, StoreError, queue};
+use super::{Reports, StoreError, Webhooks, queue};
 use crate::domain::event::{EVENTS_CHANNEL, MatchEvent, Notice, ReportEvent, StatusEvent};
 use crate::domain::webhook::{Delivery, DeliveryRecord, WebhookTarget};
 
@@ -181,23 +181,25 @@ pub async fn publish_matches(
     Ok(())
 }
 
-impl Store {
+impl Reports<'_> {
     /// The embedding state of a report of `tenant` (`None`: of no tenant) for `model_id`; `None`
     /// when there is no such report for that caller.
-    pub async fn report_status(
-        &self,
+    pub async fn status(
+        self,
         id: Uuid,
         tenant: Option<&str>,
         model_id: i32,
     ) -> Result<Option<StatusEvent>, StoreError> {
         Ok(self
-            .report(id, tenant, model_id)
+            .get(id, tenant, model_id)
             .await?
             .map(|r| StatusEvent::of(id, &r.photos)))
     }
+}
 
+impl Webhooks<'_> {
     /// Replaces the webhook targets with `targets` (what this process is configured with).
-    pub async fn sync_webhook_targets(&self, targets: &[WebhookTarget]) -> Result<(), StoreError> {
+    pub async fn sync_targets(self, targets: &[WebhookTarget]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let names: Vec<&str> = targets.iter().map(|t| t.target.as_str()).collect();
         sqlx::query("DELETE FROM webhook_targets WHERE NOT (target = ANY($1))")
@@ -224,12 +226,12 @@ impl Store {
     }
 
     /// One webhook target, by name; `None` once it is no longer configured.
-    pub async fn webhook_target(&self, target: &str) -> Result<Option<WebhookTarget>, StoreError> {
+    pub async fn target(self, target: &str) -> Result<Option<WebhookTarget>, StoreError> {
         let row = sqlx::query(
             "SELECT target, tenant_id, url, secret, max_attempts FROM webhook_targets WHERE target = $1",
         )
         .bind(target)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?;
         row.map(|r| {
             Ok(WebhookTarget {
@@ -244,7 +246,7 @@ impl Store {
     }
 
     /// Appends one delivery attempt to the log, and trims the log to its newest rows.
-    pub async fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+    pub async fn record_delivery(self, delivery: &Delivery) -> Result<(), StoreError> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_deliveries (event_id, event, target, url, attempt, status_code, error, duration_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -257,20 +259,20 @@ impl Store {
         .bind(delivery.status_code.map(i32::from))
         .bind(delivery.error.as_deref())
         .bind(i32::try_from(delivery.duration_ms).unwrap_or(i32::MAX))
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool)
         .await?;
         if id % 100 == 0 {
             sqlx::query("DELETE FROM webhook_deliveries WHERE id <= $1")
                 .bind(id - DELIVERY_LOG_ROWS)
-                .execute(&self.pool)
+                .execute(self.pool)
                 .await?;
         }
         Ok(())
     }
 
     /// The newest delivery attempts first, at most `limit`, of one event when `event_id` is given.
-    pub async fn webhook_deliveries(
-        &self,
+    pub async fn deliveries(
+        self,
         event_id: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
@@ -281,7 +283,7 @@ impl Store {
         )
         .bind(event_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
         rows.iter()
             .map(|r| {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
 pub use super::queue::{JOBS_CHANNEL, enqueue, notify};
-use super::{Store, StoreError};
+use super::{Jobs, StoreError};
 use crate::domain::job::{JobPayload, JobRecord, JobStatus};
 
 /// A job a worker has claimed.
@@ -55,11 +55,11 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-impl Store {
+impl Jobs<'_> {
     /// Claims the next runnable job (queued and due, or running with an expired lease) of model
     /// `model_id` or of no model: processes running other models leave each other's jobs alone.
-    pub async fn claim_job(
-        &self,
+    pub async fn claim(
+        self,
         worker: &str,
         lease: Duration,
         model_id: i32,
@@ -70,7 +70,7 @@ impl Store {
                  last_error = coalesce(last_error || '; ', '') || 'the worker stopped during the last attempt'
              WHERE status = 'running' AND locked_until < now() AND attempts >= max_attempts",
         )
-        .execute(&self.pool)
+        .execute(self.pool)
         .await?;
         let row = sqlx::query(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1,
@@ -88,7 +88,7 @@ impl Store {
         .bind(worker)
         .bind(secs(lease))
         .bind(model_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?;
         row.map(|r| {
             Ok(ClaimedJob {
@@ -105,7 +105,7 @@ impl Store {
 
     /// Extends a running job's lease; false when the job is no longer this worker's.
     pub async fn renew_lease(
-        &self,
+        self,
         id: i64,
         worker: &str,
         lease: Duration,
@@ -117,14 +117,14 @@ impl Store {
         .bind(id)
         .bind(worker)
         .bind(secs(lease))
-        .execute(&self.pool)
+        .execute(self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Marks a job done inside the caller's transaction (with the job's result); false when the
     /// job was no longer this worker's (its lease expired and another worker took it).
-    pub async fn finish_job_in(
+    pub async fn finish_in(
         conn: &mut PgConnection,
         id: i64,
         worker: &str,
@@ -142,16 +142,16 @@ impl Store {
 
     /// Marks a job done (for jobs whose result is written separately); false when the job was no
     /// longer this worker's.
-    pub async fn finish_job(&self, id: i64, worker: &str) -> Result<bool, StoreError> {
+    pub async fn finish(self, id: i64, worker: &str) -> Result<bool, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        Store::finish_job_in(&mut conn, id, worker).await
+        Jobs::finish_in(&mut conn, id, worker).await
     }
 
     /// Records a failed attempt: queued again after `delay`, or failed for good once the attempts
     /// are spent, or at once when `give_up` (another attempt would fail the same way). Returns
     /// true when the job is now failed.
     pub async fn fail_attempt(
-        &self,
+        self,
         id: i64,
         worker: &str,
         error: &str,
@@ -192,8 +192,8 @@ impl Store {
     /// Puts a job back without counting the attempt (the service was busy or a dependency away,
     /// not the job wrong). An `outage` (its error) is recorded and counted among the job's
     /// deferrals, which lengthen its next delay.
-    pub async fn defer_job(
-        &self,
+    pub async fn defer(
+        self,
         id: i64,
         worker: &str,
         delay: Duration,
@@ -210,29 +210,25 @@ impl Store {
         .bind(secs(delay))
         .bind(i32::from(outage.is_some()))
         .bind(outage)
-        .execute(&self.pool)
+        .execute(self.pool)
         .await?;
         Ok(())
     }
 
     /// Hands back every job a stopping worker still holds, uncounted, for others to run.
-    pub async fn release_jobs(&self, worker: &str) -> Result<u64, StoreError> {
+    pub async fn release(self, worker: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET status = 'queued', attempts = attempts - 1, locked_until = NULL, updated_at = now()
              WHERE locked_by = $1 AND status = 'running'",
         )
         .bind(worker)
-        .execute(&self.pool)
+        .execute(self.pool)
         .await?;
         Ok(done.rows_affected())
     }
 
     /// One job, if it works for a report of `tenant`.
-    pub async fn job(
-        &self,
-        id: i64,
-        tenant: Option<&str>,
-    ) -> Result<Option<JobRecord>, StoreError> {
+    pub async fn get(self, id: i64, tenant: Option<&str>) -> Result<Option<JobRecord>, StoreError> {
         // A job is shown to the tenant of a report it works for: an embedding job to a tenant
         // with a report holding that photo, a match job to the tenant of that report.
         let row = sqlx::query(
@@ -250,7 +246,7 @@ impl Store {
         )
         .bind(id)
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?;
         row.map(|r| {
             Ok(JobRecord {
@@ -280,8 +276,8 @@ impl Store {
 
     /// Jobs by state. Reads only the partial indexes of unfinished and failed jobs, so it costs
     /// the same with a million done jobs as with none.
-    pub async fn job_counts(&self) -> Result<JobCounts, StoreError> {
-        let row = sqlx::query(JOB_COUNTS_SQL).fetch_one(&self.pool).await?;
+    pub async fn counts(self) -> Result<JobCounts, StoreError> {
+        let row = sqlx::query(JOB_COUNTS_SQL).fetch_one(self.pool).await?;
         Ok(JobCounts {
             queued: row.try_get("queued")?,
             running: row.try_get("running")?,
@@ -291,8 +287,8 @@ impl Store {
     }
 
     /// Deletes up to `batch` done jobs that finished more than `retention` ago; how many it deleted.
-    pub async fn prune_done_jobs(
-        &self,
+    pub async fn prune_done(
+        self,
         retention: std::time::Duration,
         batch: i64,
     ) -> Result<u64, StoreError> {
@@ -304,7 +300,7 @@ impl Store {
         )
         .bind(retention.as_secs_f64())
         .bind(batch)
-        .execute(&self.pool)
+        .execute(self.pool)
         .await?;
         Ok(done.rows_affected())
     }

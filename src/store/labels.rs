@@ -6,7 +6,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::filters::push_report_filter;
-use super::{Store, StoreError};
+use super::{Reports, StoreError};
 use crate::domain::search::SearchFilter;
 use crate::inference::PhotoLabels;
 
@@ -43,11 +43,11 @@ pub struct BreedHit {
     pub probability: f32,
 }
 
-impl Store {
+impl Reports<'_> {
     /// Reports passing `filter` with a photo whose listed breeds include one of `classes`, most
     /// likely first (by the best photo's summed probability of those breeds), at most `limit`.
-    pub async fn reports_by_breed(
-        &self,
+    pub async fn by_breed(
+        self,
         classes: &[u16],
         model_id: i32,
         filter: &SearchFilter,
@@ -73,7 +73,7 @@ impl Store {
              ORDER BY probability DESC, report_id LIMIT ",
         )
         .push_bind(limit);
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(BreedHit {

@@ -5,7 +5,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::reports::OwnerCheck;
-use super::{Store, StoreError};
+use super::{Messages, Reports, StoreError};
 use crate::domain::message::Message;
 
 /// Messages a report keeps: a new one past it removes the oldest, so a flood cannot grow a
@@ -21,10 +21,10 @@ pub struct MessagePage {
     pub messages: Vec<Message>,
 }
 
-impl Store {
+impl Messages<'_> {
     /// Records a message to report `report_id` of `tenant`; `None` when there is no such report.
-    pub async fn add_message(
-        &self,
+    pub async fn add(
+        self,
         report_id: Uuid,
         tenant: Option<&str>,
         text: &str,
@@ -72,15 +72,19 @@ impl Store {
 
     /// Report `report_id`'s messages older than message `before` (all when `None`), newest first,
     /// at most `limit`, if `token_hash` is its owner token's.
-    pub async fn owner_messages(
-        &self,
+    pub async fn for_owner(
+        self,
         report_id: Uuid,
         tenant: Option<&str>,
         token_hash: &[u8],
         before: Option<i64>,
         limit: u32,
     ) -> Result<MessagePage, StoreError> {
-        let check = match self.owner_hash(report_id, tenant).await? {
+        // The owner check is the reports' (the same as for the owner's other actions).
+        let owner = Reports { pool: self.pool }
+            .owner_hash(report_id, tenant)
+            .await?;
+        let check = match owner {
             None => OwnerCheck::NotFound,
             Some(h) if h != token_hash => OwnerCheck::Forbidden,
             Some(_) => OwnerCheck::Done,
@@ -99,7 +103,7 @@ impl Store {
         .bind(report_id)
         .bind(before)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
         let messages = rows
             .iter()

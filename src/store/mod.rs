@@ -1,10 +1,12 @@
-//! The store: PostgreSQL (with pgvector) through an sqlx pool. All SQL lives in this module.
+//! The store: PostgreSQL (with pgvector) through an sqlx pool. All SQL lives in this module; its
+//! methods are grouped by area (`store.jobs()`, `store.reports()`, ...: see `areas`).
 
 use std::time::Duration;
 
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Row};
 
+mod areas;
 pub mod cleaning;
 pub mod embeddings;
 pub mod events;
@@ -13,6 +15,7 @@ pub mod jobs;
 pub mod labels;
 pub mod lifecycle;
 pub mod messages;
+pub mod models;
 pub mod nearby;
 mod queue;
 mod report_rows;
@@ -23,18 +26,20 @@ pub mod usage;
 
 pub use crate::domain::limits::OpenLimits;
 pub use crate::domain::search::{NewMatch, SearchFilter, SearchMode};
+pub use areas::{
+    Blobs, Jobs, Matches, Messages, Models, Photos, Reports, Tenants, Usage, Webhooks,
+};
 pub use embeddings::StoredEmbedding;
 pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
 pub use labels::BreedHit;
-pub use lifecycle::{ModelUsage, Purge, SweptBlob};
+pub use lifecycle::{Purge, SweptBlob};
 pub use messages::MessagePage;
+pub use models::ModelUsage;
 pub use nearby::{Near, chord_to_km};
 pub use reports::{CreatedReport, NewPhoto, OwnerCheck, Payer, PhotoKeys, Recorded, StorageCharge};
 pub use search::PhotoHit;
 pub use tenants::{ReserveError, StorageUsage};
 pub use usage::AddressUsage;
-
-use crate::inference::ModelManifest;
 
 /// The migrations under `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -163,43 +168,6 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
-    }
-
-    /// Registers the model (idempotent), makes its vector index, and returns its id; refuses a
-    /// model whose vectors the schema cannot hold, or whose name and version are known with
-    /// another dimension or file hash.
-    pub async fn register_model(&self, manifest: &ModelManifest) -> Result<i32, StoreError> {
-        if let Some(dim) = self.embedding_dim().await?
-            && usize::try_from(dim).ok() != Some(manifest.dim)
-        {
-            return Err(StoreError::Config(format!(
-                "model {} {} makes {}-dimensional embeddings, but the database stores {dim}-dimensional ones (embeddings.embedding is halfvec({dim})): use a model of dimension {dim}, or a database migrated for {}",
-                manifest.name, manifest.version, manifest.dim, manifest.dim
-            )));
-        }
-        let row = sqlx::query(
-            "INSERT INTO models (name, version, dim, sha256) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (name, version) DO UPDATE SET name = EXCLUDED.name
-             RETURNING id, dim, sha256",
-        )
-        .bind(&manifest.name)
-        .bind(&manifest.version)
-        .bind(i32::try_from(manifest.dim).unwrap_or(i32::MAX))
-        .bind(&manifest.sha256)
-        .fetch_one(&self.pool)
-        .await?;
-        let (id, dim, sha256): (i32, i32, String) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        if usize::try_from(dim).ok() != Some(manifest.dim)
-            || !sha256.eq_ignore_ascii_case(&manifest.sha256)
-        {
-            return Err(StoreError::Config(format!(
-                "model {} {} is registered with dim {dim} and sha256 {sha256}, but this file has dim {} and sha256 {}: give the new model a new version",
-                manifest.name, manifest.version, manifest.dim, manifest.sha256
-            )));
-        }
-        self.ensure_model_index(id).await?;
-        Ok(id)
     }
 
     /// The connection pool now.

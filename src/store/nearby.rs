@@ -7,7 +7,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
-use super::{Store, StoreError};
+use super::{Reports, StoreError};
 use crate::domain::report::{Report, ReportFilter};
 
 /// A place and a radius, with a position in the nearest-first order to start after.
@@ -42,11 +42,11 @@ fn km_to_chord(km: f64) -> f64 {
     2.0 * half_angle.sin()
 }
 
-impl Store {
+impl Reports<'_> {
     /// A page of reports matching `filter` (its `before` is ignored) within `near`, nearest
     /// first (ties by id), each with its chord to the centre (see [`chord_to_km`]).
-    pub async fn reports_near(
-        &self,
+    pub async fn near(
+        self,
         filter: &ReportFilter,
         near: &Near,
         model_id: i32,
@@ -92,12 +92,12 @@ impl Store {
         }
         q.push(" ORDER BY chord, id LIMIT ")
             .push_bind(i64::from(filter.limit));
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(self.pool).await?;
         let ids: Vec<Uuid> = rows
             .iter()
             .map(|r| r.try_get("id"))
             .collect::<Result<_, _>>()?;
-        let mut photos = photos_of(&self.pool, &ids, model_id).await?;
+        let mut photos = photos_of(self.pool, &ids, model_id).await?;
         rows.iter()
             .map(|row| {
                 let id: Uuid = row.try_get("id")?;

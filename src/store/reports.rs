@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
 use super::search::push_breed_filter;
 use super::tenants::ReserveError;
-use super::{Store, StoreError, jobs, search};
+use super::{Blobs, Jobs, Photos, Reports, StoreError, jobs, search};
 use crate::domain::event::{ReportEvent, ReportRef};
 use crate::domain::job::JobPayload;
 use crate::domain::limits::OpenLimits;
@@ -119,18 +119,18 @@ fn to_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
-impl Store {
+impl Reports<'_> {
     /// Records a report, its photos, and one embedding job per photo new to `model_id`, in one
     /// transaction; workers are notified when it commits.
     ///
     /// Locks are taken in one order by every transaction that takes several: blobs by hash
-    /// (this, `save_embedding`, `purge_blob`), then their jobs by hash, then reports by id, then
+    /// (this, `Photos::save_embedding`, `Blobs::purge`), then their jobs by hash, then reports by id, then
     /// the tenant. Two uploads sharing photos therefore wait for each other instead of
     /// deadlocking, and a report created while one of its photos' embedding is being saved
     /// waits for that save, then sees the embedding (or the save sees the report's photo):
     /// either way the report's match job is queued.
-    pub async fn create_report(
-        &self,
+    pub async fn create(
+        self,
         report: &NewReport,
         owner_token_hash: &[u8],
         photos: &[NewPhoto],
@@ -277,24 +277,10 @@ impl Store {
         })))
     }
 
-    /// Which of these blobs are recorded (their objects are stored).
-    pub async fn stored_blobs(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, StoreError> {
-        let wanted: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
-        let found: Vec<Vec<u8>> =
-            sqlx::query_scalar("SELECT sha256 FROM blobs WHERE sha256 = ANY($1)")
-                .bind(&wanted)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(found
-            .into_iter()
-            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
-            .collect())
-    }
-
     /// A report of `tenant` (`None`: of no tenant) with its photos and their embedding state
     /// for `model_id`.
-    pub async fn report(
-        &self,
+    pub async fn get(
+        self,
         id: Uuid,
         tenant: Option<&str>,
         model_id: i32,
@@ -304,10 +290,10 @@ impl Store {
         ))
         .bind(id)
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut photos = photos_of(&self.pool, &[id], model_id).await?;
+        let mut photos = photos_of(self.pool, &[id], model_id).await?;
         Ok(Some(report_from_row(
             &row,
             photos.remove(&id).unwrap_or_default(),
@@ -315,8 +301,8 @@ impl Store {
     }
 
     /// A page of reports, newest first.
-    pub async fn reports(
-        &self,
+    pub async fn list(
+        self,
         filter: &ReportFilter,
         model_id: i32,
     ) -> Result<Vec<Report>, StoreError> {
@@ -348,12 +334,12 @@ impl Store {
         }
         q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(i64::from(filter.limit));
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(self.pool).await?;
         let ids: Vec<Uuid> = rows
             .iter()
             .map(|r| r.try_get("id"))
             .collect::<Result<_, _>>()?;
-        let mut photos = photos_of(&self.pool, &ids, model_id).await?;
+        let mut photos = photos_of(self.pool, &ids, model_id).await?;
         rows.iter()
             .map(|row| {
                 let id: Uuid = row.try_get("id")?;
@@ -363,8 +349,8 @@ impl Store {
     }
 
     /// Several reports by id (missing ones are left out).
-    pub async fn reports_by_id(
-        &self,
+    pub async fn by_id(
+        self,
         ids: &[Uuid],
         model_id: i32,
     ) -> Result<HashMap<Uuid, Report>, StoreError> {
@@ -372,9 +358,9 @@ impl Store {
             "SELECT {REPORT_COLUMNS} FROM reports WHERE id = ANY($1)"
         ))
         .bind(ids)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
-        let mut photos = photos_of(&self.pool, ids, model_id).await?;
+        let mut photos = photos_of(self.pool, ids, model_id).await?;
         rows.iter()
             .map(|row| {
                 let id: Uuid = row.try_get("id")?;
@@ -389,7 +375,7 @@ impl Store {
     /// Whether `token_hash` is the owner token's of report `id` of `tenant` (false when there is
     /// no such report).
     pub async fn is_owner(
-        &self,
+        self,
         id: Uuid,
         tenant: Option<&str>,
         token_hash: &[u8],
@@ -399,7 +385,7 @@ impl Store {
 
     /// The owner token hash of a report of `tenant`.
     pub(super) async fn owner_hash(
-        &self,
+        self,
         id: Uuid,
         tenant: Option<&str>,
     ) -> Result<Option<Vec<u8>>, StoreError> {
@@ -408,15 +394,15 @@ impl Store {
         )
         .bind(id)
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?)
     }
 
     /// Deletes a report of `tenant` if the token hash matches, gives the tenant back the bytes it
     /// was charged, and queues the purge of each of its photos' blobs that no other report uses,
     /// in one transaction: the purge jobs delete the bytes, thumbnails and embeddings.
-    pub async fn delete_report(
-        &self,
+    pub async fn delete(
+        self,
         id: Uuid,
         tenant: Option<&str>,
         token_hash: &[u8],
@@ -475,8 +461,8 @@ impl Store {
     /// Applies an owner's changes if the token hash matches. A report resolved leaves the
     /// possible matches (its own and the other reports' rows naming it); one opened again is
     /// queued for matching with `model_id`.
-    pub async fn update_report(
-        &self,
+    pub async fn update(
+        self,
         id: Uuid,
         tenant: Option<&str>,
         token_hash: &[u8],
@@ -539,10 +525,38 @@ impl Store {
             }
         }
     }
+}
 
+impl Blobs<'_> {
+    /// Which of these blobs are recorded (their objects are stored).
+    pub async fn stored(self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let wanted: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let found: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT sha256 FROM blobs WHERE sha256 = ANY($1)")
+                .bind(&wanted)
+                .fetch_all(self.pool)
+                .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+            .collect())
+    }
+
+    /// The object keys of a blob (its photo and its thumbnail).
+    pub async fn keys(self, sha256: &[u8]) -> Result<Option<ObjectKeys>, StoreError> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT storage_key, thumbnail_key FROM blobs WHERE sha256 = $1")
+                .bind(sha256)
+                .fetch_optional(self.pool)
+                .await?;
+        Ok(row.map(|(photo, thumbnail)| ObjectKeys { photo, thumbnail }))
+    }
+}
+
+impl Photos<'_> {
     /// Where a photo of a report of `tenant` is stored, and its format.
-    pub async fn photo_keys(
-        &self,
+    pub async fn keys(
+        self,
         photo_id: Uuid,
         tenant: Option<&str>,
     ) -> Result<Option<PhotoKeys>, StoreError> {
@@ -553,7 +567,7 @@ impl Store {
         )
         .bind(photo_id)
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?;
         row.map(|r| {
             Ok(PhotoKeys {
@@ -565,21 +579,13 @@ impl Store {
         })
         .transpose()
     }
+}
 
-    /// The object keys of a blob (its photo and its thumbnail).
-    pub async fn blob_keys(&self, sha256: &[u8]) -> Result<Option<ObjectKeys>, StoreError> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT storage_key, thumbnail_key FROM blobs WHERE sha256 = $1")
-                .bind(sha256)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(photo, thumbnail)| ObjectKeys { photo, thumbnail }))
-    }
-
+impl Jobs<'_> {
     /// Enqueues embedding jobs for every blob lacking an embedding for `model_id`, and re-queues
     /// failed ones. Returns how many jobs were (re)queued.
     pub async fn enqueue_missing_embeddings(
-        &self,
+        self,
         model_id: i32,
         max_attempts: u32,
     ) -> Result<u64, StoreError> {

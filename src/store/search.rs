@@ -5,7 +5,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::filters::push_report_filter;
-use super::{Store, StoreError, events, queue};
+use super::{Matches, Photos, Reports, StoreError, events, queue};
 use crate::domain::event::MatchEvent;
 use crate::domain::job::JobPayload;
 use crate::domain::report::{PossibleMatch, ReportKind};
@@ -22,13 +22,13 @@ pub struct PhotoHit {
     pub distance: f64,
 }
 
-impl Store {
+impl Photos<'_> {
     /// The photos nearest to `query` among reports passing `filter`, nearest first. Through the
     /// model's index, an iterative scan stops after `hnsw.max_scan_tuples` tuples: a filter that
     /// few of the model's vectors pass (a small tenant among many) can come back short of
     /// `limit`, and then the exact search (which reads only the rows passing the filter) answers.
-    pub async fn nearest_photos(
-        &self,
+    pub async fn nearest(
+        self,
         query: &[f32],
         model_id: i32,
         filter: &SearchFilter,
@@ -36,18 +36,18 @@ impl Store {
         mode: SearchMode,
     ) -> Result<Vec<PhotoHit>, StoreError> {
         let hits = self
-            .nearest_photos_by(query, model_id, filter, limit, mode)
+            .nearest_by(query, model_id, filter, limit, mode)
             .await?;
         if mode != SearchMode::Exact && (hits.len() as i64) < limit {
             return self
-                .nearest_photos_by(query, model_id, filter, limit, SearchMode::Exact)
+                .nearest_by(query, model_id, filter, limit, SearchMode::Exact)
                 .await;
         }
         Ok(hits)
     }
 
-    async fn nearest_photos_by(
-        &self,
+    async fn nearest_by(
+        self,
         query: &[f32],
         model_id: i32,
         filter: &SearchFilter,
@@ -109,8 +109,8 @@ impl Store {
     }
 
     /// The stored embeddings of a report's photos: (photo id, vector).
-    pub async fn report_embeddings(
-        &self,
+    pub async fn embeddings_of_report(
+        self,
         report_id: Uuid,
         model_id: i32,
     ) -> Result<Vec<(Uuid, Vec<f32>)>, StoreError> {
@@ -120,7 +120,7 @@ impl Store {
         )
         .bind(report_id)
         .bind(model_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
         rows.iter()
             .map(|r| {
@@ -131,26 +131,30 @@ impl Store {
             })
             .collect()
     }
+}
 
+impl Reports<'_> {
     /// The kind and tenant of a report.
-    pub async fn report_kind(
-        &self,
+    pub async fn kind(
+        self,
         report_id: Uuid,
     ) -> Result<Option<(ReportKind, Option<String>)>, StoreError> {
         let row: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT kind, tenant_id FROM reports WHERE id = $1")
                 .bind(report_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool)
                 .await?;
         Ok(row.and_then(|(kind, tenant)| Some((kind.parse().ok()?, tenant))))
     }
+}
 
+impl Matches<'_> {
     /// Replaces a report's stored matches, and records each also on the other report (keeping the
     /// better score there), in one transaction; every report keeps at most `cap` matches, its best.
     /// Only open reports take part. The reports concerned are locked first, by id: two reports
     /// matched at the same moment (each naming the other) wait for each other, never deadlock.
-    pub async fn store_matches(
-        &self,
+    pub async fn replace(
+        self,
         report_id: Uuid,
         model_id: i32,
         matches: &[NewMatch],
@@ -246,8 +250,8 @@ impl Store {
     }
 
     /// A report's stored matches with open reports, best first, at most `limit`.
-    pub async fn stored_matches(
-        &self,
+    pub async fn list(
+        self,
         report_id: Uuid,
         model_id: i32,
         limit: usize,
@@ -264,7 +268,7 @@ impl Store {
         .bind(report_id)
         .bind(model_id)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
         rows.iter()
             .map(|r| {

@@ -5,7 +5,7 @@
 
 use sqlx::{Postgres, Transaction};
 
-use super::{Store, StoreError};
+use super::{StoreError, Tenants};
 use crate::tenants::Tenant;
 
 /// A tenant's storage use.
@@ -68,10 +68,10 @@ impl From<sqlx::Error> for ReserveError {
     }
 }
 
-impl Store {
+impl Tenants<'_> {
     /// Creates the configured tenants and sets their quotas; known tenants keep their use.
-    pub async fn sync_tenants<'t>(
-        &self,
+    pub async fn sync<'t>(
+        self,
         tenants: impl IntoIterator<Item = &'t Tenant>,
     ) -> Result<(), StoreError> {
         for tenant in tenants {
@@ -81,18 +81,18 @@ impl Store {
             )
             .bind(&*tenant.id)
             .bind(i64::try_from(tenant.max_storage_bytes).unwrap_or(i64::MAX))
-            .execute(&self.pool)
+            .execute(self.pool)
             .await?;
         }
         Ok(())
     }
 
     /// A tenant's storage use (`None`: no such tenant).
-    pub async fn storage_usage(&self, tenant: &str) -> Result<Option<StorageUsage>, StoreError> {
+    pub async fn storage_usage(self, tenant: &str) -> Result<Option<StorageUsage>, StoreError> {
         let row: Option<(i64, i64)> =
             sqlx::query_as("SELECT used_bytes, max_bytes FROM tenants WHERE id = $1")
                 .bind(tenant)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool)
                 .await?;
         Ok(row.map(|(used_bytes, max_bytes)| StorageUsage {
             used_bytes,

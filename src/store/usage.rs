@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::tenants::ReserveError;
-use super::{Store, StoreError};
+use super::{StoreError, Usage};
 use crate::domain::limits::OpenLimits;
 
 /// What an address has uploaded today.
@@ -36,10 +36,10 @@ pub fn until_reset(now: DateTime<Utc>) -> Duration {
         .unwrap_or(Duration::from_secs(1))
 }
 
-impl Store {
+impl Usage<'_> {
     /// What `address` has uploaded today (UTC), against `limits`.
-    pub async fn address_usage(
-        &self,
+    pub async fn address(
+        self,
         address: &str,
         limits: &OpenLimits,
     ) -> Result<AddressUsage, StoreError> {
@@ -47,7 +47,7 @@ impl Store {
             "SELECT bytes FROM upload_usage WHERE address = $1 AND day = (now() AT TIME ZONE 'UTC')::date",
         )
         .bind(address)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?;
         Ok(AddressUsage {
             used_bytes: used.unwrap_or(0),
@@ -57,22 +57,22 @@ impl Store {
     }
 
     /// Bytes all reports without a tenant hold now.
-    pub async fn open_storage_used(&self) -> Result<i64, StoreError> {
+    pub async fn open_storage_used(self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT used_bytes FROM open_storage WHERE id = 1")
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool)
                 .await?
                 .unwrap_or(0),
         )
     }
 
     /// Forgets the daily counts of days before yesterday (they limit nothing any more).
-    pub async fn prune_upload_usage(&self) -> Result<u64, StoreError> {
+    pub async fn prune(self) -> Result<u64, StoreError> {
         Ok(
             sqlx::query(
                 "DELETE FROM upload_usage WHERE day < (now() AT TIME ZONE 'UTC')::date - 1",
             )
-            .execute(&self.pool)
+            .execute(self.pool)
             .await?
             .rows_affected(),
         )

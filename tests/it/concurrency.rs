@@ -130,18 +130,19 @@ async fn a_report_created_while_its_photo_is_embedded_gets_its_match_job() {
         // earlier rounds that come first).
         let job = loop {
             let job = store
-                .claim_job("race-worker", Duration::from_secs(30), app.model_id)
+                .jobs()
+                .claim("race-worker", Duration::from_secs(30), app.model_id)
                 .await
                 .unwrap()
                 .unwrap();
             if job.kind == "embed" {
                 break job;
             }
-            store.finish_job(job.id, "race-worker").await.unwrap();
+            store.jobs().finish(job.id, "race-worker").await.unwrap();
         };
         let sha256 = hex::decode(job.payload["sha256"].as_str().unwrap()).unwrap();
         // The embedding is saved while a second report with the same photo is created.
-        let saving = store.save_embedding(
+        let saving = store.photos().save_embedding(
             job.id,
             "race-worker",
             &sha256,

@@ -264,7 +264,14 @@ async fn the_sweep_repairs_what_a_crash_left() {
     workers.stop(Duration::from_secs(5)).await;
 
     // One sweep at a time across processes: a second sweeper waits its turn.
-    let holder = app.state.store.try_sweep_lock().await.unwrap().unwrap();
+    let holder = app
+        .state
+        .store
+        .blobs()
+        .try_sweep_lock()
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         sweeper(&app, Duration::ZERO)
             .sweep_if_free()
@@ -272,5 +279,10 @@ async fn the_sweep_repairs_what_a_crash_left() {
             .unwrap()
             .is_none()
     );
-    app.state.store.release_sweep_lock(holder).await.unwrap();
+    app.state
+        .store
+        .blobs()
+        .release_sweep_lock(holder)
+        .await
+        .unwrap();
 }

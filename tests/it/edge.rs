@@ -278,7 +278,7 @@ async fn job_counts_read_no_done_jobs() {
         .execute(store.pool())
         .await
         .unwrap();
-    let counts = store.job_counts().await.unwrap();
+    let counts = store.jobs().counts().await.unwrap();
     assert_eq!((counts.queued, counts.running, counts.failed), (3, 0, 0));
 
     // The plan reads the partial indexes only: a handful of pages, not the 100k done jobs.
@@ -297,7 +297,8 @@ async fn job_counts_read_no_done_jobs() {
 
     // Pruning takes done jobs past their retention, in batches.
     let pruned = store
-        .prune_done_jobs(Duration::from_secs(86_400), 60_000)
+        .jobs()
+        .prune_done(Duration::from_secs(86_400), 60_000)
         .await
         .unwrap();
     assert_eq!(pruned, 60_000);
@@ -308,7 +309,8 @@ async fn job_counts_read_no_done_jobs() {
     assert_eq!(left, 40_003);
     assert_eq!(
         store
-            .prune_done_jobs(Duration::from_secs(3 * 86_400), 60_000)
+            .jobs()
+            .prune_done(Duration::from_secs(3 * 86_400), 60_000)
             .await
             .unwrap(),
         0,

@@ -106,8 +106,16 @@ async fn migrations_are_idempotent_and_install_pgvector() {
             .await
             .unwrap();
     assert!(version.as_str() >= "0.8", "pgvector {version}");
-    let id1 = store.register_model(embedder().manifest()).await.unwrap();
-    let id2 = store.register_model(embedder().manifest()).await.unwrap();
+    let id1 = store
+        .models()
+        .register(embedder().manifest())
+        .await
+        .unwrap();
+    let id2 = store
+        .models()
+        .register(embedder().manifest())
+        .await
+        .unwrap();
     assert_eq!(id1, id2);
 }
 

@@ -131,10 +131,10 @@ async fn the_store_registers_the_int8_model_apart_from_fp32() {
     let store = fresh_store().await;
     let fp32 = ModelManifest::load_for(&repo("models/efficientnet_lite0.onnx")).unwrap();
     let int8 = ModelManifest::load_for(&int8_model()).unwrap();
-    let fp32_id = store.register_model(&fp32).await.unwrap();
-    let int8_id = store.register_model(&int8).await.unwrap();
+    let fp32_id = store.models().register(&fp32).await.unwrap();
+    let int8_id = store.models().register(&int8).await.unwrap();
     assert_ne!(fp32_id, int8_id);
-    assert_eq!(store.register_model(&int8).await.unwrap(), int8_id);
+    assert_eq!(store.models().register(&int8).await.unwrap(), int8_id);
 }
 
 /// `serve` without `--precision` (the default, `auto`) runs the INT8 model on a CPU with VNNI or

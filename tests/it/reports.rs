@@ -517,6 +517,7 @@ async fn stopping_workers_hands_jobs_back_and_reindex_requeues_missing_embedding
     let requeued = app
         .state
         .store
+        .jobs()
         .enqueue_missing_embeddings(app.model_id, 3)
         .await
         .unwrap();

@@ -236,7 +236,7 @@ async fn a_small_tenants_search_among_a_big_ones_fills_k() {
     let store = Store::connect(&database_config(url)).await.unwrap();
     store.migrate().await.unwrap();
     let manifest = lookalike::inference::ModelManifest::load_for(&model_config().path).unwrap();
-    let model = store.register_model(&manifest).await.unwrap();
+    let model = store.models().register(&manifest).await.unwrap();
     // A query direction; 2000 of the big tenant's photos close around it, 12 of the small
     // tenant's farther out.
     let query: Vec<f32> = (0..1280)
@@ -304,12 +304,14 @@ async fn a_small_tenants_search_among_a_big_ones_fills_k() {
     assert!(by_index < 10, "the index alone found {by_index}");
 
     let small = store
-        .nearest_photos(&query, model, &tenant("small"), 10, mode)
+        .photos()
+        .nearest(&query, model, &tenant("small"), 10, mode)
         .await
         .unwrap();
     assert_eq!(small.len(), 10);
     let big = store
-        .nearest_photos(&query, model, &tenant("big"), 10, mode)
+        .photos()
+        .nearest(&query, model, &tenant("big"), 10, mode)
         .await
         .unwrap();
     assert_eq!(big.len(), 10);

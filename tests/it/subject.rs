@@ -263,7 +263,11 @@ fn old_model() -> PathBuf {
 /// A test app over `store` and `gate`, its photos in `storage_dir`.
 async fn app_with(store: lookalike::store::Store, gate: Gate, storage_dir: PathBuf) -> TestApp {
     let storage = PhotoStore::local(&storage_dir).unwrap();
-    let model_id = store.register_model(gate.model().manifest()).await.unwrap();
+    let model_id = store
+        .models()
+        .register(gate.model().manifest())
+        .await
+        .unwrap();
     let parts = Parts {
         store,
         gate,
@@ -311,6 +315,7 @@ async fn a_store_on_the_old_model_reindexes_while_it_keeps_answering() {
     let mut after = app_with(store.clone(), gate(default_gate_settings()), storage_dir).await;
     assert_ne!(after.model_id, before.model_id);
     let queued = store
+        .jobs()
         .enqueue_missing_embeddings(after.model_id, 3)
         .await
         .unwrap();

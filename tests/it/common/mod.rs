@@ -221,7 +221,11 @@ pub async fn parts(store: Store, settings: GateSettings) -> (Parts, PathBuf) {
     let dir = temp_dir("storage");
     let storage = PhotoStore::local(&dir).unwrap();
     let gate = gate(settings);
-    let model_id = store.register_model(gate.model().manifest()).await.unwrap();
+    let model_id = store
+        .models()
+        .register(gate.model().manifest())
+        .await
+        .unwrap();
     (
         Parts {
             store,
