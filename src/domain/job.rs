@@ -110,6 +110,16 @@ impl JobPayload {
         })
     }
 
+    /// The start of every key of an embedding job of the blob `sha256` (hex), whatever its model:
+    /// a job's key is this and its model's id.
+    pub fn embed_key_prefix(sha256: &str) -> String {
+        format!("embed:{sha256}:")
+    }
+
+    /// The start of a `strip_metadata` job's key: the blob's hash (hex) follows it. Bound as such
+    /// where SQL queues these jobs in bulk (`store.jobs().enqueue_metadata_removal`).
+    pub const STRIP_METADATA_KEY_PREFIX: &'static str = "strip_metadata:";
+
     /// The `kind` column.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -122,21 +132,21 @@ impl JobPayload {
         }
     }
 
-    /// One job per piece of work, whoever asks for it: the `dedupe_key` column. The embedding
-    /// key is also built in SQL, by `lookalike_embed_job_key` (migration 0007); a test checks
-    /// that the two agree.
+    /// One job per piece of work, whoever asks for it: the `dedupe_key` column, built only here
+    /// (and from the prefixes above). Its one twin is the SQL function `lookalike_embed_job_key`
+    /// (migration 0007), which lookups and the bulk re-embedding use; a test checks they agree.
     pub fn dedupe_key(&self) -> String {
         match self {
-            JobPayload::Embed(e) => format!("embed:{}:{}", e.sha256, e.model_id),
+            JobPayload::Embed(e) => format!("{}{}", Self::embed_key_prefix(&e.sha256), e.model_id),
             JobPayload::Match(m) => format!("match:{}:{}", m.report_id, m.model_id),
             JobPayload::Purge(p) => format!("purge:{}", p.sha256),
             // Object keys are unique to one upload of one blob, so the first names the work.
             JobPayload::DeleteObjects(d) => {
                 format!("delete:{}", d.keys.first().map_or("", String::as_str))
             }
-            // Also built in SQL, by `store.jobs().enqueue_metadata_removal`; a test checks they agree.
-            JobPayload::StripMetadata(s) => format!("strip_metadata:{}", s.sha256),
-            // Also built in SQL, by `store::events::publish`.
+            JobPayload::StripMetadata(s) => {
+                format!("{}{}", Self::STRIP_METADATA_KEY_PREFIX, s.sha256)
+            }
             JobPayload::Webhook(w) => format!("webhook:{}:{}", w.event_id, w.target),
         }
     }
@@ -193,6 +203,15 @@ impl JobPayload {
             other => Err(format!("unknown job kind `{other}`")),
         }
     }
+}
+
+/// What a failed attempt does to its job, decided by why it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Queue it again after a backoff, while it has attempts left.
+    Retry,
+    /// Fail it for good now: another attempt would fail the same way (bad input).
+    GiveUp,
 }
 
 /// Where a job is in its life.
@@ -299,6 +318,11 @@ mod tests {
         assert_eq!(
             JobPayload::embed(&[0xab, 0x01], 3).dedupe_key(),
             "embed:ab01:3"
+        );
+        assert!(
+            JobPayload::embed(&[0xab, 0x01], 3)
+                .dedupe_key()
+                .starts_with(&JobPayload::embed_key_prefix("ab01"))
         );
         assert_eq!(
             JobPayload::refresh_matches(report, 3).dedupe_key(),

@@ -224,35 +224,7 @@ pub async fn operators_metrics(State(app): State<AppState>) -> impl IntoResponse
         app.started.elapsed().as_secs_f64(),
     );
     app.pipeline.gate().snapshot().render(&mut out);
-    let model = app.pipeline.gate().model();
-    let manifest = model.manifest();
-    let device = model.device().to_string();
-    out.help(
-        "lookalike_model_info",
-        "gauge",
-        "The model and the device it runs on (always 1).",
-    );
-    out.sample(
-        "lookalike_model_info",
-        &[
-            ("model", manifest.name.as_str()),
-            ("version", manifest.version.as_str()),
-            ("device", device.as_str()),
-        ],
-        1.0,
-    );
-    out.help(
-        "lookalike_model_runs_by_batch_size_total",
-        "counter",
-        "Model runs by the batch size actually run (after padding on a GPU).",
-    );
-    for (size, runs) in model.runs_by_batch_size() {
-        out.sample(
-            "lookalike_model_runs_by_batch_size_total",
-            &[("size", size.to_string().as_str())],
-            runs as f64,
-        );
-    }
+    crate::inference::render_model(app.pipeline.gate().model().as_ref(), &mut out);
     app.pipeline
         .decode_slots()
         .snapshot()
@@ -266,56 +238,18 @@ pub async fn operators_metrics(State(app): State<AppState>) -> impl IntoResponse
         .snapshot()
         .render("check", &mut out);
     if let Some(queue) = app.job_counts.get(&app.store).await {
-        render_job_counts(&queue, &mut out);
+        queue.render(&mut out);
     }
     if let Some(workers) = &app.job_stats {
         workers.snapshot().render(&mut out);
     }
-    let (by_model, from_store) = app.search.sources().get();
-    out.help(
-        "lookalike_photos_embedded_total",
-        "counter",
-        "Request photos embedded, by source: a model run, or the store (the same bytes embedded before).",
-    );
-    out.sample(
-        "lookalike_photos_embedded_total",
-        &[("source", "model")],
-        by_model as f64,
-    );
-    out.sample(
-        "lookalike_photos_embedded_total",
-        &[("source", "store")],
-        from_store as f64,
-    );
+    app.search.sources().render(&mut out);
     app.connections.snapshot().render(&mut out);
     app.body_budget.snapshot().render(&mut out);
     app.sweeps.render(&mut out);
-    let pool = app.store.pool_usage();
-    out.single(
-        "lookalike_db_connections",
-        "gauge",
-        "Open database connections.",
-        f64::from(pool.open),
-    );
-    out.single(
-        "lookalike_db_connections_idle",
-        "gauge",
-        "Idle database connections.",
-        pool.idle as f64,
-    );
+    app.store.pool_usage().render(&mut out);
     app.protection.limits.snapshot().render(&mut out);
-    out.single(
-        "lookalike_quota_rejected_total",
-        "counter",
-        "Uploads refused because they did not fit their tenant's storage quota.",
-        app.reports.quota_rejections() as f64,
-    );
-    out.single(
-        "lookalike_open_limit_rejected_total",
-        "counter",
-        "Uploads refused by the open service's limits (an address's bytes of the day, the store's cap).",
-        app.reports.open_limit_rejections() as f64,
-    );
+    app.reports.render_rejections(&mut out);
     app.events.stats().render(&mut out);
     app.webhooks.stats().render(&mut out);
     app.http_metrics.render(&mut out);
@@ -326,26 +260,4 @@ pub async fn operators_metrics(State(app): State<AppState>) -> impl IntoResponse
         )],
         out.finish(),
     )
-}
-
-/// Prometheus lines of the job queue (all processes).
-fn render_job_counts(queue: &JobCounts, out: &mut Exposition) {
-    out.help(
-        "lookalike_jobs",
-        "gauge",
-        "Unfinished and failed jobs, by state (all processes; done jobs are pruned).",
-    );
-    for (state, n) in [
-        ("queued", queue.queued),
-        ("running", queue.running),
-        ("failed", queue.failed),
-    ] {
-        out.sample("lookalike_jobs", &[("state", state)], n as f64);
-    }
-    out.single(
-        "lookalike_jobs_oldest_queued_age_seconds",
-        "gauge",
-        "Age of the oldest queued job.",
-        queue.oldest_queued_age_seconds,
-    );
 }

@@ -37,13 +37,23 @@ pub enum PhotoFormat {
 }
 
 impl PhotoFormat {
-    /// The format stored as `name` (`jpeg`, `png`, `webp`).
+    /// The format whose stable name is `name` (`jpeg`, `png`, `webp`); no other spelling.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "jpeg" => Some(PhotoFormat::Jpeg),
             "png" => Some(PhotoFormat::Png),
             "webp" => Some(PhotoFormat::Webp),
             _ => None,
+        }
+    }
+
+    /// Its stable name, as the database stores it (`blobs.format`) and the API shows it: never a
+    /// `Debug` string, which would change with the enum.
+    pub fn name(self) -> &'static str {
+        match self {
+            PhotoFormat::Jpeg => "jpeg",
+            PhotoFormat::Png => "png",
+            PhotoFormat::Webp => "webp",
         }
     }
 

@@ -28,5 +28,5 @@ pub use precision::{
     Precision, PrecisionChoice, choose as choose_precision, int8_cpu_feature, int8_variant,
 };
 pub use queue::{Batch, GateQueue, QueueId};
-pub use runner::BatchRunner;
+pub use runner::{BatchRunner, render_model};
 pub use subject::{SubjectBox, crop, subject_box};

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::{AttemptError, StripMetadataJob, Worker};
+use super::{AttemptError, StripMetadataJob, Worker, blob_hash};
+use crate::imaging::ImagingError;
 use crate::imaging::metadata::{self, ProfilePolicy};
-use crate::imaging::{ImagingError, PhotoFormat};
 use crate::photo_store::ObjectKeys;
 use crate::store::ClaimedJob;
 
@@ -21,8 +21,7 @@ impl Worker {
         work: &StripMetadataJob,
     ) -> Result<(), AttemptError> {
         let ctx = &self.context;
-        let sha256 = hex::decode(&work.sha256)
-            .map_err(|e| AttemptError::Failed(format!("bad sha256: {e}")))?;
+        let sha256 = blob_hash(&work.sha256)?;
         let attempts = u32::try_from(job.max_attempts).unwrap_or(5);
         let Some(blob) = ctx
             .store
@@ -34,8 +33,7 @@ impl Worker {
             // Cleaned already, or deleted since.
             return self.finish(job).await;
         };
-        let format = PhotoFormat::from_name(&blob.format)
-            .ok_or_else(|| AttemptError::Rejected(format!("unknown format {}", blob.format)))?;
+        let format = blob.format;
         let bytes = ctx
             .storage
             .get(&blob.storage_key)
@@ -98,15 +96,5 @@ impl Worker {
                 outcome.map(drop).map_err(AttemptError::of_store)
             }
         }
-    }
-
-    async fn finish(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
-        self.context
-            .store
-            .jobs()
-            .finish(job.id, &self.id)
-            .await
-            .map(drop)
-            .map_err(AttemptError::of_store)
     }
 }

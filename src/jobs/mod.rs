@@ -25,7 +25,7 @@ use crate::telemetry::prometheus::Exposition;
 mod cleaning;
 
 pub use crate::domain::job::{
-    DeleteObjectsJob, EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob, PurgeJob,
+    AfterFailure, DeleteObjectsJob, EmbedJob, JobPayload, JobRecord, JobStatus, MatchJob, PurgeJob,
     StripMetadataJob, WebhookJob,
 };
 
@@ -183,6 +183,11 @@ enum AttemptError {
     /// The job's input is bad (a photo that does not decode): failed for good at once, since
     /// every attempt would fail the same way.
     Rejected(String),
+}
+
+/// A job's blob hash from its hex; a bad one fails the attempt.
+fn blob_hash(hex: &str) -> Result<Vec<u8>, AttemptError> {
+    hex::decode(hex).map_err(|e| AttemptError::Failed(format!("bad sha256: {e}")))
 }
 
 /// The longest wait between tries of a job deferred by an outage.
@@ -440,8 +445,13 @@ impl Worker {
                     .defer(job.id, &self.id, delay, Some(&error))
                     .await
             }
-            Err(AttemptError::Failed(error)) => self.record_failure(&job, &error, false).await,
-            Err(AttemptError::Rejected(error)) => self.record_failure(&job, &error, true).await,
+            Err(AttemptError::Failed(error)) => {
+                self.record_failure(&job, &error, AfterFailure::Retry).await
+            }
+            Err(AttemptError::Rejected(error)) => {
+                self.record_failure(&job, &error, AfterFailure::GiveUp)
+                    .await
+            }
         };
         if let Err(e) = recorded {
             // The lease expires and the job is claimed again: nothing is lost.
@@ -449,21 +459,22 @@ impl Worker {
         }
     }
 
-    /// Records a failed attempt: retried later, or failed for good (at once when `give_up`).
+    /// Records a failed attempt: retried later, or failed for good (at once on `GiveUp`).
     async fn record_failure(
         &self,
         job: &ClaimedJob,
         error: &str,
-        give_up: bool,
+        after: AfterFailure,
     ) -> Result<(), crate::store::StoreError> {
         let delay = self.settings.retry_delay(job.attempt);
-        let failed = self
+        let now = self
             .context
             .store
             .jobs()
-            .fail_attempt(job.id, &self.id, error, delay, give_up)
+            .fail_attempt(job.id, &self.id, error, delay, after)
             .await?;
-        if failed {
+        // `None`: the job was taken over meanwhile; counted as a retry, as it runs again.
+        if now == Some(JobStatus::Failed) {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(job = job.id, attempts = job.attempt, %error, "job failed for good");
         } else {
@@ -473,14 +484,26 @@ impl Worker {
         Ok(())
     }
 
+    /// Marks the job done (its work was written apart from the job's row).
+    async fn finish(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
+        self.context
+            .store
+            .jobs()
+            .finish(job.id, &self.id)
+            .await
+            .map(drop)
+            .map_err(AttemptError::of_store)
+    }
+
     async fn attempt(&self, job: &ClaimedJob) -> Result<(), AttemptError> {
-        match JobPayload::parse(&job.kind, &job.payload).map_err(AttemptError::Failed)? {
-            JobPayload::Embed(embed) => self.embed(job, &embed).await,
-            JobPayload::Match(work) => self.refresh_matches(job, &work).await,
-            JobPayload::Purge(purge) => self.purge(job, &purge).await,
-            JobPayload::DeleteObjects(delete) => self.delete_objects(job, &delete).await,
-            JobPayload::StripMetadata(work) => self.strip_metadata(job, &work).await,
-            JobPayload::Webhook(work) => self.deliver_webhook(job, &work).await,
+        match &job.payload {
+            Ok(JobPayload::Embed(embed)) => self.embed(job, embed).await,
+            Ok(JobPayload::Match(work)) => self.refresh_matches(job, work).await,
+            Ok(JobPayload::Purge(purge)) => self.purge(job, purge).await,
+            Ok(JobPayload::DeleteObjects(delete)) => self.delete_objects(job, delete).await,
+            Ok(JobPayload::StripMetadata(work)) => self.strip_metadata(job, work).await,
+            Ok(JobPayload::Webhook(work)) => self.deliver_webhook(job, work).await,
+            Err(unreadable) => Err(AttemptError::Failed(unreadable.clone())),
         }
     }
 
@@ -512,20 +535,14 @@ impl Worker {
         } else {
             tracing::info!(job = job.id, target = %work.target, "webhook target no longer configured; delivery dropped");
         }
-        ctx.store
-            .jobs()
-            .finish(job.id, &self.id)
-            .await
-            .map(drop)
-            .map_err(AttemptError::of_store)
+        self.finish(job).await
     }
 
     /// Deletes a blob no photo uses any more (its row, embeddings and jobs), queueing the
     /// deletion of its objects, together with the job's completion.
     async fn purge(&self, job: &ClaimedJob, work: &PurgeJob) -> Result<(), AttemptError> {
         let ctx = &self.context;
-        let sha256 = hex::decode(&work.sha256)
-            .map_err(|e| AttemptError::Failed(format!("bad sha256: {e}")))?;
+        let sha256 = blob_hash(&work.sha256)?;
         let attempts = u32::try_from(job.max_attempts).unwrap_or(5);
         match ctx
             .store
@@ -554,12 +571,7 @@ impl Worker {
                 .await
                 .map_err(AttemptError::of_photo_store)?;
         }
-        ctx.store
-            .jobs()
-            .finish(job.id, &self.id)
-            .await
-            .map(drop)
-            .map_err(AttemptError::of_store)
+        self.finish(job).await
     }
 
     /// Computes and stores a report's possible matches, then marks the job done.
@@ -575,19 +587,14 @@ impl Worker {
             Err(SearchError::Store(e)) => return Err(AttemptError::of_store(e)),
             Err(e) => return Err(AttemptError::Failed(e.to_string())),
         }
-        ctx.store
-            .jobs()
-            .finish(job.id, &self.id)
-            .await
-            .map(drop)
-            .map_err(AttemptError::of_store)
+        self.finish(job).await
     }
 
     /// Embeds a stored photo and saves the vector, together with the job's completion.
     async fn embed(&self, job: &ClaimedJob, work: &EmbedJob) -> Result<(), AttemptError> {
         let ctx = &self.context;
         let failed = |m: String| AttemptError::Failed(m);
-        let sha256 = hex::decode(&work.sha256).map_err(|e| failed(format!("bad sha256: {e}")))?;
+        let sha256 = blob_hash(&work.sha256)?;
         if work.model_id != ctx.model_id {
             // Claims are by model, so this is another process's job: put it back untouched.
             return Err(AttemptError::Busy(OUTAGE_RETRY_MAX));
@@ -600,13 +607,7 @@ impl Worker {
             .map_err(AttemptError::of_store)?
         else {
             // The photo was deleted (and its blob purged) since: nothing to embed.
-            return ctx
-                .store
-                .jobs()
-                .finish(job.id, &self.id)
-                .await
-                .map(drop)
-                .map_err(AttemptError::of_store);
+            return self.finish(job).await;
         };
         let bytes = ctx
             .storage

@@ -171,6 +171,22 @@ impl ReportService {
         &self.uploads
     }
 
+    /// Prometheus lines: uploads refused by a tenant's quota and by the open service's limits.
+    pub fn render_rejections(&self, out: &mut crate::telemetry::prometheus::Exposition) {
+        out.single(
+            "lookalike_quota_rejected_total",
+            "counter",
+            "Uploads refused because they did not fit their tenant's storage quota.",
+            self.quota_rejections() as f64,
+        );
+        out.single(
+            "lookalike_open_limit_rejected_total",
+            "counter",
+            "Uploads refused by the open service's limits (an address's bytes of the day, the store's cap).",
+            self.open_limit_rejections() as f64,
+        );
+    }
+
     /// Uploads refused because they did not fit their tenant's storage quota.
     pub fn quota_rejections(&self) -> u64 {
         self.quota_rejections.load(Ordering::Relaxed)
@@ -331,7 +347,7 @@ impl ReportService {
             photo: NewPhoto {
                 sha256,
                 objects: None,
-                format: format!("{:?}", header.format).to_lowercase(),
+                format: header.format,
                 width: header.width,
                 height: header.height,
                 bytes: clean.len(),
@@ -549,11 +565,7 @@ impl ReportService {
             .ok_or(ReportError::NotFound("photo"))?;
         let (key, mime, etag) = match file {
             PhotoFile::Original => {
-                let mime = match keys.format.as_str() {
-                    "png" => "image/png",
-                    "webp" => "image/webp",
-                    _ => "image/jpeg",
-                };
+                let mime = keys.format.mime();
                 // The object's name (content hash and a part unique to the object): it changes
                 // when the object is rewritten, as when a photo stored before metadata removal
                 // existed is cleaned.

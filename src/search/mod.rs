@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use crate::domain::search::{DEFAULT_MIN_SCORE, QuerySpecies};
-use crate::imaging::PhotoFormat;
 use crate::inference::{BreedQuery, ModelRef, PhotoLabels, Ticket, parse_breed_query};
 use crate::pipeline::{EmbeddedPhoto, Pipeline, PipelineError};
 use crate::reports::{Report, ReportKind, ReportStatus, Species, ValidationError};
@@ -105,6 +104,26 @@ pub struct SourceCounts {
 }
 
 impl SourceCounts {
+    /// Prometheus lines: request photos embedded, by source.
+    pub fn render(&self, out: &mut crate::telemetry::prometheus::Exposition) {
+        let (by_model, from_store) = self.get();
+        out.help(
+            "lookalike_photos_embedded_total",
+            "counter",
+            "Request photos embedded, by source: a model run, or the store (the same bytes embedded before).",
+        );
+        out.sample(
+            "lookalike_photos_embedded_total",
+            &[("source", "model")],
+            by_model as f64,
+        );
+        out.sample(
+            "lookalike_photos_embedded_total",
+            &[("source", "store")],
+            from_store as f64,
+        );
+    }
+
     /// (by the model, from the store).
     pub fn get(&self) -> (u64, u64) {
         (
@@ -182,7 +201,7 @@ impl SearchService {
                     photo: EmbeddedPhoto {
                         labels: known.labels,
                         ..EmbeddedPhoto::stored(
-                            PhotoFormat::from_name(&known.format)?,
+                            known.format,
                             u32::try_from(known.width).ok()?,
                             u32::try_from(known.height).ok()?,
                             known.embedding,

@@ -1,16 +1,18 @@
 //! SQL of metadata removal from photos stored before uploads were cleaned on their way in:
 //! which blobs are still to clean, and the swap of a blob's object for its cleaned copy.
 
+use super::formats::format_named;
 use super::{Blobs, Jobs, StoreError, jobs};
 use crate::domain::job::JobPayload;
+use crate::imaging::PhotoFormat;
 
 /// A blob still holding its metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UncleanedBlob {
     /// The photo store's key of its bytes.
     pub storage_key: String,
-    /// Its format's name (`jpeg`, `png`, `webp`).
-    pub format: String,
+    /// Its format.
+    pub format: PhotoFormat,
 }
 
 impl Jobs<'_> {
@@ -20,12 +22,13 @@ impl Jobs<'_> {
         let mut tx = self.pool.begin().await?;
         let queued = sqlx::query(
             "INSERT INTO jobs (kind, dedupe_key, payload, max_attempts)
-             SELECT 'strip_metadata', 'strip_metadata:' || encode(sha256, 'hex'),
+             SELECT 'strip_metadata', $2 || encode(sha256, 'hex'),
                     jsonb_build_object('sha256', encode(sha256, 'hex')), $1
              FROM blobs WHERE metadata_stripped_at IS NULL
              ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
+        .bind(JobPayload::STRIP_METADATA_KEY_PREFIX)
         .execute(&mut *tx)
         .await?;
         jobs::notify(&mut tx).await?;
@@ -43,10 +46,13 @@ impl Blobs<'_> {
         .bind(sha256)
         .fetch_optional(self.pool)
         .await?;
-        Ok(row.map(|(storage_key, format)| UncleanedBlob {
-            storage_key,
-            format,
-        }))
+        row.map(|(storage_key, format)| {
+            Ok(UncleanedBlob {
+                storage_key,
+                format: format_named(&format)?,
+            })
+        })
+        .transpose()
     }
 
     /// Records the blob `sha256` as cleaned, with its bytes now under `cleaned` (`None`: the

@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use pgvector::Vector;
 use sqlx::Row;
 
+use super::formats::format_named;
 use super::labels::{LABEL_COLUMNS, labels_from_row};
 use super::{Jobs, Photos, StoreError, search};
+use crate::imaging::PhotoFormat;
 use crate::inference::PhotoLabels;
 
 /// A photo's stored embedding, with what the upload recorded of the photo.
@@ -16,8 +18,8 @@ use crate::inference::PhotoLabels;
 pub struct StoredEmbedding {
     /// The embedding (unit length).
     pub embedding: Vec<f32>,
-    /// `jpeg`, `png` or `webp`.
-    pub format: String,
+    /// Its format.
+    pub format: PhotoFormat,
     /// Upright width.
     pub width: i32,
     /// Upright height.
@@ -54,7 +56,7 @@ impl Photos<'_> {
                 sha,
                 StoredEmbedding {
                     embedding: r.try_get::<Vector, _>("embedding")?.to_vec(),
-                    format: r.try_get("format")?,
+                    format: format_named(&r.try_get::<String, _>("format")?)?,
                     width: r.try_get("width")?,
                     height: r.try_get("height")?,
                     labels: labels_from_row(&r)?,

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::report_rows::photos_of;
 use super::{Reports, StoreError, Webhooks, queue};
 use crate::domain::event::{EVENTS_CHANNEL, MatchEvent, Notice, ReportEvent, StatusEvent};
+use crate::domain::job::{JobPayload, WebhookJob};
 use crate::domain::webhook::{Delivery, DeliveryRecord, WebhookTarget};
 
 /// Rows the delivery log keeps: older ones are deleted as new ones are written.
@@ -67,25 +68,30 @@ pub async fn publish_to(
         "data": serde_json::from_str::<serde_json::Value>(&event.data()).unwrap_or_default(),
     })
     .to_string();
-    let queued: i64 = sqlx::query_scalar(
-        "WITH queued AS (
-             INSERT INTO jobs (kind, dedupe_key, payload, max_attempts)
-             SELECT 'webhook', 'webhook:' || $1::text || ':' || t.target,
-                    jsonb_build_object('event_id', $1::text, 'event', $2::text, 'target', t.target, 'body', $3::text),
-                    t.max_attempts
-             FROM webhook_targets t
-             WHERE t.tenant_id IS NULL
-                OR t.tenant_id = (SELECT tenant_id FROM reports WHERE id = $4)
-             ON CONFLICT (dedupe_key) DO NOTHING
-             RETURNING id)
-         SELECT count(*) FROM queued",
+    // At most two targets (the service's and the report's tenant's): each job is built as
+    // every job is, so its payload and dedupe key have one definition (`JobPayload`).
+    let targets: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT t.target, t.max_attempts FROM webhook_targets t
+         WHERE t.tenant_id IS NULL
+            OR t.tenant_id = (SELECT tenant_id FROM reports WHERE id = $1)
+         ORDER BY t.target",
     )
-    .bind(event_id)
-    .bind(kind)
-    .bind(&body)
     .bind(event.report_id())
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let mut queued = 0;
+    for (target, max_attempts) in targets {
+        let job = JobPayload::Webhook(WebhookJob {
+            event_id,
+            event: kind.to_owned(),
+            target,
+            body: body.clone(),
+        });
+        let attempts = u32::try_from(max_attempts).unwrap_or(1);
+        if queue::enqueue(conn, &job, attempts).await?.is_some() {
+            queued += 1;
+        }
+    }
     if queued > 0 {
         queue::notify(conn).await?;
     }

@@ -1,12 +1,42 @@
-//! The conditions a search filter puts on reports, shared by the searches of photos
-//! (search.rs) and of labels (labels.rs).
+//! The conditions a filter puts on reports: a search's, shared by the searches of photos
+//! (search.rs) and of labels (labels.rs); a list's, shared by the lists newest first
+//! (reports.rs) and nearest first (nearby.rs).
 
 use sqlx::{Postgres, QueryBuilder};
 
+use super::search::push_breed_filter;
+use crate::domain::report::ReportFilter;
 use crate::domain::search::SearchFilter;
 
 /// Appends the conditions of `filter` on the reports aliased `r` (tenant, kinds, species, status,
 /// time, exclusion, place; not breeds, which need the model) to a query with a WHERE clause.
+/// Appends the conditions a report list's filter puts on `reports` (tenant, kind, species,
+/// breeds for `model_id`, status), after a `WHERE` or an `AND`: shared by the newest-first list
+/// and the nearest-first one. Its `before` (the list's cursor) is the caller's.
+pub(crate) fn push_list_filter(
+    q: &mut QueryBuilder<'_, Postgres>,
+    filter: &ReportFilter,
+    model_id: i32,
+) {
+    // `=` and `IS NULL` (not `IS NOT DISTINCT FROM`) so that the tenant's index serves.
+    match &filter.tenant {
+        Some(tenant) => q.push("tenant_id = ").push_bind(tenant.clone()),
+        None => q.push("tenant_id IS NULL"),
+    };
+    if let Some(kind) = filter.kind {
+        q.push(" AND kind = ").push_bind(kind.as_str());
+    }
+    if let Some(species) = filter.species {
+        q.push(" AND species = ").push_bind(species.as_str());
+    }
+    if !filter.breeds.is_empty() {
+        push_breed_filter(q, "reports.id", model_id, &filter.breeds);
+    }
+    if let Some(status) = filter.status {
+        q.push(" AND status = ").push_bind(status.as_str());
+    }
+}
+
 pub(crate) fn push_report_filter(q: &mut QueryBuilder<'_, Postgres>, filter: &SearchFilter) {
     match &filter.tenant {
         Some(tenant) => q.push(" AND r.tenant_id = ").push_bind(tenant.clone()),

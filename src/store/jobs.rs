@@ -8,17 +8,17 @@ use sqlx::{PgConnection, Row};
 
 pub use super::queue::{JOBS_CHANNEL, enqueue, notify};
 use super::{Jobs, StoreError};
-use crate::domain::job::{JobPayload, JobRecord, JobStatus};
+use crate::domain::job::{AfterFailure, JobPayload, JobRecord, JobStatus};
+use crate::telemetry::prometheus::Exposition;
 
 /// A job a worker has claimed.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     /// Job id.
     pub id: i64,
-    /// What to do (e.g. `embed`).
-    pub kind: String,
-    /// Its parameters.
-    pub payload: serde_json::Value,
+    /// What to do, read from the job's `kind` and `payload`; why not when they cannot be read
+    /// (the attempt then fails with that error).
+    pub payload: Result<JobPayload, String>,
     /// This attempt's number (1 for the first).
     pub attempt: i32,
     /// Attempts allowed.
@@ -50,6 +50,30 @@ pub const JOB_COUNTS_SQL: &str = "SELECT
     (SELECT count(*) FROM jobs WHERE status = 'failed') AS failed,
     coalesce((SELECT extract(epoch FROM now() - min(created_at))
               FROM jobs WHERE status IN ('queued', 'running') AND status = 'queued'), 0)::float8 AS age";
+
+impl JobCounts {
+    /// Prometheus lines of the job queue (all processes).
+    pub fn render(&self, out: &mut Exposition) {
+        out.help(
+            "lookalike_jobs",
+            "gauge",
+            "Unfinished and failed jobs, by state (all processes; done jobs are pruned).",
+        );
+        for (state, n) in [
+            ("queued", self.queued),
+            ("running", self.running),
+            ("failed", self.failed),
+        ] {
+            out.sample("lookalike_jobs", &[("state", state)], n as f64);
+        }
+        out.single(
+            "lookalike_jobs_oldest_queued_age_seconds",
+            "gauge",
+            "Age of the oldest queued job.",
+            self.oldest_queued_age_seconds,
+        );
+    }
+}
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -91,10 +115,11 @@ impl Jobs<'_> {
         .fetch_optional(self.pool)
         .await?;
         row.map(|r| {
+            let kind: String = r.try_get("kind")?;
+            let payload: serde_json::Value = r.try_get("payload")?;
             Ok(ClaimedJob {
                 id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
-                payload: r.try_get("payload")?,
+                payload: JobPayload::parse(&kind, &payload),
                 attempt: r.try_get("attempts")?,
                 max_attempts: r.try_get("max_attempts")?,
                 deferrals: r.try_get("deferrals")?,
@@ -147,17 +172,17 @@ impl Jobs<'_> {
         Jobs::finish_in(&mut conn, id, worker).await
     }
 
-    /// Records a failed attempt: queued again after `delay`, or failed for good once the attempts
-    /// are spent, or at once when `give_up` (another attempt would fail the same way). Returns
-    /// true when the job is now failed.
+    /// Records a failed attempt: queued again after `delay` on [`AfterFailure::Retry`] while
+    /// attempts remain, failed for good otherwise. Returns the job's status now (`Queued` or
+    /// `Failed`); `None` when the job was no longer this worker's (nothing recorded).
     pub async fn fail_attempt(
         self,
         id: i64,
         worker: &str,
         error: &str,
         delay: Duration,
-        give_up: bool,
-    ) -> Result<bool, StoreError> {
+        after: AfterFailure,
+    ) -> Result<Option<JobStatus>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let failed: Option<(bool, String, serde_json::Value)> = sqlx::query_as(
             "UPDATE jobs SET
@@ -172,11 +197,11 @@ impl Jobs<'_> {
         .bind(worker)
         .bind(error)
         .bind(secs(delay))
-        .bind(give_up)
+        .bind(after == AfterFailure::GiveUp)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((failed, kind, payload)) = failed else {
-            return Ok(false);
+            return Ok(None);
         };
         // A photo given up on: its reports' state changed (an event, with the failure).
         if failed
@@ -186,7 +211,11 @@ impl Jobs<'_> {
             super::events::publish_blob_status(&mut tx, &sha256, embed.model_id).await?;
         }
         tx.commit().await?;
-        Ok(failed)
+        Ok(Some(if failed {
+            JobStatus::Failed
+        } else {
+            JobStatus::Queued
+        }))
     }
 
     /// Puts a job back without counting the attempt (the service was busy or a dependency away,

@@ -64,12 +64,14 @@ impl Blobs<'_> {
                     .bind(sha256)
                     .execute(&mut *tx)
                     .await?;
-                // Its embedding jobs, of every model: `embed:<hex>:<model>`, found as a range of
-                // the unique index (':' + 1 is ';').
-                let hex = hex::encode(sha256);
+                // Its embedding jobs, of every model: the keys starting with the blob's prefix,
+                // found as a range of the unique index (the prefix up to, not including, the
+                // prefix with its last byte, ':', made ';').
+                let prefix = JobPayload::embed_key_prefix(&hex::encode(sha256));
+                let past = format!("{};", prefix.trim_end_matches(':'));
                 sqlx::query("DELETE FROM jobs WHERE dedupe_key >= $1 AND dedupe_key < $2")
-                    .bind(format!("embed:{hex}:"))
-                    .bind(format!("embed:{hex};"))
+                    .bind(&prefix)
+                    .bind(past)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM blobs WHERE sha256 = $1")

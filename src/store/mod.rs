@@ -11,6 +11,7 @@ pub mod cleaning;
 pub mod embeddings;
 pub mod events;
 mod filters;
+mod formats;
 pub mod jobs;
 pub mod labels;
 pub mod lifecycle;
@@ -68,6 +69,24 @@ pub struct PoolUsage {
     pub open: u32,
     /// Of those, idle in the pool.
     pub idle: usize,
+}
+
+impl PoolUsage {
+    /// Prometheus lines: the pool's open and idle connections.
+    pub fn render(&self, out: &mut crate::telemetry::prometheus::Exposition) {
+        out.single(
+            "lookalike_db_connections",
+            "gauge",
+            "Open database connections.",
+            f64::from(self.open),
+        );
+        out.single(
+            "lookalike_db_connections_idle",
+            "gauge",
+            "Idle database connections.",
+            self.idle as f64,
+        );
+    }
 }
 
 impl StoreError {

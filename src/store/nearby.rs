@@ -6,7 +6,8 @@
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
+use super::filters::push_list_filter;
+use super::report_rows::{REPORT_COLUMNS, reports_of_rows};
 use super::{Reports, StoreError};
 use crate::domain::report::{Report, ReportFilter};
 
@@ -60,28 +61,13 @@ impl Reports<'_> {
         ));
         q.push_bind(centre.to_vec())
             .push("::float8[]) AS chord FROM reports WHERE public_latitude IS NOT NULL AND ");
-        match &filter.tenant {
-            Some(tenant) => q.push("tenant_id = ").push_bind(tenant.clone()),
-            None => q.push("tenant_id IS NULL"),
-        };
+        push_list_filter(&mut q, filter, model_id);
         // The box around the radius' ball is what the index can bound the walk with.
         q.push(format!(" AND {SPHERE_POINT} <@ cube_enlarge(cube("))
             .push_bind(centre.to_vec())
             .push("::float8[]), ")
             .push_bind(chord)
             .push(", 3)");
-        if let Some(kind) = filter.kind {
-            q.push(" AND kind = ").push_bind(kind.as_str());
-        }
-        if let Some(species) = filter.species {
-            q.push(" AND species = ").push_bind(species.as_str());
-        }
-        if !filter.breeds.is_empty() {
-            super::search::push_breed_filter(&mut q, "reports.id", model_id, &filter.breeds);
-        }
-        if let Some(status) = filter.status {
-            q.push(" AND status = ").push_bind(status.as_str());
-        }
         q.push(") near WHERE chord <= ").push_bind(chord);
         if let Some((after, id)) = near.after {
             q.push(" AND (chord, id) > (")
@@ -93,17 +79,10 @@ impl Reports<'_> {
         q.push(" ORDER BY chord, id LIMIT ")
             .push_bind(i64::from(filter.limit));
         let rows = q.build().fetch_all(self.pool).await?;
-        let ids: Vec<Uuid> = rows
-            .iter()
-            .map(|r| r.try_get("id"))
-            .collect::<Result<_, _>>()?;
-        let mut photos = photos_of(self.pool, &ids, model_id).await?;
-        rows.iter()
-            .map(|row| {
-                let id: Uuid = row.try_get("id")?;
-                let report = report_from_row(row, photos.remove(&id).unwrap_or_default())?;
-                Ok((report, row.try_get("chord")?))
-            })
+        reports_of_rows(self.pool, &rows, model_id)
+            .await?
+            .into_iter()
+            .map(|(report, row)| Ok((report, row.try_get("chord")?)))
             .collect()
     }
 }

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::formats::format_named;
 use super::labels::labels_from_row;
 use crate::domain::report::{EmbeddingStatus, Photo, Report, overall_status};
 
@@ -47,7 +48,10 @@ pub(super) async fn photos_of<'e>(
             .push(Photo {
                 id: r.try_get("id")?,
                 position: r.try_get("position")?,
-                format: r.try_get("format")?,
+                // Checked: only a stable name is shown.
+                format: format_named(&r.try_get::<String, _>("format")?)?
+                    .name()
+                    .to_owned(),
                 width: r.try_get("width")?,
                 height: r.try_get("height")?,
                 bytes: r.try_get("bytes")?,
@@ -71,6 +75,29 @@ pub(super) async fn photos_of<'e>(
             });
     }
     Ok(by_report)
+}
+
+/// The reports of `rows` (each read with [`REPORT_COLUMNS`]), in their order, with their photos,
+/// each beside its row (for the columns a query adds).
+pub(super) async fn reports_of_rows<'r>(
+    pool: &PgPool,
+    rows: &'r [PgRow],
+    model_id: i32,
+) -> Result<Vec<(Report, &'r PgRow)>, StoreError> {
+    let ids: Vec<Uuid> = rows
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, _>>()?;
+    let mut photos = photos_of(pool, &ids, model_id).await?;
+    rows.iter()
+        .map(|row| {
+            let id: Uuid = row.try_get("id")?;
+            Ok((
+                report_from_row(row, photos.remove(&id).unwrap_or_default())?,
+                row,
+            ))
+        })
+        .collect()
 }
 
 pub(super) const REPORT_COLUMNS: &str = "id, kind, species, title, description, latitude, longitude, contact, status, created_at, updated_at, tenant_id, contact_public, public_latitude, public_longitude";

@@ -5,14 +5,16 @@ use std::collections::HashMap;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row};
-use super::search::push_breed_filter;
+use super::filters::push_list_filter;
+use super::formats::format_named;
+use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row, reports_of_rows};
 use super::tenants::ReserveError;
 use super::{Blobs, Jobs, Photos, Reports, StoreError, jobs, search};
 use crate::domain::event::{ReportEvent, ReportRef};
 use crate::domain::job::JobPayload;
 use crate::domain::limits::OpenLimits;
 use crate::domain::report::{NewReport, Report, ReportFilter, ReportPatch, ReportStatus};
+use crate::imaging::PhotoFormat;
 use crate::photo_store::ObjectKeys;
 
 /// A validated photo, ready to be recorded.
@@ -24,7 +26,7 @@ pub struct NewPhoto {
     /// (a blob row existed when the upload looked).
     pub objects: Option<ObjectKeys>,
     /// Detected format.
-    pub format: String,
+    pub format: PhotoFormat,
     /// Upright width.
     pub width: u32,
     /// Upright height.
@@ -98,8 +100,8 @@ pub struct PhotoKeys {
     pub photo: String,
     /// The photo store's key of the thumbnail.
     pub thumbnail: String,
-    /// `jpeg`, `png` or `webp`.
-    pub format: String,
+    /// Its format.
+    pub format: PhotoFormat,
     /// The content hash, hex.
     pub sha256: String,
 }
@@ -181,7 +183,7 @@ impl Reports<'_> {
                     .bind(&photo.sha256[..])
                     .bind(&keys.photo)
                     .bind(&keys.thumbnail)
-                    .bind(&photo.format)
+                    .bind(photo.format.name())
                     .bind(to_i32(photo.width))
                     .bind(to_i32(photo.height))
                     .bind(i64::try_from(photo.bytes).unwrap_or(i64::MAX))
@@ -308,23 +310,7 @@ impl Reports<'_> {
     ) -> Result<Vec<Report>, StoreError> {
         let mut q =
             QueryBuilder::<Postgres>::new(format!("SELECT {REPORT_COLUMNS} FROM reports WHERE "));
-        // `=` and `IS NULL` (not `IS NOT DISTINCT FROM`) so that the tenant's index serves.
-        match &filter.tenant {
-            Some(tenant) => q.push("tenant_id = ").push_bind(tenant.clone()),
-            None => q.push("tenant_id IS NULL"),
-        };
-        if let Some(kind) = filter.kind {
-            q.push(" AND kind = ").push_bind(kind.as_str());
-        }
-        if let Some(species) = filter.species {
-            q.push(" AND species = ").push_bind(species.as_str());
-        }
-        if !filter.breeds.is_empty() {
-            push_breed_filter(&mut q, "reports.id", model_id, &filter.breeds);
-        }
-        if let Some(status) = filter.status {
-            q.push(" AND status = ").push_bind(status.as_str());
-        }
+        push_list_filter(&mut q, filter, model_id);
         if let Some((created_at, id)) = filter.before {
             q.push(" AND (created_at, id) < (")
                 .push_bind(created_at)
@@ -335,17 +321,8 @@ impl Reports<'_> {
         q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(i64::from(filter.limit));
         let rows = q.build().fetch_all(self.pool).await?;
-        let ids: Vec<Uuid> = rows
-            .iter()
-            .map(|r| r.try_get("id"))
-            .collect::<Result<_, _>>()?;
-        let mut photos = photos_of(self.pool, &ids, model_id).await?;
-        rows.iter()
-            .map(|row| {
-                let id: Uuid = row.try_get("id")?;
-                report_from_row(row, photos.remove(&id).unwrap_or_default())
-            })
-            .collect()
+        let reports = reports_of_rows(self.pool, &rows, model_id).await?;
+        Ok(reports.into_iter().map(|(report, _)| report).collect())
     }
 
     /// Several reports by id (missing ones are left out).
@@ -360,16 +337,8 @@ impl Reports<'_> {
         .bind(ids)
         .fetch_all(self.pool)
         .await?;
-        let mut photos = photos_of(self.pool, ids, model_id).await?;
-        rows.iter()
-            .map(|row| {
-                let id: Uuid = row.try_get("id")?;
-                Ok((
-                    id,
-                    report_from_row(row, photos.remove(&id).unwrap_or_default())?,
-                ))
-            })
-            .collect()
+        let reports = reports_of_rows(self.pool, &rows, model_id).await?;
+        Ok(reports.into_iter().map(|(r, _)| (r.id, r)).collect())
     }
 
     /// Whether `token_hash` is the owner token's of report `id` of `tenant` (false when there is
@@ -573,7 +542,7 @@ impl Photos<'_> {
             Ok(PhotoKeys {
                 photo: r.try_get(0)?,
                 thumbnail: r.try_get(1)?,
-                format: r.try_get(2)?,
+                format: format_named(&r.try_get::<String, _>(2)?)?,
                 sha256: r.try_get(3)?,
             })
         })

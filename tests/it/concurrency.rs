@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use axum::http::{Request, StatusCode};
+use lookalike::jobs::JobPayload;
 use lookalike::store::Store;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -135,15 +136,16 @@ async fn a_report_created_while_its_photo_is_embedded_gets_its_match_job() {
                 .await
                 .unwrap()
                 .unwrap();
-            if job.kind == "embed" {
-                break job;
+            if let Ok(JobPayload::Embed(embed)) = &job.payload {
+                break (job.id, embed.sha256.clone());
             }
             store.jobs().finish(job.id, "race-worker").await.unwrap();
         };
-        let sha256 = hex::decode(job.payload["sha256"].as_str().unwrap()).unwrap();
+        let (job_id, sha256) = job;
+        let sha256 = hex::decode(sha256).unwrap();
         // The embedding is saved while a second report with the same photo is created.
         let saving = store.photos().save_embedding(
-            job.id,
+            job_id,
             "race-worker",
             &sha256,
             app.model_id,

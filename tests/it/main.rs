@@ -13,6 +13,7 @@ mod deletion;
 mod edge;
 mod embeddings_api;
 mod events;
+mod formats;
 mod foundation;
 mod gate;
 mod hostile_input;
