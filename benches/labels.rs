@@ -41,7 +41,14 @@ fn run(embedder: &Embedder, img: &DynamicImage) -> (Vec<f32>, PhotoLabels) {
     let mut out = embedder.infer_batch(&[photo.tensor.view()]).expect("runs");
     let o = out.remove(0);
     let labels = labels_from_logits(&o.logits).expect("the model has logits");
-    (o.embedding, labels)
+    // The vector the store keeps for a one-run subject method (cam-colour); the whole photo's
+    // for a model without one. (For cam-crop, the first run's pooled vector: not the stored one.)
+    let vector = if o.cam_embedding.is_empty() {
+        o.embedding
+    } else {
+        o.cam_embedding
+    };
+    (vector, labels)
 }
 
 fn cache() -> PathBuf {

@@ -265,7 +265,7 @@ def main():
                 (_, _, cam_emb), dt = graph(c)
                 seconds, runs = seconds + dt, runs + 1
             v[f] = cam_emb
-        report("shipped (cam-crop, animal prior, max_area 0.8)", v, runs / len(photos))
+        report("cam crop (cam-crop-r1's box) of the graph's cam_embedding", v, runs / len(photos))
         print(f"   {seconds / len(photos) * 1e3:.1f} ms/photo of model runs")
         boxes = {s["file"]: s for s in meta["scenes"]}
         oracle = dict(v)

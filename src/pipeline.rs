@@ -2,9 +2,10 @@
 //! Shared by the embeddings endpoint, search and the background jobs.
 //!
 //! With a manifest that names a subject method (issue 22), a photo is embedded by its subject:
-//! the first run's class activation map gives a box, the box is cut from the decoded pixels and
-//! run again (same gate place), and the subject's vector is the embedding. A photo whose box
-//! covers most of it (or a model without the method) is embedded whole.
+//! `cam-colour` takes the first run's `cam_embedding` (the subject's features and colour, one
+//! run); `cam-crop` cuts the box of the first run's class activation map from the decoded pixels
+//! and runs it again (same gate place), a photo whose box covers most of it embedded whole. A
+//! model without a method embeds the whole photo.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,9 +207,14 @@ impl Pipeline {
         self.finish(ticket, decoded).await
     }
 
-    /// Whether photos are embedded by their subject (the model's manifest names a method).
+    /// Whether a photo's subject is cut out and run again (the manifest's method crops), so
+    /// its decoded pixels are kept after the first run.
     fn subject_method(&self) -> bool {
-        self.gate.model().manifest().subject.is_some()
+        self.gate
+            .model()
+            .manifest()
+            .subject
+            .is_some_and(|s| s.crops())
     }
 
     /// Decodes one photo once for both its embedding and its thumbnail, and embeds it at

@@ -74,17 +74,26 @@ pub struct ModelRef {
     pub version: String,
 }
 
-/// The subject method (`cam-crop`): the class activation map's box, embedded by a second run.
+/// The subject method: how a photo's subject is found and embedded.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SubjectSettings {
-    /// The method's name; only `cam-crop` is known.
+    /// The method's name.
     pub method: SubjectMethod,
-    /// Cells of the map at or above this fraction of its maximum make the box.
+    /// (`cam-crop`) Cells of the map at or above this fraction of its maximum make the box.
     pub threshold: f32,
-    /// The box grows by this fraction of its size on each side.
+    /// (`cam-crop`) The box grows by this fraction of its size on each side.
     pub margin: f32,
-    /// A box covering more than this fraction of the photo is the whole photo (no second run).
+    /// (`cam-crop`) A box covering more than this fraction of the photo is the whole photo (no
+    /// second run).
     pub max_area: f32,
+}
+
+impl SubjectSettings {
+    /// Whether the method cuts the subject's box out of the photo and runs the model on it again
+    /// (otherwise the first run's `cam_embedding` is the subject's vector).
+    pub fn crops(&self) -> bool {
+        self.method == SubjectMethod::CamCrop
+    }
 }
 
 /// Subject methods the service knows.
@@ -93,6 +102,9 @@ pub struct SubjectSettings {
 pub enum SubjectMethod {
     /// The box of the class activation map, cropped from the decoded pixels and embedded again.
     CamCrop,
+    /// One run: the graph's `cam_embedding` fuses the map-pooled features with the map-weighted
+    /// colour of the photo (models/build_model.py); nothing is cut.
+    CamColour,
 }
 
 /// The model's input tensor as the manifest describes it.

@@ -49,6 +49,9 @@ fn direct(bytes: &[u8]) -> (Vec<f32>, u64) {
     let Some(settings) = e.manifest().subject else {
         return (first.embedding, 1);
     };
+    if !settings.crops() {
+        return (first.cam_embedding, 1);
+    }
     let (w, h) = photo.pixels.dimensions();
     match subject_box(&first.cam, &settings, w, h) {
         Some(area) => (run(&crop(&photo.pixels, area)).cam_embedding, 2),

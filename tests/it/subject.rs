@@ -171,6 +171,63 @@ async fn an_animal_in_a_corner_finds_its_report_from_another_photo_of_it_elsewhe
     );
 }
 
+/// The cat with its red and blue swapped: the same shape and pose, another coat colour.
+fn recoloured_cat() -> RgbImage {
+    let mut cat = cat();
+    for p in cat.pixels_mut() {
+        p.0.swap(0, 2);
+    }
+    cat
+}
+
+fn vector(body: &Value, i: usize) -> Vec<f32> {
+    body["embeddings"][i]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_subjects_colour_tells_the_same_cat_from_a_recoloured_one_in_one_run() {
+    let app = app(default_gate_settings(), uploads()).await;
+    let settings = app.state.pipeline.gate().model().manifest().subject;
+    assert!(
+        settings.is_some_and(|s| !s.crops()),
+        "the shipped method embeds the subject in one run: {settings:?}"
+    );
+    let photos = [
+        query(),
+        scene("astronaut.png", &cat(), 0.3, Corner::BottomRight, false),
+        scene(
+            "astronaut.png",
+            &recoloured_cat(),
+            0.3,
+            Corner::BottomRight,
+            false,
+        ),
+    ];
+    let runs = app.state.pipeline.gate().snapshot().images_total;
+    let parts: Vec<Part> = photos
+        .iter()
+        .map(|p| ("photos", "p.jpg", "image/jpeg", p.as_slice()))
+        .collect();
+    let (status, _, body) = send(&app.router, post_multipart("/v1/embeddings", &parts)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.state.pipeline.gate().snapshot().images_total,
+        runs + 3,
+        "one model run a photo"
+    );
+    let (query, same, recoloured) = (vector(&body, 0), vector(&body, 1), vector(&body, 2));
+    let (same, recoloured) = (cosine(&query, &same), cosine(&query, &recoloured));
+    assert!(
+        same > recoloured + 0.05,
+        "the same cat {same:.3}, the recoloured cat {recoloured:.3}"
+    );
+}
+
 /// The shipped model under its old identity: the same graph (whose `embedding` output is the
 /// old model's vector), named as the whole-photo model was, without the subject method.
 fn old_model() -> PathBuf {
