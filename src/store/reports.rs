@@ -243,19 +243,6 @@ impl Reports<'_> {
             // they all are, or when the last embedding is saved (which waits for this commit).
             search::enqueue_ready_matches(&mut tx, None, Some(id), model_id, to_i32(max_attempts))
                 .await?;
-        } else {
-            jobs::notify(&mut tx).await?;
-        }
-        // The reservation comes last, so that the tenant's row (which serialises its uploads) is
-        // locked only for the read-back and the commit.
-        match charge.map(|c| (&c.payer, c.bytes)) {
-            Some((Payer::Tenant(tenant), bytes)) => {
-                super::tenants::reserve_in(&mut tx, tenant, bytes).await?;
-            }
-            Some((Payer::Address { address, limits }, bytes)) => {
-                super::usage::reserve_open_in(&mut tx, address, bytes, limits).await?;
-            }
-            None => {}
         }
         // Read back inside the transaction: once it commits, the answer is in hand, and a read
         // that fails rolls the upload back instead of leaving a stored report whose client got
@@ -270,7 +257,31 @@ impl Reports<'_> {
         let mut report = report_from_row(&row, photos.remove(&id).unwrap_or_default())?;
         // A new report has no stored matches yet (its match job runs once it is embedded).
         report.possible_matches = Some(Vec::new());
+        // The reservation comes last, so that the row it updates (a tenant's, or the open
+        // store's total and the address's day, which every upload of theirs updates) is locked
+        // only for the commit.
+        match charge.map(|c| (&c.payer, c.bytes)) {
+            Some((Payer::Tenant(tenant), bytes)) => {
+                super::tenants::reserve_in(&mut tx, tenant, bytes).await?;
+            }
+            Some((Payer::Address { address, limits }, bytes)) => {
+                super::usage::reserve_open_in(&mut tx, address, bytes, limits).await?;
+            }
+            None => {}
+        }
         tx.commit().await?;
+        if !jobs.is_empty() {
+            // Workers are woken after the commit, not in it: a transaction that notifies holds a
+            // database-wide lock through its commit, which would put every upload's commit (and
+            // its WAL flush) in one line. A lost wake-up only waits for the workers' poll.
+            let woken = match self.pool.acquire().await {
+                Ok(mut conn) => jobs::notify(&mut conn).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = woken {
+                tracing::warn!(error = %e, "the job workers were not woken; they find the jobs at their next poll");
+            }
+        }
         Ok(Recorded::Created(Box::new(CreatedReport {
             id,
             jobs,
