@@ -4,7 +4,6 @@
 
 use sqlx::{Postgres, QueryBuilder};
 
-use super::search::push_breed_filter;
 use crate::domain::report::ReportFilter;
 use crate::domain::search::SearchFilter;
 
@@ -80,4 +79,21 @@ pub(crate) fn push_report_filter(q: &mut QueryBuilder<'_, Postgres>, filter: &Se
             .push(") / 2), 2)))) <= ")
             .push_bind(radius_km);
     }
+}
+
+/// Appends ` AND <the report whose id is the column `report` has a photo whose listed breeds
+/// include one of classes>` (for model_id).
+pub(crate) fn push_breed_filter(
+    q: &mut QueryBuilder<'_, Postgres>,
+    report: &str,
+    model_id: i32,
+    classes: &[u16],
+) {
+    let classes: Vec<i16> = classes.iter().map(|&c| c as i16).collect();
+    q.push(format!(
+        " AND EXISTS (SELECT 1 FROM photos bp JOIN embeddings be ON be.sha256 = bp.sha256 AND be.model_id = {model_id}
+              WHERE bp.report_id = {report} AND be.breed_classes && "
+    ))
+    .push_bind(classes)
+    .push(")");
 }

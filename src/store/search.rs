@@ -4,7 +4,7 @@ use pgvector::Vector;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::filters::push_report_filter;
+use super::filters::{push_breed_filter, push_report_filter};
 use super::{Matches, Photos, Reports, StoreError, events, queue};
 use crate::domain::event::MatchEvent;
 use crate::domain::job::JobPayload;
@@ -326,21 +326,4 @@ pub async fn enqueue_ready_matches(
         queue::notify(conn).await?;
     }
     Ok(queued)
-}
-
-/// Appends ` AND <the report whose id is the column `report` has a photo whose listed breeds
-/// include one of classes>` (for model_id).
-pub(crate) fn push_breed_filter(
-    q: &mut QueryBuilder<'_, Postgres>,
-    report: &str,
-    model_id: i32,
-    classes: &[u16],
-) {
-    let classes: Vec<i16> = classes.iter().map(|&c| c as i16).collect();
-    q.push(format!(
-        " AND EXISTS (SELECT 1 FROM photos bp JOIN embeddings be ON be.sha256 = bp.sha256 AND be.model_id = {model_id}
-              WHERE bp.report_id = {report} AND be.breed_classes && "
-    ))
-    .push_bind(classes)
-    .push(")");
 }
