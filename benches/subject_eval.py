@@ -12,11 +12,13 @@ size read from it: benches/ceiling_eval.py builds Lite1/Lite2 and reuses the fun
   crop           a second run on the CAM's box, cut from the decoded pixels, pooled
   crop_cam       the crop, pooled by its own CAM
   fuse(a, b, w)  sqrt(w)*a ++ sqrt(1-w)*b: cosine = w*cos_a + (1-w)*cos_b
-  shipped        what the service does (src/pipeline.rs), from the graph's own outputs "cam" and
-                 "cam_embedding" (the animal prior included: models/build_model.py)
+  cam crop       the service's cam-crop method (src/pipeline.rs) on the graph's own outputs: the
+                 "cam" box cut and run again, its "cam_embedding" (the animal prior included:
+                 models/build_model.py). The shipped cam-colour-r1 is one run, the whole photo's
+                 "cam_embedding" (benches/subject_colour.py, "cam_embedding (first run)")
   oracle         the crop_cam of the true box (what a perfect localiser would give)
   detector       NanoDet's best non-person box (models/convert_detector.py; --detector), else
-                 the shipped CAM box
+                 the cam crop's box
 
 Parameters are chosen on the "tuning" half; the "heldout" half is reported with them. Run:
 
@@ -180,23 +182,24 @@ class Graph:
         return [o[0] for o in out]
 
 
-def shipped_box(im, cam_map, thr=0.35, margin=0.15):
-    """The shipped method's crop of the decoded photo, or None where its box is the whole photo
-    (thr and margin: the shipped parameters, models/build_model.py's SUBJECT)."""
+def cam_crop_box(im, cam_map, thr=0.35, margin=0.15):
+    """The cam-crop method's crop of the decoded photo, or None where its box is the whole photo
+    (thr and margin: the manifest's, models/build_model.py's SUBJECT)."""
     box = cam_box(cam_map, thr, margin, True)
     if (box[2] - box[0]) * (box[3] - box[1]) > 0.8:  # the whole photo is the subject
         return None
     return crop(im, box, True)
 
 
-def shipped_vectors(graph, photos, thr=0.35, margin=0.15):
-    """What the service does (cam-colour-r1): the graph's cam_embedding of the CAM box's crop
-    (a second run), or of the whole photo where the box covers most of it."""
+def cam_crop_vectors(graph, photos, thr=0.35, margin=0.15):
+    """The service's cam-crop method on this graph (src/pipeline.rs): the CAM box cut from the
+    decoded pixels and run again, its cam_embedding; the whole photo's where the box covers most
+    of it. (The shipped cam-colour-r1 is one run: the whole photo's cam_embedding.)"""
     v = {}
     for f, im in photos.items():
         im = decoded(im, graph.size)
         _, cam_map, cam_emb = graph(im)
-        c = shipped_box(im, cam_map, thr, margin)
+        c = cam_crop_box(im, cam_map, thr, margin)
         if c is not None:
             cam_emb = graph(c)[2]
         v[f] = cam_emb
@@ -308,11 +311,11 @@ def main():
         report(f"fuse crop+crop_cam 0.5 {tag}",
                vectors(("fuse", ("crop", "crop_cam"), (0.5, 0.5)), crops), 2)
         print(f"   second run {crop_ms:.1f} ms/photo")
-    # The shipped method, from the graph's outputs (cam, cam_embedding), as src/pipeline.rs runs it.
+    # The cam crop, from the graph's outputs (cam, cam_embedding), as src/pipeline.rs runs it.
     names = [o.name for o in sess.get_outputs()]
     if "cam" in names:
         graph = Graph(sess)
-        v = shipped_vectors(graph, photos)
+        v = cam_crop_vectors(graph, photos)
         report("cam crop (cam-crop-r1's box) of the graph's cam_embedding", v, graph.runs / len(photos))
         print(f"   {graph.seconds / len(photos) * 1e3:.1f} ms/photo of model runs")
         oracle = dict(v)
