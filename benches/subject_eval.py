@@ -4,18 +4,21 @@
 The set comes from models/subject_eval_set.py (scripts/setup-eval.sh fetches its material). For
 each subject, its query scene searches a gallery of every stored scene of its split (exact
 cosine); a hit is its own stored scene. Methods, all on the shipped EfficientNet-Lite0 graph (run
-here with its 7x7 head features as an extra output):
+here with its 7x7 head features as an extra output; any graph built the same way works, its input
+size read from it: benches/ceiling_eval.py builds Lite1/Lite2 and reuses the functions below):
 
   whole          the whole photo, pooled (today's embedding)
   cam_pool       the class activation map (CAM) of the top-k classes as pooling weights
   crop           a second run on the CAM's box, cut from the decoded pixels, pooled
   crop_cam       the crop, pooled by its own CAM
   fuse(a, b, w)  sqrt(w)*a ++ sqrt(1-w)*b: cosine = w*cos_a + (1-w)*cos_b
-  shipped        what the service does (src/pipeline.rs), from the graph's own outputs "cam" and
-                 "cam_embedding" (the animal prior included: models/build_model.py)
+  cam crop       the service's cam-crop method (src/pipeline.rs) on the graph's own outputs: the
+                 "cam" box cut and run again, its "cam_embedding" (the animal prior included:
+                 models/build_model.py). The shipped cam-colour-r1 is one run, the whole photo's
+                 "cam_embedding" (benches/subject_colour.py, "cam_embedding (first run)")
   oracle         the crop_cam of the true box (what a perfect localiser would give)
   detector       NanoDet's best non-person box (models/convert_detector.py; --detector), else
-                 the shipped CAM box
+                 the cam crop's box
 
 Parameters are chosen on the "tuning" half; the "heldout" half is reported with them. Run:
 
@@ -47,8 +50,13 @@ def load(model_path, threads):
     return sess, fc_w
 
 
-def tensor(im):
-    im = im.resize((SIZE, SIZE), Image.BILINEAR)
+def input_size(sess):
+    """The model's square input side (224 for Lite0; benches/ceiling_eval.py's bigger models differ)."""
+    return int(sess.get_inputs()[0].shape[2])
+
+
+def tensor(im, size=SIZE):
+    im = im.resize((size, size), Image.BILINEAR)
     return ((np.asarray(im, np.float32) - MEAN) / STD).transpose(2, 0, 1)
 
 
@@ -59,16 +67,19 @@ def l2(v):
 class Runner:
     def __init__(self, sess, fc_w):
         self.sess, self.fc_w, self.runs, self.seconds = sess, fc_w, 0, 0.0
+        self.size = input_size(sess)
 
     def run(self, im):
         t = time.perf_counter()
-        emb, logits, fmap = self.sess.run(["embedding", "logits", "head.relu6"], {"input": tensor(im)[None]})
+        emb, logits, fmap = self.sess.run(["embedding", "logits", "head.relu6"],
+                                          {"input": tensor(im, self.size)[None]})
         self.seconds += time.perf_counter() - t
         self.runs += 1
-        return emb[0], logits[0], fmap[0].reshape(1280, -1)  # [1280, 49]
+        return emb[0], logits[0], fmap[0].reshape(1280, -1)  # [1280, cells]: 7x7 for Lite0
 
 
 def cam(fc_w, logits, fmap, k):
+    """The top-k classes' activation map over the head's cells (7x7 = 49 for Lite0), ReLU."""
     top = np.argsort(-logits)[:k]
     p = np.exp(logits[top] - logits[top].max())
     p /= p.sum()
@@ -84,12 +95,14 @@ def cam_pool(fmap, m, gamma):
 
 
 def cam_box(m, thr, margin, square):
-    """The box (fractions of the photo) of the 7x7 cells at or above thr*max, with a margin."""
-    g = m.reshape(7, 7)
+    """The box (fractions of the photo) of the map's cells (a square grid, 7x7 for Lite0) at or
+    above thr*max, with a margin."""
+    n = int(round(np.sqrt(m.size)))
+    g = m.reshape(n, n)
     if g.max() <= 0:
         return (0.0, 0.0, 1.0, 1.0)
     ys, xs = np.nonzero(g >= thr * g.max())
-    x0, x1, y0, y1 = xs.min() / 7, (xs.max() + 1) / 7, ys.min() / 7, (ys.max() + 1) / 7
+    x0, x1, y0, y1 = xs.min() / n, (xs.max() + 1) / n, ys.min() / n, (ys.max() + 1) / n
     w, h = x1 - x0, y1 - y0
     x0, x1, y0, y1 = x0 - margin * w, x1 + margin * w, y0 - margin * h, y1 + margin * h
     return (max(0.0, x0), max(0.0, y0), min(1.0, x1), min(1.0, y1))
@@ -124,6 +137,90 @@ def recall(queries, gallery, targets):
     return float((ranks < 1).mean()), float((ranks < 5).mean())
 
 
+def load_photos(set_dir, meta):
+    """Every scene and dog photo of the set, decoded whole: {file: RGB image}."""
+    return {s["file"]: Image.open(os.path.join(set_dir, s["file"])).convert("RGB")
+            for s in meta["scenes"] + meta["dogs"]}
+
+
+def evaluate(meta, v):
+    """recall@1/@5 of vectors v ({file: unit vector}) per split, and of the dogs."""
+    res = {}
+    for split in ("tuning", "heldout"):
+        sc = [s for s in meta["scenes"] if s["split"] == split]
+        stored = [s for s in sc if s["role"] == "stored"]
+        index = {s["subject"]: i for i, s in enumerate(stored)}
+        gallery = np.stack([v[s["file"]] for s in stored])
+        queries = [s for s in sc if s["role"] == "query"]
+        res[split] = recall(np.stack([v[s["file"]] for s in queries]), gallery,
+                            [index[s["subject"]] for s in queries])
+    # dogs: each shot searches the other shots of both dogs plus the held-out stored scenes
+    dogs = meta["dogs"]
+    hits1 = hits5 = 0
+    held = [v[s["file"]] for s in meta["scenes"] if s["split"] == "heldout" and s["role"] == "stored"]
+    for q in dogs:
+        others = [d for d in dogs if d["shot"] != q["shot"]]
+        gallery = np.stack([v[d["file"]] for d in others] + held)
+        t = next(i for i, d in enumerate(others) if d["subject"] == q["subject"])
+        r1, r5 = recall(v[q["file"]][None], gallery, [t])
+        hits1 += r1
+        hits5 += r5
+    res["dogs"] = (hits1 / len(dogs), hits5 / len(dogs))
+    return res
+
+
+class Graph:
+    """The built graph's own outputs, as src/pipeline.rs runs it (input at the model's size), timed."""
+
+    def __init__(self, sess):
+        self.sess, self.size, self.seconds, self.runs = sess, input_size(sess), 0.0, 0
+
+    def __call__(self, im, outputs=("embedding", "cam", "cam_embedding")):
+        t = time.perf_counter()
+        out = self.sess.run(list(outputs), {"input": tensor(im, self.size)[None]})
+        self.seconds, self.runs = self.seconds + time.perf_counter() - t, self.runs + 1
+        return [o[0] for o in out]
+
+
+def cam_crop_box(im, cam_map, thr=0.35, margin=0.15):
+    """The cam-crop method's crop of the decoded photo, or None where its box is the whole photo
+    (thr and margin: the manifest's, models/build_model.py's SUBJECT)."""
+    box = cam_box(cam_map, thr, margin, True)
+    if (box[2] - box[0]) * (box[3] - box[1]) > 0.8:  # the whole photo is the subject
+        return None
+    return crop(im, box, True)
+
+
+def cam_crop_vectors(graph, photos, thr=0.35, margin=0.15):
+    """The service's cam-crop method on this graph (src/pipeline.rs): the CAM box cut from the
+    decoded pixels and run again, its cam_embedding; the whole photo's where the box covers most
+    of it. (The shipped cam-colour-r1 is one run: the whole photo's cam_embedding.)"""
+    v = {}
+    for f, im in photos.items():
+        im = decoded(im, graph.size)
+        _, cam_map, cam_emb = graph(im)
+        c = cam_crop_box(im, cam_map, thr, margin)
+        if c is not None:
+            cam_emb = graph(c)[2]
+        v[f] = cam_emb
+    return v
+
+
+def oracle_crops(photos, meta, size, margin=0.15):
+    """The true subject box of every scene (grown by `margin` of its size a side, squared), cut
+    from the photo decoded for a model of input `size`: {file: crop} (the dogs have no box)."""
+    out = {}
+    for s in meta["scenes"]:
+        im = photos[s["file"]]
+        W, H = im.size
+        x0, y0, x1, y1 = s["box"]
+        w, h = (x1 - x0) / W, (y1 - y0) / H
+        box = (max(0, x0 / W - margin * w), max(0, y0 / H - margin * h),
+               min(1, x1 / W + margin * w), min(1, y1 / H + margin * h))
+        out[s["file"]] = crop(decoded(im, size), box, True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--set", required=True)
@@ -138,12 +235,9 @@ def main():
     sess, fc_w = load(args.model, args.threads)
     runner = Runner(sess, fc_w)
 
-    photos = {}
-    for s in meta["scenes"]:
-        photos[s["file"]] = Image.open(os.path.join(args.set, s["file"])).convert("RGB")
-    for d in meta["dogs"]:
-        photos[d["file"]] = Image.open(os.path.join(args.set, d["file"])).convert("RGB")
-    first = {f: runner.run(decoded(im, SIZE)) for f, im in photos.items()}
+    photos = load_photos(args.set, meta)
+    size = runner.size
+    first = {f: runner.run(decoded(im, size)) for f, im in photos.items()}
     first_ms = runner.seconds / runner.runs * 1e3
 
     def crop_vectors(params):
@@ -180,34 +274,10 @@ def main():
                 v[f] = np.concatenate([np.sqrt(w) * table[p] for p, w in zip(parts, weights)])
         return v
 
-    def evaluate(v):
-        res = {}
-        for split in ("tuning", "heldout"):
-            sc = [s for s in meta["scenes"] if s["split"] == split]
-            stored = [s for s in sc if s["role"] == "stored"]
-            index = {s["subject"]: i for i, s in enumerate(stored)}
-            gallery = np.stack([v[s["file"]] for s in stored])
-            queries = [s for s in sc if s["role"] == "query"]
-            res[split] = recall(np.stack([v[s["file"]] for s in queries]), gallery,
-                                [index[s["subject"]] for s in queries])
-        # dogs: each shot searches the other shots of both dogs plus the held-out stored scenes
-        dogs = meta["dogs"]
-        hits1 = hits5 = 0
-        held = [v[s["file"]] for s in meta["scenes"] if s["split"] == "heldout" and s["role"] == "stored"]
-        for q in dogs:
-            others = [d for d in dogs if d["shot"] != q["shot"]]
-            gallery = np.stack([v[d["file"]] for d in others] + held)
-            t = next(i for i, d in enumerate(others) if d["subject"] == q["subject"])
-            r1, r5 = recall(v[q["file"]][None], gallery, [t])
-            hits1 += r1
-            hits5 += r5
-        res["dogs"] = (hits1 / len(dogs), hits5 / len(dogs))
-        return res
-
     results = []
 
     def report(label, v, runs):
-        r = evaluate(v)
+        r = evaluate(meta, v)
         results.append({"method": label, "runs": runs, **{k: list(x) for k, x in r.items()}})
         print(f"{label:<58} tuning {r['tuning'][0]:.3f}/{r['tuning'][1]:.3f}  "
               f"heldout {r['heldout'][0]:.3f}/{r['heldout'][1]:.3f}  dogs {r['dogs'][0]:.2f}/{r['dogs'][1]:.2f}",
@@ -221,10 +291,10 @@ def main():
     for w in (0.7, 0.85):
         report(f"fuse cam_pool+whole w={w}", vectors(("fuse", ("cam_pool", "whole"), (w, 1 - w))), 1)
 
-    grid = [(5, 0.35, 0.15, False, SIZE, 1.0), (5, 0.35, 0.15, True, 448, 1.0)]
+    grid = [(5, 0.35, 0.15, False, size, 1.0), (5, 0.35, 0.15, True, 448, 1.0)]
     if args.grid:
         grid += [(5, 0.5, 0.15, True, 448, 1.0), (5, 0.25, 0.15, True, 448, 1.0),
-                 (5, 0.35, 0.3, True, 448, 1.0), (5, 0.35, 0.15, True, SIZE, 1.0),
+                 (5, 0.35, 0.3, True, 448, 1.0), (5, 0.35, 0.15, True, size, 1.0),
                  (1, 0.35, 0.15, True, 448, 1.0), (5, 0.35, 0.15, True, 10000, 1.0)]
     for params in grid:
         before = (runner.runs, runner.seconds)
@@ -241,42 +311,16 @@ def main():
         report(f"fuse crop+crop_cam 0.5 {tag}",
                vectors(("fuse", ("crop", "crop_cam"), (0.5, 0.5)), crops), 2)
         print(f"   second run {crop_ms:.1f} ms/photo")
-    # The shipped method, from the graph's outputs (cam, cam_embedding), as src/pipeline.rs runs it.
+    # The cam crop, from the graph's outputs (cam, cam_embedding), as src/pipeline.rs runs it.
     names = [o.name for o in sess.get_outputs()]
     if "cam" in names:
-        def graph(im):
-            t = time.perf_counter()
-            out = sess.run(["embedding", "cam", "cam_embedding"], {"input": tensor(im)[None]})
-            return [o[0] for o in out], time.perf_counter() - t
-
-        def shipped_box(im, cam_map):
-            box = cam_box(cam_map, 0.35, 0.15, True)
-            if (box[2] - box[0]) * (box[3] - box[1]) > 0.8:  # the whole photo is the subject
-                return None
-            return crop(im, box, True)
-
-        v, seconds, runs = {}, 0.0, 0
-        for f, im in photos.items():
-            im = decoded(im, SIZE)
-            (emb, cam_map, cam_emb), dt = graph(im)
-            seconds, runs = seconds + dt, runs + 1
-            c = shipped_box(im, cam_map)
-            if c is not None:
-                (_, _, cam_emb), dt = graph(c)
-                seconds, runs = seconds + dt, runs + 1
-            v[f] = cam_emb
-        report("cam crop (cam-crop-r1's box) of the graph's cam_embedding", v, runs / len(photos))
-        print(f"   {seconds / len(photos) * 1e3:.1f} ms/photo of model runs")
-        boxes = {s["file"]: s for s in meta["scenes"]}
+        graph = Graph(sess)
+        v = cam_crop_vectors(graph, photos)
+        report("cam crop (cam-crop-r1's box) of the graph's cam_embedding", v, graph.runs / len(photos))
+        print(f"   {graph.seconds / len(photos) * 1e3:.1f} ms/photo of model runs")
         oracle = dict(v)
-        for f, im in photos.items():
-            if f in boxes:
-                W, H = im.size
-                x0, y0, x1, y1 = boxes[f]["box"]
-                w, h = (x1 - x0) / W, (y1 - y0) / H
-                box = (max(0, x0 / W - 0.15 * w), max(0, y0 / H - 0.15 * h),
-                       min(1, x1 / W + 0.15 * w), min(1, y1 / H + 0.15 * h))
-                oracle[f] = graph(crop(decoded(im, SIZE), box, True))[0][2]
+        for f, c in oracle_crops(photos, meta, size).items():
+            oracle[f] = graph(c)[2]
         report("oracle box (true subject box), crop_cam", oracle, 2)
         if args.detector:
             import onnxruntime as ort
@@ -286,7 +330,7 @@ def main():
             mean, std = np.array([103.53, 116.28, 123.675]), np.array([57.375, 57.12, 58.395])
             dv, dt_total = {}, 0.0
             for f, im in photos.items():
-                im = decoded(im, SIZE)
+                im = decoded(im, size)
                 x = ((np.asarray(im.resize((416, 416), Image.BILINEAR), np.float32)[..., ::-1] - mean) / std)
                 t = time.perf_counter()
                 outs = dict(zip([o.name for o in det.get_outputs()],
@@ -309,7 +353,7 @@ def main():
                     w, h = box[2] - box[0], box[3] - box[1]
                     box = (max(0, box[0] - 0.15 * w), max(0, box[1] - 0.15 * h),
                            min(1, box[2] + 0.15 * w), min(1, box[3] + 0.15 * h))
-                    dv[f] = graph(crop(im, box, True))[0][2]
+                    dv[f] = graph(crop(im, box, True))[2]
                 else:
                     dv[f] = v[f]
             report("detector (NanoDet best non-person box >= 0.3, else shipped)", dv, 3)
