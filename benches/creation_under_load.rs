@@ -2,9 +2,16 @@
 //!
 //!   cargo bench --bench creation_under_load -- [--creators 10] [--embedders 20] [--seconds 15]
 //!                                               [--binary target/release/lookalike]
+//!                                               [--one-address true] [--repeat-photos true]
 //!
-//! 1. `--creators` clients create reports with 3 MP JPEGs (a new photo each) for `--seconds`: the
-//!    creation latency on a quiet service;
+//! 1. `--creators` clients create reports with 3 MP JPEGs (a new photo each: a comment segment
+//!    numbers the bytes, so that every report is a photo the service has never seen, as in
+//!    production) for `--seconds`: the creation latency on a quiet service. Each creator is
+//!    another loopback address (127.0.0.2, 127.0.0.3, ...), as distinct people are: the
+//!    per-address rows of the open service's daily limit are then each updated by one creator,
+//!    not by all. `--one-address true` sends them all from 127.0.0.1, `--repeat-photos true`
+//!    cycles through 10 photos per creator (a repeat is answered without writing its bytes or
+//!    queueing its embedding again);
 //! 2. the same while `--embedders` other clients keep `POST /v1/embeddings` busy with 12 MP
 //!    phone-like JPEGs (3 MB, quality 92, sensor noise): the gate saturated (they start 2 s
 //!    before the creators, so that the gate is full when the first report comes).
@@ -19,7 +26,9 @@ mod support;
 use std::sync::Arc;
 
 use lookalike::config::GateConfig;
-use support::http::{drive, get_status, multipart, post_request, start_server};
+use support::http::{
+    NextRequest, drive, drive_each, get_status, multipart, post_request, start_server,
+};
 
 /// The service the bench drives: in-process, or a child process of `--binary`.
 enum Served {
@@ -83,11 +92,27 @@ fn report_photos(count: usize) -> Vec<Vec<u8>> {
     support::phone_photos(2000, 1500, 90, 2, count as u32)
 }
 
+/// `jpeg` with a comment segment after its start marker naming `tag`: other bytes (another
+/// content hash), the same pixels.
+fn numbered(jpeg: &[u8], tag: &str) -> Vec<u8> {
+    let text = format!("lookalike bench {tag}");
+    let length = u16::try_from(text.len() + 2).expect("a short comment");
+    let mut out = Vec::with_capacity(jpeg.len() + text.len() + 4);
+    out.extend_from_slice(&jpeg[..2]);
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
 fn main() {
     let creators: usize = support::arg("--creators", 10);
     let embedders: usize = support::arg("--embedders", 20);
     let seconds: u64 = support::arg("--seconds", 15);
     let binary: String = support::arg("--binary", String::new());
+    let one_address: bool = support::arg("--one-address", false);
+    let repeat_photos: bool = support::arg("--repeat-photos", false);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let db = support::BenchDatabase::create("creation").await;
@@ -100,8 +125,8 @@ fn main() {
             start_binary(&binary, &url).await
         };
 
-        // Enough distinct photos for most of each phase (then they repeat: a repeat is still
-        // checked, only its bytes are not written again).
+        // Ten pictures per creator and phase (with --repeat-photos, then they repeat: a repeat is
+        // still checked, only its bytes are not written again).
         let reports = report_photos(2 * creators * 10);
         let phone = support::phone_photos(4000, 3000, 92, 10, 4);
         println!(
@@ -110,18 +135,43 @@ fn main() {
             phone[0].len() as f64 / 1e6
         );
         let fields = [("kind", "found"), ("species", "dog"), ("title", "Found dog")];
-        let requests = |photos: &[Vec<u8>]| -> Vec<Arc<Vec<u8>>> {
-            photos
-                .iter()
-                .map(|p| {
-                    let (content_type, body) = multipart(&fields, &[p]);
-                    post_request(&addr, "/v1/reports", &content_type, &body)
-                })
-                .collect()
+        // Creator i's n-th report: a photo of its share of `photos`, numbered (new bytes) unless
+        // photos repeat.
+        let creations = |phase: &'static str, photos: &[Vec<u8>]| -> Arc<NextRequest> {
+            let photos: Vec<Vec<u8>> = photos.to_vec();
+            let addr = addr.clone();
+            Arc::new(move |client, n| {
+                let photo = &photos[(client + n * creators) % photos.len()];
+                let (content_type, body) = if repeat_photos {
+                    multipart(&fields, &[photo])
+                } else {
+                    let photo = numbered(photo, &format!("{phase} {client} {n}"));
+                    multipart(&fields, &[&photo])
+                };
+                post_request(&addr, "/v1/reports", &content_type, &body)
+            })
+        };
+        let source = |client: usize| {
+            (!one_address).then(|| {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2 + (client % 250) as u8))
+            })
         };
         let (quiet, busy) = reports.split_at(reports.len() / 2);
+        println!(
+            "creators: {}, {}",
+            if one_address {
+                "all from 127.0.0.1"
+            } else {
+                "each from its own address (127.0.0.2, ...)"
+            },
+            if repeat_photos {
+                "10 photos each, cycling"
+            } else {
+                "a photo never sent before in each report"
+            }
+        );
 
-        let alone = drive(&addr, &requests(quiet), creators, seconds).await;
+        let alone = drive_each(&addr, creators, seconds, source, creations("quiet", quiet)).await;
         alone.print(
             &format!("report creation, {creators} clients, {seconds} s, nothing else running"),
             None,
@@ -134,11 +184,11 @@ fn main() {
                 post_request(&addr, "/v1/embeddings", &content_type, &body)
             })
             .collect();
-        let busy_requests = requests(busy);
+        let busy_requests = creations("busy", busy);
         let (created, embedded) = tokio::join!(
             async {
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                drive(&addr, &busy_requests, creators, seconds).await
+                drive_each(&addr, creators, seconds, source, busy_requests).await
             },
             drive(&addr, &embeddings, embedders, seconds + 2)
         );

@@ -197,9 +197,7 @@ pub fn post_request(addr: &str, path: &str, content_type: &str, body: &[u8]) -> 
 /// `clients` keep-alive clients send `requests` (client i takes every `clients`-th one, cycling)
 /// for `seconds`.
 pub async fn drive(addr: &str, requests: &[Arc<Vec<u8>>], clients: usize, seconds: u64) -> Report {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
+    let lists: Vec<Vec<Arc<Vec<u8>>>> = (0..clients)
         .map(|i| {
             let mine: Vec<_> = requests
                 .iter()
@@ -207,13 +205,41 @@ pub async fn drive(addr: &str, requests: &[Arc<Vec<u8>>], clients: usize, second
                 .step_by(clients)
                 .cloned()
                 .collect();
-            let mine = if mine.is_empty() {
+            if mine.is_empty() {
                 vec![requests[i % requests.len()].clone()]
             } else {
                 mine
-            };
+            }
+        })
+        .collect();
+    let next: Arc<NextRequest> = Arc::new(move |client, n| {
+        let mine = &lists[client];
+        mine[n % mine.len()].clone()
+    });
+    drive_each(addr, clients, seconds, |_| None, next).await
+}
+
+/// Client `i`'s `n`-th request.
+pub type NextRequest = dyn Fn(usize, usize) -> Arc<Vec<u8>> + Send + Sync;
+
+/// `clients` keep-alive clients send `next(i, n)` for `seconds`, client i from the local address
+/// `source(i)` (`None`: the system's choice): on loopback, distinct clients can be distinct
+/// addresses (any of 127.0.0.0/8), as distinct people are to the service's per-address limits.
+pub async fn drive_each(
+    addr: &str,
+    clients: usize,
+    seconds: u64,
+    source: impl Fn(usize) -> Option<std::net::IpAddr>,
+    next: Arc<NextRequest>,
+) -> Report {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
             let addr = addr.to_owned();
-            tokio::spawn(async move { client(&addr, &mine, deadline).await })
+            let next = next.clone();
+            let local = source(i);
+            tokio::spawn(async move { client(&addr, local, |n| next(i, n), deadline).await })
         })
         .collect();
     let mut report = Report::default();
@@ -233,10 +259,28 @@ pub async fn drive(addr: &str, requests: &[Arc<Vec<u8>>], clients: usize, second
     report
 }
 
-/// One keep-alive client: sends the request until the deadline, reconnecting after errors.
+/// A connection to `addr` from `local` (any port), or from the system's choice.
+async fn connect(addr: &str, local: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local) = local else {
+        return TcpStream::connect(addr).await;
+    };
+    let remote: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(std::net::SocketAddr::new(local, 0))?;
+    socket.connect(remote).await
+}
+
+/// One keep-alive client: sends `next(n)` until the deadline, reconnecting after errors.
 async fn client(
     addr: &str,
-    requests: &[Arc<Vec<u8>>],
+    local: Option<std::net::IpAddr>,
+    next: impl Fn(usize) -> Arc<Vec<u8>>,
     deadline: Instant,
 ) -> (Vec<(u16, Duration, Vec<(String, f64)>)>, usize) {
     let mut results = Vec::new();
@@ -245,7 +289,7 @@ async fn client(
     while Instant::now() < deadline {
         let stream = match conn.take() {
             Some(s) => s,
-            None => match TcpStream::connect(addr).await {
+            None => match connect(addr, local).await {
                 Ok(s) => s,
                 Err(_) => {
                     errors += 1;
@@ -254,9 +298,9 @@ async fn client(
                 }
             },
         };
-        let request = &requests[results.len() % requests.len()];
+        let request = next(results.len());
         let sent = Instant::now();
-        match exchange_head(stream, request).await {
+        match exchange_head(stream, &request).await {
             Ok((status, stream, head)) => {
                 results.push((status, sent.elapsed(), stage_times(&head)));
                 conn = Some(stream);

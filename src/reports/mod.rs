@@ -420,26 +420,22 @@ impl ReportService {
             Payer::Address { address, .. } => address,
         };
         let limits = &self.open_limits;
-        let day = match limits.daily_bytes_per_address {
-            i64::MAX => None,
-            _ => Some(self.store.usage().address(address, limits).await?),
-        };
-        if let Some(day) = day.filter(|d| d.used_bytes.saturating_add(requested) > d.max_bytes) {
+        if limits.daily_bytes_per_address == i64::MAX && limits.total_bytes == i64::MAX {
+            return Ok(());
+        }
+        let (day_used, total_used) = self.store.usage().open_use(address).await?;
+        if day_used.saturating_add(requested) > limits.daily_bytes_per_address {
             return Err(ReserveError::DailyLimit {
-                used_bytes: day.used_bytes,
-                max_bytes: day.max_bytes,
+                used_bytes: day_used,
+                max_bytes: limits.daily_bytes_per_address,
                 requested,
                 retry_after: crate::store::usage::until_reset(chrono::Utc::now()),
             }
             .into());
         }
-        if limits.total_bytes == i64::MAX {
-            return Ok(());
-        }
-        let used_bytes = self.store.usage().open_storage_used().await?;
-        if used_bytes.saturating_add(requested) > limits.total_bytes {
+        if total_used.saturating_add(requested) > limits.total_bytes {
             return Err(ReserveError::StoreFull {
-                used_bytes,
+                used_bytes: total_used,
                 max_bytes: limits.total_bytes,
                 requested,
             }

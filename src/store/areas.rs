@@ -10,6 +10,8 @@ use super::Store;
 #[derive(Debug, Clone, Copy)]
 pub struct Reports<'a> {
     pub(super) pool: &'a PgPool,
+    /// Wakes the job workers after a creation commits (`None`: inline).
+    pub(super) wake: Option<&'a super::queue::Wake>,
 }
 
 /// Photos' embeddings and labels: saved with their job, read back, and searched by similarity.
@@ -69,7 +71,10 @@ pub struct Webhooks<'a> {
 impl Store {
     /// Reports.
     pub fn reports(&self) -> Reports<'_> {
-        Reports { pool: &self.pool }
+        Reports {
+            pool: &self.pool,
+            wake: Some(&self.wake),
+        }
     }
 
     /// Photos' embeddings, labels and similarity search.

@@ -81,9 +81,12 @@ impl Messages<'_> {
         limit: u32,
     ) -> Result<MessagePage, StoreError> {
         // The owner check is the reports' (the same as for the owner's other actions).
-        let owner = Reports { pool: self.pool }
-            .owner_hash(report_id, tenant)
-            .await?;
+        let owner = Reports {
+            pool: self.pool,
+            wake: None,
+        }
+        .owner_hash(report_id, tenant)
+        .await?;
         let check = match owner {
             None => OwnerCheck::NotFound,
             Some(h) if h != token_hash => OwnerCheck::Forbidden,

@@ -135,6 +135,7 @@ pub struct PoolSettings<'a> {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    wake: queue::Wake,
 }
 
 impl Store {
@@ -169,7 +170,10 @@ impl Store {
             .acquire_timeout(pool.acquire_timeout)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            wake: queue::Wake::default(),
+        })
     }
 
     /// The connection pool (for the jobs and tests).

@@ -14,34 +14,46 @@ use super::formats::format_named;
 use super::labels::labels_from_row;
 use crate::domain::report::{EmbeddingStatus, Photo, Report, overall_status};
 
+/// The columns [`photos_from_rows`] reads, of `photos p` (or rows like them) joined to their
+/// `blobs b`, their `embeddings e` and embedding `jobs j`.
+pub(super) const PHOTO_COLUMNS: &str = "p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
+                e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error,
+                e.species, e.species_probability, e.breed_classes, e.breed_probabilities";
+
+/// The joins behind [`PHOTO_COLUMNS`], after `FROM photos p` (or rows like them), for the model `$2`.
+pub(super) const PHOTO_JOINS: &str = "JOIN blobs b ON b.sha256 = p.sha256
+         LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
+         LEFT JOIN jobs j ON j.dedupe_key = lookalike_embed_job_key(p.sha256, $2)";
+
 /// The photos of `reports` with their embedding state for `model_id`, by report.
 pub(super) async fn photos_of<'e>(
     db: impl PgExecutor<'e>,
     reports: &[Uuid],
     model_id: i32,
 ) -> Result<HashMap<Uuid, Vec<Photo>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
-                e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error,
-                e.species, e.species_probability, e.breed_classes, e.breed_probabilities
+    let rows = sqlx::query(&format!(
+        "SELECT {PHOTO_COLUMNS}
          FROM photos p
-         JOIN blobs b ON b.sha256 = p.sha256
-         LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
-         LEFT JOIN jobs j ON j.dedupe_key = lookalike_embed_job_key(p.sha256, $2)
+         {PHOTO_JOINS}
          WHERE p.report_id = ANY($1)
-         ORDER BY p.report_id, p.position",
-    )
+         ORDER BY p.report_id, p.position"
+    ))
     .bind(reports)
     .bind(model_id)
     .fetch_all(db)
     .await?;
+    photos_from_rows(&rows)
+}
+
+/// Rows read with [`PHOTO_COLUMNS`] as photos, by report, in the rows' order.
+pub(super) fn photos_from_rows(rows: &[PgRow]) -> Result<HashMap<Uuid, Vec<Photo>>, StoreError> {
     let mut by_report: HashMap<Uuid, Vec<Photo>> = HashMap::new();
     for r in rows {
         let embedded: bool = r.try_get("embedded")?;
         let job_status: Option<String> = r.try_get("job_status")?;
         let failed = !embedded && job_status.as_deref() == Some("failed");
         let sha: Vec<u8> = r.try_get("sha256")?;
-        let labels = labels_from_row(&r)?;
+        let labels = labels_from_row(r)?;
         by_report
             .entry(r.try_get("report_id")?)
             .or_default()

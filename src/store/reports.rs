@@ -7,7 +7,10 @@ use uuid::Uuid;
 
 use super::filters::push_list_filter;
 use super::formats::format_named;
-use super::report_rows::{REPORT_COLUMNS, photos_of, report_from_row, reports_of_rows};
+use super::queue::ON_TAKEN_KEY;
+use super::report_rows::{
+    REPORT_COLUMNS, photos_from_rows, photos_of, report_from_row, reports_of_rows,
+};
 use super::tenants::ReserveError;
 use super::{Blobs, Jobs, Photos, Reports, StoreError, jobs, search};
 use crate::domain::event::{ReportEvent, ReportRef};
@@ -142,14 +145,20 @@ impl Reports<'_> {
     ) -> Result<Recorded, ReserveError> {
         let id = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        // Every statement here is a round trip during which the transaction holds its locks, and
+        // each costs a wake-up on both sides when the CPUs are busy: one per concern, whatever
+        // the number of photos, and the report read back as it is written (the answer is then
+        // in hand at the commit, and a read that failed rolls the upload back instead of leaving
+        // a stored report whose client got an error and would upload it again).
+        let row = sqlx::query(&format!(
             // Positions are kept to 1e-7 degrees, rounded here by the one rounding the
             // migrations use (the edge has already refused anything out of range).
             "INSERT INTO reports (id, kind, species, title, description, latitude, longitude, contact, owner_token_hash,
                                   tenant_id, charged_bytes, contact_public)
              VALUES ($1, $2, $3, $4, $5, round($6::numeric, 7)::double precision,
-                     round($7::numeric, 7)::double precision, $8, $9, $10, $11, $12)",
-        )
+                     round($7::numeric, 7)::double precision, $8, $9, $10, $11, $12)
+             RETURNING {REPORT_COLUMNS}"
+        ))
         .bind(id)
         .bind(report.kind.as_str())
         .bind(report.species.as_str())
@@ -162,7 +171,7 @@ impl Reports<'_> {
         .bind(charge.and_then(StorageCharge::tenant))
         .bind(charge.map_or(0, |c| c.bytes))
         .bind(report.contact_public)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         // The report's distinct blobs, by hash: the lock order.
         let mut blobs: Vec<&NewPhoto> = photos.iter().collect();
@@ -210,32 +219,60 @@ impl Reports<'_> {
             tx.rollback().await?;
             return Ok(Recorded::PhotosGone(gone));
         }
-        for (position, photo) in photos.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO photos (id, report_id, position, sha256) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(Uuid::new_v4())
-            .bind(id)
-            .bind(i32::try_from(position).unwrap_or(i32::MAX))
-            .bind(&photo.sha256[..])
-            .execute(&mut *tx)
-            .await?;
-        }
+        // One statement queues the embedding of each blob new to the model (again if it had
+        // failed: the photo is wanted now), in hash order, records the photos, and reads them
+        // back with their embedding state; a job it queued is read from what it returned (the
+        // statement's snapshot does not see it).
+        let hashes: Vec<[u8; 32]> = blobs.iter().map(|p| p.sha256).collect();
+        let blob_shas: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let (keys, payloads) = super::queue::embed_jobs(&hashes, model_id);
+        let photo_ids: Vec<Uuid> = photos.iter().map(|_| Uuid::new_v4()).collect();
+        let shas: Vec<&[u8]> = photos.iter().map(|p| &p.sha256[..]).collect();
+        let rows = sqlx::query(&format!(
+            "WITH nj AS (
+                 INSERT INTO jobs (kind, dedupe_key, payload, max_attempts, model_id)
+                 SELECT 'embed', n.dedupe_key, n.payload::jsonb, $5, $2
+                 FROM unnest($6::bytea[], $7::text[], $8::text[])
+                      WITH ORDINALITY AS n(sha256, dedupe_key, payload, k)
+                 WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.sha256 = n.sha256 AND e.model_id = $2)
+                 ORDER BY n.k
+                 {ON_TAKEN_KEY}
+                 RETURNING id, dedupe_key, status, last_error
+             ), p AS (
+                 INSERT INTO photos (id, report_id, position, sha256)
+                 SELECT n.id, $1, n.position::int - 1, n.sha256
+                 FROM unnest($3::uuid[], $4::bytea[]) WITH ORDINALITY AS n(id, sha256, position)
+                 RETURNING report_id, id, position, sha256
+             )
+             SELECT p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
+                    e.sha256 IS NOT NULL AS embedded, coalesce(nj.id, j.id) AS job_id,
+                    coalesce(nj.status, j.status) AS job_status,
+                    CASE WHEN nj.id IS NULL THEN j.last_error ELSE nj.last_error END AS last_error,
+                    e.species, e.species_probability, e.breed_classes, e.breed_probabilities,
+                    nj.id AS queued_job
+             FROM p
+             JOIN blobs b ON b.sha256 = p.sha256
+             LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
+             LEFT JOIN jobs j ON j.dedupe_key = lookalike_embed_job_key(p.sha256, $2)
+             LEFT JOIN nj ON nj.dedupe_key = lookalike_embed_job_key(p.sha256, $2)
+             ORDER BY p.position"
+        ))
+        .bind(id)
+        .bind(model_id)
+        .bind(&photo_ids)
+        .bind(&shas)
+        .bind(to_i32(max_attempts))
+        .bind(&blob_shas)
+        .bind(&keys)
+        .bind(&payloads)
+        .fetch_all(&mut *tx)
+        .await?;
         let mut jobs = Vec::new();
-        for photo in &blobs {
-            let embedded: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM embeddings WHERE sha256 = $1 AND model_id = $2)",
-            )
-            .bind(&photo.sha256[..])
-            .bind(model_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if !embedded {
-                // Queued again if it had failed: the photo is wanted now.
-                let job = JobPayload::embed(&photo.sha256, model_id);
-                if let Some(job) = jobs::enqueue(&mut tx, &job, max_attempts).await? {
-                    jobs.push(job);
-                }
+        for row in &rows {
+            if let Some(job) = row.try_get::<Option<i64>, _>("queued_job")?
+                && !jobs.contains(&job)
+            {
+                jobs.push(job);
             }
         }
         if jobs.is_empty() {
@@ -244,16 +281,7 @@ impl Reports<'_> {
             search::enqueue_ready_matches(&mut tx, None, Some(id), model_id, to_i32(max_attempts))
                 .await?;
         }
-        // Read back inside the transaction: once it commits, the answer is in hand, and a read
-        // that fails rolls the upload back instead of leaving a stored report whose client got
-        // an error (and would upload it again).
-        let row = sqlx::query(&format!(
-            "SELECT {REPORT_COLUMNS} FROM reports WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut photos = photos_of(&mut *tx, &[id], model_id).await?;
+        let mut photos = photos_from_rows(&rows)?;
         let mut report = report_from_row(&row, photos.remove(&id).unwrap_or_default())?;
         // A new report has no stored matches yet (its match job runs once it is embedded).
         report.possible_matches = Some(Vec::new());
@@ -274,12 +302,17 @@ impl Reports<'_> {
             // Workers are woken after the commit, not in it: a transaction that notifies holds a
             // database-wide lock through its commit, which would put every upload's commit (and
             // its WAL flush) in one line. A lost wake-up only waits for the workers' poll.
-            let woken = match self.pool.acquire().await {
-                Ok(mut conn) => jobs::notify(&mut conn).await,
-                Err(e) => Err(e.into()),
-            };
-            if let Err(e) = woken {
-                tracing::warn!(error = %e, "the job workers were not woken; they find the jobs at their next poll");
+            match self.wake {
+                Some(wake) => wake.after_commit(self.pool),
+                None => {
+                    let woken = match self.pool.acquire().await {
+                        Ok(mut conn) => jobs::notify(&mut conn).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    if let Err(e) = woken {
+                        tracing::warn!(error = %e, "the job workers were not woken; they find the jobs at their next poll");
+                    }
+                }
             }
         }
         Ok(Recorded::Created(Box::new(CreatedReport {

@@ -93,3 +93,58 @@ async fn a_full_store_answers_507_and_a_deletion_makes_room() {
     assert_eq!(deleted.status, 204);
     created(create(&service, &from("198.51.100.3"), &photos[2], &[]).await);
 }
+
+#[tokio::test]
+async fn concurrent_uploads_fill_the_store_to_its_cap_exactly() {
+    // Room for about 80 photos: a shard's share of it (a 64th) fits one, so the first uploads
+    // fit their shard, and the later ones are placed by the whole store's room.
+    let photos = crate::common::distinct_photos(100, 64);
+    let size = photos.iter().map(Vec::len).max().unwrap();
+    let cap = 80 * size + size / 2;
+    let service = start_open(
+        "open-cap-race",
+        "--open-max-storage-bytes",
+        &cap.to_string(),
+    )
+    .await;
+    // Eight clients at once, each from its own address.
+    let answers = futures_util::future::join_all((0..8).map(|client| {
+        let service = &service;
+        let photos = &photos;
+        async move {
+            let address = format!("198.51.100.{}", client + 1);
+            let mut answers = Vec::new();
+            for photo in photos.iter().skip(client).step_by(8) {
+                let answer = create(service, &from(&address), photo, &[]).await;
+                answers.push((photo.len(), answer.status, answer.json()));
+            }
+            answers
+        }
+    }))
+    .await;
+    let (mut stored, mut refused) = (0usize, Vec::new());
+    for (len, status, body) in answers.into_iter().flatten() {
+        match status {
+            201 => stored += len,
+            507 => {
+                assert_eq!(body["code"], "storage_full", "{body}");
+                refused.push(len);
+            }
+            other => panic!("status {other}: {body}"),
+        }
+    }
+    // Never over the cap, and nothing refused that fitted: a refused photo did not fit beside
+    // what was stored when it came, which is at most what is stored now.
+    assert!(stored <= cap, "{stored} bytes stored, cap {cap}");
+    assert!(!refused.is_empty(), "the cap was never reached");
+    for len in &refused {
+        assert!(
+            stored + len > cap,
+            "a {len}-byte photo was refused with {stored} of {cap} bytes used"
+        );
+    }
+    // What the store counts is what it holds.
+    let probe = create(&service, &from("198.51.100.99"), &photos[0], &[]).await;
+    assert_eq!(probe.status, 507, "{}", probe.json());
+    assert_eq!(probe.json()["used_bytes"].as_u64(), Some(stored as u64));
+}
