@@ -244,7 +244,7 @@ def main():
                 return crop_vec(crops[file])
             return vec(f)
         v = {file: v_of(file, feats) for file in feats}
-        r = evaluate(meta, v)
+        r = se.evaluate(meta, v)
         cg, cq = copies
         gal = np.stack([vec(f) for f in cg])
         qs = [(i, vec(f)) for i, f in cq]
@@ -349,29 +349,6 @@ def floor_table(meta, v, originals, copies):
                        if a["subject"] == b["subject"] and a["shot"] != b["shot"]))
         rows.append(row)
     return rows
-
-
-def evaluate(meta, v):
-    res = {}
-    for split in ("tuning", "heldout"):
-        sc = [s for s in meta["scenes"] if s["split"] == split]
-        stored = [s for s in sc if s["role"] == "stored"]
-        index = {s["subject"]: i for i, s in enumerate(stored)}
-        gallery = np.stack([v[s["file"]] for s in stored])
-        queries = [s for s in sc if s["role"] == "query"]
-        res[split] = se.recall(np.stack([v[s["file"]] for s in queries]), gallery,
-                               [index[s["subject"]] for s in queries])
-    dogs = meta["dogs"]
-    held = [v[s["file"]] for s in meta["scenes"] if s["split"] == "heldout" and s["role"] == "stored"]
-    h1 = h5 = 0.0
-    for q in dogs:
-        others = [d for d in dogs if d["shot"] != q["shot"]]
-        gallery = np.stack([v[d["file"]] for d in others] + held)
-        t = next(i for i, d in enumerate(others) if d["subject"] == q["subject"])
-        r1, r5 = se.recall(v[q["file"]][None], gallery, [t])
-        h1, h5 = h1 + r1 / len(dogs), h5 + r5 / len(dogs)
-    res["dogs"] = (h1, h5)
-    return res
 
 
 def retrieval_features(sess, samples):
