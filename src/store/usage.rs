@@ -2,9 +2,6 @@
 //! per UTC day, and the bytes all reports without a tenant hold. Both are reserved in the
 //! transaction that records the upload, like a tenant's quota (`tenants`): one conditional
 //! statement each, so concurrent uploads never over-commit, and a failed upload reserves nothing.
-//! The open store's total is kept in [`OPEN_STORAGE_SHARDS`] rows (migration 0017), so that
-//! uploads from different addresses do not all queue on one row's lock through each other's
-//! commit: each reserves in one row, within that row's share of the cap.
 
 use std::time::Duration;
 
@@ -14,10 +11,6 @@ use sqlx::{Postgres, Transaction};
 use super::tenants::ReserveError;
 use super::{StoreError, Usage};
 use crate::domain::limits::OpenLimits;
-
-/// Rows the open store's total is kept in (ids 1 to this; migration 0017 made them): each holds
-/// at most its share of the cap, a sixty-fourth, so their sum never passes it.
-pub const OPEN_STORAGE_SHARDS: i16 = 64;
 
 /// What an address has uploaded today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -69,7 +62,7 @@ impl Usage<'_> {
         let (day, total): (Option<i64>, Option<i64>) = sqlx::query_as(
             "SELECT (SELECT bytes FROM upload_usage
                      WHERE address = $1 AND day = (now() AT TIME ZONE 'UTC')::date),
-                    (SELECT sum(used_bytes)::bigint FROM open_storage)",
+                    (SELECT used_bytes FROM open_storage WHERE id = 1)",
         )
         .bind(address)
         .fetch_one(self.pool)
@@ -80,12 +73,10 @@ impl Usage<'_> {
     /// Bytes all reports without a tenant hold now.
     pub async fn open_storage_used(self) -> Result<i64, StoreError> {
         Ok(
-            sqlx::query_scalar::<_, Option<i64>>(
-                "SELECT sum(used_bytes)::bigint FROM open_storage",
-            )
-            .fetch_one(self.pool)
-            .await?
-            .unwrap_or(0),
+            sqlx::query_scalar("SELECT used_bytes FROM open_storage WHERE id = 1")
+                .fetch_optional(self.pool)
+                .await?
+                .unwrap_or(0),
         )
     }
 
@@ -111,9 +102,7 @@ pub(super) async fn reserve_open_in(
     limits: &OpenLimits,
 ) -> Result<(), ReserveError> {
     // Both rows in one round trip (each is locked until the commit, which comes right after):
-    // the address's day, then one row of the open store's total, of a random shard, within the
-    // shard's share of the cap; an upload refused by either rolls back.
-    let shard = 1 + (rand::random::<u16>() % OPEN_STORAGE_SHARDS as u16) as i16;
+    // the address's day, then the open store's total; an upload refused by either rolls back.
     let (day_used, total_used): (Option<i64>, Option<i64>) = sqlx::query_as(
         "WITH day AS (
              INSERT INTO upload_usage AS u (address, day, bytes)
@@ -123,8 +112,7 @@ pub(super) async fn reserve_open_in(
              RETURNING bytes
          ), total AS (
              UPDATE open_storage SET used_bytes = used_bytes + $2
-             WHERE id = $5
-               AND used_bytes + $2 <= $4 / $6 + CASE WHEN $5 <= $4 % $6 THEN 1 ELSE 0 END
+             WHERE id = 1 AND used_bytes + $2 <= $4
              RETURNING used_bytes
          )
          SELECT (SELECT bytes FROM day), (SELECT used_bytes FROM total)",
@@ -133,8 +121,6 @@ pub(super) async fn reserve_open_in(
     .bind(bytes)
     .bind(limits.daily_bytes_per_address)
     .bind(limits.total_bytes)
-    .bind(shard)
-    .bind(i64::from(OPEN_STORAGE_SHARDS))
     .fetch_one(&mut **tx)
     .await?;
     // A first upload of the day larger than the limit is inserted (the conflict clause does not
@@ -163,46 +149,15 @@ pub(super) async fn reserve_open_in(
     if total_used.is_some() {
         return Ok(());
     }
-    // The shard's share is used up: the whole store's room decides, under all shards' locks.
-    if spread_open_storage(tx, bytes, Some(limits.total_bytes)).await? {
-        return Ok(());
-    }
-    let used_bytes: Option<i64> =
-        sqlx::query_scalar("SELECT sum(used_bytes)::bigint FROM open_storage")
-            .fetch_one(&mut **tx)
-            .await?;
+    let used_bytes: i64 = sqlx::query_scalar("SELECT used_bytes FROM open_storage WHERE id = 1")
+        .fetch_optional(&mut **tx)
+        .await?
+        .unwrap_or(0);
     Err(ReserveError::StoreFull {
-        used_bytes: used_bytes.unwrap_or(0),
+        used_bytes,
         max_bytes: limits.total_bytes,
         requested: bytes,
     })
-}
-
-/// Adds `delta` bytes to the open store's total and spreads the sum evenly over its shards (each
-/// then holds at most its share of any cap the sum is within), under all their locks, taken in
-/// id order; below zero it stops at zero. With `cap`, only if the new sum is within it. Whether
-/// it was applied.
-async fn spread_open_storage(
-    tx: &mut Transaction<'_, Postgres>,
-    delta: i64,
-    cap: Option<i64>,
-) -> Result<bool, StoreError> {
-    let spread = sqlx::query(
-        "WITH locked AS (SELECT id, used_bytes FROM open_storage ORDER BY id FOR UPDATE),
-              total AS (SELECT greatest(coalesce(sum(used_bytes), 0) + $1, 0)::bigint AS bytes,
-                               count(*) AS shards
-                        FROM locked)
-         UPDATE open_storage o
-         SET used_bytes = total.bytes / total.shards
-                          + CASE WHEN o.id <= total.bytes % total.shards THEN 1 ELSE 0 END
-         FROM total
-         WHERE total.bytes <= coalesce($2, total.bytes)",
-    )
-    .bind(delta)
-    .bind(cap)
-    .execute(&mut **tx)
-    .await?;
-    Ok(spread.rows_affected() > 0)
 }
 
 /// Gives the open store back `bytes` inside a transaction (a report without a tenant deleted).
@@ -212,7 +167,12 @@ pub(super) async fn release_open_in(
     bytes: i64,
 ) -> Result<(), StoreError> {
     if bytes > 0 {
-        spread_open_storage(tx, -bytes, None).await?;
+        sqlx::query(
+            "UPDATE open_storage SET used_bytes = GREATEST(used_bytes - $1, 0) WHERE id = 1",
+        )
+        .bind(bytes)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

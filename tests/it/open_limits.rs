@@ -96,8 +96,7 @@ async fn a_full_store_answers_507_and_a_deletion_makes_room() {
 
 #[tokio::test]
 async fn concurrent_uploads_fill_the_store_to_its_cap_exactly() {
-    // Room for about 80 photos: a shard's share of it (a 64th) fits one, so the first uploads
-    // fit their shard, and the later ones are placed by the whole store's room.
+    // Room for about 80 photos, reached while eight clients upload at once.
     let photos = crate::common::distinct_photos(100, 64);
     let size = photos.iter().map(Vec::len).max().unwrap();
     let cap = 80 * size + size / 2;
