@@ -16,12 +16,12 @@ use crate::domain::report::{EmbeddingStatus, Photo, Report, overall_status};
 
 /// The columns [`photos_from_rows`] reads, of `photos p` (or rows like them) joined to their
 /// `blobs b`, their `embeddings e` and embedding `jobs j`.
-pub(super) const PHOTO_COLUMNS: &str = "p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
+const PHOTO_COLUMNS: &str = "p.report_id, p.id, p.position, b.format, b.width, b.height, b.bytes, p.sha256,
                 e.sha256 IS NOT NULL AS embedded, j.id AS job_id, j.status AS job_status, j.last_error,
                 e.species, e.species_probability, e.breed_classes, e.breed_probabilities";
 
 /// The joins behind [`PHOTO_COLUMNS`], after `FROM photos p` (or rows like them), for the model `$2`.
-pub(super) const PHOTO_JOINS: &str = "JOIN blobs b ON b.sha256 = p.sha256
+const PHOTO_JOINS: &str = "JOIN blobs b ON b.sha256 = p.sha256
          LEFT JOIN embeddings e ON e.sha256 = p.sha256 AND e.model_id = $2
          LEFT JOIN jobs j ON j.dedupe_key = lookalike_embed_job_key(p.sha256, $2)";
 

@@ -70,16 +70,6 @@ impl Usage<'_> {
         Ok((day.unwrap_or(0), total.unwrap_or(0)))
     }
 
-    /// Bytes all reports without a tenant hold now.
-    pub async fn open_storage_used(self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT used_bytes FROM open_storage WHERE id = 1")
-                .fetch_optional(self.pool)
-                .await?
-                .unwrap_or(0),
-        )
-    }
-
     /// Forgets the daily counts of days before yesterday (they limit nothing any more).
     pub async fn prune(self) -> Result<u64, StoreError> {
         Ok(
