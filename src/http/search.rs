@@ -384,7 +384,8 @@ pub struct MatchesQuery {
     /// default). Also accepted as `threshold`, its former name.
     #[param(minimum = -1, maximum = 1)]
     #[serde(alias = "threshold")]
-    min_score: Option<f32>,
+    // f64 so that the bounds are checked on what was sent: -1.0000000001 rounds to -1 as an f32.
+    min_score: Option<f64>,
     /// Most matches (1 to 100).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
@@ -447,7 +448,7 @@ pub async fn matches(
     }
     let min_score = q
         .min_score
-        .unwrap_or(app.search.matcher().settings().min_score);
+        .map_or(app.search.matcher().settings().min_score, |t| t as f32);
     let found = app
         .search
         .matches_of(

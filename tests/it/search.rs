@@ -202,6 +202,16 @@ async fn a_found_report_like_a_lost_one_gets_it_as_a_possible_match() {
     )
     .await;
     assert_eq!(body["matches"].as_array().unwrap().len(), 2);
+    // Bounds hold on what was sent, not on its f32 rounding (which makes this -1).
+    let (status, _, body) = send(
+        &app.router,
+        get(&format!(
+            "/v1/reports/{found}/matches?min_score=-1.0000000001"
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "min_score", "{body}");
     let (status, _, _) = send(
         &app.router,
         get(&format!("/v1/reports/{}/matches", uuid::Uuid::new_v4())),
