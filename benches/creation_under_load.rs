@@ -3,6 +3,7 @@
 //!   cargo bench --bench creation_under_load -- [--creators 10] [--embedders 20] [--seconds 15]
 //!                                               [--binary target/release/lookalike]
 //!                                               [--one-address true] [--repeat-photos true]
+//!                                               [--rate 50]
 //!
 //! 1. `--creators` clients create reports with 3 MP JPEGs (a new photo each: a comment segment
 //!    numbers the bytes, so that every report is a photo the service has never seen, as in
@@ -15,6 +16,12 @@
 //! 2. the same while `--embedders` other clients keep `POST /v1/embeddings` busy with 12 MP
 //!    phone-like JPEGs (3 MB, quality 92, sensor noise): the gate saturated (they start 2 s
 //!    before the creators, so that the gate is full when the first report comes).
+//!
+//! The creators are a closed loop by default (each sends its next report when the last is
+//! answered: the latency at the most reports the service takes a second, which Little's law ties
+//! to the throughput). `--rate R` makes them an open loop at R reports a second in all (each
+//! creator on a schedule, latency counted from when its report was due): the latency people see
+//! at a given load.
 //!
 //! Over a fresh database (dropped at the end). By default the service runs in-process with no
 //! job workers (a report's embedding is not part of its creation). With `--binary`, that binary
@@ -113,6 +120,8 @@ fn main() {
     let binary: String = support::arg("--binary", String::new());
     let one_address: bool = support::arg("--one-address", false);
     let repeat_photos: bool = support::arg("--repeat-photos", false);
+    let rate: f64 = support::arg("--rate", 0.0);
+    let rate = (rate > 0.0).then_some(rate);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let db = support::BenchDatabase::create("creation").await;
@@ -171,7 +180,21 @@ fn main() {
             }
         );
 
-        let alone = drive_each(&addr, creators, seconds, source, creations("quiet", quiet)).await;
+        match rate {
+            Some(r) => println!(
+                "creators send {r} reports a second in all, on a schedule (open loop: latency from when each was due)"
+            ),
+            None => println!("creators send each report as soon as the last is answered (closed loop)"),
+        }
+        let alone = drive_each(
+            &addr,
+            creators,
+            seconds,
+            source,
+            rate,
+            creations("quiet", quiet),
+        )
+        .await;
         alone.print(
             &format!("report creation, {creators} clients, {seconds} s, nothing else running"),
             None,
@@ -188,7 +211,7 @@ fn main() {
         let (created, embedded) = tokio::join!(
             async {
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                drive_each(&addr, creators, seconds, source, busy_requests).await
+                drive_each(&addr, creators, seconds, source, rate, busy_requests).await
             },
             drive(&addr, &embeddings, embedders, seconds + 2)
         );

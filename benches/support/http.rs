@@ -216,7 +216,7 @@ pub async fn drive(addr: &str, requests: &[Arc<Vec<u8>>], clients: usize, second
         let mine = &lists[client];
         mine[n % mine.len()].clone()
     });
-    drive_each(addr, clients, seconds, |_| None, next).await
+    drive_each(addr, clients, seconds, |_| None, None, next).await
 }
 
 /// Client `i`'s `n`-th request.
@@ -225,11 +225,16 @@ pub type NextRequest = dyn Fn(usize, usize) -> Arc<Vec<u8>> + Send + Sync;
 /// `clients` keep-alive clients send `next(i, n)` for `seconds`, client i from the local address
 /// `source(i)` (`None`: the system's choice): on loopback, distinct clients can be distinct
 /// addresses (any of 127.0.0.0/8), as distinct people are to the service's per-address limits.
+/// With `rate` (requests a second, all clients together), open loop: each client sends on a
+/// schedule (the clients' sends interleaved), and a request's latency counts from when it was
+/// due, so that a slow answer that delays the next send is not hidden (coordinated omission).
+/// Without, closed loop: each client sends its next request as soon as it has the answer.
 pub async fn drive_each(
     addr: &str,
     clients: usize,
     seconds: u64,
     source: impl Fn(usize) -> Option<std::net::IpAddr>,
+    rate: Option<f64>,
     next: Arc<NextRequest>,
 ) -> Report {
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -239,7 +244,16 @@ pub async fn drive_each(
             let addr = addr.to_owned();
             let next = next.clone();
             let local = source(i);
-            tokio::spawn(async move { client(&addr, local, |n| next(i, n), deadline).await })
+            let schedule = rate.filter(|r| *r > 0.0).map(|r| {
+                let interval = Duration::from_secs_f64(clients as f64 / r);
+                (
+                    started + interval.mul_f64(i as f64 / clients as f64),
+                    interval,
+                )
+            });
+            tokio::spawn(
+                async move { client(&addr, local, |n| next(i, n), schedule, deadline).await },
+            )
         })
         .collect();
     let mut report = Report::default();
@@ -276,17 +290,26 @@ async fn connect(addr: &str, local: Option<std::net::IpAddr>) -> std::io::Result
     socket.connect(remote).await
 }
 
-/// One keep-alive client: sends `next(n)` until the deadline, reconnecting after errors.
+/// One keep-alive client: sends `next(n)` until the deadline, reconnecting after errors; on
+/// `schedule` (first send, interval) if given, its latencies then counted from when each was due.
 async fn client(
     addr: &str,
     local: Option<std::net::IpAddr>,
     next: impl Fn(usize) -> Arc<Vec<u8>>,
+    schedule: Option<(Instant, Duration)>,
     deadline: Instant,
 ) -> (Vec<(u16, Duration, Vec<(String, f64)>)>, usize) {
     let mut results = Vec::new();
     let mut errors = 0;
     let mut conn: Option<TcpStream> = None;
+    let mut due = schedule.map(|(first, _)| first);
     while Instant::now() < deadline {
+        if let Some(at) = due {
+            tokio::time::sleep_until(at.into()).await;
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
         let stream = match conn.take() {
             Some(s) => s,
             None => match connect(addr, local).await {
@@ -299,7 +322,10 @@ async fn client(
             },
         };
         let request = next(results.len());
-        let sent = Instant::now();
+        let sent = due.unwrap_or_else(Instant::now);
+        if let (Some(at), Some((_, interval))) = (due.as_mut(), schedule) {
+            *at += interval;
+        }
         match exchange_head(stream, &request).await {
             Ok((status, stream, head)) => {
                 results.push((status, sent.elapsed(), stage_times(&head)));
