@@ -32,7 +32,7 @@ def rows(path, element):
         head = f.read(HEADER + 2 + 4 + 8 + 4 + 4 + 4 + 4 + 4 + 2)
     if head[:11] != b"PGCOPY\n\xff\r\n\x00":
         sys.exit(f"{path}: not a binary COPY")
-    dim = int.from_bytes(head[-2:], "big", signed=True) if element else None
+    dim = int.from_bytes(head[-2:], "big", signed=True)
     fields = [("n", ">i2"), ("l_id", ">i4"), ("id", ">i8"), ("l_ks", ">i4"), ("ks", ">i4"),
               ("l_t", ">i4"), ("tenant", ">i4"), ("l_v", ">i4"), ("dim", ">i2"),
               ("unused", ">i2"), ("v", element, (dim,))]
@@ -46,6 +46,7 @@ def rows(path, element):
 
 
 def queries(path):
+    """(id, vector) per query, by id (rows of int4 and vector(1280): read one at a time)."""
     with open(path, "rb") as f:
         raw = f.read()
     pos, out = HEADER, []
