@@ -213,17 +213,15 @@ SELECT :'type' AS type, :ef AS ef_search, r.filter,
        -- The lost-and-found measure: of the query animal's other photos that pass the filter
        -- (ids 3a to 3a + 2), the share among the 10 results (queries with none left out).
        round(avg((SELECT count(*) FROM unnest(r.ids) x WHERE x / 3 = q.animal)::numeric
-                 / nullif((SELECT count(*) FROM :tbl h
-                           WHERE h.id BETWEEN 3 * q.animal AND 3 * q.animal + 2
-                             AND CASE r.filter WHEN 'none' THEN true
-                                   WHEN 'kind_species' THEN h.kind = 'found' AND h.species = 'cat'
-                                   ELSE h.tenant = 7 END), 0)), 4) AS animal_recall,
-       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM :tbl h
-                           WHERE h.id BETWEEN 3 * q.animal AND 3 * q.animal + 2
-                             AND CASE r.filter WHEN 'none' THEN true
-                                   WHEN 'kind_species' THEN h.kind = 'found' AND h.species = 'cat'
-                                   ELSE h.tenant = 7 END)) AS animal_queries
+                 / nullif(a.passing, 0)), 4) AS animal_recall,
+       count(*) FILTER (WHERE a.passing > 0) AS animal_queries
 FROM runs r JOIN truth t ON t.qid = r.qid AND t.filter = r.filter JOIN queries q ON q.id = r.qid
+CROSS JOIN LATERAL (
+  SELECT count(*) AS passing FROM :tbl h
+  WHERE h.id BETWEEN 3 * q.animal AND 3 * q.animal + 2
+    AND CASE r.filter WHEN 'none' THEN true
+          WHEN 'kind_species' THEN h.kind = 'found' AND h.species = 'cat'
+          ELSE h.tenant = 7 END) a
 GROUP BY r.filter ORDER BY r.filter;
 \endif
 
