@@ -14,8 +14,9 @@
 #
 # Each round also measures the decode floor (issue 25, scripts/decode_floor.py: the photo only
 # decoded at the reduced DCT scale a 224-px input needs, libjpeg-turbo through Pillow's draft
-# mode, one process per core, nothing else), and the end prints the median of each and the
-# ratios lookalike/peer tuned and lookalike/floor. lookalike runs with its defaults: `--model`
+# mode, one process per core, nothing else) and the decode+model floor (the same, plus one run of
+# the model lookalike serves, one thread per process: the ceiling of any service with that model),
+# and the end prints the median of each and the ratios to lookalike and to the decode floor. lookalike runs with its defaults: `--model`
 # names the fp32 model (the peer's) and `--precision auto` picks its INT8 sibling where the CPU
 # qualifies (LOOKALIKE_PRECISION=fp32 for the same model as the peer).
 #
@@ -67,13 +68,19 @@ run() { # name port path field
   # "  200: N answers, R/s, latency ...": the rate, for the medians.
   printf '%s\t%s\n' "$1" "$(sed -nE 's/.* ([0-9.]+)\/s,.*/\1/p' <<<"$out")" >>"$results"
 }
-floor() {
+floor() { # name [model]
   local out
-  out=$("$CACHE/venv/bin/python" "$ROOT/scripts/decode_floor.py" "$photo" "$seconds" "$(nproc)")
-  printf '%-16s   %s\n' "decode floor" "$out"
-  printf 'decode floor\t%s\n' "$(sed -nE 's/decode floor: ([0-9.]+) .*/\1/p' <<<"$out")" >>"$results"
+  out=$("$CACHE/venv/bin/python" "$ROOT/scripts/decode_floor.py" "$photo" "$seconds" "$(nproc)" ${2:+"$2"})
+  printf '%-16s   %s\n' "$1" "$out"
+  printf '%s\t%s\n' "$1" "$(sed -nE 's/.*floor: ([0-9.]+) .*/\1/p' <<<"$out")" >>"$results"
 }
 served=$(curl -fs http://127.0.0.1:8103/v1/status | grep -oE '"model":\{"name":"[^"]*","version":"[^"]*"' || true)
+# The file lookalike serves: its INT8 sibling when `--precision auto` chose it (the status names
+# the model `...-int8`), else the model given.
+served_model=$model
+if grep -q -- '-int8"' <<<"$served" && [ -f "${model%.onnx}_int8.onnx" ]; then
+  served_model=${model%.onnx}_int8.onnx
+fi
 echo "photo: $photo ($(stat -c %s "$photo") bytes), model: $(basename "$model"), $clients clients, $seconds s"
 echo "lookalike serves: ${served:-?}; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 run "peer literal" 8101 /embeddings/generate file
@@ -82,7 +89,8 @@ for r in $(seq 1 "$rounds"); do
   run "peer tuned" 8102 /embeddings/generate file
   run "lookalike" 8103 /v1/embeddings photos
   if [ -n "${LOOKALIKE_BEFORE:-}" ]; then run "lookalike before" 8104 /v1/embeddings photos; fi
-  floor
+  floor "decode floor"
+  floor "decode+model" "$served_model"
 done
 echo "-- medians over $rounds rounds (photos/s) and ratios; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 "$CACHE/venv/bin/python" - "$results" <<'PY'
@@ -96,8 +104,11 @@ med = {name: statistics.median(v) for name, v in rates.items()}
 for name, m in med.items():
     print(f"{name:<16} {m:8.1f}   rounds {', '.join(f'{r:.1f}' for r in rates[name])}")
 ours = med.get("lookalike")
-for other in ("peer tuned", "decode floor", "lookalike before"):
+for other in ("peer tuned", "decode floor", "decode+model", "lookalike before"):
     if ours and med.get(other):
         print(f"lookalike / {other:<13} {ours / med[other]:.2f}")
+if med.get("decode+model") and med.get("decode floor"):
+    print(f"decode+model / decode floor {med['decode+model'] / med['decode floor']:.2f}"
+          "  (the most any service with this model reaches)")
 PY
 rm -f "$results"
