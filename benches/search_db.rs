@@ -67,7 +67,7 @@ fn main() {
         let mut admin = sqlx::PgConnection::connect(&base_url).await.expect("database (scripts/pg.sh start)");
         sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await.expect("create database");
         let url = base_url.replacen("/lookalike?", &format!("/{db}?"), 1);
-        let config = DatabaseConfig { url, max_connections: 4, acquire_timeout_ms: 10_000, statement_timeout_ms: 3_600_000, connect_retry_secs: 5 };
+        let config = DatabaseConfig { url, max_connections: 4, acquire_timeout_ms: 10_000, statement_timeout_ms: 3_600_000, connect_retry_secs: 5, ..DatabaseConfig::default() };
         let store = Store::connect(&config).await.expect("connect");
         store.migrate().await.expect("migrate");
         let pool = store.pool().clone();

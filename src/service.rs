@@ -333,6 +333,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         parts.model_id,
     );
     let mut state = parts.into_state(&config.core);
+    // A vector index built with other settings is rebuilt off the start path, the old one
+    // answering meanwhile; a rebuild cut short by a stop is taken up at the next start.
+    tokio::spawn({
+        let store = store.clone();
+        async move {
+            if let Err(e) = store.models().align_index(model_id).await {
+                tracing::warn!(error = %e, "the model's vector index keeps its old settings: rebuilding it failed");
+            }
+        }
+    });
     state.protection = Arc::new(protection(&config.access, &config.rate_limits, &store).await?);
     webhook_targets(&config.webhooks, &state.protection.keys, &store).await?;
     state.webhooks = Webhooks::new(config.webhooks.delivery.timeout());

@@ -6,7 +6,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::redact::redact_url;
-use crate::store::{PoolSettings, Store, StoreError};
+use crate::store::{PoolSettings, Store, StoreError, VectorIndex};
 
 /// The local development database started by `scripts/pg.sh`.
 pub const DEFAULT_DATABASE_URL: &str =
@@ -47,6 +47,24 @@ pub struct DatabaseConfig {
         default_value_t = 30
     )]
     pub connect_retry_secs: u64,
+    /// Links per node of each model's HNSW index (pgvector's `m`, its own default 16). `serve`
+    /// rebuilds an index built with other settings beside the old one, which answers meanwhile.
+    #[arg(
+        long = "hnsw-m",
+        env = "LOOKALIKE_HNSW_M",
+        default_value_t = VectorIndex::DEFAULT.m,
+        value_parser = clap::value_parser!(u32).range(2..=100)
+    )]
+    pub hnsw_m: u32,
+    /// Candidates kept while building each model's HNSW index (pgvector's `ef_construction`,
+    /// its own default 64; at least twice `--hnsw-m`).
+    #[arg(
+        long = "hnsw-ef-construction",
+        env = "LOOKALIKE_HNSW_EF_CONSTRUCTION",
+        default_value_t = VectorIndex::DEFAULT.ef_construction,
+        value_parser = clap::value_parser!(u32).range(4..=1000)
+    )]
+    pub hnsw_ef_construction: u32,
 }
 
 impl DatabaseConfig {
@@ -57,6 +75,14 @@ impl DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// How the models' vector indexes are built.
+    pub fn vector_index(&self) -> VectorIndex {
+        VectorIndex {
+            m: self.hnsw_m,
+            ef_construction: self.hnsw_ef_construction,
+        }
+    }
+
     /// The pool's settings.
     pub fn pool(&self) -> PoolSettings<'_> {
         PoolSettings {
@@ -72,11 +98,13 @@ impl DatabaseConfig {
 impl Store {
     /// Builds the pool and waits (up to `connect_retry_secs`) until the database answers.
     pub async fn connect(config: &DatabaseConfig) -> Result<Store, StoreError> {
-        Store::connect_with(&config.pool()).await
+        Ok(Store::connect_with(&config.pool())
+            .await?
+            .with_vector_index(config.vector_index()))
     }
 
     /// Builds the pool without connecting: connections open on first use.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Store, StoreError> {
-        Store::connect_lazy_with(&config.pool())
+        Ok(Store::connect_lazy_with(&config.pool())?.with_vector_index(config.vector_index()))
     }
 }

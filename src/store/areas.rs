@@ -42,6 +42,8 @@ pub struct Jobs<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Models<'a> {
     pub(super) pool: &'a PgPool,
+    /// How its vector indexes are built.
+    pub(super) vector_index: super::VectorIndex,
 }
 
 /// Messages relayed to a report's owner.
@@ -99,7 +101,10 @@ impl Store {
 
     /// Models.
     pub fn models(&self) -> Models<'_> {
-        Models { pool: &self.pool }
+        Models {
+            pool: &self.pool,
+            vector_index: self.vector_index,
+        }
     }
 
     /// Messages to report owners.

@@ -35,7 +35,7 @@ pub use jobs::{ClaimedJob, JOB_COUNTS_SQL, JobCounts};
 pub use labels::BreedHit;
 pub use lifecycle::{Purge, SweptBlob};
 pub use messages::MessagePage;
-pub use models::ModelUsage;
+pub use models::{ModelUsage, VectorIndex};
 pub use nearby::{Near, chord_to_km};
 pub use reports::{CreatedReport, NewPhoto, OwnerCheck, Payer, PhotoKeys, Recorded, StorageCharge};
 pub use search::PhotoHit;
@@ -136,6 +136,7 @@ pub struct PoolSettings<'a> {
 pub struct Store {
     pool: PgPool,
     wake: queue::Wake,
+    vector_index: VectorIndex,
 }
 
 impl Store {
@@ -173,7 +174,16 @@ impl Store {
         Ok(Store {
             pool,
             wake: queue::Wake::default(),
+            vector_index: VectorIndex::DEFAULT,
         })
+    }
+
+    /// This store with the models' vector indexes built with `settings`.
+    pub fn with_vector_index(self, settings: VectorIndex) -> Store {
+        Store {
+            vector_index: settings,
+            ..self
+        }
     }
 
     /// The connection pool (for the jobs and tests).

@@ -189,3 +189,120 @@ fn run(database: &str, storage: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A store's vector index built with other settings (here pgvector's defaults, as every store
+/// before `--hnsw-m` had) is kept at start and rebuilt beside the old one, which answers every
+/// search meanwhile; afterwards one valid index with the new settings serves the searches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_built_with_other_settings_is_rebuilt_while_it_answers() {
+    use lookalike::store::{SearchFilter, SearchMode, VectorIndex};
+    let url = fresh_database().await;
+    let old = VectorIndex {
+        m: 16,
+        ef_construction: 64,
+    };
+    let store = Store::connect(&database_config(url))
+        .await
+        .unwrap()
+        .with_vector_index(old);
+    store.migrate().await.unwrap();
+    let manifest = lookalike::inference::ModelManifest::load_for(&model_config().path).unwrap();
+    let model = store.models().register(&manifest).await.unwrap();
+    assert_eq!(
+        store.models().index_settings(model).await.unwrap(),
+        Some(old)
+    );
+    let query: Vec<f32> = (0..1280)
+        .map(|i| ((i * 7919 % 1000) as f32) / 1000.0 - 0.5)
+        .collect();
+    for sql in [
+        "INSERT INTO reports (id, kind, species, title, owner_token_hash)
+         SELECT md5(n::text)::uuid, 'found', 'dog', 'report ' || n, '\\x00'::bytea
+         FROM generate_series(1, 400) n",
+        "INSERT INTO blobs (sha256, storage_key, thumbnail_key, format, width, height, bytes)
+         SELECT sha256(n::text::bytea), 'photo ' || n, 'thumbnail ' || n, 'png', 1, 1, 1
+         FROM generate_series(1, 400) n",
+        "INSERT INTO photos (id, report_id, position, sha256)
+         SELECT gen_random_uuid(), md5(n::text)::uuid, 0, sha256(n::text::bytea)
+         FROM generate_series(1, 400) n",
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO embeddings (sha256, model_id, embedding)
+         SELECT sha256(n::text::bytea), $1,
+                (SELECT array_agg(x + 0.3 * (random() - 0.5)) FROM unnest($2::real[]) x)::vector
+         FROM generate_series(1, 400) n",
+    )
+    .bind(model)
+    .bind(&query)
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    // A start with the new settings keeps the index it finds (no build on the start path).
+    let new = store.clone().with_vector_index(VectorIndex::DEFAULT);
+    assert_eq!(new.models().register(&manifest).await.unwrap(), model);
+    assert_eq!(new.models().index_settings(model).await.unwrap(), Some(old));
+
+    // Searches go on through the rebuild, each with its 10 results.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let searching = tokio::spawn({
+        let (store, query, stop) = (store.clone(), query.clone(), stop.clone());
+        async move {
+            let mut answers = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || answers == 0 {
+                let hits = store
+                    .photos()
+                    .nearest(
+                        &query,
+                        model,
+                        &SearchFilter::default(),
+                        10,
+                        SearchMode::Index { ef_search: 100 },
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(hits.len(), 10);
+                answers += 1;
+            }
+            answers
+        }
+    });
+    assert_eq!(new.models().align_index(model).await.unwrap(), Some(old));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(searching.await.unwrap() > 0);
+
+    assert_eq!(
+        new.models().index_settings(model).await.unwrap(),
+        Some(VectorIndex::DEFAULT)
+    );
+    let indexes: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT c.relname::text, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         WHERE i.indrelid = 'embeddings'::regclass AND c.relname LIKE 'embeddings\\_hnsw%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        vec![(format!("embeddings_hnsw_model_{model}"), true)]
+    );
+    // Nothing left to do: a second start does not rebuild it again.
+    assert_eq!(new.models().align_index(model).await.unwrap(), None);
+    // Settings pgvector refuses are refused at start, with what is wrong.
+    let refused = store
+        .clone()
+        .with_vector_index(VectorIndex {
+            m: 32,
+            ef_construction: 40,
+        })
+        .models()
+        .register(&manifest)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("at least twice m"),
+        "{refused}"
+    );
+}
