@@ -34,7 +34,7 @@ Commands (after the conversions and quantisations in those two scripts' docstrin
   .cache/venv/bin/python benches/detector_eval.py time --lite0 models/efficientnet_lite0_int8.onnx \
       --detectors .cache/eval/nanodet_{416,320,256,224}{,_int8}.onnx --runs 200
   .cache/venv/bin/python benches/detector_eval.py boxes --set .cache/eval/subject-set \
-      --samples .cache/samples --detectors .cache/eval/nanodet_{416,320,256,224}{,_int8}.onnx
+      --samples .cache/samples --dlib .cache/eval/dlib --detectors .cache/eval/nanodet_{416,320,256,224}{,_int8}.onnx
   .cache/venv/bin/python benches/detector_eval.py recall --set .cache/eval/subject-set \
       --model models/efficientnet_lite0.onnx --detectors .cache/eval/nanodet_{416,256,224}_int8.onnx
 """
@@ -64,7 +64,7 @@ ANIMALS = {
     "chelsea.png": (0, 0, 451, 300),
 }
 PASTE_SIDES = (0.5, 0.3, 0.2)
-PASTE_SCENES = 20
+WEAK_SCORE = 0.15
 
 
 def label(path):
@@ -120,15 +120,29 @@ def frac(box, size):
     return (box[0] / W, box[1] / H, box[2] / W, box[3] / H)
 
 
-def paste_scenes(meta, photos, animals):
-    """The paste tests: [(side, scene image, true box in pixels)], fixed by a seed."""
+def backgrounds(meta, args):
+    """The set's bare background photos that are on this machine (scikit-image's samples and the
+    dlib scenes; the wheels' photos are not unpacked here), long side scaled to 800: [image]."""
+    out = []
+    for b in meta["backgrounds"]:
+        src, _, name = b.partition(":")
+        d = {"skimage": args.samples, "dlib": args.dlib}.get(src)
+        if d is None:
+            continue
+        with Image.open(os.path.join(d, name)) as im:
+            im = im.convert("RGB")
+        f = 800 / max(im.size)
+        out.append(im.resize((max(1, int(im.size[0] * f)), max(1, int(im.size[1] * f))), Image.BICUBIC))
+    return out
+
+
+def paste_scenes(bgs, animals):
+    """The paste tests: [(animal, side, scene image, true box in pixels)], fixed by a seed."""
     rng = np.random.default_rng(22)
-    stored = [s for s in meta["scenes"] if s["split"] == "heldout" and s["role"] == "stored"][:PASTE_SCENES]
     out, k = [], 0
     for name, (im, box) in animals.items():
         cut = im.crop(box)
-        for s in stored:
-            scene = photos[s["file"]]
+        for scene in bgs:
             W, H = scene.size
             for side in PASTE_SIDES:
                 long = side * min(W, H)
@@ -150,7 +164,7 @@ def boxes(args):
         meta = json.load(f)
     photos = se.load_photos(args.set, meta)
     animals = animal_photos(args)
-    pastes = paste_scenes(meta, photos, animals)
+    pastes = paste_scenes(backgrounds(meta, args), animals)
     rows = []
     for path in args.detectors:
         sess = qd.session(path)
@@ -170,14 +184,19 @@ def boxes(args):
             found.append(f"{a.split('/')[-1]}: {qd.COCO[c]} {score:.2f} IoU {qd.iou(box, frac(hb, im.size)):.2f}")
         per_side = {}
         for side in PASTE_SIDES:
-            hit, animal = [], []
+            hit, animal, weak = [], [], []
             for _, sd, im, tb in pastes:
                 if sd != side:
                     continue
-                score, c, box = qd.best_box(*qd.run(sess, im))
+                scores, bxs = qd.run(sess, im)
+                score, c, box = qd.best_box(scores, bxs)
                 hit.append(qd.iou(box, frac(tb, im.size)) >= 0.5)
-                animal.append(c in qd.ANIMALS and score >= qd.SCORE_MIN)
-            per_side[side] = (float(np.mean(hit)), float(np.mean(animal)), len(hit))
+                others = [k for k in range(80) if k not in qd.ANIMALS]
+                a_score, _, a_box = qd.best_box(scores, bxs, exclude=others)
+                good = qd.iou(a_box, frac(tb, im.size)) >= 0.5
+                animal.append(good and a_score >= qd.SCORE_MIN)
+                weak.append(good and a_score >= WEAK_SCORE)
+            per_side[side] = (float(np.mean(hit)), float(np.mean(animal)), float(np.mean(weak)), len(hit))
         row = {"variant": name, "scenes": len(ious), "mean_iou": float(ious.mean()),
                "share_iou_0.5": float((ious >= 0.5).mean()), "share_score_0.3": float(np.mean(passed)),
                "classes": classes.most_common(12), "animals": found,
@@ -187,8 +206,10 @@ def boxes(args):
               f"{row['share_iou_0.5']:.3f}, score>=0.3 {row['share_score_0.3']:.3f}; classes "
               + ", ".join(f"{c} {n}" for c, n in row["classes"]), flush=True)
         print("   animals (hand box): " + "; ".join(found), flush=True)
-        print("   paste tests (side of short side: found IoU>=0.5 / best box an animal class >= 0.3, n): "
-              + "; ".join(f"{k}: {v[0]:.2f}/{v[1]:.2f} n={v[2]}" for k, v in per_side.items()), flush=True)
+        print(f"   paste tests (side / short side: best non-person box IoU>=0.5 / best animal-class box "
+              f"IoU>=0.5 and >= {qd.SCORE_MIN} / the same >= {WEAK_SCORE}, n): "
+              + "; ".join(f"{k}: {v[0]:.2f}/{v[1]:.2f}/{v[2]:.2f} n={v[3]}" for k, v in per_side.items()),
+              flush=True)
     return rows
 
 
@@ -261,6 +282,7 @@ def main():
     b = sub.add_parser("boxes")
     b.add_argument("--set", required=True)
     b.add_argument("--samples", required=True)
+    b.add_argument("--dlib", required=True)
     b.add_argument("--detectors", nargs="+", required=True)
     r = sub.add_parser("recall")
     r.add_argument("--set", required=True)
