@@ -62,8 +62,13 @@ ANIMALS = {
     "dogs/dog2-a.jpg": (90, 50, 380, 450),
     "dogs/dog2-b.jpg": (0, 10, 390, 466),
     "chelsea.png": (0, 0, 451, 300),
+    "quokka.jpg": (140, 40, 550, 643),
 }
+# imgaug's quokka (the wheel in .cache/wheels; also one of Lite0's INT8 calibration photos, not the
+# detector's), pinned.
+QUOKKA = ("imgaug/quokka.jpg", "bf1059d0f925e7d0c712cadf07a04ba4cfc98957d7be65d3a7d8ae0c464cd76e")
 PASTE_SIDES = (0.5, 0.3, 0.2)
+PAIRS = 30
 WEAK_SCORE = 0.15
 
 
@@ -107,8 +112,20 @@ def timing(args):
 # ---------------------------------------------------------------------------------------------
 def animal_photos(args):
     """{name: (RGB image, hand box in pixels)} of the real animals at hand."""
+    import glob
+    import hashlib
+    import io
+    import zipfile
     out = {}
     for name, box in ANIMALS.items():
+        if name == "quokka.jpg":
+            wheel = sorted(glob.glob(os.path.join(args.wheels, "imgaug-*.whl")))
+            with zipfile.ZipFile(wheel[0]) as z:
+                data = z.read(QUOKKA[0])
+            if hashlib.sha256(data).hexdigest() != QUOKKA[1]:
+                raise SystemExit("detector_eval: the quokka is not the pinned photo")
+            out[name] = (Image.open(io.BytesIO(data)).convert("RGB"), box)
+            continue
         path = os.path.join(args.set, name) if name.startswith("dogs/") else os.path.join(args.samples, name)
         with Image.open(path) as im:
             out[name] = (im.convert("RGB"), box)
@@ -221,14 +238,14 @@ def shrunk_crop(im, box, shrink=0.1):
     return se.crop(im, b, True)
 
 
-def crop_vector(sess, fc_w, size, c):
-    """The crop's head pooled by its own top-5 CAM, plus its mirror image's, unit length."""
+def crop_vector(sess, fc_w, size, c, flip=True):
+    """The crop's head pooled by its own top-5 CAM, plus (flip) its mirror image's, unit length."""
     v = []
-    for x in (c, ImageOps.mirror(c)):
+    for x in (c, ImageOps.mirror(c)) if flip else (c,):
         _, logits, fmap = sess.run(["embedding", "logits", "head.relu6"], {"input": se.tensor(x, size)[None]})[:3]
         fmap = fmap[0].reshape(fmap.shape[1], -1)
         v.append(se.cam_pool(fmap, se.cam(fc_w, logits[0], fmap, 5), 1.0))
-    return se.l2(v[0] + v[1])
+    return se.l2(sum(v))
 
 
 def recall(args):
@@ -272,6 +289,107 @@ def recall(args):
     return results
 
 
+def paired_animals(bgs, animals):
+    """The animal retrieval pairs: {(animal, k): (stored scene, query scene, stored box, query box)}.
+    Each animal in PAIRS pairs of two distinct backgrounds (seeded), its long side 0.2-0.6 of the
+    scene's short side, a seeded place, mirrored at random. dog1 and dog2 have two real shots:
+    the stored scene holds shot a, the query shot b (a real second photo); the others one photo."""
+    rng = np.random.default_rng(2222)
+    shots = {"dog1": ("dogs/dog1-a.jpg", "dogs/dog1-b.jpg"), "dog2": ("dogs/dog2-a.jpg", "dogs/dog2-b.jpg"),
+             "chelsea": ("chelsea.png", "chelsea.png"), "quokka": ("quokka.jpg", "quokka.jpg")}
+
+    def paste(name, scene):
+        im, box = animals[name]
+        cut = im.crop(box)
+        W, H = scene.size
+        f = rng.uniform(0.2, 0.6) * min(W, H) / max(cut.size)
+        w, h = max(1, int(cut.size[0] * f)), max(1, int(cut.size[1] * f))
+        x, y = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
+        a = cut.resize((w, h), Image.BICUBIC)
+        if rng.random() < 0.5:
+            a = ImageOps.mirror(a)
+        out = scene.copy()
+        out.paste(a, (x, y))
+        return out, (x, y, x + w, y + h)
+
+    out = {}
+    for animal, (a, b) in shots.items():
+        for k in range(PAIRS):
+            i, j = rng.choice(len(bgs), 2, replace=False)
+            st, sb = paste(a, bgs[i])
+            q, qb = paste(b, bgs[j])
+            out[(animal, k)] = (st, q, sb, qb)
+    return out
+
+
+def animal_recall(args):
+    """Same animal, different scene, on the real animals at hand (see paired_animals): each query
+    searches its own stored scene, the other animals' stored scenes of the same pair index and the
+    set's held-out stored scenes (non-animal subjects, as distractors)."""
+    with open(os.path.join(args.set, "set.json")) as f:
+        meta = json.load(f)
+    animals = animal_photos(args)
+    pairs = paired_animals(backgrounds(meta, args), animals)
+    distractors = [(Image.open(os.path.join(args.set, s["file"])).convert("RGB"), s["box"])
+                   for s in meta["scenes"] if s["split"] == "heldout" and s["role"] == "stored"]
+    sess, fc_w = se.load(args.model, 1)
+    size = se.input_size(sess)
+    others = [k for k in range(80) if k not in qd.ANIMALS]
+
+    def shipped(im):
+        return sess.run(["cam_embedding"], {"input": se.tensor(se.decoded(im, size), size)[None]})[0][0]
+
+    def method_vectors(fn):
+        st = {key: fn(p[0], p[2], True) for key, p in pairs.items()}
+        qs = {key: fn(p[1], p[3], True) for key, p in pairs.items()}
+        ds = np.stack([fn(d, box, False) for d, box in distractors])
+        return st, qs, ds
+
+    def score(name, vecs, extra=""):
+        st, qs, ds = vecs
+        ranks = {}
+        for (animal, k), q in qs.items():
+            own = st[(animal, k)]
+            rivals = [v for (a2, k2), v in st.items() if k2 == k and a2 != animal]
+            sims = np.concatenate([np.stack(rivals) @ q, ds @ q])
+            ranks[(animal, k)] = int((sims > own @ q).sum())
+        r = np.array(list(ranks.values()))
+        dogs = np.array([v for (a, _), v in ranks.items() if a.startswith("dog")])
+        print(f"{name:<58} recall@1/@5 {(r < 1).mean():.3f}/{(r < 5).mean():.3f}  dogs (2 real shots) "
+              f"{(dogs < 1).mean():.3f}/{(dogs < 5).mean():.3f}  (n={len(r)}, {len(dogs)}; gallery {len(ds) + 4})"
+              f"{extra}", flush=True)
+        return {"method": name, "recall1": float((r < 1).mean()), "recall5": float((r < 5).mean()),
+                "dogs_recall1": float((dogs < 1).mean()), "dogs_recall5": float((dogs < 5).mean()), "n": len(r)}
+
+    rows = [score("shipped cam-colour-r1 (whole photo's cam_embedding)",
+                  method_vectors(lambda im, b, animal: shipped(im)))]
+
+    def truth(im, box, animal):
+        d = se.decoded(im, size)
+        return crop_vector(sess, fc_w, size, shrunk_crop(d, frac(box, im.size)), args.truth_flip == "flip")
+    rows.append(score(f"true box, shrunk 0.1, cam_pool ({args.truth_flip})", method_vectors(truth)))
+    for path in args.detectors:
+        det = qd.session(path)
+        for spec in args.rules:
+            rule, thr, flip = spec.split(":")
+            thr, flip = float(thr), flip == "flip"
+            found = []
+
+            def detect(im, box, animal, rule=rule, thr=thr, flip=flip, found=found):
+                d = se.decoded(im, size)
+                sc, bx = qd.run(det, d)
+                s_, _, b_ = qd.best_box(sc, bx, exclude=others if rule == "animal" else (qd.PERSON,))
+                if animal:
+                    found.append(s_ >= thr and qd.iou(b_, frac(box, im.size)) >= 0.5)
+                if s_ < thr:
+                    return shipped(im)
+                return crop_vector(sess, fc_w, size, shrunk_crop(d, b_), flip)
+            vecs = method_vectors(detect)
+            rows.append(score(f"{label(path)}: best {rule} box >= {thr}{' +flip' if flip else ''}, else shipped", vecs,
+                              f"  animal boxed (IoU>=0.5) {np.mean(found):.2f}"))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -283,16 +401,28 @@ def main():
     b.add_argument("--set", required=True)
     b.add_argument("--samples", required=True)
     b.add_argument("--dlib", required=True)
+    b.add_argument("--wheels", required=True, help=".cache/wheels (imgaug's quokka)")
     b.add_argument("--detectors", nargs="+", required=True)
     r = sub.add_parser("recall")
     r.add_argument("--set", required=True)
     r.add_argument("--model", required=True)
     r.add_argument("--detectors", nargs="+", required=True)
     r.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5])
-    for p in (t, b, r):
+    a = sub.add_parser("animals")
+    a.add_argument("--set", required=True)
+    a.add_argument("--samples", required=True)
+    a.add_argument("--dlib", required=True)
+    a.add_argument("--wheels", required=True, help=".cache/wheels (imgaug's quokka)")
+    a.add_argument("--model", required=True)
+    a.add_argument("--detectors", nargs="+", required=True)
+    a.add_argument("--rules", nargs="+", default=["animal:0.3:flip", "animal:0.15:flip", "animal:0.08:flip",
+                                                   "non-person:0.3:flip"],
+                   help="RULE:THRESHOLD:flip|noflip; RULE animal (best animal-class box) or non-person")
+    a.add_argument("--truth-flip", default="flip", choices=["flip", "noflip"])
+    for p in (t, b, r, a):
         p.add_argument("--json", help="write the results here")
     args = ap.parse_args()
-    out = {"time": timing, "boxes": boxes, "recall": recall}[args.cmd](args)
+    out = {"time": timing, "boxes": boxes, "recall": recall, "animals": animal_recall}[args.cmd](args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
