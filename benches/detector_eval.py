@@ -65,6 +65,14 @@ Commands (after the conversions and quantisations in those two scripts' docstrin
   .cache/venv/bin/python benches/detector_eval.py macs \
       --centernet .cache/npm/human-models/package/models/centernet.json \
       --onnx .cache/eval/nanodet_{416,256,224}.onnx models/efficientnet_lite0.onnx
+
+Measured 2026-12-07 on the shared 2-core machine (logs in the report of the branch "detector"):
+NanoDet INT8 costs 0.77x (224) / 0.97x (256) / 1.47x (320) / 2.49x (416) a Lite0 INT8 run (fp32:
+1.66x / 2.14x / 3.26x / 5.37x). On the subject set (non-animal subjects) its best non-person box
+reaches IoU >= 0.5 on 0.25-0.28 of scenes at every size, no better than the map boxes of
+benches/locate_eval.py, and its crops lower recall. On the real animals at hand ("animals"), the
+best animal-class box at any score gives recall@1 0.725 (224 INT8), 0.708 (256 INT8), 0.800 (320
+INT8), 0.808 (416 fp32) where the true box gives 1.000 and the shipped vector 0.425.
 """
 import argparse
 import collections
