@@ -17,8 +17,9 @@ size read from it: benches/ceiling_eval.py builds Lite1/Lite2 and reuses the fun
                  models/build_model.py). The shipped cam-colour-r1 is one run, the whole photo's
                  "cam_embedding" (benches/subject_colour.py, "cam_embedding (first run)")
   oracle         the crop_cam of the true box (what a perfect localiser would give)
-  detector       NanoDet's best non-person box (models/convert_detector.py; --detector), else
-                 the cam crop's box
+  detector       NanoDet's best non-person box (models/convert_detector.py; --detector, any
+                 --size, fp32 or INT8 from models/quantize_detector.py), else the cam crop's box
+                 (benches/detector_eval.py evaluates the variants, their cost and other crop rules)
 
 Parameters are chosen on the "tuning" half; the "heldout" half is reported with them. Run:
 
@@ -327,11 +328,12 @@ def main():
             so = ort.SessionOptions()
             so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
             det = ort.InferenceSession(args.detector, so, providers=["CPUExecutionProvider"])
+            side = int(det.get_inputs()[0].shape[2])  # any convert_detector.py --size, fp32 or INT8
             mean, std = np.array([103.53, 116.28, 123.675]), np.array([57.375, 57.12, 58.395])
             dv, dt_total = {}, 0.0
             for f, im in photos.items():
                 im = decoded(im, size)
-                x = ((np.asarray(im.resize((416, 416), Image.BILINEAR), np.float32)[..., ::-1] - mean) / std)
+                x = ((np.asarray(im.resize((side, side), Image.BILINEAR), np.float32)[..., ::-1] - mean) / std)
                 t = time.perf_counter()
                 outs = dict(zip([o.name for o in det.get_outputs()],
                                 det.run(None, {"input": x.astype(np.float32).transpose(2, 0, 1)[None].copy()})))
@@ -344,9 +346,9 @@ def main():
                     p = np.exp(bx - bx.max(2, keepdims=True))
                     d = (p / p.sum(2, keepdims=True) * np.arange(11)).sum(2) * stride
                     i = int(sc.max(1).argmax())
-                    g = 416 // stride
+                    g = side // stride
                     cx, cy = (i % g + 0.5) * stride, (i // g + 0.5) * stride
-                    box = ((cx - d[i, 0]) / 416, (cy - d[i, 1]) / 416, (cx + d[i, 2]) / 416, (cy + d[i, 3]) / 416)
+                    box = ((cx - d[i, 0]) / side, (cy - d[i, 1]) / side, (cx + d[i, 2]) / side, (cy + d[i, 3]) / side)
                     best = max(best, (float(sc[i].max()), box), key=lambda b: b[0])
                 score, box = best
                 if score >= 0.3:

@@ -8,12 +8,22 @@ with a few constant sub-graphs (SparseToDense shape arithmetic) that are folded 
 becomes its ONNX equivalent; a TF NHWC Conv2D/MaxPool is wrapped in transposes (ONNX Runtime
 cancels the pairs). Shapes are tracked to check every step.
 
-Input "input" [1, 3, 416, 416], RGB / 255. Outputs "scores_8/16/32" [1, cells, 80] (sigmoid) and
+Input "input" [1, 3, S, S] (S = --size, 416 by default, a multiple of 32): BGR, each channel
+minus (103.53, 116.28, 123.675) and divided by (57.375, 57.12, 58.395) (NanoDet's normalisation;
+benches/subject_eval.py and benches/detector_eval.py feed it so). Outputs "scores_8/16/32"
+[1, cells, 80] (sigmoid; cells = (S/8)^2, (S/16)^2, (S/32)^2) and
 "boxes_8/16/32" [1, cells, 44] (GFL distributions: 4 sides x 11 bins, softmax them, expectation
 times the stride = distance from the cell centre in input pixels).
 
   python models/convert_detector.py --tfjs .cache/npm/human-models/package/models/nanodet.json \
       --out .cache/eval/nanodet.onnx
+  for s in 320 256 224; do python models/convert_detector.py --size $s \
+      --tfjs .cache/npm/human-models/package/models/nanodet.json --out .cache/eval/nanodet_$s.onnx; done
+
+Other sizes: the graph is fully convolutional; only the input shape and the four ResizeBilinear
+targets of the feature pyramid (S/16, S/8, S/16, S/32 in the TFJS graph, i.e. 26, 52, 26, 13 at
+416) depend on S. The heads' Reshapes are [1, C, -1] (onnx-tf's folded constants), so their cell
+counts follow. Every shape is tracked and checked, so a size that does not fit fails here.
 """
 import argparse
 import base64
@@ -56,7 +66,10 @@ def ints(attr):
 
 
 class Converter:
-    def __init__(self, nodes, consts):
+    def __init__(self, nodes, consts, size=416):
+        if size % 32:
+            raise ValueError(f"--size {size} is not a multiple of 32 (the coarsest stride)")
+        self.size = size
         self.tf = {n["name"]: n for n in nodes}
         self.const = dict(consts)  # folded values
         self.shape = {}
@@ -109,7 +122,7 @@ class Converter:
                     raise ValueError(f"const {name} without weights: {t}")
                 continue
             if op == "Placeholder":
-                self.shape[name] = [1, 3, 416, 416]
+                self.shape[name] = [1, 3, self.size, self.size]
                 continue
             if all(i in self.const for i in ins):
                 self.const[name] = self.fold(n)
@@ -168,7 +181,9 @@ class Converter:
                 self.shape[name][axis] = sum(self.shape[i][axis] for i in ins[:k])
             elif op == "ResizeBilinear":
                 assert a["half_pixel_centers"]["b"] and not a["align_corners"].get("b", False), name
-                size = [int(v) for v in self.const[ins[1]]]
+                # The TFJS graph's targets are for 416: each is 416 / stride, scaled to --size.
+                size = [int(v) * self.size // 416 for v in self.const[ins[1]]]
+                assert all(int(v) * self.size % 416 == 0 for v in self.const[ins[1]]), name
                 t = self.emit("Transpose", [x], f"{name}/nchw", perm=[0, 3, 1, 2])
                 sizes = self.init(f"{name}/sizes", np.array([sh[0], sh[3], *size], np.int64))
                 r = self.emit("Resize", [t, "", "", sizes], f"{name}/resize", mode="linear",
@@ -202,7 +217,7 @@ class Converter:
             self.emit("Identity", [tf_name], OUTPUTS[tf_name])
         graph = helper.make_graph(
             self.nodes, "nanodet",
-            [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 416, 416])],
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, self.size, self.size])],
             [helper.make_tensor_value_info(OUTPUTS[o], TensorProto.FLOAT, self.shape[o])
              for o in sorted(out_names, key=lambda o: OUTPUTS[o])],
             initializer=self.inits)
@@ -219,9 +234,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tfjs", required=True, help="nanodet.json (its .bin beside it)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--size", type=int, default=416, help="input side in pixels, a multiple of 32")
     args = ap.parse_args()
     nodes, weights = load_weights(args.tfjs)
-    model = Converter(nodes, weights).convert()
+    model = Converter(nodes, weights, args.size).convert()
     onnx.save(model, args.out)
     print(f"convert_detector: ok {len(model.graph.node)} nodes -> {args.out}")
 
