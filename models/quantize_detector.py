@@ -36,6 +36,8 @@ import numpy as np
 import onnx
 from PIL import Image
 
+from quantize_model import Reader  # this folder is on the path when run as a script
+
 PERCENTILE = 99.99
 # NanoDet's normalisation, BGR order (upstream nanodet's config; as benches/subject_eval.py).
 MEAN = np.array([103.53, 116.28, 123.675], np.float32)
@@ -137,19 +139,6 @@ def photo_lists(args):
     calibration = tuning[:args.calibration_scenes] + samples[0::2]
     check = samples[1::2] + dlib + heldout[:args.check_scenes]
     return calibration, check
-
-
-class Reader:
-    """Calibration inputs one photo at a time (ORT's CalibrationDataReader protocol)."""
-
-    def __init__(self, xs):
-        self.xs, self.i = xs, 0
-
-    def get_next(self):
-        if self.i >= len(self.xs):
-            return None
-        self.i += 1
-        return {"input": self.xs[self.i - 1][None]}
 
 
 def fold_pad_into_maxpool(model):

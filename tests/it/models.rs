@@ -215,19 +215,7 @@ async fn an_index_built_with_other_settings_is_rebuilt_while_it_answers() {
     let query: Vec<f32> = (0..1280)
         .map(|i| ((i * 7919 % 1000) as f32) / 1000.0 - 0.5)
         .collect();
-    for sql in [
-        "INSERT INTO reports (id, kind, species, title, owner_token_hash)
-         SELECT md5(n::text)::uuid, 'found', 'dog', 'report ' || n, '\\x00'::bytea
-         FROM generate_series(1, 400) n",
-        "INSERT INTO blobs (sha256, storage_key, thumbnail_key, format, width, height, bytes)
-         SELECT sha256(n::text::bytea), 'photo ' || n, 'thumbnail ' || n, 'png', 1, 1, 1
-         FROM generate_series(1, 400) n",
-        "INSERT INTO photos (id, report_id, position, sha256)
-         SELECT gen_random_uuid(), md5(n::text)::uuid, 0, sha256(n::text::bytea)
-         FROM generate_series(1, 400) n",
-    ] {
-        sqlx::query(sql).execute(store.pool()).await.unwrap();
-    }
+    seed_photo_rows(store.pool(), 400, "NULL").await;
     sqlx::query(
         "INSERT INTO embeddings (sha256, model_id, embedding)
          SELECT sha256(n::text::bytea), $1,

@@ -245,21 +245,16 @@ async fn a_small_tenants_search_among_a_big_ones_fills_k() {
     let query: Vec<f32> = (0..1280)
         .map(|i| ((i * 7919 % 1000) as f32) / 1000.0 - 0.5)
         .collect();
-    for sql in [
-        "INSERT INTO tenants (id, max_bytes) VALUES ('big', 0), ('small', 0)",
-        "INSERT INTO reports (id, kind, species, title, owner_token_hash, tenant_id)
-         SELECT md5(n::text)::uuid, 'found', 'dog', 'report ' || n, '\\x00'::bytea,
-                CASE WHEN n <= 2000 THEN 'big' ELSE 'small' END
-         FROM generate_series(1, 2012) n",
-        "INSERT INTO blobs (sha256, storage_key, thumbnail_key, format, width, height, bytes)
-         SELECT sha256(n::text::bytea), 'photo ' || n, 'thumbnail ' || n, 'png', 1, 1, 1
-         FROM generate_series(1, 2012) n",
-        "INSERT INTO photos (id, report_id, position, sha256)
-         SELECT gen_random_uuid(), md5(n::text)::uuid, 0, sha256(n::text::bytea)
-         FROM generate_series(1, 2012) n",
-    ] {
-        sqlx::query(sql).execute(store.pool()).await.unwrap();
-    }
+    sqlx::query("INSERT INTO tenants (id, max_bytes) VALUES ('big', 0), ('small', 0)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    seed_photo_rows(
+        store.pool(),
+        2012,
+        "CASE WHEN n <= 2000 THEN 'big' ELSE 'small' END",
+    )
+    .await;
     // The fixture's 2,012 vectors go through the HNSW index in one statement: on two cores shared
     // with the rest of the suite that can outlast the store's statement timeout, which is about
     // requests, not set-up, so they are inserted on the admin connection without one.

@@ -145,6 +145,29 @@ pub async fn database_and_storage(what: &str) -> (String, PathBuf) {
     (fresh_database().await, temp_dir(what))
 }
 
+/// `n` found dog reports of one stored photo each, for tests that write the photos' vectors
+/// themselves: report `i` (1..=n) has id `md5(i)` and its photo the hash `sha256(i)`; `tenant` is
+/// an SQL expression over `n` giving report `n`'s tenant (`NULL`: none).
+pub async fn seed_photo_rows(pool: &sqlx::PgPool, n: i32, tenant: &str) {
+    for sql in [
+        format!(
+            "INSERT INTO reports (id, kind, species, title, owner_token_hash, tenant_id)
+             SELECT md5(n::text)::uuid, 'found', 'dog', 'report ' || n, '\\x00'::bytea, {tenant}
+             FROM generate_series(1, $1) n"
+        ),
+        "INSERT INTO blobs (sha256, storage_key, thumbnail_key, format, width, height, bytes)
+         SELECT sha256(n::text::bytea), 'photo ' || n, 'thumbnail ' || n, 'png', 1, 1, 1
+         FROM generate_series(1, $1) n"
+            .to_owned(),
+        "INSERT INTO photos (id, report_id, position, sha256)
+         SELECT gen_random_uuid(), md5(n::text)::uuid, 0, sha256(n::text::bytea)
+         FROM generate_series(1, $1) n"
+            .to_owned(),
+    ] {
+        sqlx::query(&sql).bind(n).execute(pool).await.unwrap();
+    }
+}
+
 /// A fresh, migrated database of its own.
 pub async fn fresh_store() -> Store {
     let store = Store::connect(&database_config(fresh_database().await))
