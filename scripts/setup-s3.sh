@@ -9,7 +9,7 @@ VENV="$CACHE/moto-venv"
 SERVER="$VENV/bin/moto_server"
 # A venv made under another path (a moved or symlinked checkout) keeps that path in its scripts'
 # `#!` line, which then names nothing: made again.
-interpreter=$(head -n1 "$SERVER" 2>/dev/null | sed -n 's/^#!//p')
+interpreter=$(head -n1 "$SERVER" 2>/dev/null | sed -n 's/^#!//p' || true)
 if [ ! -x "$SERVER" ] || [ ! -x "$interpreter" ] || ! "$VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
   log "installing moto[server]==$MOTO_VERSION into $VENV"
   rm -rf "$VENV"
