@@ -29,6 +29,11 @@ fn model_index(model_id: i32) -> String {
     format!("embeddings_hnsw_model_{model_id}")
 }
 
+/// Working name of model `model_id`'s index while it is rebuilt beside the old one.
+fn rebuilt_index(model_id: i32) -> String {
+    format!("{}_next", model_index(model_id))
+}
+
 /// How each model's HNSW index is built: pgvector's `m` (links per node) and `ef_construction`
 /// (candidates kept while linking). pgvector's own defaults (16, 64) reach recall@10 0.69 at a
 /// million vectors in benches/million.sql, and 0.85 at 100k; 32 and 128 reach 0.85 and 0.95,
@@ -151,25 +156,45 @@ impl Models<'_> {
     /// an index a crashed build left invalid is made again. Built concurrently (writes go on
     /// meanwhile); processes starting together take turns.
     pub async fn ensure_index(self, model_id: i32) -> Result<(), StoreError> {
-        let name = model_index(model_id);
+        // Most starts find it there, and take no lock: another process may hold it for as long
+        // as a rebuild takes.
+        if index_valid(&mut *self.pool.acquire().await?, &model_index(model_id)).await?
+            == Some(true)
+        {
+            return Ok(());
+        }
         let mut conn = self.index_connection().await?;
         lock(&mut conn).await?;
-        let built = async {
-            let conn = &mut conn;
-            let valid = index_valid(conn, &name).await?;
-            if valid == Some(false) {
-                ddl(conn, &format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")).await?;
-            }
-            if valid != Some(true) {
-                let started = std::time::Instant::now();
-                ddl(conn, &self.vector_index.create_sql(&name, model_id)).await?;
-                tracing::info!(index = %name, m = self.vector_index.m, ef_construction = self.vector_index.ef_construction,
-                    ms = started.elapsed().as_millis() as u64, "built the model's vector index");
-            }
-            Ok(())
-        }
-        .await;
+        let built = self.ensure_locked(&mut conn, model_id).await;
         unlock(&mut conn, built).await
+    }
+
+    /// [`Models::ensure_index`] under the lock.
+    async fn ensure_locked(self, conn: &mut PgConnection, model_id: i32) -> Result<(), StoreError> {
+        let name = model_index(model_id);
+        let valid = index_valid(&mut *conn, &name).await?;
+        if valid == Some(true) {
+            return Ok(());
+        }
+        if valid == Some(false) {
+            ddl(
+                &mut *conn,
+                &format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"),
+            )
+            .await?;
+        }
+        // A rebuild stopped between dropping the old index and naming the new one left the new
+        // one under its working name.
+        let next = rebuilt_index(model_id);
+        if index_valid(&mut *conn, &next).await? == Some(true) {
+            ddl(&mut *conn, &format!("ALTER INDEX {next} RENAME TO {name}")).await?;
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        ddl(&mut *conn, &self.vector_index.create_sql(&name, model_id)).await?;
+        tracing::info!(index = %name, m = self.vector_index.m, ef_construction = self.vector_index.ef_construction,
+            ms = started.elapsed().as_millis() as u64, "built the model's vector index");
+        Ok(())
     }
 
     /// Rebuilds model `model_id`'s index when it was built with other settings than this
@@ -191,7 +216,7 @@ impl Models<'_> {
         model_id: i32,
     ) -> Result<Option<VectorIndex>, StoreError> {
         let name = model_index(model_id);
-        let next = format!("{name}_next");
+        let next = rebuilt_index(model_id);
         let wanted = self.vector_index;
         // A rebuild cut short left `next` invalid (during its build) or valid (before the swap).
         let leftover_valid = index_valid(&mut *conn, &next).await?;

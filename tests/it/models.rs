@@ -278,6 +278,27 @@ async fn an_index_built_with_other_settings_is_rebuilt_while_it_answers() {
     );
     // Nothing left to do: a second start does not rebuild it again.
     assert_eq!(new.models().align_index(model).await.unwrap(), None);
+    // A stop between dropping the old index and naming the new one leaves the new one under its
+    // working name: the next start names it instead of building another.
+    sqlx::query(&format!(
+        "ALTER INDEX embeddings_hnsw_model_{model} RENAME TO embeddings_hnsw_model_{model}_next"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(new.models().register(&manifest).await.unwrap(), model);
+    assert_eq!(
+        new.models().index_settings(model).await.unwrap(),
+        Some(VectorIndex::DEFAULT)
+    );
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         WHERE i.indrelid = 'embeddings'::regclass AND c.relname LIKE 'embeddings\\_hnsw%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(names, vec![format!("embeddings_hnsw_model_{model}")]);
     // Settings pgvector refuses are refused at start, with what is wrong.
     let refused = store
         .clone()
