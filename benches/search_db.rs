@@ -2,6 +2,7 @@
 //! the HNSW search (with iterative scans) against exact search, through the store's own query.
 //!
 //!   cargo bench --bench search_db -- [--vectors 100000] [--queries 200] [--recall-queries 40]
+//!       [--hnsw-m 32] [--hnsw-ef-construction 128]
 //!
 //! Runs in a fresh database (dropped at the end) on the local PostgreSQL. The vectors are
 //! synthetic but structured like embeddings: 1000 clusters of unit vectors in 1280 dimensions;
@@ -57,6 +58,11 @@ fn main() {
         support::arg("--queries", 200),
         support::arg("--recall-queries", 40),
     );
+    let defaults = DatabaseConfig::default();
+    let (hnsw_m, hnsw_ef_construction) = (
+        support::arg("--hnsw-m", defaults.hnsw_m),
+        support::arg("--hnsw-ef-construction", defaults.hnsw_ef_construction),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,8 +72,10 @@ fn main() {
         let db = format!("lookalike_searchbench_{}", std::process::id());
         let mut admin = sqlx::PgConnection::connect(&base_url).await.expect("database (scripts/pg.sh start)");
         sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await.expect("create database");
+        // The index build runs on a connection of the store's own: the setting goes with the database.
+        sqlx::query(&format!("ALTER DATABASE {db} SET maintenance_work_mem = '1GB'")).execute(&mut admin).await.expect("set");
         let url = base_url.replacen("/lookalike?", &format!("/{db}?"), 1);
-        let config = DatabaseConfig { url, max_connections: 4, acquire_timeout_ms: 10_000, statement_timeout_ms: 3_600_000, connect_retry_secs: 5, ..DatabaseConfig::default() };
+        let config = DatabaseConfig { url, max_connections: 4, acquire_timeout_ms: 10_000, statement_timeout_ms: 3_600_000, connect_retry_secs: 5, hnsw_m, hnsw_ef_construction };
         let store = Store::connect(&config).await.expect("connect");
         store.migrate().await.expect("migrate");
         let pool = store.pool().clone();
@@ -114,14 +122,10 @@ fn main() {
         }
         println!("inserted {total} reports with one photo and embedding each in {:.1} s", started.elapsed().as_secs_f64());
         let started = Instant::now();
-        let mut conn = pool.acquire().await.expect("conn");
-        sqlx::query("SET maintenance_work_mem = '1GB'").execute(&mut *conn).await.expect("set");
-        // The model's own partial index, as `store.models().register` makes it (built after the load: faster).
-        sqlx::query(&format!("CREATE INDEX embeddings_hnsw_model_{model_id} ON embeddings USING hnsw (embedding halfvec_cosine_ops) WHERE model_id = {model_id}"))
-            .execute(&mut *conn).await.expect("index");
-        sqlx::query("ANALYZE").execute(&mut *conn).await.expect("analyze");
-        drop(conn);
-        println!("HNSW index (m 16, ef_construction 64) built in {:.1} s", started.elapsed().as_secs_f64());
+        // The model's own partial index, made by the store as the service makes it (after the load: faster).
+        store.models().ensure_index(model_id).await.expect("index");
+        sqlx::query("ANALYZE").execute(&pool).await.expect("analyze");
+        println!("HNSW index (m {hnsw_m}, ef_construction {hnsw_ef_construction}) built in {:.1} s", started.elapsed().as_secs_f64());
 
         let queries_v: Vec<Vec<f32>> = (0..queries).map(|_| around(&centers[rng.gen_range(0..centers.len())], 0.8, &mut rng)).collect();
         let near = |rng: &mut StdRng| (rng.gen_range(40.0..55.0), rng.gen_range(0.0..20.0), 300.0);

@@ -203,6 +203,14 @@ impl Models<'_> {
     /// it was rebuilt, `None` when it already had these (or has not been made yet). A rebuild
     /// cut short (a crash, a shutdown) is taken up again by the next call.
     pub async fn align_index(self, model_id: i32) -> Result<Option<VectorIndex>, StoreError> {
+        // Most starts find it built as configured, and take no lock (as in `ensure_index`).
+        if self.index_settings(model_id).await? == Some(self.vector_index)
+            && index_valid(&mut *self.pool.acquire().await?, &rebuilt_index(model_id))
+                .await?
+                .is_none()
+        {
+            return Ok(None);
+        }
         let mut conn = self.index_connection().await?;
         lock(&mut conn).await?;
         let rebuilt = self.align_locked(&mut conn, model_id).await;
