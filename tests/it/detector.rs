@@ -4,7 +4,7 @@
 
 use image::RgbImage;
 use lookalike::imaging;
-use lookalike::inference::detector::{Detector, PixelBox};
+use lookalike::inference::detector::{Detector, PixelBox, crop_area};
 
 use crate::common::*;
 
@@ -80,6 +80,21 @@ fn the_detector_boxes_each_real_dog_as_its_hand_box() {
         );
         let a = found.area;
         assert!(a.x0 >= 0.0 && a.y0 >= 0.0 && a.x1 <= w as f32 && a.y1 <= h as f32);
+        // The pixels the pipeline will embed (shrunk 10 %, squared): within the shot, centred
+        // on the dog.
+        let c = crop_area(&found.area, 0.1, w, h).unwrap();
+        assert!(
+            c.x + c.width <= w && c.y + c.height <= h,
+            "{name}: crop {c:?}"
+        );
+        let (cx, cy) = (
+            c.x as f32 + c.width as f32 / 2.0,
+            c.y as f32 + c.height as f32 / 2.0,
+        );
+        assert!(
+            (truth.x0..truth.x1).contains(&cx) && (truth.y0..truth.y1).contains(&cy),
+            "{name}: crop {c:?} not centred on the dog {truth:?}"
+        );
     }
 }
 
