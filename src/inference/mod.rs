@@ -2,6 +2,7 @@
 //! Knows nothing of HTTP or SQL.
 
 mod breed_words;
+pub mod detector;
 mod device;
 mod embedder;
 mod gate;

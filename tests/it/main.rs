@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod decode_budget;
 mod deletion;
+mod detector;
 mod edge;
 mod embeddings_api;
 mod events;
