@@ -36,6 +36,11 @@ pub enum ManifestError {
     },
 }
 
+/// The recipe of [`SubjectMethod::DetectorCrop`] (the crop rule, the vector taken), in the
+/// version of every model made with it: a change of the recipe must change this, so that
+/// stores reindex.
+pub const DETECTOR_CROP_RECIPE: &str = "detector-crop-r2";
+
 /// `models/<name>.manifest.json`, written by `models/build_model.py`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelManifest {
@@ -80,19 +85,27 @@ pub struct SubjectSettings {
     /// The method's name.
     pub method: SubjectMethod,
     /// (`cam-crop`) Cells of the map at or above this fraction of its maximum make the box.
+    /// (`detector-crop`) The least animal score whose box is cut out.
     pub threshold: f32,
     /// (`cam-crop`) The box grows by this fraction of its size on each side.
     pub margin: f32,
     /// (`cam-crop`) A box covering more than this fraction of the photo is the whole photo (no
     /// second run).
     pub max_area: f32,
+    /// (`detector-crop`) The score from which the crop is the detector's box alone; from
+    /// `threshold` up to it, the crop narrows from the whole photo to the box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_score: Option<f32>,
 }
 
 impl SubjectSettings {
     /// Whether the method cuts the subject's box out of the photo and runs the model on it again
     /// (otherwise the first run's `cam_embedding` is the subject's vector).
     pub fn crops(&self) -> bool {
-        self.method == SubjectMethod::CamCrop
+        matches!(
+            self.method,
+            SubjectMethod::CamCrop | SubjectMethod::DetectorCrop
+        )
     }
 }
 
@@ -105,6 +118,11 @@ pub enum SubjectMethod {
     /// One run: the graph's `cam_embedding` fuses the map-pooled features with the map-weighted
     /// colour of the photo (models/build_model.py); nothing is cut.
     CamColour,
+    /// The animal detector's best box (src/inference/detector), cut from the decoded pixels and
+    /// embedded by its `cam_embedding`; a photo with no animal: the whole photo's
+    /// `cam_embedding`. Never written in a manifest file: [`ModelManifest::with_detector`] makes
+    /// it from the embedder's and the detector's.
+    DetectorCrop,
 }
 
 /// The model's input tensor as the manifest describes it.
@@ -188,6 +206,12 @@ impl ModelManifest {
             return Err(unsupported("zero input size, std or dim".into()));
         }
         if let Some(s) = &manifest.subject {
+            if s.method == SubjectMethod::DetectorCrop {
+                return Err(unsupported(
+                    "the subject method detector-crop comes from --detector, not from a manifest"
+                        .into(),
+                ));
+            }
             let outputs = &manifest.outputs;
             if outputs.cam.is_none() || outputs.cam_embedding.is_none() {
                 return Err(unsupported(
@@ -203,6 +227,59 @@ impl ModelManifest {
             }
         }
         Ok(manifest)
+    }
+
+    /// This model with the animal detector `detector` in front: a new model to the store (its
+    /// version names the detector's file), embedding a photo by its animal's crop
+    /// ([`SubjectMethod::DetectorCrop`]). Its whole-photo vector is this model's own (the whole
+    /// photo's `cam_embedding`), so this model's vectors answer while the store reindexes.
+    /// Only a `cam-colour` model qualifies: its vector is what a whole photo's run reproduces.
+    /// Boxes scoring under `min_score` leave the photo whole, those from `full_score` up are cut
+    /// out alone, and in between the crop narrows from the whole photo to the box.
+    pub fn with_detector(
+        &self,
+        detector: &str,
+        detector_sha256: &str,
+        min_score: f32,
+        full_score: f32,
+    ) -> Result<Self, String> {
+        if !(0.0..1.0).contains(&min_score) || !(min_score..=1.0).contains(&full_score) {
+            return Err(format!(
+                "detector scores {min_score} and {full_score}: 0 ≤ least score < 1 and least ≤ full ≤ 1 expected"
+            ));
+        }
+        let Some(subject) = self
+            .subject
+            .filter(|s| s.method == SubjectMethod::CamColour)
+        else {
+            return Err(format!(
+                "the detector needs a model with the subject method cam-colour; {} {} has {:?}",
+                self.name,
+                self.version,
+                self.subject.map(|s| s.method)
+            ));
+        };
+        let file_id = detector_sha256.get(..12).unwrap_or(detector_sha256);
+        Ok(ModelManifest {
+            // The scores in hundredths: other scores, other vectors, another model.
+            version: format!(
+                "{}+{DETECTOR_CROP_RECIPE}-s{:02}-{:02}+{detector}-{file_id}",
+                self.version,
+                (min_score * 100.0).round() as u32,
+                (full_score * 100.0).round() as u32
+            ),
+            subject: Some(SubjectSettings {
+                method: SubjectMethod::DetectorCrop,
+                threshold: min_score,
+                full_score: Some(full_score),
+                ..subject
+            }),
+            whole_photo_of: Some(ModelRef {
+                name: self.name.clone(),
+                version: self.version.clone(),
+            }),
+            ..self.clone()
+        })
     }
 
     /// The input contract for the imaging code.
@@ -228,5 +305,70 @@ impl ModelManifest {
                 actual,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> ModelManifest {
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/efficientnet_lite0.onnx");
+        ModelManifest::load_for(&model).expect("the committed manifest")
+    }
+
+    #[test]
+    fn a_detector_makes_a_new_model_whose_whole_photo_vectors_are_the_old_ones() {
+        let base = shipped();
+        let made = base
+            .with_detector("nanodet-224-int8", "e27be2bc78cf7556a9", 0.1, 0.4)
+            .unwrap();
+        assert_eq!(made.name, base.name);
+        assert_eq!(
+            made.version,
+            format!(
+                "{}+{DETECTOR_CROP_RECIPE}-s10-40+nanodet-224-int8-e27be2bc78cf",
+                base.version
+            )
+        );
+        assert_eq!(
+            made.subject.map(|s| s.method),
+            Some(SubjectMethod::DetectorCrop)
+        );
+        assert!(
+            made.subject
+                .is_some_and(|s| s.crops() && s.threshold == 0.1)
+        );
+        assert_eq!(
+            made.whole_photo_of,
+            Some(ModelRef {
+                name: base.name.clone(),
+                version: base.version.clone()
+            })
+        );
+        // Another detector file, or another least score: another model.
+        let other = base
+            .with_detector("nanodet-224-int8", "0123456789abcdef", 0.1, 0.4)
+            .unwrap();
+        assert_ne!(other.version, made.version);
+        let lower = base
+            .with_detector("nanodet-224-int8", "e27be2bc78cf7556a9", 0.2, 0.4)
+            .unwrap();
+        assert_ne!(lower.version, made.version);
+        assert!(base.with_detector("d", "00", 1.0, 1.0).is_err());
+        assert!(base.with_detector("d", "00", 0.4, 0.1).is_err());
+        assert!(base.with_detector("d", "00", f32::NAN, 0.4).is_err());
+    }
+
+    #[test]
+    fn only_a_cam_colour_model_takes_a_detector() {
+        let mut plain = shipped();
+        plain.subject = None;
+        assert!(plain.with_detector("d", "00", 0.1, 0.4).is_err());
+        let made = shipped().with_detector("d", "00", 0.1, 0.4).unwrap();
+        assert!(
+            made.with_detector("d", "00", 0.1, 0.4).is_err(),
+            "no detector on a detector"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Inference: the ONNX model (`Embedder`) and the gate that every model run passes (`Gate`).
+//! Inference: the ONNX model (`Embedder`), the animal detector in front of it (`detector`,
+//! `DetectingRunner`) and the gate that every run of either passes (`Gate`).
 //! Knows nothing of HTTP or SQL.
 
 mod breed_words;
@@ -23,11 +24,12 @@ pub use embedder::{
 pub use gate::{Gate, GateError, GateSettings, GateSnapshot, Priority, Ticket, default_permits};
 pub use labels::{PhotoLabels, labels_from_logits};
 pub use manifest::{
-    ManifestError, ModelManifest, ModelRef, Preprocessing, SubjectMethod, SubjectSettings,
+    DETECTOR_CROP_RECIPE, ManifestError, ModelManifest, ModelRef, Preprocessing, SubjectMethod,
+    SubjectSettings,
 };
 pub use precision::{
     Precision, PrecisionChoice, choose as choose_precision, int8_cpu_feature, int8_variant,
 };
 pub use queue::{Batch, GateQueue, QueueId};
-pub use runner::{BatchRunner, render_model};
+pub use runner::{BatchRunner, DetectingRunner, render_model};
 pub use subject::{SubjectBox, crop, subject_box};

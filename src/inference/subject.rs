@@ -92,6 +92,7 @@ mod tests {
         threshold: 0.35,
         margin: 0.15,
         max_area: 0.8,
+        full_score: None,
     };
 
     fn map(hot: &[(usize, usize, f32)]) -> Vec<f32> {

@@ -1,14 +1,15 @@
-//! The animal detector (issue 22; not wired into the pipeline yet): NanoDet (COCO-80, INT8,
-//! `models/nanodet_224_int8.onnx`, built by scripts/setup-detector.sh) finds the best box of an
-//! animal class in a photo, so that the pipeline can embed the animal instead of the whole photo.
-//! Pure functions (the model input, the decode of the six outputs) and a `Detector` that runs one
-//! photo; the decode follows `models/quantize_detector.py` (`decode`, `best_box`), which measured it.
+//! The animal detector (issue 22): NanoDet (COCO-80, INT8, `models/nanodet_224_int8.onnx`, built
+//! by scripts/setup-detector.sh) finds the best box of an animal class in a photo, so that the
+//! pipeline embeds the animal instead of the whole photo (`runner::DetectingRunner` puts it behind
+//! the gate beside the embedder). Pure functions (the model input, the decode of the six outputs)
+//! and a `Detector` that runs photos; the decode follows `models/quantize_detector.py` (`decode`,
+//! `best_box`), which measured it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use image::RgbImage;
-use ndarray::Array4;
+use ndarray::{Array4, ArrayView3, Axis};
 use ort::session::Session;
 use serde::Deserialize;
 
@@ -187,10 +188,11 @@ impl DetectorManifest {
     }
 }
 
-/// The detector model: one CPU session on one intra-op thread, checked against its manifest.
+/// The detector model on the CPU, checked against its manifest: `sessions` runs may proceed at
+/// once (one per gate permit, as the embedder has).
 pub struct Detector {
     manifest: DetectorManifest,
-    session: Mutex<Session>,
+    sessions: Vec<Mutex<Session>>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -202,9 +204,15 @@ impl std::fmt::Debug for Detector {
 }
 
 impl Detector {
-    /// Loads the runtime library, checks the model file against its manifest, opens one CPU
-    /// session (1 intra-op thread) and runs it once on a blank input to check the outputs.
-    pub fn load(library: &Path, model: &Path) -> Result<Self, DetectorError> {
+    /// Loads the runtime library, checks the model file against its manifest, opens `sessions`
+    /// CPU sessions of `threads` intra-op threads each (0: one per core) and runs one on a blank
+    /// input to check the outputs.
+    pub fn load(
+        library: &Path,
+        model: &Path,
+        sessions: usize,
+        threads: usize,
+    ) -> Result<Self, DetectorError> {
         let environment = init_runtime(library)?;
         let manifest = DetectorManifest::load_for(model)?;
         let bytes = std::fs::read(model).map_err(|source| DetectorError::ReadModel {
@@ -212,17 +220,17 @@ impl Detector {
             source,
         })?;
         manifest.verify(model, &bytes)?;
-        let session =
-            open_session(&environment, &bytes, 1, &DeviceSettings::default()).map_err(|e| {
-                DetectorError::LoadModel {
-                    path: model.to_owned(),
-                    message: e.to_string(),
-                }
-            })?;
-        let detector = Detector {
-            manifest,
-            session: Mutex::new(session),
-        };
+        let sessions = (0..sessions.max(1))
+            .map(|_| {
+                open_session(&environment, &bytes, threads, &DeviceSettings::default())
+                    .map(Mutex::new)
+                    .map_err(|e| DetectorError::LoadModel {
+                        path: model.to_owned(),
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let detector = Detector { manifest, sessions };
         let side = detector.manifest.side() as usize;
         detector
             .run(Array4::zeros((1, 3, side, side)), 1, 1)
@@ -251,6 +259,18 @@ impl Detector {
         self.run(x, width, height)
     }
 
+    /// The best animal box of each prepared input (`[3, S, S]`, [`input_tensor`]), in fractions
+    /// of its photo (0..1 on both axes): one run per photo (the graph takes one at a time).
+    pub fn detect_inputs(
+        &self,
+        inputs: &[ArrayView3<'_, f32>],
+    ) -> Result<Vec<Option<Detection>>, DetectorError> {
+        inputs
+            .iter()
+            .map(|x| self.run(x.to_owned().insert_axis(Axis(0)), 1, 1))
+            .collect()
+    }
+
     fn run(
         &self,
         batch: Array4<f32>,
@@ -259,7 +279,14 @@ impl Detector {
     ) -> Result<Option<Detection>, DetectorError> {
         let run_error = |e: ort::Error| DetectorError::Run(e.to_string());
         let input = ort::value::TensorRef::from_array_view(batch.view()).map_err(run_error)?;
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        // Callers hold a gate permit per run and there are as many sessions as permits, so a free
+        // session exists; blocking on the first is only a fallback for callers outside the gate.
+        let mut session = self
+            .sessions
+            .iter()
+            .find_map(|s| s.try_lock().ok())
+            .map_or_else(|| self.sessions[0].lock(), Ok)
+            .unwrap_or_else(|p| p.into_inner());
         let outputs = session
             .run(ort::inputs![self.manifest.input.name.as_str() => input])
             .map_err(run_error)?;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use ndarray::Array3;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use super::detector::Detection;
 use super::device::Device;
 use super::embedder::Embedding;
 use super::embedder::ModelOutput;
@@ -90,12 +91,25 @@ pub fn default_permits() -> usize {
     Device::Cpu.default_permits()
 }
 
-/// A waiter's answer: its model output and how long the model run took, or why there is none.
-type Reply = Result<(ModelOutput, Duration), GateError>;
+/// What a waiter asks of the model: a run of the embedder, or of the animal detector in front of
+/// it, on one prepared input.
+enum Job {
+    Embed(Array3<f32>),
+    Detect(Array3<f32>),
+}
+
+/// What a run gives a waiter, by its job.
+enum Output {
+    Embedded(ModelOutput),
+    Detected(Option<Detection>),
+}
+
+/// A waiter's answer: its output and how long the run took, or why there is none.
+type Reply = Result<(Output, Duration), GateError>;
 
 struct Waiter {
     priority: Priority,
-    tensor: Array3<f32>,
+    job: Job,
     enqueued: Instant,
     reply: oneshot::Sender<Reply>,
 }
@@ -106,6 +120,7 @@ struct Stats {
     max_running: AtomicUsize,
     runs: AtomicU64,
     images: AtomicU64,
+    detections: AtomicU64,
     failed_runs: AtomicU64,
     rejected_queue_full: AtomicU64,
     rejected_wait_timeout: AtomicU64,
@@ -153,7 +168,27 @@ impl Ticket {
     /// Waits for a turn and runs the model on one preprocessed photo (`[3, H, W]`): every output.
     /// The place stays held, so one request's runs (a photo, then its subject) take one place.
     pub async fn infer(&self, tensor: Array3<f32>) -> Result<ModelOutput, GateError> {
-        self.gate.embed_admitted(tensor, self.priority).await
+        match self
+            .gate
+            .run_admitted(Job::Embed(tensor), self.priority)
+            .await?
+        {
+            Output::Embedded(output) => Ok(output),
+            Output::Detected(_) => Err(GateError::Run("a detection answered a model run".into())),
+        }
+    }
+
+    /// Waits for a turn and runs the animal detector on one prepared input (`[3, S, S]`): the
+    /// best animal box, in fractions of the photo. Same place, same permits as `infer`.
+    pub async fn detect(&self, input: Array3<f32>) -> Result<Option<Detection>, GateError> {
+        match self
+            .gate
+            .run_admitted(Job::Detect(input), self.priority)
+            .await?
+        {
+            Output::Detected(found) => Ok(found),
+            Output::Embedded(_) => Err(GateError::Run("a model run answered a detection".into())),
+        }
     }
 }
 
@@ -183,6 +218,7 @@ impl Gate {
                     max_running: AtomicUsize::new(0),
                     runs: AtomicU64::new(0),
                     images: AtomicU64::new(0),
+                    detections: AtomicU64::new(0),
                     failed_runs: AtomicU64::new(0),
                     rejected_queue_full: AtomicU64::new(0),
                     rejected_wait_timeout: AtomicU64::new(0),
@@ -243,11 +279,7 @@ impl Gate {
         })
     }
 
-    async fn embed_admitted(
-        &self,
-        tensor: Array3<f32>,
-        priority: Priority,
-    ) -> Result<ModelOutput, GateError> {
+    async fn run_admitted(&self, job: Job, priority: Priority) -> Result<Output, GateError> {
         let inner = &self.inner;
         let max_wait = inner.settings.max_wait[priority.index()];
         let deadline = tokio::time::Instant::now() + max_wait;
@@ -255,12 +287,12 @@ impl Gate {
         // The run's time counts as inference, the rest of the wait as queueing (for the request's
         // timing; a background job records nowhere).
         let answered = |reply: Result<Reply, oneshot::error::RecvError>| {
-            let (embedding, ran) = reply.unwrap_or(Err(GateError::Closed))?;
+            let (output, ran) = reply.unwrap_or(Err(GateError::Closed))?;
             timing::record(Stage::Inference, ran);
             timing::record(Stage::Queue, asked.elapsed().saturating_sub(ran));
-            Ok(embedding)
+            Ok(output)
         };
-        let (id, mut reply) = self.enqueue(tensor, priority);
+        let (id, mut reply) = self.enqueue(job, priority);
         // Leaves the queue if this future is dropped before its run (the caller went away).
         let _guard = LeaveQueueOnDrop { inner, id };
         loop {
@@ -288,17 +320,13 @@ impl Gate {
         }
     }
 
-    fn enqueue(
-        &self,
-        tensor: Array3<f32>,
-        priority: Priority,
-    ) -> (QueueId, oneshot::Receiver<Reply>) {
+    fn enqueue(&self, job: Job, priority: Priority) -> (QueueId, oneshot::Receiver<Reply>) {
         let (tx, rx) = oneshot::channel();
         let id = self.inner.lock_queue().push(
             priority,
             Waiter {
                 priority,
-                tensor,
+                job,
                 enqueued: Instant::now(),
                 reply: tx,
             },
@@ -343,6 +371,7 @@ impl Gate {
             estimated_wait_seconds: inner.estimated_wait(waiting_interactive).as_secs_f64(),
             runs_total: s.runs.load(Ordering::Relaxed),
             images_total: s.images.load(Ordering::Relaxed),
+            detections_total: s.detections.load(Ordering::Relaxed),
             failed_runs_total: s.failed_runs.load(Ordering::Relaxed),
             rejected_queue_full_total: s.rejected_queue_full.load(Ordering::Relaxed),
             rejected_wait_timeout_total: s.rejected_wait_timeout.load(Ordering::Relaxed),
@@ -380,7 +409,8 @@ impl Inner {
         batch.waiters
     }
 
-    /// One model run for `batch`, on the calling (blocking) thread; every waiter gets a reply.
+    /// One run for `batch`, on the calling (blocking) thread: the model on the photos, then the
+    /// detector on the detector inputs (one permit covers both); every waiter gets a reply.
     fn run_now(&self, batch: Vec<Waiter>) {
         for w in &batch {
             self.stats.wait_seconds[w.priority.index()].observe(w.enqueued.elapsed().as_secs_f64());
@@ -388,39 +418,78 @@ impl Inner {
         let running = self.stats.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.stats.max_running.fetch_max(running, Ordering::SeqCst);
         let started = Instant::now();
-        let views: Vec<_> = batch.iter().map(|w| w.tensor.view()).collect();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.runner.run(&views)));
+        let total = batch.len();
+        let (embeds, detects): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|w| matches!(w.job, Job::Embed(_)));
+        let embedded = self.run_part(&embeds, |views| {
+            self.runner
+                .run(views)
+                .map(|outputs| outputs.into_iter().map(Output::Embedded).collect())
+        });
+        let detected = self.run_part(&detects, |views| {
+            self.runner
+                .detect(views)
+                .map(|found| found.into_iter().map(Output::Detected).collect())
+        });
         let elapsed = started.elapsed();
         self.stats.running.fetch_sub(1, Ordering::SeqCst);
 
         self.stats.runs.fetch_add(1, Ordering::Relaxed);
         self.stats
             .images
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            .fetch_add(embeds.len() as u64, Ordering::Relaxed);
+        self.stats
+            .detections
+            .fetch_add(detects.len() as u64, Ordering::Relaxed);
         self.stats.run_seconds.observe(elapsed.as_secs_f64());
-        self.stats.batch_size.observe(batch.len() as f64);
+        self.stats.batch_size.observe(total as f64);
         self.update_run_time(elapsed);
+        self.reply(embeds, embedded, elapsed);
+        self.reply(detects, detected, elapsed);
+    }
 
-        let outcome = match result {
-            Ok(Ok(outputs)) if outputs.len() == batch.len() => Ok(outputs),
+    /// `run` on the inputs of `waiters` (none: no run), checked to give one output each.
+    fn run_part(
+        &self,
+        waiters: &[Waiter],
+        run: impl FnOnce(
+            &[ndarray::ArrayView3<'_, f32>],
+        ) -> Result<Vec<Output>, super::embedder::EmbedderError>,
+    ) -> Result<Vec<Output>, String> {
+        if waiters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let views: Vec<_> = waiters
+            .iter()
+            .map(|w| match &w.job {
+                Job::Embed(input) | Job::Detect(input) => input.view(),
+            })
+            .collect();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| run(&views))) {
+            Ok(Ok(outputs)) if outputs.len() == waiters.len() => Ok(outputs),
             Ok(Ok(outputs)) => Err(format!(
                 "model returned {} outputs for {} photos",
                 outputs.len(),
-                batch.len()
+                waiters.len()
             )),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("model run panicked".to_owned()),
-        };
+        }
+    }
+
+    /// Sends each of `waiters` its output, or the run's error.
+    fn reply(&self, waiters: Vec<Waiter>, outcome: Result<Vec<Output>, String>, ran: Duration) {
         match outcome {
-            Ok(embeddings) => {
-                for (w, e) in batch.into_iter().zip(embeddings) {
-                    let _ = w.reply.send(Ok((e, elapsed)));
+            Ok(outputs) => {
+                for (w, output) in waiters.into_iter().zip(outputs) {
+                    let _ = w.reply.send(Ok((output, ran)));
                 }
             }
             Err(message) => {
                 self.stats.failed_runs.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %message, "model run failed");
-                for w in batch {
+                for w in waiters {
                     let _ = w.reply.send(Err(GateError::Run(message.clone())));
                 }
             }

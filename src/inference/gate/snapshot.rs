@@ -30,8 +30,10 @@ pub struct GateSnapshot {
     pub estimated_wait_seconds: f64,
     /// Model runs completed.
     pub runs_total: u64,
-    /// Photos embedded.
+    /// Photos embedded (each run of the model on a photo or a crop).
     pub images_total: u64,
+    /// Photos the animal detector looked at (each a run of its own, under the same permits).
+    pub detections_total: u64,
     /// Model runs that failed.
     pub failed_runs_total: u64,
     /// Requests rejected because too many waited.
@@ -107,6 +109,12 @@ impl GateSnapshot {
             "counter",
             "Photos embedded.",
             self.images_total as f64,
+        );
+        out.single(
+            "lookalike_gate_detections_total",
+            "counter",
+            "Photos the animal detector looked at.",
+            self.detections_total as f64,
         );
         out.single(
             "lookalike_gate_failed_runs_total",

@@ -62,6 +62,35 @@ impl BatchRunner for FakeModel {
             .map(|&m| ModelOutput::embedding_only(vec![m as f32]))
             .collect())
     }
+
+    /// A detection of class `marker` over the whole photo, recorded as a batch of its own
+    /// (markers + 1000).
+    fn detect(
+        &self,
+        inputs: &[ArrayView3<'_, f32>],
+    ) -> Result<Vec<Option<Detection>>, EmbedderError> {
+        let markers: Vec<u32> = inputs.iter().map(|p| p[[0, 0, 0]] as u32).collect();
+        self.batches
+            .lock()
+            .unwrap()
+            .push(markers.iter().map(|m| m + 1000).collect());
+        Ok(markers
+            .iter()
+            .map(|&m| {
+                Some(Detection {
+                    class: m as usize,
+                    class_name: "dog".into(),
+                    score: 0.5,
+                    area: crate::inference::detector::PixelBox {
+                        x0: 0.0,
+                        y0: 0.0,
+                        x1: 1.0,
+                        y1: 1.0,
+                    },
+                })
+            })
+            .collect())
+    }
 }
 
 fn photo(marker: u32) -> Array3<f32> {
@@ -223,4 +252,34 @@ async fn admission_beyond_the_waiters_is_refused_at_once() {
     drop(held);
     assert!(gate.admit(Priority::Interactive).is_ok());
     assert_eq!(gate.snapshot().rejected_queue_full_total, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn detections_and_model_runs_queue_together_and_share_a_permit() {
+    let model = FakeModel::new(false, None);
+    let gate = Gate::new(model.clone(), settings(4, Duration::from_secs(3600)));
+    let running = ask(&gate, 1, Priority::Interactive).await;
+    let detecting = {
+        let ticket = gate.admit(Priority::Interactive).unwrap();
+        tokio::spawn(async move { ticket.detect(photo(5)).await })
+    };
+    settle().await;
+    let embedding = ask(&gate, 6, Priority::Interactive).await;
+    model.set_open(true);
+    running.await.unwrap().unwrap();
+    let found = detecting.await.unwrap().unwrap().expect("a detection");
+    assert_eq!(found.class, 5, "its own detection");
+    assert_eq!(embedding.await.unwrap().unwrap(), [6.0]);
+    // The second run took both waiters: the model on the photo, then the detector.
+    assert_eq!(model.batches(), [vec![1], vec![6], vec![1005]]);
+    let snapshot = gate.snapshot();
+    assert_eq!(
+        (
+            snapshot.runs_total,
+            snapshot.images_total,
+            snapshot.detections_total,
+            snapshot.permits_in_use
+        ),
+        (2, 2, 1, 0)
+    );
 }
