@@ -13,10 +13,11 @@ use lookalike::config::{
     Cli, Command, DropModelConfig, EmbedConfig, ImportConfig, MigrateConfig, ReindexConfig,
     SearchCliConfig, SweepCliConfig,
 };
-use lookalike::imaging::{self, DecodeCaps};
-use lookalike::inference::{Embedder, ModelManifest};
+use lookalike::imaging::DecodeCaps;
+use lookalike::inference::{Gate, GateSettings, ModelManifest, Priority};
 use lookalike::jobs::JobSettings;
 use lookalike::photo_store::PhotoStore;
+use lookalike::pipeline::Pipeline;
 use lookalike::reports::{NewReport, ReportKind};
 use lookalike::search::Matcher;
 use lookalike::service::{Parts, resolve_precision, search_settings, start_workers};
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
             worked
         }),
         Command::Migrate(config) => runtime().and_then(|rt| rt.block_on(migrate(config))),
-        Command::Embed(config) => embed(config),
+        Command::Embed(config) => runtime().and_then(|rt| rt.block_on(embed(config))),
         Command::Reindex(config) => runtime().and_then(|rt| rt.block_on(reindex(config))),
         Command::Search(config) => runtime().and_then(|rt| rt.block_on(search(*config))),
         Command::Import(config) => runtime().and_then(|rt| rt.block_on(import(*config))),
@@ -88,7 +89,10 @@ async fn reindex(config: ReindexConfig) -> anyhow::Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     tracing::info!(precision = ?choice.precision, model = %choice.model.display(), reason = %choice.reason, "model precision chosen");
-    let manifest = ModelManifest::load_for(&choice.model)?;
+    let manifest = lookalike::service::with_detector(
+        ModelManifest::load_for(&choice.model)?,
+        &config.detector,
+    )?;
     let store = Store::connect(&config.database).await?;
     store.migrate().await?;
     let model_id = store.models().register(&manifest).await?;
@@ -158,34 +162,41 @@ async fn drop_model(config: DropModelConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The configured model (at the precision this host resolves) in one session, for a command
-/// that embeds a few photos itself.
-fn one_session_embedder(model: &lookalike::config::ModelConfig) -> anyhow::Result<Embedder> {
-    let m = &resolve_precision(model)?;
-    let (library, path, threads) = (&m.ort_library, &m.path, m.intra_threads);
-    Ok(Embedder::load_on(
-        library,
-        path,
-        1,
-        threads,
-        &m.device_settings(),
-        0,
-    )?)
+/// The configured model (at the precision this host resolves, with the detector when it is on)
+/// behind a gate of one place, for a command that embeds a few photos itself: the vectors the
+/// service would store.
+async fn one_session_pipeline(
+    model: &lookalike::config::ModelConfig,
+    imaging: &lookalike::config::ImagingConfig,
+) -> anyhow::Result<Pipeline> {
+    let m = resolve_precision(model)?;
+    let runner = lookalike::service::load_runner(&m, 1, 0).await?;
+    let gate = Gate::new(
+        runner,
+        GateSettings {
+            permits: 1,
+            max_batch: 1,
+            max_waiters: [1, 1],
+            max_wait: [Duration::from_secs(3600); 2],
+        },
+    );
+    Ok(Pipeline::new(gate, imaging))
 }
 
 /// Embeds a photo and prints the nearest reports.
 async fn search(config: SearchCliConfig) -> anyhow::Result<()> {
-    let embedder = one_session_embedder(&config.model)?;
+    let pipeline = one_session_pipeline(&config.model, &config.imaging).await?;
     let bytes = std::fs::read(&config.file)
         .with_context(|| format!("reading {}", config.file.display()))?;
-    let photo = imaging::prepare(
-        &bytes,
-        &embedder.preprocessing(),
-        &DecodeCaps::from_config(&config.imaging),
-    )?;
-    let query = embedder.embed_batch(&[photo.tensor.view()])?.remove(0);
+    let query = pipeline
+        .embed(bytes, Priority::Interactive)
+        .await?
+        .embedding;
     let store = Store::connect(&config.database).await?;
-    let model_id = store.models().register(embedder.manifest()).await?;
+    let model_id = store
+        .models()
+        .register(pipeline.gate().model().manifest())
+        .await?;
     let kinds = config
         .kind
         .as_deref()
@@ -327,19 +338,20 @@ fn progress(label: &str, done: usize, total: usize) {
 }
 
 /// Embeds each file and prints a summary line (or the vector as JSON with `--full`).
-fn embed(config: EmbedConfig) -> anyhow::Result<()> {
-    let embedder = one_session_embedder(&config.model)?;
-    let limits = DecodeCaps::from_config(&config.imaging);
-    let pre = embedder.preprocessing();
+async fn embed(config: EmbedConfig) -> anyhow::Result<()> {
+    let pipeline = one_session_pipeline(&config.model, &config.imaging).await?;
     let mut failed = 0;
     for path in &config.files {
-        let outcome = std::fs::read(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|bytes| Ok(imaging::prepare(&bytes, &pre, &limits)?))
-            .and_then(|photo| Ok((embedder.embed_batch(&[photo.tensor.view()])?, photo)));
+        let outcome = match std::fs::read(path) {
+            Ok(bytes) => pipeline
+                .embed(bytes, Priority::Interactive)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
         match outcome {
-            Ok((mut vectors, photo)) => {
-                let v = vectors.pop().unwrap_or_default();
+            Ok(photo) => {
+                let v = &photo.embedding;
                 if config.full {
                     println!("{}", serde_json::json!({ "file": path, "embedding": v }));
                 } else {

@@ -4,10 +4,14 @@
 //! With a manifest that names a subject method (issue 22), a photo is embedded by its subject:
 //! `cam-colour` takes the first run's `cam_embedding` (the subject's features and colour, one
 //! run); `cam-crop` cuts the box of the first run's class activation map from the decoded pixels
-//! and runs it again (same gate place), a photo whose box covers most of it embedded whole. A
-//! model without a method embeds the whole photo.
+//! and runs it again (same gate place), a photo whose box covers most of it embedded whole;
+//! `detector-crop` first runs the animal detector (same gate place) and embeds the animal's crop
+//! instead of the whole photo (one model run either way, plus the whole photo's while the store
+//! still answers from the previous model's vectors). A model without a method embeds the whole
+//! photo.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
@@ -16,9 +20,10 @@ use crate::capacity::{CapacityError, Slots};
 use image::RgbImage;
 
 use crate::imaging::{self, DecodeCaps, DecodedPhoto, ImagingError, PhotoFormat};
+use crate::inference::detector::{self, Detection, DetectorInput, PixelBox};
 use crate::inference::{
     Embedding, Gate, GateError, ModelOutput, PhotoLabels, Preprocessing, Priority, SubjectBox,
-    Ticket, labels_from_logits,
+    SubjectSettings, Ticket, labels_from_logits,
 };
 use crate::telemetry::timing::{self, Stage};
 
@@ -63,6 +68,9 @@ pub struct Pipeline {
     gate: Gate,
     decode: Arc<Slots>,
     limits: DecodeCaps,
+    /// Set once no vector of the previous model is needed any more (the store has reindexed):
+    /// until then a photo whose animal is embedded also gets its whole photo's run. None: always.
+    whole_done: Option<Arc<AtomicBool>>,
 }
 
 /// One embedded photo.
@@ -76,9 +84,10 @@ pub struct EmbeddedPhoto {
     pub height: u32,
     /// The embedding (unit length): the subject's, or the whole photo's.
     pub embedding: Embedding,
-    /// The whole photo's embedding (the manifest's `embedding` output): the vector of the model
-    /// the manifest's `whole_photo_of` names, which answers while the store reindexes.
-    pub whole: Embedding,
+    /// The vector of the model the manifest's `whole_photo_of` names, which answers while the
+    /// store reindexes: the whole photo's run. None when it was not needed (see
+    /// [`Pipeline::with_whole_vectors_until`]) and a subject's run gave the embedding.
+    pub whole: Option<Embedding>,
     /// Species and breeds read from the subject's run (the whole photo's when no subject was
     /// found); `None` for a model without logits.
     pub labels: Option<PhotoLabels>,
@@ -93,7 +102,7 @@ impl EmbeddedPhoto {
             format,
             width,
             height,
-            whole: embedding.clone(),
+            whole: Some(embedding.clone()),
             embedding,
             labels: None,
             subject: None,
@@ -112,12 +121,36 @@ struct Decoded {
     height: u32,
     tensor: ndarray::Array3<f32>,
     pixels: Option<RgbImage>,
+    /// The animal detector's input, with a detector in front of the model.
+    detector_input: Option<ndarray::Array3<f32>>,
 }
 
 impl Decoded {
-    /// The model input of `photo`, keeping (bounded) pixels when the subject will be cut.
-    fn new(photo: DecodedPhoto, pre: &Preprocessing, keep: bool) -> Result<Self, ImagingError> {
-        let tensor = imaging::to_tensor(&photo.pixels, pre)?;
+    /// The model input of `photo` (and the detector's, given its contract), keeping (bounded)
+    /// pixels when the subject will be cut.
+    fn new(
+        photo: DecodedPhoto,
+        pre: &Preprocessing,
+        keep: bool,
+        detector: Option<&DetectorInput>,
+    ) -> Result<Self, ImagingError> {
+        let (tensor, detector_input) = match detector {
+            Some(input) => {
+                // One resample serves both models when their inputs have the same size.
+                let (w, h) = (input.width, input.height);
+                let resampled = RgbImage::from_raw(w, h, imaging::resize(&photo.pixels, w, h)?)
+                    .ok_or_else(|| ImagingError::Decode("short RGB data".into()))?;
+                let tensor = if (pre.width, pre.height) == (w, h) {
+                    imaging::to_tensor(&resampled, pre)?
+                } else {
+                    imaging::to_tensor(&photo.pixels, pre)?
+                };
+                let detector_input = detector::input_tensor(&resampled, input)
+                    .map_err(|e| ImagingError::Decode(e.to_string()))?;
+                (tensor, Some(detector_input))
+            }
+            None => (imaging::to_tensor(&photo.pixels, pre)?, None),
+        };
         let pixels = if keep {
             let (w, h) = photo.pixels.dimensions();
             let long = w.max(h);
@@ -141,9 +174,14 @@ impl Decoded {
             height: photo.height,
             tensor,
             pixels,
+            detector_input,
         })
     }
 }
+
+/// Each side of the detector's box loses this fraction of its size before the crop: the rule
+/// that did best for hand-drawn boxes (benches/detector_eval.py, `shrunk_crop`).
+const DETECTION_SHRINK: f32 = 0.1;
 
 impl Pipeline {
     /// A pipeline over `gate`, decoding in `decode`'s slots under `limits`
@@ -153,7 +191,28 @@ impl Pipeline {
             gate,
             decode: Arc::new(decode),
             limits,
+            whole_done: None,
         }
+    }
+
+    /// Whole-photo runs for the previous model's vectors stop once `done` is set (by the
+    /// matcher, when the store has reindexed): before, a photo embedded by its animal costs a
+    /// second run, after, one.
+    pub fn with_whole_vectors_until(mut self, done: Arc<AtomicBool>) -> Self {
+        self.whole_done = Some(done);
+        self
+    }
+
+    /// Whether a photo embedded by its subject also needs its whole photo's run now.
+    fn whole_wanted(&self) -> bool {
+        self.whole_done
+            .as_ref()
+            .is_none_or(|done| !done.load(Ordering::Acquire))
+    }
+
+    /// The animal detector's input contract, with a detector in front of the model.
+    fn detector_input(&self) -> Option<DetectorInput> {
+        self.gate.model().detector().map(|d| d.input.clone())
     }
 
     /// The inference gate.
@@ -198,10 +257,11 @@ impl Pipeline {
         let pre = self.gate.model().manifest().preprocessing();
         let limits = self.limits;
         let keep = self.subject_method();
+        let detector = self.detector_input();
         let decoded = self
             .decode(move || {
                 let photo = imaging::decode(bytes.as_ref(), &limits, (pre.width, pre.height))?;
-                Decoded::new(photo, &pre, keep)
+                Decoded::new(photo, &pre, keep, detector.as_ref())
             })
             .await?;
         self.finish(ticket, decoded).await
@@ -228,6 +288,7 @@ impl Pipeline {
         let pre = self.gate.model().manifest().preprocessing();
         let limits = self.limits;
         let keep = self.subject_method();
+        let detector = self.detector_input();
         let (decoded, thumbnail) = self
             .decode(move || {
                 // One decode covering both the model input and the thumbnail.
@@ -235,7 +296,10 @@ impl Pipeline {
                 let target = (pre.width.max(side), pre.height.max(side));
                 let photo = imaging::decode(bytes.as_ref(), &limits, target)?;
                 let thumbnail = imaging::thumbnail(&photo.pixels, side)?;
-                Ok((Decoded::new(photo, &pre, keep)?, thumbnail))
+                Ok((
+                    Decoded::new(photo, &pre, keep, detector.as_ref())?,
+                    thumbnail,
+                ))
             })
             .await?;
         Ok((self.finish(ticket, decoded).await?, thumbnail))
@@ -271,7 +335,21 @@ impl Pipeline {
             height,
             tensor,
             pixels,
+            detector_input,
         } = decoded;
+        if let Some(input) = detector_input {
+            let (embedding, whole, logits, subject) =
+                self.embed_animal(&ticket, input, tensor, pixels).await?;
+            return Ok(EmbeddedPhoto {
+                format,
+                width,
+                height,
+                embedding,
+                whole,
+                labels: labels_from_logits(&logits),
+                subject,
+            });
+        }
         let first = ticket.infer(tensor).await?;
         let manifest = self.gate.model().manifest();
         let area = match (&manifest.subject, &pixels) {
@@ -302,10 +380,49 @@ impl Pipeline {
             width,
             height,
             embedding,
-            whole: first.embedding,
+            whole: Some(first.embedding),
             labels: labels_from_logits(&logits),
             subject,
         })
+    }
+
+    /// `detector-crop`: the detector's run on `input`, then one model run on the animal's crop
+    /// (cut from `pixels` on a decode slot) or, when no animal is boxed, on the whole photo
+    /// (`tensor`). The embedding, the whole-photo vector, the logits read, and the crop.
+    async fn embed_animal(
+        &self,
+        ticket: &Ticket,
+        input: ndarray::Array3<f32>,
+        tensor: ndarray::Array3<f32>,
+        pixels: Option<RgbImage>,
+    ) -> Result<(Embedding, Option<Embedding>, Vec<f32>, Option<SubjectBox>), PipelineError> {
+        let found = ticket.detect(input).await?;
+        let settings = self.gate.model().manifest().subject;
+        let area = match (&found, &pixels, settings) {
+            (Some(found), Some(pixels), Some(settings)) => {
+                animal_area(found, &settings, pixels.width(), pixels.height())
+            }
+            _ => None,
+        };
+        let (Some(area), Some(pixels)) = (area, pixels) else {
+            let mut whole = ticket.infer(tensor).await?;
+            let logits = std::mem::take(&mut whole.logits);
+            let vector = subject_vector(whole);
+            return Ok((vector.clone(), Some(vector), logits, None));
+        };
+        let pre = self.gate.model().manifest().preprocessing();
+        let crop = self
+            .decode(move || imaging::to_tensor(&crate::inference::crop(&pixels, area), &pre))
+            .await?;
+        // Both runs may share one batch.
+        let (mut animal, whole) = if self.whole_wanted() {
+            let (animal, whole) = tokio::try_join!(ticket.infer(crop), ticket.infer(tensor))?;
+            (animal, Some(subject_vector(whole)))
+        } else {
+            (ticket.infer(crop).await?, None)
+        };
+        let logits = std::mem::take(&mut animal.logits);
+        Ok((subject_vector(animal), whole, logits, Some(area)))
     }
 
     /// Embeds several photos concurrently (they share model runs when batching is on), the first
@@ -333,6 +450,47 @@ impl Pipeline {
     }
 }
 
+/// The crop of a `width` × `height` photo that a detection (in fractions of the photo) gives:
+/// none under the least score (`settings.threshold`); the box (shrunk, squared) from the full
+/// score up; in between, the rectangle that far from the whole photo toward the box, so that an
+/// unsure box (a score that an edit of the photo moves) moves the vector little.
+fn animal_area(
+    found: &Detection,
+    settings: &SubjectSettings,
+    width: u32,
+    height: u32,
+) -> Option<SubjectBox> {
+    let (least, full) = (settings.threshold, settings.full_score?);
+    if found.score.is_nan() || found.score < least {
+        return None;
+    }
+    let (w, h) = (width as f32, height as f32);
+    let a = found.area;
+    let pixels = PixelBox {
+        x0: a.x0 * w,
+        y0: a.y0 * h,
+        x1: a.x1 * w,
+        y1: a.y1 * h,
+    };
+    let tight = detector::crop_area(&pixels, DETECTION_SHRINK, width, height)?;
+    let t = if full > least {
+        ((found.score - least) / (full - least)).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let toward = |whole: f32, boxed: u32| whole + (boxed as f32 - whole) * t;
+    let x = (toward(0.0, tight.x).floor() as u32).min(width - 1);
+    let y = (toward(0.0, tight.y).floor() as u32).min(height - 1);
+    let right = (toward(w, tight.x + tight.width).round() as u32).clamp(x + 1, width);
+    let bottom = (toward(h, tight.y + tight.height).round() as u32).clamp(y + 1, height);
+    Some(SubjectBox {
+        x,
+        y,
+        width: right - x,
+        height: bottom - y,
+    })
+}
+
 /// The subject's vector from a run: the map-pooled embedding (the whole-photo one from a
 /// model that has none).
 fn subject_vector(output: ModelOutput) -> Embedding {
@@ -340,5 +498,88 @@ fn subject_vector(output: ModelOutput) -> Embedding {
         output.embedding
     } else {
         output.cam_embedding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::SubjectMethod;
+    use crate::inference::detector::PixelBox;
+
+    const SETTINGS: SubjectSettings = SubjectSettings {
+        method: SubjectMethod::DetectorCrop,
+        threshold: 0.1,
+        margin: 0.0,
+        max_area: 1.0,
+        full_score: Some(0.4),
+    };
+
+    /// A dog in the right half of the photo (fractions), at `score`.
+    fn dog(score: f32) -> Detection {
+        Detection {
+            class: 16,
+            class_name: "dog".into(),
+            score,
+            area: PixelBox {
+                x0: 0.6,
+                y0: 0.3,
+                x1: 0.9,
+                y1: 0.7,
+            },
+        }
+    }
+
+    #[test]
+    fn a_sure_box_is_cut_alone_an_unsure_one_widens_toward_the_whole_photo() {
+        let (w, h) = (1000, 500);
+        assert_eq!(
+            animal_area(&dog(0.05), &SETTINGS, w, h),
+            None,
+            "under the least score"
+        );
+        assert_eq!(animal_area(&dog(f32::NAN), &SETTINGS, w, h), None);
+        let sure = animal_area(&dog(0.9), &SETTINGS, w, h).unwrap();
+        let tight = detector::crop_area(
+            &PixelBox {
+                x0: 600.0,
+                y0: 150.0,
+                x1: 900.0,
+                y1: 350.0,
+            },
+            DETECTION_SHRINK,
+            w,
+            h,
+        )
+        .unwrap();
+        assert_eq!(sure, tight, "from the full score up: the box alone");
+        assert_eq!(animal_area(&dog(0.4), &SETTINGS, w, h), Some(tight));
+        let least = animal_area(&dog(0.1), &SETTINGS, w, h).unwrap();
+        assert_eq!(
+            (least.x, least.y, least.width, least.height),
+            (0, 0, w, h),
+            "at the least score: the whole photo"
+        );
+        // Halfway: halfway between the whole photo and the box, on every side.
+        let half = animal_area(&dog(0.25), &SETTINGS, w, h).unwrap();
+        assert_eq!(half.x, tight.x / 2);
+        assert_eq!(half.y, tight.y / 2);
+        let right = (w + tight.x + tight.width) / 2;
+        assert!((half.x + half.width).abs_diff(right) <= 1, "{half:?}");
+        assert!(half.width > tight.width && half.width < w);
+    }
+
+    #[test]
+    fn crops_stay_within_tiny_photos() {
+        for (w, h) in [(1, 1), (2, 1), (1, 300), (300, 1)] {
+            for score in [0.1, 0.2, 0.4, 1.0] {
+                let a = animal_area(&dog(score), &SETTINGS, w, h).unwrap();
+                assert!(a.width >= 1 && a.height >= 1, "{a:?}");
+                assert!(
+                    a.x + a.width <= w && a.y + a.height <= h,
+                    "{a:?} in {w}x{h}"
+                );
+            }
+        }
     }
 }

@@ -8,15 +8,17 @@ use tokio::net::TcpListener;
 
 use crate::capacity::{ByteBudget, Slots};
 use crate::config::{
-    AccessConfig, CoreConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB, GateConfig,
-    ImagingConfig, JobsConfig, ModelConfig, RateLimitConfig, SearchConfig, ServeConfig,
-    SweepConfig, UploadConfig, WebhookConfig, WorkConfig,
+    AccessConfig, CoreConfig, DEFAULT_BODY_MEMORY_MAX_WAIT_MS, DEFAULT_BODY_MEMORY_MIB,
+    DetectorConfig, GateConfig, ImagingConfig, JobsConfig, ModelConfig, RateLimitConfig,
+    SearchConfig, ServeConfig, SweepConfig, UploadConfig, WebhookConfig, WorkConfig,
 };
 use crate::events::{EventHub, EventSettings};
 use crate::http::server::{self, ServerSettings};
 use crate::http::{self, AppState, PhotoCaps, Protection};
+use crate::inference::detector::{Detector, DetectorManifest};
 use crate::inference::{
-    Embedder, Gate, GateSettings, ModelManifest, choose_precision, int8_cpu_feature, int8_variant,
+    BatchRunner, DetectingRunner, Embedder, Gate, GateSettings, ModelManifest, choose_precision,
+    int8_cpu_feature, int8_variant,
 };
 use crate::jobs::{JobContext, JobSettings, Workers};
 use crate::photo_store::PhotoStore;
@@ -50,14 +52,23 @@ pub fn resolve_precision(model: &ModelConfig) -> anyhow::Result<ModelConfig> {
 /// Loads the model on its device with one session per gate permit (blocking work, run off the
 /// async threads). `model.path` is loaded as it is: [`resolve_precision`] first.
 pub async fn load_gate(model: &ModelConfig, gate: &GateConfig) -> anyhow::Result<Gate> {
+    let settings = GateSettings::for_device(gate, model.device);
+    let runner = load_runner(model, settings.permits, settings.max_batch).await?;
+    Ok(Gate::new(runner, settings))
+}
+
+/// The model `model` configures, with the animal detector in front when it is on: `sessions`
+/// runs at once, batches up to `max_batch` warmed on a GPU.
+pub async fn load_runner(
+    model: &ModelConfig,
+    sessions: usize,
+    max_batch: usize,
+) -> anyhow::Result<Arc<dyn BatchRunner>> {
     let device = model.device_settings();
-    let settings = GateSettings::for_device(gate, device.device);
-    let (library, path, sessions, threads, max_batch) = (
+    let (library, path, threads) = (
         model.ort_library.clone(),
         model.path.clone(),
-        settings.permits,
         model.intra_threads,
-        settings.max_batch,
     );
     let started = Instant::now();
     // On a compute thread: ONNX Runtime's threads inherit its priority.
@@ -69,7 +80,47 @@ pub async fn load_gate(model: &ModelConfig, gate: &GateConfig) -> anyhow::Result
     .context("loading the model panicked")??;
     let m = embedder.manifest();
     tracing::info!(model = %m.name, version = %m.version, dim = m.dim, device = %embedder.device(), sessions, max_batch, ms = started.elapsed().as_millis() as u64, "model loaded");
-    Ok(Gate::new(Arc::new(embedder), settings))
+    if !model.detector.enabled {
+        return Ok(Arc::new(embedder));
+    }
+    let (library, path) = (model.ort_library.clone(), model.detector.path.clone());
+    let detector =
+        crate::compute::spawn(move || Detector::load(&library, &path, sessions, threads))
+            .await
+            .context("loading the detector panicked")??;
+    let d = detector.manifest();
+    tracing::info!(detector = %d.name, version = %d.version, sessions, "animal detector loaded");
+    let scores = (model.detector.min_score, model.detector.full_score);
+    let runner =
+        DetectingRunner::new(Arc::new(embedder), detector, scores).map_err(anyhow::Error::msg)?;
+    tracing::info!(version = %runner.manifest().version, "photos are embedded by their animal");
+    Ok(Arc::new(runner))
+}
+
+/// The manifest of the model `model` serves, as the store knows it: the model file's, or with
+/// the detector on, the model made of both ([`ModelManifest::with_detector`]). `model.path` as
+/// [`resolve_precision`] left it.
+pub fn served_manifest(model: &ModelConfig) -> anyhow::Result<ModelManifest> {
+    with_detector(ModelManifest::load_for(&model.path)?, &model.detector)
+}
+
+/// `manifest` with the detector `detector` configures, if it is on.
+pub fn with_detector(
+    manifest: ModelManifest,
+    detector: &DetectorConfig,
+) -> anyhow::Result<ModelManifest> {
+    if !detector.enabled {
+        return Ok(manifest);
+    }
+    let found = DetectorManifest::load_for(&detector.path)?;
+    manifest
+        .with_detector(
+            &found.name,
+            &found.sha256,
+            detector.min_score,
+            detector.full_score,
+        )
+        .map_err(anyhow::Error::msg)
 }
 
 /// The parts the HTTP service and the workers share.
@@ -107,13 +158,15 @@ pub fn app_state(
     // A new way of embedding answers from the vectors its whole-photo output reproduces until
     // the store has reindexed.
     let previous = parts.gate.model().manifest().whole_photo_of.clone();
-    let pipeline = Pipeline::new(parts.gate, imaging);
     let matcher = Matcher::new(
         parts.store.clone(),
         parts.model_id,
         search_settings(search, uploads.max_report_photos),
     )
     .with_previous(previous);
+    // Whole-photo runs for the previous model's vectors end when the matcher sees the store
+    // caught up.
+    let pipeline = Pipeline::new(parts.gate, imaging).with_whole_vectors_until(matcher.reindexed());
     let upload_slots = Slots::new(
         "upload",
         uploads.upload_permits,
@@ -295,7 +348,7 @@ impl Parts {
     pub async fn open(core: &CoreConfig) -> anyhow::Result<Parts> {
         let model = &resolve_precision(&core.model)?;
         // The database first: a model it cannot hold is refused before minutes go into loading it.
-        let manifest = ModelManifest::load_for(&model.path)?;
+        let manifest = served_manifest(model)?;
         let photo_store = PhotoStore::from_config(&core.storage)?;
         let store = Store::connect(&core.database)
             .await
@@ -342,6 +395,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 tracing::warn!(error = %e, "the model's vector index keeps its old settings: rebuilding it failed");
             }
         }
+    });
+    // Whether the store still reindexes is known from the first check on: made now, so that a
+    // caught-up store's photos get no whole-photo runs before the first search.
+    tokio::spawn({
+        let matcher = state.search.matcher().clone();
+        async move { matcher.answering().await }
     });
     state.protection = Arc::new(protection(&config.access, &config.rate_limits, &store).await?);
     webhook_targets(&config.webhooks, &state.protection.keys, &store).await?;

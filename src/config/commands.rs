@@ -190,6 +190,9 @@ pub struct ReindexConfig {
         default_value_t = crate::inference::Precision::Auto
     )]
     pub precision: crate::inference::Precision,
+    /// The detector of the model whose embeddings should exist: as `serve --detector`.
+    #[command(flatten)]
+    pub detector: super::model::DetectorConfig,
 }
 
 /// `lookalike embed FILE...`.

@@ -32,7 +32,10 @@ pub use edge::{
 pub use events::{EventsConfig, WebhookConfig, WebhookDeliveryConfig};
 pub use jobs::JobsConfig;
 pub use log::{LogConfig, LogFormat};
-pub use model::{GateConfig, ImagingConfig, ModelConfig};
+pub use model::{
+    DEFAULT_DETECTOR_FULL_SCORE, DEFAULT_DETECTOR_MIN_SCORE, DetectorConfig, GateConfig,
+    ImagingConfig, ModelConfig,
+};
 pub use redact::redact_secrets;
 pub use reference::reference_markdown;
 pub use search::SearchConfig;

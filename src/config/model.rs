@@ -89,6 +89,68 @@ pub struct ModelConfig {
         value_parser = clap::value_parser!(i32).range(0..=19)
     )]
     pub compute_nice: i32,
+    #[command(flatten)]
+    pub detector: DetectorConfig,
+}
+
+/// The animal detector in front of the model (issue 22).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct DetectorConfig {
+    /// Embed each photo by the crop of the animal the detector finds in it (the whole photo when
+    /// it finds none): a model of its own to the store, which reindexes for it while the model
+    /// without it answers. Off: the whole photo, as the model alone embeds it.
+    #[arg(
+        id = "detector",
+        long = "detector",
+        env = "LOOKALIKE_DETECTOR",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub enabled: bool,
+    /// The detector's ONNX file (built by scripts/setup-detector.sh); its manifest
+    /// (`<stem>.manifest.json`) must sit next to it. It runs on the CPU, under the gate.
+    #[arg(
+        id = "detector_model",
+        long = "detector-model",
+        env = "LOOKALIKE_DETECTOR_MODEL",
+        default_value = "models/nanodet_224_int8.onnx"
+    )]
+    pub path: PathBuf,
+    /// The animal score (0-1) under which the photo is embedded whole. Part of the model's
+    /// identity, as is `--detector-full-score`: another value is another model to the store.
+    #[arg(
+        id = "detector_min_score",
+        long = "detector-min-score",
+        env = "LOOKALIKE_DETECTOR_MIN_SCORE",
+        default_value_t = DEFAULT_DETECTOR_MIN_SCORE
+    )]
+    pub min_score: f32,
+    /// The animal score from which the animal's box alone is embedded; between the two scores
+    /// the crop narrows from the whole photo to the box (an unsure box moves the vector little).
+    #[arg(
+        id = "detector_full_score",
+        long = "detector-full-score",
+        env = "LOOKALIKE_DETECTOR_FULL_SCORE",
+        default_value_t = DEFAULT_DETECTOR_FULL_SCORE
+    )]
+    pub full_score: f32,
+}
+
+/// Measured (docs/design.md, "Finding the animal").
+pub const DEFAULT_DETECTOR_MIN_SCORE: f32 = 0.1;
+/// Measured (docs/design.md, "Finding the animal").
+pub const DEFAULT_DETECTOR_FULL_SCORE: f32 = 0.4;
+
+impl DetectorConfig {
+    /// No detector: the model alone.
+    pub fn off() -> Self {
+        DetectorConfig {
+            enabled: false,
+            path: PathBuf::from("models/nanodet_224_int8.onnx"),
+            min_score: DEFAULT_DETECTOR_MIN_SCORE,
+            full_score: DEFAULT_DETECTOR_FULL_SCORE,
+        }
+    }
 }
 
 impl ModelConfig {
@@ -107,6 +169,7 @@ impl ModelConfig {
             cudnn_lib_dir: None,
             precision: Precision::Fp32,
             compute_nice: crate::compute::DEFAULT_COMPUTE_NICE,
+            detector: DetectorConfig::off(),
         }
     }
 

@@ -652,10 +652,13 @@ impl Worker {
         // answer searches: a photo embedded now joins them too (its whole-photo vector, from
         // the same run), so a new report is found before the reindex ends.
         let answering = ctx.matcher.answering().await;
-        if saved && answering.whole_photo {
+        if saved
+            && answering.whole_photo
+            && let Some(whole) = embedded.whole
+        {
             ctx.store
                 .photos()
-                .save_previous_embedding(&sha256, answering.model_id, embedded.whole)
+                .save_previous_embedding(&sha256, answering.model_id, whole)
                 .await
                 .map_err(AttemptError::of_store)?;
         }

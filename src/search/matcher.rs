@@ -29,7 +29,7 @@ const REINDEX_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 pub(super) struct Previous {
     pub(super) model: ModelRef,
     /// Set once the current model has every photo the previous one had: never unset.
-    pub(super) caught_up: AtomicBool,
+    pub(super) caught_up: Arc<AtomicBool>,
     /// One check at a time; the others use the last answer.
     pub(super) checking: AtomicBool,
     /// The previous model's id while it answers, and when that was last checked.
@@ -63,12 +63,21 @@ impl Matcher {
         self.previous = previous.map(|model| {
             Arc::new(Previous {
                 model,
-                caught_up: AtomicBool::new(false),
+                caught_up: Arc::new(AtomicBool::new(false)),
                 checking: AtomicBool::new(false),
                 state: Mutex::new((None, None)),
             })
         });
         self
+    }
+
+    /// Set once the store has caught up (or there is no previous model): no vector of the
+    /// previous model is needed after that.
+    pub fn reindexed(&self) -> Arc<AtomicBool> {
+        self.previous.as_ref().map_or_else(
+            || Arc::new(AtomicBool::new(true)),
+            |p| Arc::clone(&p.caught_up),
+        )
     }
 
     /// The vectors that answer a search now: the previous model's while the store reindexes,

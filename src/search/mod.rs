@@ -278,10 +278,11 @@ impl SearchService {
             .pop()
             .ok_or_else(|| StoreError::Unavailable("the query photo got no embedding".into()))?;
         let query = sourced.photo;
-        let vector = if answering.whole_photo {
-            &query.whole
-        } else {
-            &query.embedding
+        let vector = match &query.whole {
+            Some(whole) if answering.whole_photo => whole,
+            // No whole-photo run was made: the store had caught up when the photo was embedded,
+            // after `answering` was read (once, at the switch).
+            _ => &query.embedding,
         };
         let settings = self.matcher.settings;
         let mode = if ask.use_species && ask.filter.species.is_none() {

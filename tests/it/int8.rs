@@ -167,8 +167,20 @@ async fn the_default_precision_serves_int8_where_the_cpu_qualifies() {
         .await
         .unwrap();
     let served = gate.model().manifest();
-    let int8 = ModelManifest::load_for(&int8_model()).unwrap();
-    let fp32 = ModelManifest::load_for(&repo("models/efficientnet_lite0.onnx")).unwrap();
+    // The default serves the animal detector too: the model made of both (issue 22).
+    assert!(config.core.model.detector.enabled);
+    assert_eq!(
+        served.version,
+        lookalike::service::served_manifest(&resolved)
+            .unwrap()
+            .version
+    );
+    let detector = &config.core.model.detector;
+    let with_detector = |path: &std::path::Path| {
+        lookalike::service::with_detector(ModelManifest::load_for(path).unwrap(), detector).unwrap()
+    };
+    let int8 = with_detector(&int8_model());
+    let fp32 = with_detector(&repo("models/efficientnet_lite0.onnx"));
     if feature.is_some() {
         assert_eq!(resolved.precision, Precision::Int8);
         assert_eq!((&served.name, &served.version), (&int8.name, &int8.version));

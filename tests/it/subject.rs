@@ -14,11 +14,11 @@ use serde_json::Value;
 
 use crate::common::*;
 
-fn pixels(name: &str) -> RgbImage {
+pub(crate) fn pixels(name: &str) -> RgbImage {
     image::load_from_memory(&sample(name)).unwrap().to_rgb8()
 }
 
-fn jpeg(img: &RgbImage) -> Vec<u8> {
+pub(crate) fn jpeg(img: &RgbImage) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
         .encode_image(img)
@@ -27,7 +27,7 @@ fn jpeg(img: &RgbImage) -> Vec<u8> {
 }
 
 #[derive(Clone, Copy)]
-enum Corner {
+pub(crate) enum Corner {
     TopLeft,
     TopRight,
     BottomRight,
@@ -35,7 +35,7 @@ enum Corner {
 
 /// `subject` pasted on the photo `background`, its width `fraction` of the background's short
 /// side, in `corner`, mirrored or not: one scene of the same subject.
-fn scene(
+pub(crate) fn scene(
     background: &str,
     subject: &RgbImage,
     fraction: f32,
@@ -60,7 +60,7 @@ fn scene(
 }
 
 /// The cat of scikit-image's chelsea.png, cut from its photo.
-fn cat() -> RgbImage {
+pub(crate) fn cat() -> RgbImage {
     imageops::crop_imm(&pixels("chelsea.png"), 120, 10, 210, 240).to_image()
 }
 
@@ -104,7 +104,7 @@ fn query() -> Vec<u8> {
     scene("coffee.png", &cat(), 0.45, Corner::TopLeft, true)
 }
 
-async fn search(app: &axum::Router, photo: &[u8]) -> Value {
+pub(crate) async fn search(app: &axum::Router, photo: &[u8]) -> Value {
     let form: Vec<Part> = vec![
         ("photo", "q.jpg", "image/jpeg", photo),
         ("k", "", "text/plain", b"3"),
@@ -116,11 +116,11 @@ async fn search(app: &axum::Router, photo: &[u8]) -> Value {
     body
 }
 
-fn first_id(body: &Value) -> &str {
+pub(crate) fn first_id(body: &Value) -> &str {
     body["results"][0]["report"]["id"].as_str().unwrap()
 }
 
-async fn embeddings_of(store: &lookalike::store::Store, model_id: i32) -> i64 {
+pub(crate) async fn embeddings_of(store: &lookalike::store::Store, model_id: i32) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM embeddings WHERE model_id = $1")
         .bind(model_id)
         .fetch_one(store.pool())
@@ -250,19 +250,30 @@ fn old_model() -> PathBuf {
 }
 
 /// A test app over `store` and `gate`, its photos in `storage_dir`.
-async fn app_with(store: lookalike::store::Store, gate: Gate, storage_dir: PathBuf) -> TestApp {
+pub(crate) async fn app_with(
+    store: lookalike::store::Store,
+    gate: Gate,
+    storage_dir: PathBuf,
+) -> TestApp {
     let parts = parts_with(store, gate, &storage_dir).await;
     app_of(parts, storage_dir, &uploads())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_on_the_old_model_reindexes_while_it_keeps_answering() {
-    let store = fresh_store().await;
-    let storage_dir = temp_dir("storage");
     let config = model_config();
     let old = Embedder::load(&config.ort_library, &old_model(), 1, 1).unwrap();
     assert!(old.manifest().subject.is_none());
     let old_gate = Gate::new(Arc::new(old), default_gate_settings());
+    reindexes_while_it_keeps_answering(old_gate, gate(default_gate_settings())).await;
+}
+
+/// A store whose photos `old_gate`'s model embedded, started with `new_gate`'s (whose manifest
+/// names the old one as `whole_photo_of`): the old vectors answer every search until the
+/// reindex is done, then the new ones. Returns the app on the new model, reindexed.
+pub(crate) async fn reindexes_while_it_keeps_answering(old_gate: Gate, new_gate: Gate) -> TestApp {
+    let store = fresh_store().await;
+    let storage_dir = temp_dir("storage");
     let mut before = app_with(store.clone(), old_gate, storage_dir.clone()).await;
     let workers = before.start_workers(job_settings(2));
     let names = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"];
@@ -277,7 +288,7 @@ async fn a_store_on_the_old_model_reindexes_while_it_keeps_answering() {
     workers.stop(Duration::from_secs(5)).await;
 
     // The new model starts on that store: `lookalike reindex` queues its embeddings.
-    let mut after = app_with(store.clone(), gate(default_gate_settings()), storage_dir).await;
+    let mut after = app_with(store.clone(), new_gate, storage_dir).await;
     assert_ne!(after.model_id, before.model_id);
     let queued = store
         .jobs()
@@ -313,4 +324,5 @@ async fn a_store_on_the_old_model_reindexes_while_it_keeps_answering() {
         assert_eq!(first_id(&body), id, "{name} after the reindex: {body}");
     }
     workers.stop(Duration::from_secs(5)).await;
+    after
 }

@@ -68,6 +68,29 @@ pub fn gate(settings: GateSettings) -> Gate {
     Gate::new(embedder(), settings)
 }
 
+/// A gate over the shared model with the animal detector the set-up builds in front (what
+/// `serve --detector true` runs): a model of its own to the store.
+pub fn detector_gate(settings: GateSettings) -> Gate {
+    let m = model_config();
+    let detector = lookalike::inference::detector::Detector::load(
+        &m.ort_library,
+        &repo("models/nanodet_224_int8.onnx"),
+        settings.permits,
+        1,
+    )
+    .unwrap_or_else(|e| panic!("loading the detector (run `make test`, which sets it up): {e}"));
+    let runner = lookalike::inference::DetectingRunner::new(
+        embedder(),
+        detector,
+        (
+            lookalike::config::DEFAULT_DETECTOR_MIN_SCORE,
+            lookalike::config::DEFAULT_DETECTOR_FULL_SCORE,
+        ),
+    )
+    .unwrap();
+    Gate::new(Arc::new(runner), settings)
+}
+
 /// Gate settings for tests: generous limits unless a test narrows them.
 pub fn gate_settings(permits: usize) -> GateSettings {
     GateSettings {
