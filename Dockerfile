@@ -57,6 +57,7 @@ ENV PATH=/opt/lookalike/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
     LOOKALIKE_CUDA_LIB_DIR=/opt/lookalike/lib/cuda/cuda \
     LOOKALIKE_CUDNN_LIB_DIR=/opt/lookalike/lib/cuda/cudnn \
     LOOKALIKE_MODEL=/opt/lookalike/models/efficientnet_lite0.onnx \
+    LOOKALIKE_DETECTOR_MODEL=/opt/lookalike/models/nanodet_224_int8.onnx \
     LOOKALIKE_STORAGE_DIR=/var/lib/lookalike/photos
 USER lookalike
 WORKDIR /var/lib/lookalike

@@ -23,6 +23,7 @@ gpu-check:
 test: setup
 	@scripts/setup-browser.sh
 	@scripts/setup-s3.sh >/dev/null
+	@scripts/setup-eval.sh --dlib >/dev/null
 	$(CARGO) test --locked --features s3
 
 ## The container image (Dockerfile) built with buildah from base images made here, then run against

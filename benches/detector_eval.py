@@ -41,6 +41,8 @@ box). Subcommands:
           mirror run), else the shipped vector. A small and easy gallery (5 animals): the true box
           gives 1.000 here; real photos of one animal and 80 animals (the independent check) are
           harder. Also "animal boxed": the share of the animal scenes whose box has IoU >= 0.5.
+  soft    the service's rule (detector-crop-r2: a soft crop between the whole photo and the box, by
+          the box's score) on the same material as "animals", the crop's cam_embedding as the vector.
   macs    CenterNet (human-models' centernet.json, MobileNetV3, 512 input): its op list and an
           ESTIMATE of its convolutions' multiply-accumulates at other input sizes (not converted,
           not run), beside NanoDet's and Lite0's counted on their ONNX graphs.
@@ -62,6 +64,9 @@ Commands (after the conversions and quantisations in those two scripts' docstrin
   .cache/venv/bin/python benches/detector_eval.py animals ... --truth-flip noflip \
       --detectors .cache/eval/nanodet_256_int8.onnx .cache/eval/nanodet_224_int8.onnx \
       --rules animal:0.08:noflip animal:0.04:noflip animal:0.0:noflip animal:0.0:flip
+  .cache/venv/bin/python benches/detector_eval.py soft --set .cache/eval/subject-set \
+      --samples .cache/samples --dlib .cache/eval/dlib --wheels .cache/wheels \
+      --model models/efficientnet_lite0.onnx --detector models/nanodet_224_int8.onnx
   .cache/venv/bin/python benches/detector_eval.py macs \
       --centernet .cache/npm/human-models/package/models/centernet.json \
       --onnx .cache/eval/nanodet_{416,256,224}.onnx models/efficientnet_lite0.onnx
@@ -425,6 +430,70 @@ def animal_recall(args):
                               f"  animal boxed (IoU>=0.5) {np.mean(found):.2f}"))
     return rows
 
+def soft_recall(args):
+    """The service's rule (src/pipeline.rs, `detector-crop-r2`) on the real animals at hand, as in
+    "animals": under the least score the whole photo, from the full score up the box (shrunk 10 %
+    a side, squared), in between the rectangle that far from the whole photo toward the box; the
+    vector is the crop's `cam_embedding` (what the service stores). LEAST:FULL pairs; 0:0 is
+    "always the box"."""
+    with open(os.path.join(args.set, "set.json")) as f:
+        meta = json.load(f)
+    pairs = paired_animals(backgrounds(meta, args), animal_photos(args))
+    distractors = [Image.open(os.path.join(args.set, s["file"])).convert("RGB")
+                   for s in meta["scenes"] if s["split"] == "heldout" and s["role"] == "stored"]
+    sess, _ = se.load(args.model, 1)
+    size = se.input_size(sess)
+    det = qd.session(args.detector)
+    others = [k for k in range(80) if k not in qd.ANIMALS]
+    found = {}
+
+    def detected(im):
+        if id(im) not in found:
+            d = se.decoded(im, size)
+            sc, bx = qd.run(det, d)
+            s_, _, b_ = qd.best_box(sc, bx, exclude=others)
+            found[id(im)] = (d, s_, b_)
+        return found[id(im)]
+
+    def vector(x):
+        return sess.run(["cam_embedding"], {"input": se.tensor(x, size)[None]})[0][0]
+
+    def soft(im, least, full):
+        d, s_, b = detected(im)
+        if s_ < least:
+            return vector(d)
+        W, H = d.size
+        w, h = b[2] - b[0], b[3] - b[1]
+        x0, y0, x1, y1 = (b[0] + .1 * w) * W, (b[1] + .1 * h) * H, (b[2] - .1 * w) * W, (b[3] - .1 * h) * H
+        side = min(max(x1 - x0, y1 - y0), W, H)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        x0, y0 = min(max(0, cx - side / 2), W - side), min(max(0, cy - side / 2), H - side)
+        x1, y1 = x0 + side, y0 + side
+        t = 1.0 if full <= least else min(max((s_ - least) / (full - least), 0.0), 1.0)
+        X0, Y0 = int(t * x0), int(t * y0)
+        X1, Y1 = int(round(W + (x1 - W) * t)), int(round(H + (y1 - H) * t))
+        return vector(d.crop((X0, Y0, max(X0 + 1, X1), max(Y0 + 1, Y1))))
+
+    def score(name, fn):
+        st = {k: fn(p[0]) for k, p in pairs.items()}
+        qs = {k: fn(p[1]) for k, p in pairs.items()}
+        ds = np.stack([fn(d) for d in distractors])
+        ranks = []
+        for (a_, k), q in qs.items():
+            rivals = [v for (a2, k2), v in st.items() if k2 == k and a2 != a_]
+            sims = np.concatenate([np.stack(rivals) @ q, ds @ q])
+            ranks.append(int((sims > st[(a_, k)] @ q).sum()))
+        r = np.array(ranks)
+        print(f"{name:<32} recall@1/@5 {(r < 1).mean():.3f}/{(r < 5).mean():.3f}  (n={len(r)})", flush=True)
+        return {"method": name, "recall1": float((r < 1).mean()), "recall5": float((r < 5).mean())}
+
+    rows = [score("whole photo (cam-colour-r1)", lambda im: vector(detected(im)[0]))]
+    for spec in args.scores:
+        least, full = (float(v) for v in spec.split(":"))
+        rows.append(score(f"soft crop {least}-{full}", lambda im, lo=least, hi=full: soft(im, lo, hi)))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 def tfjs_macs(path, size):
     """Multiply-accumulates of a TFJS graph's convolutions at input size x size (an estimate: the
@@ -520,14 +589,20 @@ def main():
                                                    "non-person:0.3:flip"],
                    help="RULE:THRESHOLD:flip|noflip; RULE animal (best animal-class box) or non-person")
     a.add_argument("--truth-flip", default="flip", choices=["flip", "noflip"])
+    sc = sub.add_parser("soft")
+    for name in ("--set", "--samples", "--dlib", "--wheels", "--model", "--detector"):
+        sc.add_argument(name, required=True)
+    sc.add_argument("--scores", nargs="+", default=["0:0", "0.1:0.4", "0.05:0.3", "0.15:0.5", "0:0.3", "0.1:0.25"],
+                    help="LEAST:FULL score pairs")
     m = sub.add_parser("macs")
     m.add_argument("--centernet", required=True, help="human-models' centernet.json")
     m.add_argument("--sizes", type=int, nargs="+", default=[512, 256, 224])
     m.add_argument("--onnx", nargs="+", default=[], help="ONNX graphs to compare (fp32)")
-    for p in (t, b, r, a, m):
+    for p in (t, b, r, a, sc, m):
         p.add_argument("--json", help="write the results here")
     args = ap.parse_args()
-    out = {"time": timing, "boxes": boxes, "recall": recall, "animals": animal_recall, "macs": macs}[args.cmd](args)
+    out = {"time": timing, "boxes": boxes, "recall": recall, "animals": animal_recall, "soft": soft_recall,
+           "macs": macs}[args.cmd](args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

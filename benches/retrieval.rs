@@ -7,6 +7,7 @@
 //! whose manifest names a subject method).
 //!
 //!   cargo bench --bench retrieval
+//!   cargo bench --bench retrieval -- --detector on     # the animal detector in front (issue 22)
 //!
 //! Originals: scikit-image's sample photos (from its PyPI wheel). Distractors: the 3×3 tiles of
 //! every original (each a ninth of a photo: other framings of real content, a hard case).
@@ -109,11 +110,17 @@ fn embed(runtime: &tokio::runtime::Runtime, pipeline: &Pipeline, bytes: &[u8]) -
     let photo = runtime
         .block_on(pipeline.embed(bytes.to_vec(), Priority::Interactive))
         .expect("embeds");
-    (photo.whole, photo.embedding)
+    (
+        photo
+            .whole
+            .expect("a pipeline without a reindex flag runs every whole photo"),
+        photo.embedding,
+    )
 }
 
 fn main() {
-    let (_, pipeline) = support::one_at_a_time(support::embedder(1, 0));
+    let (_, pipeline) =
+        support::one_at_a_time_of(support::with_detector_arg(support::embedder(1, 0)));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -7,6 +7,7 @@
 //!       --eval-dir .cache/eval --samples .cache/samples --wheels .cache/wheels \
 //!       --out .cache/eval/subject-set
 //!   cargo bench --bench subject
+//!   cargo bench --bench subject -- --detector on     # the animal detector in front (issue 22)
 //!
 //! The set (models/subject_eval_set.py): real-photo cut-outs (tuxpaint stamps, never its
 //! animals) pasted on two different real photos; a "tuning" half (the method's parameters were
@@ -42,8 +43,9 @@ fn main() {
     )
     .expect("set.json");
     let embedder = support::embedder(1, support::arg("--threads", 2));
-    let model = embedder.manifest().clone();
-    let (gate, pipeline) = support::one_at_a_time(embedder);
+    let runner = support::with_detector_arg(embedder);
+    let model = runner.manifest().clone();
+    let (gate, pipeline) = support::one_at_a_time_of(runner);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -79,7 +81,9 @@ fn main() {
     );
     type Pick = fn(&EmbeddedPhoto) -> &[f32];
     let methods: [(&str, Pick); 2] = [
-        ("whole photo", |p| &p.whole),
+        ("whole photo", |p| {
+            p.whole.as_deref().expect("every whole photo is run")
+        }),
         ("shipped (subject)", |p| &p.embedding),
     ];
     for (name, pick) in methods {

@@ -45,6 +45,6 @@ trap 'psql -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
 "$VENV/bin/python" "$ROOT/scripts/k8s_check.py" --root "$ROOT" --render "$RENDER" \
   --binary "$BINARY" --node-modules "$NODE_DIR/node_modules" \
   --database-url "postgres://postgres@127.0.0.1:$PG_PORT/$DB?sslmode=disable" --psql "$PG_BIN/psql" \
-  --local-env "{\"LOOKALIKE_ORT_LIBRARY\": \"$ORT_LIB\", \"LOOKALIKE_MODEL\": \"$ROOT/models/efficientnet_lite0.onnx\"}" \
+  --local-env "{\"LOOKALIKE_ORT_LIBRARY\": \"$ORT_LIB\", \"LOOKALIKE_MODEL\": \"$ROOT/models/efficientnet_lite0.onnx\", \"LOOKALIKE_DETECTOR_MODEL\": \"$ROOT/models/nanodet_224_int8.onnx\"}" \
   "$@"
 log "k8s-check passed in $(( $(date +%s) - started )) s"

@@ -10,7 +10,9 @@
 # LOOKALIKE_BEFORE=/path/to/an/older/lookalike adds that build to every round ("lookalike before"),
 # for before/after figures from the same run; LOOKALIKE_BEFORE_MODEL gives it its own model file
 # (a build from before a change of how photos are embedded), LOOKALIKE_BEFORE_DATABASE_URL its own
-# database (an older build refuses one that a newer build migrated further).
+# database (an older build refuses one that a newer build migrated further), and
+# LOOKALIKE_BEFORE_ENV settings of its own (e.g. "LOOKALIKE_DETECTOR=false": the same build
+# without the animal detector).
 #
 # Each round also measures the decode floor (issue 25, scripts/decode_floor.py: the photo only
 # decoded at the reduced DCT scale a 224-px input needs, libjpeg-turbo through Pillow's draft
@@ -46,7 +48,8 @@ LOOKALIKE_LISTEN=127.0.0.1:8103 LOOKALIKE_MODEL="$model" LOOKALIKE_LOG=warn \
 pids+=($!)
 ports="8101 8102 8103"
 if [ -n "${LOOKALIKE_BEFORE:-}" ]; then
-  LOOKALIKE_LISTEN=127.0.0.1:8104 LOOKALIKE_MODEL="${LOOKALIKE_BEFORE_MODEL:-$model}" LOOKALIKE_LOG=warn \
+  # shellcheck disable=SC2086 # LOOKALIKE_BEFORE_ENV is a list of NAME=value words
+  env ${LOOKALIKE_BEFORE_ENV:-} LOOKALIKE_LISTEN=127.0.0.1:8104 LOOKALIKE_MODEL="${LOOKALIKE_BEFORE_MODEL:-$model}" LOOKALIKE_LOG=warn \
     DATABASE_URL=${LOOKALIKE_BEFORE_DATABASE_URL:-$("$ROOT/scripts/pg.sh" url)} "$LOOKALIKE_BEFORE" serve >/dev/null 2>&1 &
   pids+=($!)
   ports="$ports 8104"

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lookalike::config::{ImagingConfig, ModelConfig};
-use lookalike::inference::{Embedder, Gate, GateSettings};
+use lookalike::config::{
+    DEFAULT_DETECTOR_FULL_SCORE, DEFAULT_DETECTOR_MIN_SCORE, ImagingConfig, ModelConfig,
+};
+use lookalike::inference::detector::Detector;
+use lookalike::inference::{BatchRunner, DetectingRunner, Embedder, Gate, GateSettings};
 use lookalike::pipeline::Pipeline;
 
 /// The value after `name` on the command line, or `default`.
@@ -217,8 +220,36 @@ pub fn distinct_jpegs(count: usize) -> Vec<Vec<u8>> {
 /// A gate and a pipeline that run one photo at a time (one permit, no batching, one decode), with
 /// waits long enough that a bench never sheds: what the quality benches measure through.
 pub fn one_at_a_time(embedder: Embedder) -> (Gate, Pipeline) {
+    one_at_a_time_of(Arc::new(embedder))
+}
+
+/// `embedder`, with the animal detector the set-up builds in front when the command line says
+/// `--detector on` (the model `serve --detector true` serves).
+pub fn with_detector_arg(embedder: Embedder) -> Arc<dyn BatchRunner> {
+    if arg("--detector", "off".to_owned()) != "on" {
+        return Arc::new(embedder);
+    }
+    let sessions = 1;
+    let detector = Detector::load(
+        &model_config().ort_library,
+        &repo("models/nanodet_224_int8.onnx"),
+        sessions,
+        arg("--threads", 2),
+    )
+    .unwrap_or_else(|e| panic!("the detector (run scripts/setup-model.sh): {e}"));
+    let scores = (
+        arg("--detector-min-score", DEFAULT_DETECTOR_MIN_SCORE),
+        arg("--detector-full-score", DEFAULT_DETECTOR_FULL_SCORE),
+    );
+    Arc::new(
+        DetectingRunner::new(Arc::new(embedder), detector, scores).expect("a cam-colour model"),
+    )
+}
+
+/// As [`one_at_a_time`], for any model behind the gate.
+pub fn one_at_a_time_of(runner: Arc<dyn BatchRunner>) -> (Gate, Pipeline) {
     let gate = Gate::new(
-        Arc::new(embedder),
+        runner,
         GateSettings {
             permits: 1,
             max_batch: 1,
