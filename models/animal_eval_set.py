@@ -13,8 +13,8 @@ Photos (scripts/setup-animals.sh fetches them into .cache/eval/animals/, sha256-
 sources and licences are in its header): GCompris' Wikimedia photos (wild, farm, pets, birds,
 fish), foolbox's ImageNet samples, OpenCV's, scipy's raccoon, imgaug's quokka, scikit-image's
 chelsea and dlib's dogs. Never tuxpaint-stamps-default's animals (reserved for the independent
-held-out check). Animals are split in two halves by a seeded shuffle, by animal: "tuning" (methods
-and parameters may be chosen on it) and "heldout" (reported, never tuned on).
+held-out check). Animals are split in two halves by animal (seeded, stratified by kind): "tuning"
+(methods and parameters may be chosen on it) and "heldout" (reported, never tuned on).
 
 Backgrounds, scene crop and JPEG settings: models/subject_eval_set.py's (photos of animals are not
 among them). Deterministic: one seeded RNG, fixed JPEG quality. Writes <out>/scenes/*.jpg and
@@ -190,10 +190,15 @@ def main():
     animals += [(name, "pet", rel, [a, b]) for name, rel, a, b in DOG_PAIRS]
     if any("tuxpaint" in a[2] for a in animals):
         raise SystemExit("animal_eval_set: tuxpaint's animals are reserved for the held-out check")
-    order = list(range(len(animals)))
-    rng.shuffle(order)
-    half = len(order) // 2
-    split = {i: ("tuning" if rank < half else "heldout") for rank, i in enumerate(order)}
+    # Split by animal, stratified by kind (so that neither half gets most of the fish): each kind's
+    # animals in a seeded order, dealt alternately to the two halves.
+    split, k = {}, 0
+    for kind in sorted({a[1] for a in animals}):
+        members = [i for i, a in enumerate(animals) if a[1] == kind]
+        rng.shuffle(members)
+        for i in members:
+            split[i] = ("tuning", "heldout")[k % 2]
+            k += 1
     bgs = backgrounds(args.samples, args.wheels, args.eval_dir)
 
     os.makedirs(os.path.join(args.out, "scenes"), exist_ok=True)
