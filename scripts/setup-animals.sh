@@ -14,10 +14,17 @@
 #   imgaug/    PyPI imgaug 0.4.0 (MIT): quokka.jpg.
 #   skimage/   PyPI scikit-image 0.26.0 (BSD; the photo CC0): chelsea.png.
 #   dlib/      Debian libdlib19.1 (Boost): dogs.jpg, 2 dogs photographed twice each.
+#   palapeli/  Debian palapeli-data 4:22.12.3-1: two jigsaw photos, a honey bee (public domain)
+#              and a panther chameleon (GFDL).
+#   mate/      Debian mate-backgrounds 1.26.0-1 (GPL-2+): LadyBird.jpg.
+#   scratch/   Debian scratch 1.4.0.6~dfsg1-6.1 (media CC-BY-SA-3.0, MIT): its five photo
+#              cut-outs of animals (with transparency, like the independent check's stamps):
+#              cow, buffalo, pigeon, elephant, squirrel. Its other animal costumes are drawings.
 # Never tuxpaint-stamps-default's animals/: they are reserved for the independent held-out check.
 # Photos showing many animals, drawings and photos where the animal cannot be seen were left out
-# (meerkats, swans, spoonbills, chickens, horses, lemurs, jaguars, giraffes, narwhals, several fish
-# shoals, foolbox's geese and spoonbills, opencv's HappyFish drawing, tuxpaint-data's templates).
+# (meerkats, swans, spoonbills, chickens, horses, lemurs, jaguars, giraffes, narwhals, several
+# fish shoals, foolbox's geese and spoonbills, opencv's HappyFish drawing, tuxpaint-data's
+# templates, GCompris' drawn word images, ukui-wallpapers' rendered goldfish and mouse).
 # Runs scripts/setup-eval.sh first (its backgrounds and dlib photos). Idempotent. Prints the folder.
 source "$(dirname "$0")/common.sh"
 
@@ -25,11 +32,14 @@ DIR="$CACHE/eval/animals"
 DEBS="$CACHE/debs"
 GCOMPRIS_DEB=gcompris-qt-data=3.1-2
 OPENCV_DEB=opencv-doc=4.6.0+dfsg-12
+PALAPELI_DEB=palapeli-data=4:22.12.3-1
+MATE_DEB=mate-backgrounds=1.26.0-1
+SCRATCH_DEB=scratch=1.4.0.6~dfsg1-6.1
 FOOLBOX_PKG=foolbox==3.3.4
 SCIPY_PKG=scipy==1.9.3
 IMGAUG_WHEEL=imgaug-0.4.0-py2.py3-none-any.whl
 # Bump when the file list changes: a folder made from another list is made again.
-LIST_VERSION=1
+LIST_VERSION=2
 
 # The files used, by their path under $DIR, and their sha256.
 read -r -d '' FILES <<'EOF' || true
@@ -116,6 +126,14 @@ scipy/face.dat 9d8b0b4d081313e2b485748c770472e5a95ed1738146883d84c7030493e82886
 imgaug/quokka.jpg bf1059d0f925e7d0c712cadf07a04ba4cfc98957d7be65d3a7d8ae0c464cd76e
 skimage/chelsea.png 596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb
 dlib/dogs.jpg 66e22f8c3bd3b8f876ad9158caaa064992d2b56a5681d9c6efa163a59db7ed03
+palapeli/european-honey-bee.jpg 9d54ae706bddd899c91b2b801d9ca4556a5a9a399b4043f9d539df62a8cb7f27
+palapeli/panther-chameleon-female.jpg adb9e2834a8a3db40ca3817452b956ada527085e5aa2bd604c465651a3834ae4
+mate/LadyBird.jpg e35a9a4126ef969c90b29c038058c5a575a20eadd84106a37bf1fa9931e7b61d
+scratch/cow1.gif d5b083cbf6a26da64ec1bbe21b2f7612ca6f4e2c33739d3425fb94bd134f982d
+scratch/buffalo1.gif ff7875c35965647c5b65df20cf0f5e96f6b06449ad9cb0dd59fd85ed43fcf958
+scratch/bird-flying.gif 23b82bb31dd0febc2bc0be9bd1f2d5b9c035c370f09db2048689ac6d37367127
+scratch/elephant.gif 14482f0c5f3db044b3930338cf1ce4691be97b2ff585f8037d1c065fdcca18cd
+scratch/squirrel1.png dc7ccbcea973bc362941019f56ee00042de2cdc50269ec1eac870a9ef124c730
 EOF
 
 fetch_deb() {
@@ -144,6 +162,9 @@ eval_dir=$("$(dirname "$0")/setup-eval.sh")
 if [ "$(cat "$DIR/.done" 2>/dev/null)" != "$LIST_VERSION" ]; then
   gcompris=$(fetch_deb "$GCOMPRIS_DEB")
   opencv=$(fetch_deb "$OPENCV_DEB")
+  palapeli=$(fetch_deb "$PALAPELI_DEB")
+  mate=$(fetch_deb "$MATE_DEB")
+  scratch=$(fetch_deb "$SCRATCH_DEB")
   foolbox=$(download_wheel "$FOOLBOX_PKG" "$CACHE/wheels")
   # scipy 1.9.3 has no wheel for newer Pythons: the file wanted is data, so any platform's will do.
   scipy=$(ls "$CACHE"/wheels/scipy-1.9.3-cp311-*manylinux2014_x86_64.whl 2>/dev/null | head -n1 || true)
@@ -157,7 +178,7 @@ if [ "$(cat "$DIR/.done" 2>/dev/null)" != "$LIST_VERSION" ]; then
   tmp=$(mktemp -d "$CACHE/.animals.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   out="$tmp/out"
-  mkdir -p "$out"/{gcompris,foolbox,opencv,scipy,imgaug,skimage,dlib}
+  mkdir -p "$out"/{gcompris,foolbox,opencv,scipy,imgaug,skimage,dlib,palapeli,mate,scratch}
 
   # GCompris keeps its pictures in Qt resource files: read the four activities' ones.
   rcc="./usr/share/gcompris-qt/rcc"
@@ -217,6 +238,16 @@ PY
   dpkg-deb --fsys-tarfile "$opencv" | tar -x -C "$tmp" \
     "$data/baboon.jpg" "$data/butterfly.jpg" "$data/chicky_512.png" "$data/squirrel_cls.jpg"
   cp "$tmp/$data"/* "$out/opencv/"
+  collection=./usr/share/palapeli/collection
+  dpkg-deb --fsys-tarfile "$palapeli" | tar -x -C "$tmp" \
+    "$collection/european-honey-bee.jpg" "$collection/panther-chameleon-female.jpg"
+  cp "$tmp/$collection"/*.jpg "$out/palapeli/"
+  dpkg-deb --fsys-tarfile "$mate" | tar -x -C "$tmp" ./usr/share/backgrounds/mate/nature/LadyBird.jpg
+  cp "$tmp/usr/share/backgrounds/mate/nature/LadyBird.jpg" "$out/mate/"
+  costumes=./usr/share/scratch/Media/Costumes/Animals
+  dpkg-deb --fsys-tarfile "$scratch" | tar -x -C "$tmp" "$costumes/cow1.gif" "$costumes/buffalo1.gif" \
+    "$costumes/bird-flying.gif" "$costumes/elephant.gif" "$costumes/squirrel1.png"
+  cp "$tmp/$costumes"/* "$out/scratch/"
   python3 - "$foolbox" "$scipy" "$imgaug" "$out" <<'PY'
 import os, sys, zipfile
 foolbox, scipy, imgaug, out = sys.argv[1:]
