@@ -30,7 +30,9 @@ box). Subcommands:
           top-5 CAM, plus the same of its mirror image, unit length). Where the best box scores
           under the threshold (chosen on the tuning half from 0.2/0.3/0.4/0.5): the whole photo's
           cam_embedding (today's shipped cam-colour-r1 vector). Also the true box with the same
-          rule (the ceiling: held-out 0.92 in note 4).
+          rule (the ceiling: held-out 0.92 in note 4). `--classes animal`: the best animal-class
+          box instead; also the share of scenes it boxes (IoU >= 0.5), per kind on the animal set
+          (models/animal_eval_set.py, whose header has its figures).
   animals same animal, different scene on the real animals at hand (the 2 dlib dogs, whose two
           real shots are the stored and the query photo; chelsea and imgaug's quokka, the same
           photo both sides), each pasted (hand box, rectangle) on two of the set's bare
@@ -313,9 +315,25 @@ def recall(args):
         im = decoded[s["file"]]
         truth[s["file"]] = crop_vector(sess, fc_w, size, shrunk_crop(im, frac(s["box"], photos[s["file"]].size)))
     report("true box, shrunk 0.1, cam_pool +flip (ceiling)", truth)
+    # --classes animal: the best animal-class box (bird ... giraffe) instead of the best non-person one
+    exclude = ([k for k in range(80) if k not in qd.ANIMALS] if args.classes == "animal"
+               else [qd.PERSON])
     for path in args.detectors:
         det = qd.session(path)
-        best = {f: qd.best_box(*qd.run(det, decoded[f])) for f in photos}
+        best = {f: qd.best_box(*qd.run(det, decoded[f]), exclude=exclude) for f in photos}
+        for split in ("tuning", "heldout"):
+            sc = [s for s in meta["scenes"] if s["split"] == split]
+            boxed = np.mean([qd.iou(best[s["file"]][2], frac(s["box"], photos[s["file"]].size)) >= 0.5
+                             for s in sc])
+            print(f"   {label(path)} ({args.classes} classes): {split} scenes whose best box has IoU >= 0.5 "
+                  f"with the pasted one: {boxed:.3f} of {len(sc)}", flush=True)
+        kinds = sorted({s["kind"] for s in meta["scenes"] if "kind" in s})  # the animal set's
+        if kinds:
+            def hit(s):
+                return qd.iou(best[s["file"]][2], frac(s["box"], photos[s["file"]].size)) >= 0.5
+            print("   by kind (both halves): " + ", ".join(
+                f"{k} {np.mean([hit(s) for s in meta['scenes'] if s.get('kind') == k]):.2f}"
+                f" of {sum(1 for s in meta['scenes'] if s.get('kind') == k)}" for k in kinds), flush=True)
         vecs = {}  # the crop's vector, computed once per photo
         for f, (score, _, box) in best.items():
             if score >= min(args.thresholds):
@@ -324,7 +342,7 @@ def recall(args):
         for thr in args.thresholds:
             v = {f: vecs[f] if best[f][0] >= thr else shipped[f] for f in photos}
             share = np.mean([best[f][0] >= thr for f in photos])
-            r = report(f"{label(path)} box >= {thr} ({share:.2f} cropped), else shipped", v)
+            r = report(f"{label(path)} {args.classes} box >= {thr} ({share:.2f} cropped), else shipped", v)
             tuned.append((r["tuning"][0], r["tuning"][1], thr))
         print(f"   {label(path)}: threshold chosen on the tuning half: {max(tuned)[2]}", flush=True)
     return results
@@ -578,6 +596,8 @@ def main():
     r.add_argument("--model", required=True)
     r.add_argument("--detectors", nargs="+", required=True)
     r.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5])
+    r.add_argument("--classes", default="non-person", choices=["non-person", "animal"],
+                   help="which detections make the box (animal: COCO's bird ... giraffe)")
     a = sub.add_parser("animals")
     a.add_argument("--set", required=True)
     a.add_argument("--samples", required=True)

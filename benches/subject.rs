@@ -13,6 +13,15 @@
 //! animals) pasted on two different real photos; a "tuning" half (the method's parameters were
 //! chosen on it, with benches/subject_eval.py) and a "heldout" half; and Debian libdlib's two dogs
 //! photographed twice each, each shot searching the other shots plus the held-out stored scenes.
+//!
+//! `--set DIR` evaluates another set of the same format (default .cache/eval/subject-set), such as
+//! the animal set (models/animal_eval_set.py: real ANIMAL photos, boxes cut as rectangles, pasted
+//! on two different real backgrounds; no `dogs` there, its dlib dogs are pairs among its animals):
+//!
+//!   scripts/setup-animals.sh && .cache/venv/bin/python models/animal_eval_set.py \
+//!       --animals .cache/eval/animals --eval-dir .cache/eval --samples .cache/samples \
+//!       --wheels .cache/wheels --out .cache/eval/animal-set
+//!   cargo bench --bench subject -- --set .cache/eval/animal-set
 
 mod support;
 
@@ -36,7 +45,10 @@ fn recall(queries: &[&[f32]], gallery: &[&[f32]], targets: &[usize]) -> (f64, f6
 }
 
 fn main() {
-    let set = support::repo(".cache/eval/subject-set");
+    let set = support::repo(&support::arg(
+        "--set",
+        ".cache/eval/subject-set".to_string(),
+    ));
     let meta: Value = serde_json::from_slice(
         &std::fs::read(set.join("set.json"))
             .expect("the subject set (see this file's header for the commands)"),
@@ -52,7 +64,8 @@ fn main() {
         .build()
         .expect("runtime");
     let scenes = meta["scenes"].as_array().expect("scenes");
-    let dogs = meta["dogs"].as_array().expect("dogs");
+    let no_dogs = Vec::new();
+    let dogs = meta["dogs"].as_array().unwrap_or(&no_dogs);
     let files: Vec<&str> = scenes
         .iter()
         .chain(dogs)
@@ -142,6 +155,10 @@ fn main() {
             d1 += r1 / dogs.len() as f64;
             d5 += r5 / dogs.len() as f64;
         }
-        println!("{line}  dogs recall@1 {d1:.2} @5 {d5:.2}");
+        if dogs.is_empty() {
+            println!("{line}");
+        } else {
+            println!("{line}  dogs recall@1 {d1:.2} @5 {d5:.2}");
+        }
     }
 }
