@@ -4,6 +4,7 @@
 //! non-animal real-photo stamps (on grey). Exact cosine search in memory, no database.
 //!
 //!   cargo bench --bench labels
+//!   cargo bench --bench labels -- --detector on     # the animal detector in front (issue 22)
 //!
 //! Prints: species accuracy and the confusion; each animal's breeds; recall@1/@5 of a search by
 //! photo with no species use, the detected species as a filter, and as a boost of several sizes
@@ -17,8 +18,8 @@ use std::io::Cursor;
 use std::path::PathBuf;
 
 use image::{DynamicImage, ImageFormat, RgbaImage};
-use lookalike::imaging::{self, DecodeCaps};
-use lookalike::inference::{Embedder, PhotoLabels, labels_from_logits};
+use lookalike::inference::{PhotoLabels, Priority};
+use lookalike::pipeline::Pipeline;
 use lookalike::reports::Species;
 
 struct Photo {
@@ -35,20 +36,19 @@ fn png(img: &DynamicImage) -> Vec<u8> {
     out.into_inner()
 }
 
-fn run(embedder: &Embedder, img: &DynamicImage) -> (Vec<f32>, PhotoLabels) {
-    let photo = imaging::prepare(&png(img), &embedder.preprocessing(), &DecodeCaps::default())
-        .expect("decodes");
-    let mut out = embedder.infer_batch(&[photo.tensor.view()]).expect("runs");
-    let o = out.remove(0);
-    let labels = labels_from_logits(&o.logits).expect("the model has logits");
-    // The vector the store keeps for a one-run subject method (cam-colour); the whole photo's
-    // for a model without one. (For cam-crop, the first run's pooled vector: not the stored one.)
-    let vector = if o.cam_embedding.is_empty() {
-        o.embedding
-    } else {
-        o.cam_embedding
-    };
-    (vector, labels)
+/// The photo through lookalike's pipeline (the model's subject method; the detector with
+/// `--detector on`): the vector the store keeps and the labels it shows.
+struct Runner {
+    pipeline: Pipeline,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn run(runner: &Runner, img: &DynamicImage) -> (Vec<f32>, PhotoLabels) {
+    let photo = runner
+        .runtime
+        .block_on(runner.pipeline.embed(png(img), Priority::Interactive))
+        .expect("embeds");
+    (photo.embedding, photo.labels.expect("the model has logits"))
 }
 
 fn cache() -> PathBuf {
@@ -167,7 +167,14 @@ fn rank(scores: &[f32], gallery: &[Photo], detected: Species, method: Use, targe
 }
 
 fn main() {
-    let embedder = support::embedder(1, 0);
+    let (_, pipeline) =
+        support::one_at_a_time_of(support::with_detector_arg(support::embedder(1, 0)));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let embedder = Runner { pipeline, runtime };
     let photos = photos();
     let runs: Vec<(Vec<f32>, PhotoLabels)> =
         photos.iter().map(|p| run(&embedder, &p.image)).collect();

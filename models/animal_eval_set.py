@@ -50,10 +50,10 @@ import random
 import sys
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from subject_eval_set import backgrounds, save_jpeg, scene_canvas  # noqa: E402
+from subject_eval_set import backgrounds, paste, save_jpeg, scene_canvas  # noqa: E402
 
 SEED = 2207
 SUBJECT_MIN, SUBJECT_MAX = 0.20, 0.60  # the animal's longer side / the scene's short side
@@ -184,23 +184,6 @@ def cut(image, box, rel):
     return image.crop(box)
 
 
-def paste(rng, canvas, animal):
-    """`animal` at a random place, scale and mirroring on `canvas` (a rectangle, fully opaque)."""
-    w, h = canvas.size
-    frac = rng.uniform(SUBJECT_MIN, SUBJECT_MAX)
-    aw, ah = animal.size
-    k = frac * min(w, h) / max(aw, ah)
-    aw, ah = max(4, round(aw * k)), max(4, round(ah * k))
-    mirror = rng.random() < 0.5
-    a = animal.resize((aw, ah), Image.BICUBIC)
-    if mirror:
-        a = ImageOps.mirror(a)
-    x0, y0 = rng.randint(0, w - aw), rng.randint(0, h - ah)
-    out = canvas.copy()
-    out.paste(a, (x0, y0), a)
-    return out, {"box": [x0, y0, x0 + aw, y0 + ah], "fraction": round(frac, 3), "mirror": mirror}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--animals", required=True, help="scripts/setup-animals.sh's folder")
@@ -233,7 +216,7 @@ def main():
         photo = load(args.animals, rel)
         b1, b2 = rng.sample(range(len(bgs)), 2)
         for role, b, box in (("stored", b1, boxes[0]), ("query", b2, boxes[1])):
-            image, info = paste(rng, scene_canvas(rng, bgs[b][1]), cut(photo, box, rel))
+            image, info = paste(rng, scene_canvas(rng, bgs[b][1]), cut(photo, box, rel), SUBJECT_MIN, SUBJECT_MAX)
             file = f"scenes/{i:03d}-{role}.jpg"
             save_jpeg(image, os.path.join(args.out, file))
             scenes.append({"subject": name, "split": split[i], "role": role, "file": file,

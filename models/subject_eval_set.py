@@ -90,9 +90,11 @@ def scene_canvas(rng, bg):
     return bg.crop((x0, y0, x0 + cw, y0 + ch)).resize((w, h), Image.BICUBIC)
 
 
-def paste(rng, canvas, stamp):
+def paste(rng, canvas, stamp, smallest=SUBJECT_MIN, largest=SUBJECT_MAX):
+    """`stamp` at a random place, scale (its longer side `smallest`..`largest` of the scene's short
+    side) and mirroring on `canvas`, through its alpha (an opaque photo: a rectangle)."""
     w, h = canvas.size
-    frac = rng.uniform(SUBJECT_MIN, SUBJECT_MAX)
+    frac = rng.uniform(smallest, largest)
     sw, sh = stamp.size
     k = frac * min(w, h) / max(sw, sh)
     sw, sh = max(4, round(sw * k)), max(4, round(sh * k))

@@ -70,3 +70,22 @@ npm_tarball() {
   [ "$actual" = "$integrity" ] || die "$package $version: integrity $actual, expected $integrity"
   echo "$tarball"
 }
+
+# Prints the path of Debian package SPEC (name=version) in $CACHE/debs, downloaded with apt-get
+# the first time (pinned: the version asked for, or nothing).
+fetch_deb() {
+  local spec=$1 name=${1%%=*} version=${1#*=} debs="$CACHE/debs"
+  mkdir -p "$debs"
+  local file
+  file=$(ls "$debs/${name}_${version//:/%3a}_"*.deb 2>/dev/null | head -n1 || true)
+  if [ -z "$file" ]; then
+    command -v apt-get >/dev/null || die "apt-get is needed to download $spec"
+    log "downloading $spec (apt)"
+    (cd "$debs" && apt-get download -q "$spec" >/dev/null 2>&1) || {
+      apt-get update -qq >/dev/null 2>&1 || true
+      (cd "$debs" && apt-get download -q "$spec" >/dev/null)
+    }
+    file=$(ls "$debs/${name}_${version//:/%3a}_"*.deb | head -n1)
+  fi
+  echo "$file"
+}

@@ -30,7 +30,6 @@
 source "$(dirname "$0")/common.sh"
 
 DIR="$CACHE/eval/animals"
-DEBS="$CACHE/debs"
 GCOMPRIS_DEB=gcompris-qt-data=3.1-2
 OPENCV_DEB=opencv-doc=4.6.0+dfsg-12
 PALAPELI_DEB=palapeli-data=4:22.12.3-1
@@ -139,22 +138,6 @@ scratch/elephant.gif 14482f0c5f3db044b3930338cf1ce4691be97b2ff585f8037d1c065fdcc
 scratch/squirrel1.png dc7ccbcea973bc362941019f56ee00042de2cdc50269ec1eac870a9ef124c730
 EOF
 
-fetch_deb() {
-  local spec=$1 name=${1%%=*} version=${1#*=}
-  mkdir -p "$DEBS"
-  local file
-  file=$(ls "$DEBS/${name}_${version//:/%3a}_"*.deb 2>/dev/null | head -n1 || true)
-  if [ -z "$file" ]; then
-    command -v apt-get >/dev/null || die "apt-get is needed to download $spec"
-    log "downloading $spec (apt)"
-    (cd "$DEBS" && apt-get download -q "$spec" >/dev/null 2>&1) || {
-      apt-get update -qq >/dev/null 2>&1 || true
-      (cd "$DEBS" && apt-get download -q "$spec" >/dev/null)
-    }
-    file=$(ls "$DEBS/${name}_${version//:/%3a}_"*.deb | head -n1)
-  fi
-  echo "$file"
-}
 
 # Checks every file of the list under folder $1 against its sha256.
 verify() {

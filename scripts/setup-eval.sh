@@ -9,28 +9,11 @@
 source "$(dirname "$0")/common.sh"
 
 DIR="$CACHE/eval"
-DEBS="$CACHE/debs"
 STAMPS_DEB=tuxpaint-stamps-default=2022.06.04-1
 DLIB_DEB=libdlib19.1=19.24+dfsg-1
 # Wheels whose real photos serve as backgrounds (the same pins as the INT8 calibration).
 BACKGROUND_PKGS=(imgaug==0.4.0 matplotlib==3.10.7 scikit-learn==1.7.2 ultralytics==8.3.0)
 
-fetch_deb() {
-  local spec=$1 name=${1%%=*} version=${1#*=}
-  mkdir -p "$DEBS"
-  local file
-  file=$(ls "$DEBS/${name}_${version//:/%3a}_"*.deb 2>/dev/null | head -n1 || true)
-  if [ -z "$file" ]; then
-    command -v apt-get >/dev/null || die "apt-get is needed to download $spec"
-    log "downloading $spec (apt)"
-    (cd "$DEBS" && apt-get download -q "$spec" >/dev/null 2>&1) || {
-      apt-get update -qq >/dev/null 2>&1 || true
-      (cd "$DEBS" && apt-get download -q "$spec" >/dev/null)
-    }
-    file=$(ls "$DEBS/${name}_"*.deb | head -n1)
-  fi
-  echo "$file"
-}
 
 # Extracts dlib's real photos (the 2 dogs photographed twice each, its scenes) into $DIR/dlib.
 extract_dlib() {

@@ -295,16 +295,25 @@ impl ModelManifest {
 
     /// Checks that `bytes` (the model file) hash to the manifest's sha256.
     pub fn verify(&self, model: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
-        let actual = hex::encode(Sha256::digest(bytes));
-        if actual.eq_ignore_ascii_case(&self.sha256) {
-            Ok(())
-        } else {
-            Err(ManifestError::Mismatch {
-                path: model.to_owned(),
-                expected: self.sha256.clone(),
-                actual,
-            })
-        }
+        verify_sha256(model, &self.sha256, bytes)
+    }
+}
+
+/// Checks that `bytes` (the model file at `model`) hash to `expected` (hex sha256).
+pub(crate) fn verify_sha256(
+    model: &Path,
+    expected: &str,
+    bytes: &[u8],
+) -> Result<(), ManifestError> {
+    let actual = hex::encode(Sha256::digest(bytes));
+    if actual.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(ManifestError::Mismatch {
+            path: model.to_owned(),
+            expected: expected.to_owned(),
+            actual,
+        })
     }
 }
 

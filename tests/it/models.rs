@@ -138,10 +138,13 @@ async fn processes_with_different_models_each_embed_only_their_own() {
     drop(new);
 
     // After the upgrade, the old model's vectors, jobs and index are dropped by its operator.
-    let version =
-        lookalike::inference::ModelManifest::load_for(&repo("models/efficientnet_lite0.onnx"))
-            .unwrap()
-            .version;
+    // (The version the process served: the model file's, with the detector in front by default.)
+    let (old_model, _) = &models[0];
+    let version: String = sqlx::query_scalar("SELECT version FROM models WHERE id = $1")
+        .bind(old_model)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     let dropped = run(
         &database,
         &storage,
@@ -154,7 +157,6 @@ async fn processes_with_different_models_each_embed_only_their_own() {
         ],
     );
     assert!(dropped.contains("5 embeddings deleted"), "{dropped}");
-    let (old_model, _) = &models[0];
     for sql in [
         format!("SELECT count(*) FROM embeddings WHERE model_id = {old_model}"),
         format!("SELECT count(*) FROM jobs WHERE model_id = {old_model}"),

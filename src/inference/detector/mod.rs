@@ -169,17 +169,7 @@ impl DetectorManifest {
 
     /// Checks `bytes` (the model file's contents) against the recorded sha256.
     pub fn verify(&self, model: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
-        use sha2::{Digest, Sha256};
-        let actual = hex::encode(Sha256::digest(bytes));
-        if actual.eq_ignore_ascii_case(&self.sha256) {
-            Ok(())
-        } else {
-            Err(ManifestError::Mismatch {
-                path: model.to_owned(),
-                expected: self.sha256.clone(),
-                actual,
-            })
-        }
+        super::manifest::verify_sha256(model, &self.sha256, bytes)
     }
 
     /// The side of the square input in pixels.
