@@ -139,7 +139,7 @@ pub struct DetectorConfig {
 /// Measured (docs/design.md, "Finding the animal").
 pub const DEFAULT_DETECTOR_MIN_SCORE: f32 = 0.1;
 /// Measured (docs/design.md, "Finding the animal").
-pub const DEFAULT_DETECTOR_FULL_SCORE: f32 = 0.4;
+pub const DEFAULT_DETECTOR_FULL_SCORE: f32 = 0.5;
 
 impl DetectorConfig {
     /// No detector: the model alone.

@@ -184,7 +184,7 @@ async fn a_store_without_the_detector_reindexes_for_it_while_it_keeps_answering(
     assert!(
         manifest
             .version
-            .contains("+detector-crop-r2-s10-40+nanodet-224-int8-"),
+            .contains("+detector-crop-r2-s10-50+nanodet-224-int8-"),
         "{}",
         manifest.version
     );
