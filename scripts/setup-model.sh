@@ -62,7 +62,7 @@ if ! matches_manifest "$INT8_MODEL" "$INT8_MANIFEST"; then
   "$VENV/bin/python" "$ROOT/models/quantize_model.py" --fp32 "$MODEL" "${wheel_args[@]}" \
     --check-dir "$samples" --out "$INT8_MODEL" --manifest "$INT8_MANIFEST" >&2
 fi
-# The animal detector (models/nanodet_224_int8.onnx; `serve --detector`, on by default).
+# The animal detector (models/nanodet_224_int8.onnx; `serve --detector true`).
 ensure_venv
 "$(dirname "$0")/setup-detector.sh" >/dev/null
 echo "$MODEL"

@@ -167,8 +167,7 @@ async fn the_default_precision_serves_int8_where_the_cpu_qualifies() {
         .await
         .unwrap();
     let served = gate.model().manifest();
-    // The default serves the animal detector too: the model made of both (issue 22).
-    assert!(config.core.model.detector.enabled);
+    // The model as the store knows it (with the animal detector when it is on, issue 22).
     assert_eq!(
         served.version,
         lookalike::service::served_manifest(&resolved)
