@@ -45,6 +45,8 @@ box). Subcommands:
           harder. Also "animal boxed": the share of the animal scenes whose box has IoU >= 0.5.
   soft    the service's rule (detector-crop-r2: a soft crop between the whole photo and the box, by
           the box's score) on the same material as "animals", the crop's cam_embedding as the vector.
+  scores  the best animal-class score on photos with and without an animal (where the soft crop's
+          least and full scores sit).
   macs    CenterNet (human-models' centernet.json, MobileNetV3, 512 input): its op list and an
           ESTIMATE of its convolutions' multiply-accumulates at other input sizes (not converted,
           not run), beside NanoDet's and Lite0's counted on their ONNX graphs.
@@ -69,6 +71,8 @@ Commands (after the conversions and quantisations in those two scripts' docstrin
   .cache/venv/bin/python benches/detector_eval.py soft --set .cache/eval/subject-set \
       --samples .cache/samples --dlib .cache/eval/dlib --wheels .cache/wheels \
       --model models/efficientnet_lite0.onnx --detector models/nanodet_224_int8.onnx
+  .cache/venv/bin/python benches/detector_eval.py scores --set .cache/eval/subject-set \
+      --samples .cache/samples --detector models/nanodet_224_int8.onnx
   .cache/venv/bin/python benches/detector_eval.py macs \
       --centernet .cache/npm/human-models/package/models/centernet.json \
       --onnx .cache/eval/nanodet_{416,256,224}.onnx models/efficientnet_lite0.onnx
@@ -512,6 +516,38 @@ def soft_recall(args):
     return rows
 
 
+def score_spread(args):
+    """The best animal-class score on photos without an animal (scikit-image's samples but its
+    animals, the subject set's scenes) and with one (the subject set's dog shots, chelsea): the
+    scores the service's least and full scores sit between."""
+    others = [k for k in range(80) if k not in qd.ANIMALS]
+    det = qd.session(args.detector)
+    with open(os.path.join(args.set, "set.json")) as f:
+        meta = json.load(f)
+
+    def best(path):
+        sc, bx = qd.run(det, se.decoded(Image.open(path).convert("RGB"), qd.input_size(det)))
+        return qd.best_box(sc, bx, exclude=others)[0]
+
+    samples = sorted(os.path.join(args.samples, n) for n in os.listdir(args.samples)
+                     if n.lower().endswith((".png", ".jpg", ".jpeg")))
+    groups = {
+        "no animal: scikit-image samples": [p for p in samples if not any(
+            a in p for a in ("chelsea", "cat", "dog", "horse", "quokka"))],
+        "no animal: subject set scenes": [os.path.join(args.set, s["file"]) for s in meta["scenes"]][:200],
+        "an animal: subject set dog shots": [os.path.join(args.set, s["file"]) for s in meta["dogs"]],
+        "an animal: chelsea": [os.path.join(args.samples, "chelsea.png")],
+    }
+    rows = []
+    for name, paths in groups.items():
+        v = np.array([best(p) for p in paths])
+        q = np.quantile(v, [0.1, 0.5, 0.9])
+        print(f"{name:<36} n={len(v):<4} p10/p50/p90 {q[0]:.3f}/{q[1]:.3f}/{q[2]:.3f}  "
+              f"share >= 0.1/0.3/0.5 {(v >= .1).mean():.2f}/{(v >= .3).mean():.2f}/{(v >= .5).mean():.2f}", flush=True)
+        rows.append({"group": name, "n": len(v), "p10": q[0], "p50": q[1], "p90": q[2]})
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 def tfjs_macs(path, size):
     """Multiply-accumulates of a TFJS graph's convolutions at input size x size (an estimate: the
@@ -614,15 +650,18 @@ def main():
         sc.add_argument(name, required=True)
     sc.add_argument("--scores", nargs="+", default=["0:0", "0.1:0.4", "0.05:0.3", "0.15:0.5", "0:0.3", "0.1:0.25"],
                     help="LEAST:FULL score pairs")
+    sp = sub.add_parser("scores")
+    for name in ("--set", "--samples", "--detector"):
+        sp.add_argument(name, required=True)
     m = sub.add_parser("macs")
     m.add_argument("--centernet", required=True, help="human-models' centernet.json")
     m.add_argument("--sizes", type=int, nargs="+", default=[512, 256, 224])
     m.add_argument("--onnx", nargs="+", default=[], help="ONNX graphs to compare (fp32)")
-    for p in (t, b, r, a, sc, m):
+    for p in (t, b, r, a, sc, sp, m):
         p.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     out = {"time": timing, "boxes": boxes, "recall": recall, "animals": animal_recall, "soft": soft_recall,
-           "macs": macs}[args.cmd](args)
+           "scores": score_spread, "macs": macs}[args.cmd](args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -167,13 +167,7 @@ fn rank(scores: &[f32], gallery: &[Photo], detected: Species, method: Use, targe
 }
 
 fn main() {
-    let (_, pipeline) =
-        support::one_at_a_time_of(support::with_detector_arg(support::embedder(1, 0)));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (_, pipeline, runtime) = support::recall_pipeline(0);
     let embedder = Runner { pipeline, runtime };
     let photos = photos();
     let runs: Vec<(Vec<f32>, PhotoLabels)> =

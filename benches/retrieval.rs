@@ -119,13 +119,7 @@ fn embed(runtime: &tokio::runtime::Runtime, pipeline: &Pipeline, bytes: &[u8]) -
 }
 
 fn main() {
-    let (_, pipeline) =
-        support::one_at_a_time_of(support::with_detector_arg(support::embedder(1, 0)));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (_, pipeline, runtime) = support::recall_pipeline(0);
     let embed = |bytes: &[u8]| embed(&runtime, &pipeline, bytes);
     let originals: Vec<DynamicImage> = support::real_photos::REAL_PHOTOS
         .iter()

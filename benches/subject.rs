@@ -54,15 +54,8 @@ fn main() {
             .expect("the subject set (see this file's header for the commands)"),
     )
     .expect("set.json");
-    let embedder = support::embedder(1, support::arg("--threads", 2));
-    let runner = support::with_detector_arg(embedder);
-    let model = runner.manifest().clone();
-    let (gate, pipeline) = support::one_at_a_time_of(runner);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (gate, pipeline, runtime) = support::recall_pipeline(support::arg("--threads", 2));
+    let model = gate.model().manifest().clone();
     let scenes = meta["scenes"].as_array().expect("scenes");
     let no_dogs = Vec::new();
     let dogs = meta["dogs"].as_array().unwrap_or(&no_dogs);

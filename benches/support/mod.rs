@@ -246,6 +246,18 @@ pub fn with_detector_arg(embedder: Embedder) -> Arc<dyn BatchRunner> {
     )
 }
 
+/// The path the recall benches measure: the model with `intra_threads` threads (`--detector
+/// on`: the detector in front), one run at a time, and a runtime of 2 threads to drive it.
+pub fn recall_pipeline(intra_threads: usize) -> (Gate, Pipeline, tokio::runtime::Runtime) {
+    let (gate, pipeline) = one_at_a_time_of(with_detector_arg(embedder(1, intra_threads)));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    (gate, pipeline, runtime)
+}
+
 /// As [`one_at_a_time`], for any model behind the gate.
 pub fn one_at_a_time_of(runner: Arc<dyn BatchRunner>) -> (Gate, Pipeline) {
     let gate = Gate::new(

@@ -56,9 +56,9 @@ pub struct DetectingRunner {
 }
 
 impl DetectingRunner {
-    /// `embedder` with `detector` in front; refused when the embedder's manifest cannot carry a
-    /// detector (see [`ModelManifest::with_detector`]).
-    /// Scores as [`ModelManifest::with_detector`] takes them: `(least, full)`.
+    /// `embedder` with `detector` in front, its scores `(least, full)` as
+    /// [`ModelManifest::with_detector`] takes them; refused when the embedder's manifest cannot
+    /// carry a detector.
     pub fn new(
         embedder: Arc<dyn BatchRunner>,
         detector: Detector,

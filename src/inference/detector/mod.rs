@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use image::RgbImage;
-use ndarray::{Array4, ArrayView3, Axis};
+use ndarray::{Array4, ArrayView3, ArrayView4, Axis};
 use ort::session::Session;
 use serde::Deserialize;
 
@@ -223,7 +223,7 @@ impl Detector {
         let detector = Detector { manifest, sessions };
         let side = detector.manifest.side() as usize;
         detector
-            .run(Array4::zeros((1, 3, side, side)), 1, 1)
+            .run(Array4::zeros((1, 3, side, side)).view(), 1, 1)
             .map_err(|e| DetectorError::Contract {
                 path: model.to_owned(),
                 message: e.to_string(),
@@ -245,8 +245,8 @@ impl Detector {
         width: u32,
         height: u32,
     ) -> Result<Option<Detection>, DetectorError> {
-        let x = input_tensor(resampled, &self.manifest.input)?.insert_axis(ndarray::Axis(0));
-        self.run(x, width, height)
+        let x = input_tensor(resampled, &self.manifest.input)?;
+        self.run(x.view().insert_axis(Axis(0)), width, height)
     }
 
     /// The best animal box of each prepared input (`[3, S, S]`, [`input_tensor`]), in fractions
@@ -257,18 +257,18 @@ impl Detector {
     ) -> Result<Vec<Option<Detection>>, DetectorError> {
         inputs
             .iter()
-            .map(|x| self.run(x.to_owned().insert_axis(Axis(0)), 1, 1))
+            .map(|x| self.run(x.insert_axis(Axis(0)), 1, 1))
             .collect()
     }
 
     fn run(
         &self,
-        batch: Array4<f32>,
+        batch: ArrayView4<'_, f32>,
         width: u32,
         height: u32,
     ) -> Result<Option<Detection>, DetectorError> {
         let run_error = |e: ort::Error| DetectorError::Run(e.to_string());
-        let input = ort::value::TensorRef::from_array_view(batch.view()).map_err(run_error)?;
+        let input = ort::value::TensorRef::from_array_view(batch).map_err(run_error)?;
         // Callers hold a gate permit per run and there are as many sessions as permits, so a free
         // session exists; blocking on the first is only a fallback for callers outside the gate.
         let mut session = self
